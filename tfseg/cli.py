@@ -1,0 +1,78 @@
+"""The ``tfseg`` command: a thin layer over the Python API.
+
+Each verb lives in ``tfseg/commands/<verb>.py`` with two functions:
+``register(subparsers)`` adds its parser, ``run(args) -> int`` does the work by
+calling the API. This module only dispatches and turns errors into one line.
+
+Exit codes: 0 success, 2 bad input (:class:`tfseg.errors.TfsegError`, argparse
+errors), 1 an unexpected internal error (one line; ``TFSEG_DEBUG=1`` shows the
+traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+
+VERBS = ("train", "evaluate", "predict", "export", "inspect", "prepare")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse's own convention)
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tfseg import __version__
+
+    parser = _Parser(
+        prog="tfseg",
+        description="Semantic segmentation with Keras 3: train, evaluate, predict, export, inspect, prepare.",
+    )
+    parser.add_argument("--version", action="version", version=f"tfseg {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    sub.required = True
+    for verb in VERBS:
+        importlib.import_module(f"tfseg.commands.{verb}").register(sub)
+    return parser
+
+
+def _quiet_tensorflow():
+    # TensorFlow's C++ start-up chatter is noise to a CLI user.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1"))
+
+
+def main(argv=None) -> int:
+    _quiet_tensorflow()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from tfseg.errors import TfsegError
+
+    try:
+        code = args.run(args)
+        return 0 if code is None else int(code)
+    except TfsegError as err:
+        print(f"tfseg {args.verb}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"tfseg {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the last line of defence for CLI users
+        if os.environ.get("TFSEG_DEBUG"):
+            traceback.print_exc()
+        else:
+            print(
+                f"tfseg {args.verb}: internal error: {type(err).__name__}: {err} "
+                "(set TFSEG_DEBUG=1 for the traceback)",
+                file=sys.stderr,
+            )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

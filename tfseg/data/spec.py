@@ -1,0 +1,75 @@
+"""The SOURCE grammar, parsed once (CLI ``--data``, ``load_dataset``, notebooks).
+
+=====================  ====================================================
+``synthetic[:N]``      built-in procedural lesions (default N below)
+``ph2:PATH``           the PH2 archive as unpacked
+``mads:PATH``          the MADS full-body set as unpacked
+``folder:PATH``        ``PATH/images/*`` + ``PATH/masks/*`` matched by stem
+``tfrecord:PATH``      shards written by ``tfseg prepare``
+``tfds:NAME[/CONFIG]`` a TFDS dataset with an image and a segmentation mask
+=====================  ====================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from tfseg.errors import TfsegError
+
+KINDS = ("synthetic", "ph2", "mads", "folder", "tfrecord", "tfds")
+DEFAULT_SYNTHETIC_COUNT = 1000
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A parsed SOURCE string.
+
+    Attributes:
+        kind: one of :data:`KINDS`.
+        path: the PATH part for file sources, else ``None``.
+        name: the TFDS ``NAME[/CONFIG]`` for ``tfds``, else ``None``.
+        count: the number of samples for ``synthetic``, else ``None``.
+        text: the original string, for messages.
+    """
+
+    kind: str
+    path: Optional[str] = None
+    name: Optional[str] = None
+    count: Optional[int] = None
+    text: str = ""
+
+    def __str__(self):
+        return self.text
+
+
+def parse_source(source) -> SourceSpec:
+    """Parse a SOURCE string; a :class:`SourceSpec` passes through unchanged.
+
+    Raises:
+        TfsegError: one line naming the string and the accepted forms.
+    """
+    if isinstance(source, SourceSpec):
+        return source
+    text = str(source).strip()
+    kind, sep, rest = text.partition(":")
+    kind = kind.lower()
+    forms = "synthetic[:N], ph2:PATH, mads:PATH, folder:PATH, tfrecord:PATH, tfds:NAME[/CONFIG]"
+    if kind not in KINDS:
+        raise TfsegError(f"data source {text!r}: unknown kind {kind!r}; expected one of {forms}")
+    if kind == "synthetic":
+        if not sep:
+            return SourceSpec("synthetic", count=DEFAULT_SYNTHETIC_COUNT, text=text)
+        try:
+            count = int(rest)
+        except ValueError:
+            count = 0
+        if count < 3:
+            raise TfsegError(f"data source {text!r}: N must be an integer >= 3 (train, val and test need one each)")
+        return SourceSpec("synthetic", count=count, text=text)
+    if not rest:
+        what = "NAME[/CONFIG]" if kind == "tfds" else "PATH"
+        raise TfsegError(f"data source {text!r}: missing {what} after '{kind}:'")
+    if kind == "tfds":
+        return SourceSpec("tfds", name=rest, text=text)
+    return SourceSpec(kind, path=rest, text=text)
