@@ -1,0 +1,301 @@
+"""Dice-family losses against NumPy references; mixed precision; gradients; .keras round trip."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfseg import losses
+from tfseg.config import LOSSES
+from tfseg.errors import ConfigError
+from tfseg.losses import (
+    BCEDiceLoss,
+    CategoricalDiceLoss,
+    CCEDiceLoss,
+    CrossEntropyLoss,
+    DiceLoss,
+    FocalLoss,
+    FocalTverskyLoss,
+    TverskyLoss,
+    get_loss,
+)
+from tfseg.metrics import IoU, Dice
+
+TOL = 1e-5
+EPS = 1e-7
+HIGH = float(np.float32(1 - EPS))  # the upper clip as float32 represents it (0.99999988)
+
+
+# --------------------------------------------------------------------------
+# NumPy references (float64)
+# --------------------------------------------------------------------------
+def np_soft_dice(t, p, s=1.0):
+    return 1 - (2 * np.sum(p * t) + s) / (np.sum(p) + np.sum(t) + s)
+
+
+def np_bce(t, p):
+    p = np.clip(p, EPS, HIGH)
+    return -np.mean(t * np.log(p) + (1 - t) * np.log(1 - p))
+
+
+def np_tversky_index(t, p, alpha, beta, s=1.0):
+    tp, fp, fn = np.sum(p * t), np.sum(p * (1 - t)), np.sum((1 - p) * t)
+    return (tp + s) / (tp + alpha * fp + beta * fn + s)
+
+
+def binary_data(seed, shape=(4, 16, 16, 1)):
+    rng = np.random.default_rng(seed)
+    y_true = (rng.uniform(size=shape) < 0.3).astype("float32")
+    y_true[0] = 0.0  # an empty mask
+    y_pred = rng.uniform(0.01, 0.99, size=shape).astype("float32")
+    return y_true, y_pred
+
+
+def categorical_data(seed, classes=3, shape=(3, 8, 8)):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, classes, size=shape + (1,)).astype("int32")
+    logits = rng.normal(size=shape + (classes,))
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    return ids, probs.astype("float32"), logits.astype("float32")
+
+
+def as_float(x):
+    return np.asarray(keras.ops.convert_to_numpy(x), dtype="float64")
+
+
+# --------------------------------------------------------------------------
+# Binary losses
+# --------------------------------------------------------------------------
+def test_dice_and_bce_dice_on_float16_8x512x512_are_finite_and_match_numpy():
+    rng = np.random.default_rng(0)
+    y_true = (rng.uniform(size=(8, 512, 512, 1)) < 0.4).astype("float16")
+    y_pred = rng.uniform(size=(8, 512, 512, 1)).astype("float16")
+    with np.errstate(over="ignore"):  # what a float16 reduction would produce
+        assert np.isinf(np.sum(y_pred, dtype="float16"))
+    t, p = y_true.astype("float64"), y_pred.astype("float64")
+    dice = float(DiceLoss()(y_true, y_pred))
+    both = float(BCEDiceLoss()(y_true, y_pred))
+    assert np.isfinite(dice) and np.isfinite(both)
+    # the function form gets the float16 tensor itself (a Loss object casts before calling it)
+    assert float(losses.dice_loss(y_true, y_pred)[0]) == pytest.approx(dice, abs=TOL)
+    assert dice == pytest.approx(np_soft_dice(t, p), abs=TOL)
+    assert both == pytest.approx(np_bce(t, p) + np_soft_dice(t, p), abs=TOL)
+
+
+def test_dice_loss_per_image_and_global_match_numpy():
+    y_true, y_pred = binary_data(1)
+    t, p = y_true.astype("float64"), y_pred.astype("float64")
+    per_image = np.mean([np_soft_dice(a, b) for a, b in zip(t, p)])
+    assert float(DiceLoss(per_image=True)(y_true, y_pred)) == pytest.approx(per_image, abs=TOL)
+    assert float(DiceLoss(smooth=0.5)(y_true, y_pred)) == pytest.approx(np_soft_dice(t, p, 0.5), abs=TOL)
+    per_sample = as_float(losses.dice_loss(y_true, y_pred, per_image=True))
+    assert per_sample == pytest.approx([np_soft_dice(a, b) for a, b in zip(t, p)], abs=TOL)
+
+
+def test_dice_loss_of_empty_truth_and_empty_prediction_is_zero():
+    zeros = np.zeros((2, 8, 8, 1), "float32")
+    assert float(DiceLoss(per_image=True)(zeros, zeros)) == 0.0
+
+
+def test_bce_dice_weights_and_logits():
+    y_true, y_pred = binary_data(2)
+    t, p = y_true.astype("float64"), y_pred.astype("float64")
+    weighted = float(BCEDiceLoss(bce_weight=0.3, dice_weight=2.0)(y_true, y_pred))
+    assert weighted == pytest.approx(0.3 * np_bce(t, p) + 2.0 * np_soft_dice(t, p), abs=TOL)
+    logits = np.log(y_pred / (1 - y_pred))
+    from_logits = float(BCEDiceLoss(from_logits=True)(y_true, logits))
+    assert from_logits == pytest.approx(float(BCEDiceLoss()(y_true, y_pred)), abs=1e-4)
+
+
+def test_tversky_and_focal_tversky_match_numpy():
+    y_true, y_pred = binary_data(3)
+    t, p = y_true.astype("float64"), y_pred.astype("float64")
+    index = np_tversky_index(t, p, 0.3, 0.7)
+    assert float(TverskyLoss()(y_true, y_pred)) == pytest.approx(1 - index, abs=TOL)
+    assert float(FocalTverskyLoss()(y_true, y_pred)) == pytest.approx((1 - index) ** 0.75, abs=TOL)
+    # alpha = beta = 0.5 with smooth s / 2 is the Dice loss with smooth s
+    assert float(TverskyLoss(0.5, 0.5, smooth=0.5)(y_true, y_pred)) == pytest.approx(np_soft_dice(t, p), abs=TOL)
+
+
+def test_focal_loss_matches_numpy():
+    y_true, y_pred = binary_data(4)
+    t, p = y_true.astype("float64"), np.clip(y_pred.astype("float64"), EPS, HIGH)
+    p_t = np.where(t == 1, p, 1 - p)
+    alpha_t = np.where(t == 1, 0.25, 0.75)
+    expected = np.mean(-alpha_t * (1 - p_t) ** 2 * np.log(p_t))
+    assert float(FocalLoss()(y_true, y_pred)) == pytest.approx(expected, abs=TOL)
+
+
+def test_binary_cross_entropy_class_weights_weigh_pixels_by_true_class():
+    y_true, y_pred = binary_data(5)
+    t, p = y_true.astype("float64"), np.clip(y_pred.astype("float64"), EPS, HIGH)
+    w = np.where(t == 1, 3.0, 0.5)
+    expected = np.mean(-w * (t * np.log(p) + (1 - t) * np.log(1 - p)))
+    assert float(CrossEntropyLoss(class_weights=[0.5, 3.0])(y_true, y_pred)) == pytest.approx(expected, abs=TOL)
+    assert float(CrossEntropyLoss()(y_true, y_pred)) == pytest.approx(
+        float(keras.losses.BinaryCrossentropy()(y_true, y_pred)), abs=TOL)
+
+
+# --------------------------------------------------------------------------
+# Categorical losses
+# --------------------------------------------------------------------------
+def np_categorical_dice(ids, probs, classes, chosen, weights=None, s=1.0):
+    one_hot = np.eye(classes)[ids[..., 0]]
+    per_class = np.array([np_soft_dice(one_hot[..., c], probs[..., c], s) for c in chosen])
+    weights = np.ones(len(chosen)) if weights is None else np.asarray(weights)[list(chosen)]
+    return np.sum(per_class * weights) / np.sum(weights)
+
+
+@pytest.mark.parametrize("include_background", [True, False])
+def test_categorical_dice_matches_numpy_with_ids_and_one_hot_targets(include_background):
+    ids, probs, _ = categorical_data(6)
+    chosen = range(0 if include_background else 1, 3)
+    expected = np_categorical_dice(ids, probs.astype("float64"), 3, chosen)
+    loss = CategoricalDiceLoss(num_classes=3, include_background=include_background)
+    assert float(loss(ids, probs)) == pytest.approx(expected, abs=TOL)
+    one_hot = np.eye(3, dtype="float32")[ids[..., 0]]
+    assert float(loss(one_hot, probs)) == pytest.approx(expected, abs=TOL)
+
+
+def test_cce_dice_with_class_weights_and_logits_matches_numpy():
+    ids, probs, logits = categorical_data(7)
+    weights = [0.2, 1.0, 3.0]
+    p = probs.astype("float64")
+    one_hot = np.eye(3)[ids[..., 0]]
+    cce = np.mean(np.sum(-one_hot * np.log(np.clip(p, EPS, 1)), -1) * np.asarray(weights)[ids[..., 0]])
+    expected = cce + np_categorical_dice(ids, p, 3, range(3), weights)
+    loss = CCEDiceLoss(num_classes=3, class_weights=weights)
+    assert float(loss(ids, probs)) == pytest.approx(expected, abs=TOL)
+    from_logits = CCEDiceLoss(num_classes=3, class_weights=weights, from_logits=True)
+    assert float(from_logits(ids, logits)) == pytest.approx(expected, abs=1e-4)
+    assert float(CrossEntropyLoss(num_classes=3)(ids, probs)) == pytest.approx(
+        float(keras.losses.SparseCategoricalCrossentropy()(ids, probs)), abs=TOL)
+
+
+def test_categorical_focal_matches_numpy():
+    ids, probs, _ = categorical_data(8)
+    p = np.clip(probs.astype("float64"), EPS, HIGH)
+    one_hot = np.eye(3)[ids[..., 0]]
+    expected = np.mean(np.sum(-0.25 * one_hot * (1 - p) ** 2 * np.log(p), -1))
+    assert float(FocalLoss(num_classes=3)(ids, probs)) == pytest.approx(expected, abs=TOL)
+
+
+# --------------------------------------------------------------------------
+# Gradients and mixed precision
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("loss", [DiceLoss(), BCEDiceLoss(), TverskyLoss(), FocalTverskyLoss(), DiceLoss(per_image=True)])
+def test_loss_decreases_toward_the_truth_with_finite_gradients(loss):
+    y_true, y_pred = binary_data(9)
+    values = []
+    for step in np.linspace(0.0, 1.0, 5):
+        x = tf.Variable((1 - step) * y_pred + step * y_true)
+        with tf.GradientTape() as tape:
+            value = loss(y_true, x)
+        grad = tape.gradient(value, x).numpy()
+        assert np.all(np.isfinite(grad))
+        values.append(float(value))
+    assert all(a > b for a, b in zip(values, values[1:])), values
+
+
+def test_mixed_float16_fit_step_has_no_nan():
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        inputs = keras.Input((128, 128, 3))
+        hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+        # the output stays float16 on purpose: the loss and metrics must cast it themselves
+        outputs = keras.layers.Conv2D(1, 1, activation="sigmoid")(hidden)
+        model = keras.Model(inputs, outputs)
+        assert model.output.dtype == "float16"
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=BCEDiceLoss(), metrics=[Dice(), IoU()])
+        rng = np.random.default_rng(10)
+        x = rng.uniform(size=(8, 128, 128, 3)).astype("float32")
+        y = (x[..., :1] > 0.5).astype("float32")  # 8x128x128 = 131072 pixels: float16 sums would overflow
+        history = model.fit(x, y, batch_size=8, epochs=2, verbose=0).history
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    for key in ("loss", "dice", "iou"):
+        assert all(np.isfinite(history[key])), history
+    assert keras.mixed_precision.global_policy().name == previous.name
+
+
+# --------------------------------------------------------------------------
+# Serialization, names
+# --------------------------------------------------------------------------
+def test_keras_round_trip_of_a_compiled_model_and_history_keys(tmp_path):
+    inputs = keras.Input((16, 16, 3), name="images")
+    hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid", name="probabilities")(hidden)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss=BCEDiceLoss(dice_weight=2.0, per_image=True),
+                  metrics=[Dice(), IoU(per_image=True)])
+    rng = np.random.default_rng(11)
+    x = rng.uniform(size=(6, 16, 16, 3)).astype("float32")
+    y = (x[..., :1] > 0.5).astype("float32")
+    history = model.fit(x, y, validation_data=(x[:2], y[:2]), batch_size=3, epochs=1, verbose=0).history
+    assert {"loss", "dice", "iou", "val_loss", "val_dice", "val_iou"} <= set(history)
+
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)  # no custom_objects: registered names suffice
+    assert isinstance(loaded.loss, BCEDiceLoss) and loaded.loss.get_config() == model.loss.get_config()
+    before = model.evaluate(x, y, verbose=0, return_dict=True)
+    after = loaded.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(after) == set(before)
+    for key in before:
+        assert after[key] == pytest.approx(before[key], abs=TOL)
+
+
+@pytest.mark.parametrize("loss", [
+    DiceLoss(smooth=0.1, per_image=True),
+    CategoricalDiceLoss(num_classes=4, class_weights=[1, 2, 3, 4], include_background=False),
+    BCEDiceLoss(bce_weight=0.5, from_logits=True),
+    CCEDiceLoss(num_classes=3, cce_weight=2.0),
+    FocalLoss(gamma=1.5, alpha=0.4),
+    TverskyLoss(alpha=0.6, beta=0.4, num_classes=3),
+    FocalTverskyLoss(gamma=0.5),
+    CrossEntropyLoss(num_classes=1, class_weights=[1.0, 5.0]),
+])
+def test_loss_config_round_trip(loss):
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert type(clone) is type(loss) and clone.get_config() == loss.get_config()
+    assert keras.saving.get_registered_object(f"tfseg>{type(loss).__name__}") is type(loss)
+
+
+def test_function_forms_are_registered_and_usable_in_compile():
+    config = keras.saving.serialize_keras_object(losses.bce_dice_loss)
+    assert keras.saving.deserialize_keras_object(config) is losses.bce_dice_loss
+    y_true, y_pred = binary_data(12)
+    assert float(np.mean(as_float(losses.bce_dice_loss(y_true, y_pred)))) == pytest.approx(
+        float(BCEDiceLoss()(y_true, y_pred)), abs=TOL)
+
+
+@pytest.mark.parametrize("num_classes", [1, 3])
+def test_get_loss_knows_every_config_name(num_classes):
+    ids, probs, _ = categorical_data(13)
+    y_true, y_pred = binary_data(13)
+    for name in LOSSES:
+        if num_classes == 1 and name.startswith("cce"):
+            with pytest.raises(ConfigError, match="num-classes"):
+                get_loss(name, num_classes)
+            continue
+        loss = get_loss(name, num_classes)
+        value = loss(ids, probs) if num_classes > 1 else loss(y_true, y_pred)
+        assert isinstance(loss, keras.losses.Loss) and np.isfinite(float(value))
+
+
+def test_get_loss_unknown_name_lists_choices():
+    with pytest.raises(ConfigError, match="choose one of bce_dice, dice, bce"):
+        get_loss("hinge")
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: DiceLoss(smooth=-1), "smooth"),
+    (lambda: CategoricalDiceLoss(num_classes=1), "num_classes"),
+    (lambda: CCEDiceLoss(num_classes=3, class_weights=[1, 2]), "class_weights"),
+    (lambda: TverskyLoss(alpha=-0.1), "alpha"),
+    (lambda: DiceLoss(class_weights=[1, 2]), "num_classes > 1"),
+])
+def test_bad_loss_options_raise_config_error(make, words):
+    with pytest.raises(ConfigError, match=words):
+        make()

@@ -1,0 +1,388 @@
+"""Dice/IoU/... metrics and boundary distances against independent NumPy references."""
+
+import doctest
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from tfseg import boundary, losses, metrics
+from tfseg.errors import ConfigError, TfsegError
+from tfseg.metrics import (
+    IoU,
+    Dice,
+    FBeta,
+    PixelAccuracy,
+    Precision,
+    Recall,
+    default_metrics,
+    dice_score,
+    iou_score,
+)
+
+TOL = 1e-5
+
+
+# --------------------------------------------------------------------------
+# NumPy references (written from the definitions, not from tfseg's code)
+# --------------------------------------------------------------------------
+def np_f1(t, p):
+    """F1 of boolean arrays; 1 when both are empty."""
+    tp, fp, fn = np.sum(t & p), np.sum(~t & p), np.sum(t & ~p)
+    return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+def np_jaccard(t, p):
+    union = np.sum(t | p)
+    return 1.0 if union == 0 else np.sum(t & p) / union
+
+
+def binary_batches(seed, n_batches=3, batch=4, size=16):
+    """Random probability maps and masks; image 0 of each batch is empty in both truth and prediction,
+    image 1 has an empty truth but a predicted blob."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_batches):
+        density = rng.uniform(0.1, 0.6, size=(batch, 1, 1, 1))
+        y_true = (rng.uniform(size=(batch, size, size, 1)) < density).astype("float32")
+        y_pred = rng.uniform(0.0, 1.0, size=(batch, size, size, 1)).astype("float32")
+        y_true[0], y_pred[0] = 0.0, rng.uniform(0.0, 0.4, size=(size, size, 1))
+        y_true[1] = 0.0
+        out.append((y_true, y_pred))
+    return out
+
+
+def multiclass_batches(seed, classes=4, n_batches=3, batch=3, size=12, void=None):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_batches):
+        ids = rng.integers(0, classes, size=(batch, size, size, 1)).astype("int32")
+        if void is not None:
+            ids[rng.uniform(size=ids.shape) < 0.2] = void
+        logits = rng.normal(size=(batch, size, size, classes)) + 2.0 * np.eye(classes)[np.clip(ids[..., 0], 0, classes - 1)]
+        probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        out.append((ids, probs.astype("float32")))
+    return out
+
+
+def run_metric(metric, batches):
+    for y_true, y_pred in batches:
+        metric.update_state(y_true, y_pred)
+    return float(metric.result())
+
+
+# --------------------------------------------------------------------------
+# Binary
+# --------------------------------------------------------------------------
+def test_global_binary_dice_and_iou_equal_f1_and_jaccard_of_all_pixels():
+    batches = binary_batches(0)
+    t = np.concatenate([b[0] for b in batches]) > 0.5
+    p = np.concatenate([b[1] for b in batches]) >= 0.5
+    assert run_metric(Dice(), batches) == pytest.approx(np_f1(t, p), abs=TOL)
+    assert run_metric(IoU(), batches) == pytest.approx(np_jaccard(t, p), abs=TOL)
+
+
+def test_iou_equals_keras_binary_iou():
+    batches = binary_batches(1)
+    ours, theirs = IoU(), keras.metrics.BinaryIoU(target_class_ids=[1], threshold=0.5)
+    for y_true, y_pred in batches:
+        ours.update_state(y_true, y_pred)
+        theirs.update_state(y_true, y_pred)
+    assert float(ours.result()) == pytest.approx(float(theirs.result()), abs=TOL)
+
+
+@pytest.mark.parametrize("metric_class, reference", [(Dice, np_f1), (IoU, np_jaccard)])
+def test_per_image_mean_matches_numpy_loop_with_empty_mask_convention(metric_class, reference):
+    batches = binary_batches(2)
+    expected = [reference(t > 0.5, p >= 0.5) for y_true, y_pred in batches for t, p in zip(y_true, y_pred)]
+    assert expected[0] == 1.0 and expected[1] == 0.0  # empty/empty scores 1, empty truth + prediction 0
+    assert run_metric(metric_class(per_image=True), batches) == pytest.approx(np.mean(expected), abs=TOL)
+
+
+def test_global_empty_truth_and_empty_prediction_scores_one():
+    zeros = np.zeros((2, 8, 8, 1), "float32")
+    assert run_metric(Dice(), [(zeros, zeros)]) == 1.0
+    assert run_metric(IoU(per_image=True), [(zeros, zeros)]) == 1.0
+
+
+def test_result_is_zero_before_update_and_after_reset():
+    metric = Dice()
+    assert float(metric.result()) == 0.0
+    run_metric(metric, binary_batches(3))
+    metric.reset_state()
+    assert float(metric.result()) == 0.0
+    batches = binary_batches(4, n_batches=1)
+    t, p = batches[0][0] > 0.5, batches[0][1] >= 0.5
+    assert run_metric(metric, batches) == pytest.approx(np_f1(t, p), abs=TOL)
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.3, 0.8])
+def test_from_logits_thresholds_sigmoid_of_logits(threshold):
+    batches = binary_batches(5)
+    logit_batches = [(t, np.log(p / (1 - p))) for t, p in batches]
+    t = np.concatenate([b[0] for b in batches]) > 0.5
+    p = np.concatenate([b[1] for b in batches]) >= threshold
+    got = run_metric(Dice(threshold=threshold, from_logits=True), logit_batches)
+    assert got == pytest.approx(np_f1(t, p), abs=TOL)
+
+
+def test_targets_0_255_and_without_channel_axis():
+    (y_true, y_pred), = binary_batches(6, n_batches=1)
+    expected = np_f1(y_true > 0.5, y_pred >= 0.5)
+    assert run_metric(Dice(), [(255 * y_true, y_pred)]) == pytest.approx(expected, abs=TOL)
+    assert run_metric(Dice(), [(y_true[..., 0], y_pred)]) == pytest.approx(expected, abs=TOL)
+
+
+def test_float16_inputs_give_the_float32_result_where_float16_sums_overflow():
+    rng = np.random.default_rng(7)
+    y_true = (rng.uniform(size=(8, 512, 512, 1)) < 0.4).astype("float32")
+    y_pred = rng.uniform(size=(8, 512, 512, 1)).astype("float32")
+    with np.errstate(over="ignore"):  # float16 sums of these masks are inf: the bug this guards against
+        assert np.isinf(np.sum(y_true.astype("float16"), dtype="float16"))
+    for metric_class in (Dice, IoU):
+        f32 = run_metric(metric_class(), [(y_true, y_pred)])
+        f16 = run_metric(metric_class(), [(y_true.astype("float16"), y_pred.astype("float16"))])
+        t, p16 = y_true > 0.5, y_pred.astype("float16") >= 0.5  # thresholds see float16-rounded values
+        reference = (np_f1 if metric_class is Dice else np_jaccard)(t, p16)
+        assert f16 == pytest.approx(reference, abs=TOL)
+        assert f16 == pytest.approx(f32, abs=1e-3)  # only rounding of p near 0.5 differs
+
+
+def test_precision_recall_fbeta_pixel_accuracy_match_numpy():
+    batches = binary_batches(8)
+    t = np.concatenate([b[0] for b in batches]) > 0.5
+    p = np.concatenate([b[1] for b in batches]) >= 0.5
+    tp, fp, fn, tn = (np.sum(x) for x in (t & p, ~t & p, t & ~p, ~t & ~p))
+    beta2 = 4.0
+    assert run_metric(Precision(), batches) == pytest.approx(tp / (tp + fp), abs=TOL)
+    assert run_metric(Recall(), batches) == pytest.approx(tp / (tp + fn), abs=TOL)
+    expected_f2 = (1 + beta2) * tp / ((1 + beta2) * tp + beta2 * fn + fp)
+    assert run_metric(FBeta(beta=2.0), batches) == pytest.approx(expected_f2, abs=TOL)
+    assert run_metric(PixelAccuracy(), batches) == pytest.approx((tp + tn) / t.size, abs=TOL)
+    assert run_metric(FBeta(beta=1.0), batches) == pytest.approx(run_metric(Dice(), batches), abs=TOL)
+
+
+def test_binary_class_ids_zero_and_one_average_background_and_foreground():
+    batches = binary_batches(9)
+    t = np.concatenate([b[0] for b in batches]) > 0.5
+    p = np.concatenate([b[1] for b in batches]) >= 0.5
+    expected = (np_f1(t, p) + np_f1(~t, ~p)) / 2
+    assert run_metric(Dice(class_ids=[0, 1]), batches) == pytest.approx(expected, abs=TOL)
+
+
+def test_sample_weight_is_per_pixel_and_zero_weight_equals_removing_pixels():
+    (y_true, y_pred), = binary_batches(10, n_batches=1)
+    rng = np.random.default_rng(10)
+    keep = rng.uniform(size=y_true.shape) < 0.7
+    metric = Dice()
+    metric.update_state(y_true, y_pred, sample_weight=keep.astype("float32"))
+    assert float(metric.result()) == pytest.approx(np_f1((y_true > 0.5)[keep], (y_pred >= 0.5)[keep]), abs=TOL)
+    # a per-image weight [B] scales every count of that image
+    weights = np.array([0.0, 1.0, 2.0, 1.0], "float32")
+    t, p = y_true > 0.5, y_pred >= 0.5
+    tp, fp, fn = (np.sum(weights[:, None, None, None] * x) for x in (t & p, ~t & p, t & ~p))
+    metric = Dice()
+    metric.update_state(y_true, y_pred, sample_weight=weights)
+    assert float(metric.result()) == pytest.approx(2 * tp / (2 * tp + fp + fn), abs=TOL)
+
+
+def test_per_image_skips_images_with_no_valid_pixel():
+    (y_true, y_pred), = binary_batches(11, n_batches=1)
+    weights = np.array([1.0, 0.0, 1.0, 1.0], "float32")  # image 1 (empty truth, a prediction) is dropped
+    metric = Dice(per_image=True)
+    metric.update_state(y_true, y_pred, sample_weight=weights)
+    expected = np.mean([np_f1(y_true[i] > 0.5, y_pred[i] >= 0.5) for i in (0, 2, 3)])
+    assert float(metric.result()) == pytest.approx(expected, abs=TOL)
+
+
+# --------------------------------------------------------------------------
+# Multi-class
+# --------------------------------------------------------------------------
+def np_macro(reference, batches, classes, chosen, void=None, per_image=False):
+    ids = np.concatenate([b[0] for b in batches])[..., 0]
+    pred = np.concatenate([b[1] for b in batches]).argmax(-1)
+    valid = np.ones_like(ids, bool) if void is None else ids != void
+    if per_image:
+        return np.mean([
+            np.mean([reference((i == c)[v], (q == c)[v]) for c in chosen])
+            for i, q, v in zip(ids, pred, valid)
+        ])
+    return np.mean([reference((ids == c)[valid], (pred == c)[valid]) for c in chosen])
+
+
+@pytest.mark.parametrize("include_background", [True, False])
+@pytest.mark.parametrize("per_image", [False, True])
+def test_multiclass_macro_dice_matches_numpy_per_class_loop(include_background, per_image):
+    batches = multiclass_batches(12)
+    chosen = range(0 if include_background else 1, 4)
+    expected = np_macro(np_f1, batches, 4, chosen, per_image=per_image)
+    metric = Dice(num_classes=4, include_background=include_background, per_image=per_image)
+    assert run_metric(metric, batches) == pytest.approx(expected, abs=TOL)
+
+
+def test_multiclass_ignore_class_excludes_its_pixels_from_every_count():
+    batches = multiclass_batches(13, void=255)
+    expected_dice = np_macro(np_f1, batches, 4, range(4), void=255)
+    expected_iou = np_macro(np_jaccard, batches, 4, range(1, 4), void=255)
+    assert run_metric(Dice(num_classes=4, ignore_class=255), batches) == pytest.approx(expected_dice, abs=TOL)
+    iou = IoU(num_classes=4, ignore_class=255, include_background=False)
+    assert run_metric(iou, batches) == pytest.approx(expected_iou, abs=TOL)
+
+
+def test_ignore_class_inside_the_label_range_is_left_out_of_the_mean():
+    batches = multiclass_batches(14, classes=4)
+    expected = np_macro(np_f1, batches, 4, [0, 1, 3], void=2)
+    assert run_metric(Dice(num_classes=4, ignore_class=2), batches) == pytest.approx(expected, abs=TOL)
+
+
+def test_multiclass_one_hot_targets_equal_id_targets_and_class_ids_select():
+    batches = multiclass_batches(15)
+    one_hot = [(np.eye(4, dtype="float32")[ids[..., 0]], probs) for ids, probs in batches]
+    assert run_metric(Dice(num_classes=4), one_hot) == pytest.approx(run_metric(Dice(num_classes=4), batches), abs=TOL)
+    expected = np_macro(np_jaccard, batches, 4, [2, 3])
+    assert run_metric(IoU(num_classes=4, class_ids=[2, 3]), batches) == pytest.approx(expected, abs=TOL)
+
+
+def test_multiclass_pixel_accuracy_is_fraction_of_correct_pixels():
+    batches = multiclass_batches(16)
+    ids = np.concatenate([b[0] for b in batches])[..., 0]
+    pred = np.concatenate([b[1] for b in batches]).argmax(-1)
+    assert run_metric(PixelAccuracy(num_classes=4), batches) == pytest.approx(np.mean(ids == pred), abs=TOL)
+    fg = ids != 0
+    no_bg = PixelAccuracy(num_classes=4, include_background=False)
+    assert run_metric(no_bg, batches) == pytest.approx(np.mean(ids[fg] == pred[fg]), abs=TOL)
+
+
+# --------------------------------------------------------------------------
+# Functions, config, errors, backends
+# --------------------------------------------------------------------------
+def test_score_functions_accept_single_images_and_batches():
+    (y_true, y_pred), = binary_batches(17, n_batches=1)
+    t, p = y_true[2, ..., 0], y_pred[2, ..., 0]
+    assert dice_score(t, p) == pytest.approx(np_f1(t > 0.5, p >= 0.5), abs=TOL)
+    assert iou_score(t[..., None], p[..., None]) == pytest.approx(np_jaccard(t > 0.5, p >= 0.5), abs=TOL)
+    assert dice_score(y_true, y_pred, per_image=True) == pytest.approx(run_metric(Dice(per_image=True), [(y_true, y_pred)]), abs=TOL)
+
+
+@pytest.mark.parametrize("metric", [
+    Dice(per_image=True, threshold=0.3),
+    IoU(num_classes=3, ignore_class=255, include_background=False),
+    Precision(class_ids=[0, 1]),
+    Recall(from_logits=True),
+    FBeta(beta=0.5, num_classes=4),
+    PixelAccuracy(num_classes=2),
+])
+def test_config_round_trip_and_registration(metric):
+    config = metric.get_config()
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(metric))
+    assert type(clone) is type(metric) and clone.get_config() == config
+    assert keras.saving.get_registered_object(f"tfseg>{type(metric).__name__}") is type(metric)
+
+
+def test_default_metrics_names():
+    assert [m.name for m in default_metrics()] == ["dice", "iou"]
+    assert all(m.num_classes == 3 for m in default_metrics(3))
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: Dice(threshold=1.5), "threshold"),
+    (lambda: Dice(num_classes=0), "num_classes"),
+    (lambda: IoU(num_classes=3, class_ids=[3]), "class_ids"),
+    (lambda: FBeta(beta=0), "beta"),
+    (lambda: Dice(num_classes=2, class_ids=[0], include_background=False), "no class"),
+])
+def test_bad_arguments_raise_config_error(make, words):
+    with pytest.raises(ConfigError, match=words):
+        make()
+
+
+def test_channel_mismatch_names_the_fix():
+    with pytest.raises(ConfigError, match="num_classes=3"):
+        Dice().update_state(np.zeros((1, 4, 4, 1)), np.zeros((1, 4, 4, 3)))
+
+
+@pytest.mark.parametrize("module", [metrics, losses, boundary])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_metrics_and_losses_run_under_jax_without_tensorflow():
+    code = textwrap.dedent("""
+        import sys, numpy as np
+        from tfseg.metrics import Dice
+        from tfseg.losses import BCEDiceLoss
+        t = np.array([1, 1, 0, 0], "float32").reshape(1, 2, 2, 1)
+        p = np.array([0.9, 0.2, 0.6, 0.1], "float32").reshape(1, 2, 2, 1)
+        m = Dice(); m.update_state(t, p)
+        print(float(m.result()), float(BCEDiceLoss()(t, p)), "tensorflow" in sys.modules)
+    """)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    dice, loss, tf_loaded = out.stdout.split()
+    bce = -np.mean(np.log([0.9, 0.2, 0.4, 0.9]))
+    soft_dice = 1 - (2 * 1.1 + 1) / (1.8 + 2 + 1)
+    assert float(dice) == pytest.approx(0.5, abs=TOL)  # TP=1, FP=1, FN=1
+    assert float(loss) == pytest.approx(bce + soft_dice, abs=TOL)
+    assert tf_loaded == "False"
+
+
+# --------------------------------------------------------------------------
+# Boundary distances
+# --------------------------------------------------------------------------
+def np_edges(mask):
+    """Boundary by explicit loops: a foreground pixel with a 4-neighbour outside the mask or the image."""
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    for r, c in zip(*np.nonzero(mask)):
+        for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+            rr, cc = r + dr, c + dc
+            if not (0 <= rr < h and 0 <= cc < w) or not mask[rr, cc]:
+                out[r, c] = True
+    return out
+
+
+def np_surface_distances(pred, true, spacing):
+    a, b = np.argwhere(np_edges(pred)) * spacing, np.argwhere(np_edges(true)) * spacing
+    pair = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+    return np.concatenate([pair.min(1), pair.min(0)])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_boundary_metrics_match_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(5, 24, size=2))
+    pred = rng.uniform(size=shape) < rng.uniform(0.1, 0.7)
+    true = rng.uniform(size=shape) < rng.uniform(0.1, 0.7)
+    pred[0, 0] = true[-1, -1] = True  # never empty
+    spacing = np.array([1.0, 1.0]) if seed % 2 else np.array([0.7, 1.9])
+    distances = np_surface_distances(pred, true, spacing)
+    assert boundary.hausdorff95(pred, true, spacing) == pytest.approx(np.percentile(distances, 95), abs=TOL)
+    assert boundary.mean_surface_distance(pred, true, spacing) == pytest.approx(distances.mean(), abs=TOL)
+    assert boundary.hausdorff_distance(pred, true, 100, spacing) == pytest.approx(distances.max(), abs=TOL)
+
+
+def test_boundary_of_solid_shapes_and_full_mask():
+    disk = np.add.outer((np.arange(15) - 7) ** 2, (np.arange(15) - 7) ** 2) <= 25
+    assert np.array_equal(boundary.boundary_mask(disk), np_edges(disk))
+    full = np.ones((6, 6), bool)
+    assert np.array_equal(boundary.boundary_mask(full), np_edges(full))
+    assert boundary.hausdorff95(full, full) == 0.0
+
+
+def test_boundary_empty_mask_conventions_and_errors():
+    empty, dot = np.zeros((8, 8)), np.zeros((8, 8))
+    dot[3, 3] = 255  # {0, 255} masks are foreground > 0.5
+    assert boundary.hausdorff95(empty, empty) == 0.0
+    assert boundary.mean_surface_distance(empty, empty) == 0.0
+    assert boundary.hausdorff95(dot, empty) == np.inf
+    assert boundary.mean_surface_distance(empty, dot) == np.inf
+    with pytest.raises(TfsegError, match="same shape"):
+        boundary.hausdorff95(np.zeros((4, 4)), np.zeros((4, 5)))
+    with pytest.raises(TfsegError, match="spacing"):
+        boundary.hausdorff95(dot, dot, spacing=(1.0, 0.0))
