@@ -1,13 +1,73 @@
-"""`tfseg export` (placeholder until its issue lands)."""
+"""`tfseg export`: a `.keras` model (or a run folder) -> SavedModel / TFLite / ONNX.
+
+Each export is run once against the Keras model on seeded random images at the
+model's input size, and the largest absolute difference of the probabilities is
+printed, so a broken conversion shows up at export time, not in production.
+"""
+
+from __future__ import annotations
+
+import os
 
 from tfseg.errors import TfsegError
 
 
 def register(subparsers):
-    parser = subparsers.add_parser("export", help="export (not yet available)")
+    parser = subparsers.add_parser(
+        "export",
+        help="export a model for serving: SavedModel (TF Serving), TFLite or ONNX",
+        description="Export a .keras model (or a run folder's model.keras). saved_model: --out is the "
+                    "TF Serving model base path and the model goes to --out/<version>; tflite/onnx: "
+                    "--out is a folder (-> model[_QUANTIZE].tflite / model.onnx) or a file name.",
+    )
+    parser.add_argument("--model", required=True, metavar="PATH", help="model.keras file or RUN_DIR")
+    parser.add_argument("--out", required=True, metavar="DIR", help="export folder (or .tflite/.onnx file)")
+    parser.add_argument("--version", type=int, default=None, metavar="N",
+                        help="SavedModel version folder (default: next free number, from 1)")
+    parser.add_argument("--format", default="saved_model", choices=("saved_model", "tflite", "onnx"))
+    parser.add_argument("--quantize", default="none", choices=("none", "float16", "dynamic"),
+                        help="TFLite weight quantization (default: none = float32)")
+    parser.add_argument("--threshold", type=float, default=0.5, metavar="T",
+                        help="binary mask threshold baked into the SavedModel's 'mask' output (default 0.5)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing version or file")
     parser.set_defaults(run=run)
     return parser
 
 
 def run(args):
-    raise TfsegError("'tfseg export' is not available yet")
+    from tfseg import export
+    from tfseg.inference import load_keras_model, resolve_model_path
+
+    if args.quantize != "none" and args.format != "tflite":
+        raise TfsegError(f"--quantize {args.quantize}: only applies to --format tflite")
+    if args.version is not None and args.format != "saved_model":
+        raise TfsegError(f"--version {args.version}: only applies to --format saved_model")
+    kind, path = resolve_model_path(args.model)
+    if kind != "keras":
+        raise TfsegError(f"--model {args.model}: export needs a .keras model (or a run folder with model.keras), "
+                         f"found a {kind}")
+    model = load_keras_model(path)
+
+    if args.format == "saved_model":
+        written = export.export_saved_model(model, args.out, version=args.version, overwrite=args.overwrite,
+                                            threshold=args.threshold)
+        diff, what = export.saved_model_max_abs_diff(model, written), "SavedModel serving_default"
+    elif args.format == "tflite":
+        suffix = "" if args.quantize == "none" else f"_{args.quantize}"
+        written = export.export_tflite(model, _file_path(args.out, f"model{suffix}.tflite"),
+                                       quantize=args.quantize, overwrite=args.overwrite)
+        diff, what = export.tflite_max_abs_diff(model, written), f"TFLite ({args.quantize})"
+    else:
+        written = export.export_onnx(model, _file_path(args.out, "model.onnx"), overwrite=args.overwrite)
+        diff, what = export.onnx_max_abs_diff(model, written), "ONNX (onnxruntime)"
+    height, width = export.model_input_size(model)
+    print(f"exported {written}")
+    print(f"check: max |{what} - Keras| probability = {diff:.3g} on 2 random {height}x{width} images")
+    return 0
+
+
+def _file_path(out: str, default_name: str) -> str:
+    # --out may name the file itself or the folder to put it in.
+    if out.endswith((".tflite", ".onnx")):
+        return out
+    return os.path.join(out, default_name)

@@ -1,13 +1,85 @@
-"""`tfseg predict` (placeholder until its issue lands)."""
+"""`tfseg predict`: masks and outline overlays for image files, at their original sizes."""
 
-from tfseg.errors import TfsegError
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+from tfseg.errors import DataError, TfsegError
 
 
 def register(subparsers):
-    parser = subparsers.add_parser("predict", help="predict (not yet available)")
+    parser = subparsers.add_parser(
+        "predict",
+        help="predict masks for images: <stem>_mask.png and <stem>_overlay.png",
+        description="Predict with a model.keras, a run folder, a SavedModel (version or base folder) or a "
+                    ".tflite file. Writes <stem>_mask.png (0/255 for one class, class ids otherwise) and "
+                    "<stem>_overlay.png (predicted outline in red) at each image's original size.",
+    )
+    parser.add_argument("--model", required=True, metavar="PATH",
+                        help="model.keras | RUN_DIR | SavedModel folder | model.tflite")
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
+    parser.add_argument("--out", default="predictions", metavar="DIR", help="output folder (default: predictions)")
+    parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per model call (default 8)")
+    parser.add_argument("--threshold", type=float, default=0.5, metavar="T",
+                        help="binary mask = probability >= T (default 0.5)")
     parser.set_defaults(run=run)
     return parser
 
 
 def run(args):
-    raise TfsegError("'tfseg predict' is not available yet")
+    import numpy as np
+
+    from tfseg.export import check_threshold
+    from tfseg.inference import list_images, load_predictor, predict_images, read_image
+    from tfseg.viz import outline_overlay
+
+    check_threshold(args.threshold)
+    if args.batch_size < 1:
+        raise TfsegError(f"--batch-size {args.batch_size}: must be a positive integer")
+    paths = list_images(args.inputs)
+    _check_unique_stems(paths)
+    predictor = load_predictor(args.model)
+    os.makedirs(args.out, exist_ok=True)
+    show_progress = any(os.path.isdir(item) for item in args.inputs)
+    done = 0
+    for path, probabilities, mask in predict_images(predictor, paths, args.batch_size, args.threshold):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        binary = probabilities.shape[-1] == 1
+        _write_png(os.path.join(args.out, f"{stem}_mask.png"), mask * 255 if binary else mask)
+        overlay = outline_overlay(read_image(path), mask > 0, color=(255, 0, 0), width=1)
+        _write_png(os.path.join(args.out, f"{stem}_overlay.png"), np.asarray(overlay, dtype=np.uint8))
+        done += 1
+        if show_progress and (done % args.batch_size == 0 or done == len(paths)):
+            print(f"predict: {done}/{len(paths)} images", file=sys.stderr, flush=True)
+    print(f"wrote {done} mask(s) and overlay(s) to {args.out} ({predictor.kind} model {predictor.path})")
+    return 0
+
+
+def _check_unique_stems(paths):
+    # a.png and a.jpg (or two folders with the same names) would overwrite each other's outputs.
+    seen, clashes = {}, []
+    for path in paths:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in seen:
+            clashes.append((path, f"same output name '{stem}_mask.png' as {seen[stem]}"))
+        seen.setdefault(stem, path)
+    if clashes:
+        raise DataError(f"{len(clashes)} input(s) would overwrite another's outputs; predict them separately", clashes)
+
+
+def _write_png(path, array):
+    from PIL import Image
+
+    handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
+    os.close(handle)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(temp, 0o666 & ~mask)  # mkstemp creates 0600; outputs should be readable like any file
+    try:
+        Image.fromarray(array).save(temp, format="PNG")
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.remove(temp)

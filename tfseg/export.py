@@ -1,0 +1,429 @@
+"""Export a trained model: SavedModel for TF Serving, TFLite, ONNX.
+
+The SavedModel carries its own pre- and post-processing, so a client sends raw
+pixels (or encoded files) of any size and gets masks of that size back:
+
+``serving_default``
+    input ``images`` uint8 ``[batch, height, width, 3]`` (any height/width) ->
+    ``probabilities`` float32 ``[batch, height, width, classes]`` and
+    ``mask`` uint8 ``[batch, height, width]``.
+``serving_bytes``
+    input ``image_bytes`` string ``[batch]`` of encoded PNG/JPEG/BMP/GIF (what
+    TF Serving's REST API receives as ``{"b64": ...}``) -> the same
+    ``probabilities`` and ``mask`` at each image's original size, plus
+    ``height`` and ``width`` int32 ``[batch]``. A dense batch tensor must be
+    rectangular, so a batch of images of different sizes comes back padded to
+    the largest height and width: image ``i`` is
+    ``probabilities[i, :height[i], :width[i]]`` and the padding is 0 (mask 0).
+    A batch of one (the usual REST request) is exactly the image's size.
+
+Inside the graph: ``x = resize_bilinear(float32(images), model_size) / 255``,
+``p = model(x)`` (cast to float32, so a ``mixed_float16`` model serves float32),
+``p = resize_bilinear(p, (height, width))``; the mask is ``p[..., 0] >= threshold``
+for one class, ``argmax(p, -1)`` otherwise. The SavedModel needs TensorFlow only:
+no tfseg import and no custom objects to load or serve.
+
+Every writer is atomic: a SavedModel version is built in a temporary folder
+inside ``export_dir`` and renamed into place; a TFLite/ONNX file is written to a
+temporary file and renamed. An interrupted export leaves the previous version
+as it was.
+
+Example:
+    >>> import keras
+    >>> from tfseg.export import export_saved_model
+    >>> inputs = keras.Input((32, 32, 3), name="images")
+    >>> outputs = keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs)
+    >>> path = export_saved_model(keras.Model(inputs, outputs), "/tmp/tfseg_doc_export", overwrite=True)
+    >>> import tensorflow as tf, numpy as np
+    >>> serve = tf.saved_model.load(path).signatures["serving_default"]
+    >>> serve(images=tf.zeros([1, 123, 321, 3], tf.uint8))["mask"].shape
+    TensorShape([1, 123, 321])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import tempfile
+import warnings
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from tfseg.errors import ConfigError, TfsegError
+
+SERVING_DEFAULT = "serving_default"
+SERVING_BYTES = "serving_bytes"
+QUANTIZE_CHOICES = ("none", "float16", "dynamic")
+
+# ---------------------------------------------------------------------------
+# Pre/post-processing shared by the SavedModel graph and tfseg.inference.
+# ---------------------------------------------------------------------------
+
+
+def model_input_size(model) -> Tuple[int, int]:
+    """``(height, width)`` the model takes; raises :class:`TfsegError` if not fixed."""
+    if len(model.inputs) != 1:
+        raise TfsegError(f"model {model.name!r}: export needs a single image input, found {len(model.inputs)}")
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4 or shape[-1] != 3 or shape[1] is None or shape[2] is None:
+        raise TfsegError(
+            f"model {model.name!r}: input shape {shape} is not [batch, height, width, 3] "
+            "with a fixed height and width"
+        )
+    return int(shape[1]), int(shape[2])
+
+
+def model_num_classes(model) -> int:
+    """Channels of the model's output (1 = binary, sigmoid)."""
+    return int(model.outputs[0].shape[-1])
+
+
+def preprocess(images, size):
+    """uint8 ``[b, h, w, 3]`` -> float32 ``[b, H, W, 3]`` in [0, 1] at ``size`` (bilinear)."""
+    resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
+    return resized / 255.0
+
+
+def probabilities_to_mask(probabilities, threshold: float = 0.5):
+    """Class ids uint8 ``[..., h, w]`` from probabilities ``[..., h, w, C]``.
+
+    One channel: ``1 where p >= threshold else 0``; several: ``argmax`` over classes.
+    """
+    if probabilities.shape[-1] == 1:
+        return tf.cast(probabilities[..., 0] >= threshold, tf.uint8)
+    return tf.cast(tf.argmax(probabilities, axis=-1), tf.uint8)
+
+
+def check_threshold(threshold: float) -> float:
+    """``threshold`` as a float in (0, 1), else :class:`ConfigError`."""
+    value = float(threshold)
+    if not 0.0 < value < 1.0:
+        raise ConfigError(f"--threshold {threshold!r}: must be in (0, 1)")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# SavedModel
+# ---------------------------------------------------------------------------
+
+
+def serving_functions(model, threshold: float = 0.5) -> Dict[str, tuple]:
+    """``{signature name: (python function, input signature)}`` of the two endpoints."""
+    threshold = check_threshold(threshold)
+    size = model_input_size(model)
+    num_classes = model_num_classes(model)
+
+    def probabilities_at_model_size(inputs):
+        # float32 out even when the model computes in float16/bfloat16.
+        return tf.cast(model(inputs, training=False), tf.float32)
+
+    def serve_images(images):
+        height_width = tf.shape(images)[1:3]
+        probabilities = probabilities_at_model_size(preprocess(images, size))
+        probabilities = tf.image.resize(probabilities, height_width, method="bilinear")
+        return {"probabilities": probabilities, "mask": probabilities_to_mask(probabilities, threshold)}
+
+    def decode(data):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image.set_shape([None, None, 3])
+        return preprocess(image[tf.newaxis], size)[0], tf.shape(image)[:2]
+
+    def serve_bytes(image_bytes):
+        inputs, sizes = tf.map_fn(
+            decode,
+            image_bytes,
+            fn_output_signature=(tf.TensorSpec([*size, 3], tf.float32), tf.TensorSpec([2], tf.int32)),
+        )
+        probabilities = probabilities_at_model_size(inputs)
+        out_height, out_width = tf.reduce_max(sizes[:, 0]), tf.reduce_max(sizes[:, 1])
+
+        def restore(args):
+            image_probabilities, height_width = args
+            resized = tf.image.resize(image_probabilities[tf.newaxis], height_width, method="bilinear")[0]
+            padding = [[0, out_height - height_width[0]], [0, out_width - height_width[1]], [0, 0]]
+            return tf.pad(resized, padding)
+
+        probabilities = tf.map_fn(
+            restore, (probabilities, sizes), fn_output_signature=tf.TensorSpec([None, None, num_classes], tf.float32)
+        )
+        return {
+            "probabilities": probabilities,
+            "mask": probabilities_to_mask(probabilities, threshold),
+            "height": sizes[:, 0],
+            "width": sizes[:, 1],
+        }
+
+    return {
+        SERVING_DEFAULT: (serve_images, [tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]),
+        SERVING_BYTES: (serve_bytes, [tf.TensorSpec([None], tf.string, name="image_bytes")]),
+    }
+
+
+def next_version(export_dir: str) -> int:
+    """1 + the largest integer-named folder in ``export_dir`` (1 when there is none)."""
+    if not os.path.isdir(export_dir):
+        return 1
+    versions = [int(name) for name in os.listdir(export_dir) if name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def check_version(version) -> int:
+    """``version`` as a positive int, else :class:`ConfigError` (TF Serving loads numbered folders)."""
+    text = str(version).strip()
+    if isinstance(version, bool) or not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"--version {version!r}: must be a positive integer (TF Serving loads numbered folders)")
+    return int(text)
+
+
+def export_saved_model(model, export_dir, version: Optional[int] = None, overwrite: bool = False,
+                       threshold: float = 0.5) -> str:
+    """Write ``model`` as a TF Serving SavedModel in ``export_dir/<version>``.
+
+    Args:
+        model: a functional Keras model, input ``[batch, H, W, 3]`` float32 in [0, 1],
+            output probabilities ``[batch, H, W, C]`` (sigmoid for C=1, softmax otherwise).
+        export_dir: the model base path TF Serving watches (created if missing).
+        version: positive integer folder name; ``None`` -> :func:`next_version`.
+        overwrite: replace an existing ``export_dir/<version>``; without it that is an error.
+        threshold: binary masks are ``probability >= threshold`` (ignored for C > 1).
+
+    Returns:
+        The path of the version folder.
+
+    Raises:
+        TfsegError: the version exists and ``overwrite`` is False, ``export_dir`` is a
+            file, or the model does not have a fixed ``[H, W, 3]`` input.
+
+    Example:
+        >>> path = export_saved_model(model, "exports/lesions")          # doctest: +SKIP
+        >>> path
+        'exports/lesions/1'
+    """
+    export_dir = os.fspath(export_dir)
+    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+        raise TfsegError(f"--out {export_dir}: exists and is not a folder")
+    version = next_version(export_dir) if version is None else check_version(version)
+    target = os.path.join(export_dir, str(version))
+    if os.path.exists(target) and not overwrite:
+        raise TfsegError(f"{target} already exists; pass --overwrite (overwrite=True) to replace it")
+
+    archive = keras_export_archive(model, threshold)
+    os.makedirs(export_dir, exist_ok=True)
+    # A non-numeric name inside export_dir: TF Serving ignores it while it is written.
+    staging = tempfile.mkdtemp(prefix=".tmp-export-", dir=export_dir)
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the version from a serving user
+    try:
+        with _quiet_stdout():
+            archive.write_out(staging, verbose=False)
+        _publish_folder(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def keras_export_archive(model, threshold: float = 0.5):
+    """A ``keras.export.ExportArchive`` with the ``serving_default`` and ``serving_bytes`` endpoints."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    # No archive.track(model): endpoints capture the variables they use, and with
+    # Keras 3.15 + TF 2.21 track() stores every weight a second time (2x the size).
+    for name, (function, signature) in serving_functions(model, threshold).items():
+        archive.add_endpoint(name, function, input_signature=signature)
+    return archive
+
+
+def _publish_folder(staging: str, target: str) -> None:
+    """Rename the complete ``staging`` folder to ``target``.
+
+    An existing ``target`` is moved aside, the new one renamed in, then the old one
+    deleted; if renaming the new one fails, the old one is put back.
+    """
+    if not os.path.exists(target):
+        os.rename(staging, target)
+        return
+    parent, name = os.path.split(target)
+    retired = tempfile.mkdtemp(prefix=f".old-{name}-", dir=parent)
+    os.rename(target, os.path.join(retired, name))
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(os.path.join(retired, name), target)  # put the previous version back
+        raise
+    finally:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    # tf.saved_model.save / the TFLite converter print progress a CLI user does not need.
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        yield
+
+
+# ---------------------------------------------------------------------------
+# TFLite and ONNX (the bare model: float32 [batch, H, W, 3] in [0, 1] -> probabilities)
+# ---------------------------------------------------------------------------
+
+
+def export_tflite(model, path, quantize: Optional[str] = None, overwrite: bool = False) -> str:
+    """Write ``model`` as a ``.tflite`` file (the bare model, no resizing).
+
+    The file's input is float32 ``[batch, H, W, 3]`` in [0, 1] (batch 1 by default;
+    ``Interpreter.resize_tensor_input`` changes it), its output the probabilities.
+
+    Args:
+        model: the Keras model.
+        path: the ``.tflite`` file to write (atomically).
+        quantize: ``None``/``"none"`` float32 weights; ``"float16"`` float16 weights
+            (half the size); ``"dynamic"`` int8 weights with dynamic-range activations
+            (a quarter of the size, the least accurate).
+        overwrite: replace an existing file.
+
+    Returns:
+        ``path``.
+    """
+    quantize = "none" if quantize is None else str(quantize).lower()
+    if quantize not in QUANTIZE_CHOICES:
+        raise ConfigError(f"--quantize {quantize!r}: choose one of {', '.join(QUANTIZE_CHOICES)}")
+    options = {}
+    if quantize != "none":
+        options["optimizations"] = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        options["target_spec"] = {"supported_types": [tf.float16]}
+    signature = [tf.TensorSpec([None, *model_input_size(model), 3], tf.float32, name="images")]
+    return _write_file_atomically(
+        path, ".tflite", overwrite,
+        lambda temp: model.export(temp, format="litert", input_signature=signature, verbose=False, **options),
+    )
+
+
+def export_onnx(model, path, overwrite: bool = False, opset: Optional[int] = None) -> str:
+    """Write ``model`` as an ``.onnx`` file (the bare model, no resizing), via tf2onnx.
+
+    Input ``images`` float32 ``[batch, H, W, 3]`` in [0, 1], output ``probabilities``.
+    Needs the optional extra ``pip install 'tfseg[onnx]'`` (tf2onnx, onnxruntime).
+    """
+    missing = [name for name in ("tf2onnx", "onnx") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise TfsegError(
+            f"ONNX export needs {', '.join(missing)}: pip install 'tfseg[onnx]' (tf2onnx, onnxruntime)"
+        )
+    signature = [tf.TensorSpec([None, *model_input_size(model), 3], tf.float32, name="images")]
+
+    def write(temp):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf2onnx's numpy-2 deprecation chatter
+            model.export(temp, format="onnx", input_signature=signature, verbose=False, opset_version=opset)
+        _rename_onnx_output(temp, "probabilities")
+
+    return _write_file_atomically(path, ".onnx", overwrite, write)
+
+
+def _rename_onnx_output(path: str, new_name: str) -> None:
+    # tf2onnx names the output after the graph's Identity op; users look for "probabilities".
+    import onnx
+
+    graph_model = onnx.load(path)
+    old_name = graph_model.graph.output[0].name
+    for node in graph_model.graph.node:
+        node.output[:] = [new_name if name == old_name else name for name in node.output]
+    graph_model.graph.output[0].name = new_name
+    onnx.save(graph_model, path)
+
+
+def _write_file_atomically(path, suffix: str, overwrite: bool, write) -> str:
+    path = os.fspath(path)
+    if not path.endswith(suffix):
+        raise TfsegError(f"--out {path}: the file name must end with {suffix}")
+    if os.path.exists(path) and not overwrite:
+        raise TfsegError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it")
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=parent)
+    os.close(handle)
+    os.chmod(temp, 0o666 & ~_umask())  # mkstemp's 0600 is not what a user expects of an export
+    try:
+        with _quiet_stdout():
+            write(temp)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.remove(temp)
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Checks: each export against the Keras model it came from
+# ---------------------------------------------------------------------------
+
+
+def sample_images(model, batch_size: int = 2, seed: int = 0) -> np.ndarray:
+    """Seeded random uint8 images ``[batch_size, H, W, 3]`` at the model's input size."""
+    height, width = model_input_size(model)
+    return np.random.default_rng(seed).integers(0, 256, (batch_size, height, width, 3), dtype=np.uint8)
+
+
+def keras_probabilities(model, images: np.ndarray) -> np.ndarray:
+    """The Keras model's float32 probabilities for uint8 ``images`` at its input size."""
+    return np.asarray(model(images.astype(np.float32) / 255.0, training=False), dtype=np.float32)
+
+
+def saved_model_max_abs_diff(model, path: str, images: Optional[np.ndarray] = None) -> float:
+    """max |serving_default probabilities - Keras probabilities| on model-sized images."""
+    images = sample_images(model) if images is None else images
+    serve = tf.saved_model.load(path).signatures[SERVING_DEFAULT]
+    served = serve(images=tf.constant(images))["probabilities"].numpy()
+    return float(np.max(np.abs(served - keras_probabilities(model, images))))
+
+
+def tflite_probabilities(interpreter, inputs: np.ndarray) -> np.ndarray:
+    """Run a TFLite interpreter (or ``.tflite`` path) on float32 ``inputs`` ``[b, H, W, 3]`` in one call."""
+    if isinstance(interpreter, (str, os.PathLike)):
+        interpreter = tflite_interpreter(os.fspath(interpreter))
+    source = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(source["index"], list(inputs.shape))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(source["index"], inputs.astype(np.float32))
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).astype(np.float32)
+
+
+def tflite_interpreter(path: str, num_threads: Optional[int] = None):
+    """A TFLite interpreter: ``ai_edge_litert`` when installed, else ``tf.lite.Interpreter``."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+            return tf.lite.Interpreter(model_path=path, num_threads=num_threads)
+    return Interpreter(model_path=path, num_threads=num_threads)
+
+
+def tflite_max_abs_diff(model, path: str, images: Optional[np.ndarray] = None) -> float:
+    """max |TFLite probabilities - Keras probabilities| on model-sized images."""
+    images = sample_images(model) if images is None else images
+    served = tflite_probabilities(path, images.astype(np.float32) / 255.0)
+    return float(np.max(np.abs(served - keras_probabilities(model, images))))
+
+
+def onnx_max_abs_diff(model, path: str, images: Optional[np.ndarray] = None) -> float:
+    """max |onnxruntime probabilities - Keras probabilities| on model-sized images."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise TfsegError("checking an ONNX export needs onnxruntime: pip install 'tfseg[onnx]'")
+    import onnxruntime
+
+    images = sample_images(model) if images is None else images
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    served = session.run(["probabilities"], {"images": images.astype(np.float32) / 255.0})[0]
+    return float(np.max(np.abs(served - keras_probabilities(model, images))))

@@ -1,0 +1,293 @@
+"""Predict masks for image files with a ``model.keras``, a SavedModel or a ``.tflite``.
+
+Every kind of model goes through the same steps as the SavedModel's serving
+graph (:mod:`tfseg.export`): decode with ``tf.io.decode_image`` (3 channels,
+uint8), resize bilinearly to the model's input size, scale to [0, 1], predict,
+resize the probabilities back to the image's own size (bilinear), threshold
+(binary) or argmax (multi-class). Images of different sizes share one batch.
+
+Example:
+    >>> from tfseg.inference import load_predictor, predict_images
+    >>> predictor = load_predictor("runs/unet")                          # doctest: +SKIP
+    >>> for path, probabilities, mask in predict_images(predictor, ["a.png"]):
+    ...     print(path, probabilities.shape, mask.shape)                 # doctest: +SKIP
+    a.png (560, 768, 1) (560, 768)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from tfseg.errors import DataError, TfsegError
+from tfseg.export import (
+    SERVING_DEFAULT,
+    check_threshold,
+    model_input_size,
+    model_num_classes,
+    preprocess,
+    probabilities_to_mask,
+    tflite_interpreter,
+    tflite_probabilities,
+)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+_TF_DECODABLE = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+
+class Predictor:
+    """A loaded model that maps uint8 images of any size to probabilities of that size.
+
+    Attributes:
+        kind: ``"keras"``, ``"saved_model"`` or ``"tflite"``.
+        path: what was loaded.
+        image_size: ``(H, W)`` the model runs at (``None`` when only the graph knows it).
+    """
+
+    kind = ""
+    image_size: Optional[Tuple[int, int]] = None
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def probabilities(self, images: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """float32 ``[h, w, C]`` for each uint8 ``[h, w, 3]`` image, at that image's size."""
+        inputs = tf.concat([preprocess(image[np.newaxis], self.image_size) for image in images], axis=0)
+        outputs = tf.cast(self._model_probabilities(inputs.numpy()), tf.float32)
+        return [
+            tf.image.resize(outputs[i : i + 1], image.shape[:2], method="bilinear")[0].numpy()
+            for i, image in enumerate(images)
+        ]
+
+    def _model_probabilities(self, inputs: np.ndarray):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.path!r})"
+
+
+class KerasPredictor(Predictor):
+    """A ``.keras`` model (or a RUN_DIR's ``model.keras``)."""
+
+    kind = "keras"
+
+    def __init__(self, path: str, model=None):
+        super().__init__(path)
+        self.model = load_keras_model(path) if model is None else model
+        self.image_size = model_input_size(self.model)
+        self.num_classes = model_num_classes(self.model)
+
+    def _model_probabilities(self, inputs):
+        return self.model.predict_on_batch(inputs)
+
+
+class TFLitePredictor(Predictor):
+    """A ``.tflite`` file written by :func:`tfseg.export.export_tflite` (float32 input in [0, 1])."""
+
+    kind = "tflite"
+
+    def __init__(self, path: str):
+        super().__init__(path)
+        try:
+            self.interpreter = tflite_interpreter(path)
+            details = self.interpreter.get_input_details()[0]
+        except (ValueError, RuntimeError) as err:
+            raise TfsegError(f"--model {path}: not a readable TFLite file ({_first_line(err)})") from None
+        shape = [int(n) for n in details["shape"]]
+        if len(shape) != 4 or shape[-1] != 3 or details["dtype"] != np.float32:
+            raise TfsegError(
+                f"--model {path}: expected a float32 [batch, H, W, 3] input, found {shape} {details['dtype']}"
+            )
+        self.image_size = (shape[1], shape[2])
+
+    def _model_probabilities(self, inputs):
+        return tflite_probabilities(self.interpreter, inputs)
+
+
+class SavedModelPredictor(Predictor):
+    """A SavedModel version folder with a ``serving_default(images uint8)`` signature."""
+
+    kind = "saved_model"
+
+    def __init__(self, path: str):
+        super().__init__(path)
+        try:
+            self.signature = tf.saved_model.load(path).signatures[SERVING_DEFAULT]
+        except (KeyError, OSError, ValueError) as err:
+            raise TfsegError(f"--model {path}: cannot load a SavedModel with a '{SERVING_DEFAULT}' signature "
+                             f"({_first_line(err)})") from None
+        inputs = self.signature.structured_input_signature[1]
+        if "images" not in inputs or inputs["images"].dtype != tf.uint8:
+            raise TfsegError(f"--model {path}: '{SERVING_DEFAULT}' does not take uint8 'images'; "
+                             "export the model with `tfseg export`")
+
+    def probabilities(self, images):
+        # The serving graph resizes in and out itself; it needs equal sizes per call.
+        results: List[Optional[np.ndarray]] = [None] * len(images)
+        for shape in dict.fromkeys(image.shape for image in images):
+            members = [i for i, image in enumerate(images) if image.shape == shape]
+            batch = tf.constant(np.stack([images[i] for i in members]))
+            outputs = self.signature(images=batch)["probabilities"].numpy()
+            for row, i in enumerate(members):
+                results[i] = outputs[row]
+        return results
+
+
+def load_keras_model(path: str):
+    """``keras.models.load_model(path, compile=False)`` with tfseg's custom objects registered."""
+    import importlib
+
+    import keras
+
+    # Importing these registers every tfseg layer/loss/metric for safe_mode loading.
+    for module in ("tfseg.layers", "tfseg.models", "tfseg.losses", "tfseg.metrics"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+    if not os.path.isfile(path):
+        raise TfsegError(f"--model {path}: no such .keras file")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as err:  # noqa: BLE001 - zip, JSON and deserialization errors all mean "bad file"
+        raise TfsegError(
+            f"--model {path}: cannot load the Keras model ({type(err).__name__}: {_first_line(err)})"
+        ) from None
+
+
+def resolve_model_path(path: str) -> Tuple[str, str]:
+    """``(kind, path)`` for a ``.keras`` file, a ``.tflite`` file, a SavedModel folder,
+    a base folder of numbered SavedModel versions (-> the latest) or a RUN_DIR (-> its ``model.keras``)."""
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        if path.endswith(".keras"):
+            return "keras", path
+        if path.endswith(".tflite"):
+            return "tflite", path
+        raise TfsegError(f"--model {path}: expected a .keras or .tflite file, a SavedModel folder or a run folder")
+    if not os.path.isdir(path):
+        raise TfsegError(f"--model {path}: no such file or folder")
+    if os.path.isfile(os.path.join(path, "model.keras")):
+        return "keras", os.path.join(path, "model.keras")
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return "saved_model", path
+    for base in (path, os.path.join(path, "saved_model")):
+        version = latest_version(base)
+        if version is not None:
+            return "saved_model", version
+    raise TfsegError(f"--model {path}: no model.keras, saved_model.pb or numbered SavedModel version inside")
+
+
+def latest_version(base: str) -> Optional[str]:
+    """The highest-numbered ``base/<N>`` holding a ``saved_model.pb`` (what TF Serving loads), or None."""
+    if not os.path.isdir(base):
+        return None
+    versions = [
+        int(name) for name in os.listdir(base)
+        if name.isdigit() and os.path.isfile(os.path.join(base, name, "saved_model.pb"))
+    ]
+    return os.path.join(base, str(max(versions))) if versions else None
+
+
+def load_predictor(path: str) -> Predictor:
+    """A :class:`Predictor` for whatever ``path`` holds (see :func:`resolve_model_path`).
+
+    Example:
+        >>> predictor = load_predictor("exports/lesions")                # doctest: +SKIP
+        >>> predictor.kind, predictor.path
+        ('saved_model', 'exports/lesions/3')
+    """
+    kind, resolved = resolve_model_path(path)
+    return {"keras": KerasPredictor, "saved_model": SavedModelPredictor, "tflite": TFLitePredictor}[kind](resolved)
+
+
+def list_images(inputs: Iterable[str]) -> List[str]:
+    """Image files named by ``inputs`` (files as given, folders -> their images sorted by name).
+
+    Raises :class:`DataError` listing every input that does not exist or is an empty folder.
+    """
+    paths, problems = [], []
+    for item in inputs:
+        item = os.fspath(item)
+        if os.path.isdir(item):
+            found = sorted(
+                os.path.join(item, name) for name in os.listdir(item)
+                if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(item, name))
+            )
+            if not found:
+                problems.append((item, f"folder has no images ({', '.join(IMAGE_EXTENSIONS)})"))
+            paths.extend(found)
+        elif os.path.isfile(item):
+            paths.append(item)
+        else:
+            problems.append((item, "no such file or folder"))
+    if problems:
+        raise DataError(f"{len(problems)} input(s) cannot be used", problems)
+    return paths
+
+
+def read_image(path: str) -> np.ndarray:
+    """uint8 ``[h, w, 3]``: PNG/JPEG/BMP/GIF/WebP decoded as the ``serving_bytes`` graph does, TIFF via Pillow."""
+    if path.lower().endswith(_TF_DECODABLE):
+        with open(path, "rb") as handle:
+            data = handle.read()
+        return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False).numpy()
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def image_problem(path: str) -> Optional[str]:
+    """Why ``path`` cannot be read as an image, or None when it can."""
+    try:
+        image = read_image(path)
+    except Exception as err:  # noqa: BLE001 - TF, Pillow and OS errors all mean "unreadable"
+        return f"cannot decode: {_first_line(err)}"
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        return f"empty image {image.shape}"
+    return None
+
+
+def check_images(paths: Sequence[str]) -> None:
+    """Raise :class:`DataError` listing every file in ``paths`` that is not a readable image."""
+    problems = [(path, why) for path in paths for why in [image_problem(path)] if why]
+    if problems:
+        raise DataError(f"{len(problems)} of {len(paths)} image(s) cannot be read", problems)
+
+
+def predict_images(predictor: Predictor, paths: Sequence[str], batch_size: int = 8,
+                   threshold: float = 0.5) -> Iterator[Tuple[str, np.ndarray, np.ndarray]]:
+    """Yield ``(path, probabilities [h, w, C] float32, mask [h, w] uint8)`` per image, in order.
+
+    Every file is checked first, so a bad file raises :class:`DataError` (listing
+    all of them) before anything is predicted. The mask is ``p >= threshold``
+    (0/1) for one class, else the argmax class id.
+
+    Args:
+        predictor: from :func:`load_predictor`.
+        paths: image files (see :func:`list_images` for folders).
+        batch_size: images per model call.
+        threshold: binary threshold in (0, 1).
+    """
+    threshold = check_threshold(threshold)
+    if int(batch_size) < 1:
+        raise TfsegError(f"--batch-size {batch_size!r}: must be a positive integer")
+    paths = list(paths)
+    check_images(paths)
+    for start in range(0, len(paths), int(batch_size)):
+        chunk = paths[start : start + int(batch_size)]
+        images = [read_image(path) for path in chunk]
+        for path, probabilities in zip(chunk, predictor.probabilities(images)):
+            yield path, probabilities, probabilities_to_mask(tf.constant(probabilities), threshold).numpy()
+
+
+def _first_line(err: BaseException) -> str:
+    # TF errors carry "{{function_node ...}}" and "[Op:...]" wrappers a user does not need.
+    text = re.sub(r"\{\{[^}]*\}\}|\s*\[Op:\w+\]", "", str(err)).strip()
+    return text.splitlines()[0] if text else type(err).__name__
