@@ -1,0 +1,96 @@
+"""tfds: source, offline: ``tfds.testing.mock_data`` for oxford_iiit_pet, and this repo's PH2 builder on its dummy_data."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from sources_testdata import fit_one_step
+from tfseg.data import open_source
+from tfseg.errors import ConfigError, TfsegError
+
+DATASETS = Path(__file__).resolve().parents[1] / "datasets"
+PH2_DUMMY = DATASETS / "ph2" / "dummy_data"
+
+
+@pytest.fixture
+def pets():
+    with tfds.testing.mock_data(num_examples=5):
+        yield lambda **options: open_source("tfds:oxford_iiit_pet", **options)
+
+
+def test_pets_ids_are_split_and_index_and_examples_follow_the_contract(pets):
+    source = pets(tfds_splits=("train", "test"))
+    assert source.num_classes == 1
+    assert source.ids() == [f"{s}/{i:06d}" for s in ("test", "train") for i in range(5)]
+    examples = list(source.examples(["test/000001", "train/000003"]).as_numpy_iterator())
+    assert [e["id"].decode() for e in examples] == ["test/000001", "train/000003"]
+    for example in examples:
+        image, mask = example["image"], example["mask"]
+        assert image.dtype == np.uint8 and image.shape[-1] == 3
+        assert mask.shape == image.shape[:2] + (1,)  # the mock's mask size differs: resized to the image
+        assert set(np.unique(mask)) <= {0, 1}
+
+
+def test_pet_trimap_mapping_is_the_documented_one(pets):
+    trimap = tf.constant([[1, 2, 3], [3, 2, 1]], tf.uint8)[..., None]  # 1 pet, 2 background, 3 border
+    binary = pets()._mask(trimap, tf.constant([2, 3]))
+    classes = pets(pet_classes="trimap")._mask(trimap, tf.constant([2, 3]))
+    np.testing.assert_array_equal(binary.numpy()[..., 0], [[1, 0, 1], [1, 0, 1]])
+    np.testing.assert_array_equal(classes.numpy()[..., 0], [[1, 0, 2], [2, 0, 1]])
+    assert pets(num_classes=3).pet_classes == "trimap" and pets(num_classes=3).num_classes == 3
+
+
+def test_hash_split_pools_the_tfds_splits_disjointly(pets):
+    source = pets(tfds_splits=("train", "test"))
+    parts = {s: set(source.split_ids(s, seed=1)) for s in ("train", "val", "test")}
+    assert set().union(*parts.values()) == set(source.ids()) and sum(map(len, parts.values())) == 10
+    assert any(i.startswith("test/") for i in parts["train"])  # pooled, not the official split
+
+
+def test_official_splits_keep_tfds_test_and_carve_val_from_tfds_train(pets):
+    source = pets(tfds_splits=("train", "test"), splits="official")
+    train, val, test = (source.split_ids(s, seed=0) for s in ("train", "val", "test"))
+    assert test == [f"test/{i:06d}" for i in range(5)]
+    assert val and set(train) | set(val) == {f"train/{i:06d}" for i in range(5)} and not set(train) & set(val)
+
+
+@pytest.mark.parametrize("name, options, error, message", [
+    ("no_such_dataset_xyz", {}, TfsegError, "cannot open TFDS dataset"),
+    ("mnist", {}, TfsegError, "no segmentation mask feature"),
+    ("mnist", {"pet_classes": "trimap"}, ConfigError, "only for tfds:oxford_iiit_pet"),
+    ("oxford_iiit_pet", {"pet_classes": "five"}, ConfigError, "choose one of binary, trimap"),
+    ("oxford_iiit_pet", {"splits": "mine"}, ConfigError, "choose one of tfseg, official"),
+    ("oxford_iiit_pet", {"colour": 1}, ConfigError, "unknown option"),
+])
+def test_bad_names_and_options_raise_one_line(name, options, error, message):
+    with tfds.testing.mock_data(num_examples=2):
+        with pytest.raises(error, match=message) as caught:
+            open_source(f"tfds:{name}", **options)
+    assert "\n" not in str(caught.value)
+
+
+def test_repo_ph2_builder_prepares_from_manual_dir_and_serves_tfds_ph2(tmp_path):
+    source = open_source("tfds:ph2", data_dir=str(tmp_path), manual_dir=str(PH2_DUMMY))
+    assert source.ids() == ["train/000000", "train/000001", "train/000002"]
+    examples = list(source.examples(source.ids()).as_numpy_iterator())
+    assert all(e["image"].shape == (12, 16, 3) and e["mask"].shape == (12, 16, 1) for e in examples)
+    assert all(set(np.unique(e["mask"])) == {0, 1} for e in examples)
+    again = open_source("tfds:ph2", data_dir=str(tmp_path), download=False)  # prepared: no manual_dir needed
+    assert again.ids() == source.ids()
+
+
+def test_repo_mads_builder_groups_frames_by_sequence(tmp_path):
+    source = open_source("tfds:mads", data_dir=str(tmp_path), manual_dir=str(DATASETS / "mads" / "dummy_data"))
+    assert source.group_key == "sequence"
+    assert sorted(source.group(i) for i in source.ids()) == ["HipHop_HipHop1"] * 2 + ["Taichi_S5"] * 2
+    parts = [{source.group(i) for i in source.split_ids(s, seed=0)} for s in ("train", "val", "test")]
+    assert sum(len(p) for p in parts) == 2  # each sequence in exactly one split
+
+
+@pytest.mark.slow
+def test_one_fit_step_on_mocked_pets(tmp_path):
+    with tfds.testing.mock_data(num_examples=6):
+        fit_one_step("tfds:oxford_iiit_pet", tfds_splits=("train", "test"))

@@ -1,0 +1,676 @@
+"""File sources: ``ph2:PATH``, ``mads:PATH`` and ``folder:PATH``.
+
+Each lists its (image, mask) pairs cheaply, then checks every file once, up
+front, so that a bad file stops a run before training rather than in epoch 7:
+
+* every file is read with Pillow in a thread pool (Pillow releases the GIL
+  while decoding): masks and non-PNG images are fully decoded, PNG images have
+  their chunk checksums verified (``Image.verify``: catches truncated and
+  corrupted files without decompressing), so unreadable files are found before
+  training; results are cached per process by ``(path, size, mtime)``, so
+  opening the same folder for the train, val and test splits checks it once;
+* every mask's values are counted: a binary source accepts masks holding only
+  ``{0, 1}`` or only ``{0, 255}`` (after the channel rule below); a multi-class
+  source (``num_classes=N``, N >= 2) accepts class ids ``0..N-1``.
+
+Problems (fatal: :class:`~tfseg.errors.DataError` listing EVERY offending file,
+or dropped with ``skip_bad=True`` and listed in ``source.skipped``): an
+unreadable file, an image without a mask or a mask without an image, two files
+claiming one sample, unexpected mask values. Warnings (reported by
+``tfseg inspect``, not fatal): a mask whose size differs from its image (it is
+resized to the image with nearest neighbour), ignored files.
+
+Decoding (:meth:`FileSource.examples`) runs in ``Dataset.map(num_parallel_calls=AUTOTUNE)``
+with graph ops (``tf.io.decode_image``) for PNG, JPEG, GIF and BMP. Files that
+TensorFlow cannot decode or would decode differently (TIFF, WebP, 1-bit BMP,
+palette/16-bit masks, GIF masks, CMYK JPEG) go through a Pillow fallback
+(``tf.numpy_function``) in a second branch; the two are merged back in the
+requested order with ``Dataset.choose_from_datasets``, so a folder without such
+files never touches Python while decoding.
+
+Pixel rules (one definition, used by both decoders):
+
+* image -> RGB uint8: grayscale is repeated to 3 channels, alpha is dropped,
+  palette images use their colours, 16-bit images are scaled to 8 bits.
+* mask -> one channel: grayscale as is; grayscale+alpha: the gray channel;
+  RGB(A): the maximum over R, G, B (so "any channel > 127" is white); palette
+  PNG/GIF/BMP: the palette INDEX (not the colour); 1-bit: 0/255; 16-bit: as is
+  when all values fit in 8 bits (class ids), else divided by 257.
+* binary source: foreground = ``value > 0`` for a mask whose values are all
+  <= 1 (0/1 masks), ``value > 127`` otherwise (0/255 masks); with the source
+  option ``mask_threshold=T``: ``value > T`` and any values are accepted
+  (e.g. noisy JPEG masks: ``mask_threshold=127``).
+* multi-class source: the value is the class id.
+
+Layouts (sample ids are stable relative names, sorted; a group is never split
+across train/val/test):
+
+* ``ph2:PATH`` -- ``PATH/PH2 Dataset images/IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp``
+  with mask ``IMDxxx/IMDxxx_lesion/IMDxxx_lesion.bmp``; PATH may also be the
+  folder above (``PH2Dataset``'s parent) or ``PH2 Dataset images`` itself.
+  Id and group: ``IMDxxx``.
+* ``folder:PATH`` -- ``PATH/images/*`` and ``PATH/masks/*`` matched by file
+  stem; a mask may carry one of :data:`MASK_SUFFIXES` (``a.jpg`` <->
+  ``a_mask.png``). Id and group: the image's stem.
+* ``mads:PATH`` -- the same, where PATH may be the Kaggle archive's folder
+  with ``images/`` and ``masks/`` one or two levels down. Id: the stem; group:
+  the recorded sequence, i.e. the stem without its camera and frame number
+  (``HipHop_HipHop1_C0_00180`` -> ``HipHop_HipHop1``), so that frames and
+  camera views of one performance never leak across splits. Override with
+  ``group_pattern``: a regular expression whose first capturing group, matched
+  against the stem, is the group.
+
+Example:
+    >>> from tfseg.data import open_source                    # doctest: +SKIP
+    >>> source = open_source("folder:my_data", skip_bad=True)  # doctest: +SKIP
+    >>> source.skipped                                         # doctest: +SKIP
+    [('my_data/images/c.png', 'no mask (looked for masks/c.* and c_mask.* ...)')]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import struct
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from tfseg.data.sources import Source, register_source
+from tfseg.data.spec import SourceSpec
+from tfseg.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+MASK_SUFFIXES = ("_mask", "-mask", "_masks", "_segmentation", "_seg", "_label", "_labels", "_gt",
+                 "_lesion", "_annotation")
+MADS_GROUP_PATTERN = r"^(.+?)(?:_C\d+)?[_-]?\d+$"
+_IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
+_CACHE_LIMIT = 200_000
+
+
+# --------------------------------------------------------------------------- pixel rules (Pillow side)
+
+def rgb_array(image) -> np.ndarray:
+    """A Pillow image as RGB uint8 ``[H, W, 3]`` (the image rule of the module docstring)."""
+    if image.mode.startswith("I") or image.mode == "F":
+        values = np.asarray(image)
+        if values.max(initial=0) > 255:
+            values = values / 257.0
+        gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def mask_array(image) -> np.ndarray:
+    """A Pillow mask as one uint8 channel ``[H, W]`` of raw values (the mask rule of the module docstring)."""
+    mode = image.mode
+    if mode == "1":
+        return np.asarray(image, dtype=np.uint8) * 255
+    if mode in ("L", "P"):
+        return np.asarray(image, dtype=np.uint8)
+    if mode in ("LA", "PA"):
+        return np.asarray(image, dtype=np.uint8)[..., 0]
+    if mode.startswith("I") or mode == "F":
+        values = np.asarray(image)
+        if values.max(initial=0) > 255:
+            values = values // 257
+        return np.clip(values, 0, 255).astype(np.uint8)
+    if mode in ("RGB", "RGBA", "RGBX"):
+        return np.asarray(image, dtype=np.uint8)[..., :3].max(axis=-1)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).max(axis=-1)
+
+
+# --------------------------------------------------------------------------- checking files
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What the up-front check learnt about one file.
+
+    Attributes:
+        format: Pillow's format name (``PNG``, ``JPEG``, ``BMP``, ``TIFF``...), ``""`` if unreadable.
+        mode: Pillow's mode (``RGB``, ``L``, ``P``, ``I;16``...).
+        width, height: pixels.
+        values: for a mask, ``{raw value: pixel count}``; empty for an image.
+        coloured: for a mask, True when some pixel has R, G, B not all equal.
+        graph: True when ``tf.io.decode_image`` gives the same pixels (no Pillow fallback needed).
+        error: why the file cannot be read, else ``""``.
+    """
+
+    format: str = ""
+    mode: str = ""
+    width: int = 0
+    height: int = 0
+    values: Dict[int, int] = field(default_factory=dict)
+    coloured: bool = False
+    graph: bool = True
+    error: str = ""
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+_INFO_CACHE: Dict[Tuple[str, int, int, bool], FileInfo] = {}
+
+
+def _bmp_graph_decodable(path: Path, is_mask: bool, mode: str) -> bool:
+    # TF decodes uncompressed 24/32-bit BMPs, and 8-bit ones as raw palette
+    # indices: right for masks and gray images, wrong for colour-mapped images.
+    with open(path, "rb") as f:
+        header = f.read(34)
+    if len(header) < 34:
+        return False
+    dib_size, _, _, _, bits, compression = struct.unpack_from("<IiiHHI", header, 14)
+    if dib_size < 40 or compression != 0:
+        return False
+    return bits in (24, 32) or (bits == 8 and (is_mask or mode == "L"))
+
+
+def _graph_decodable(path: Path, fmt: str, mode: str, is_mask: bool) -> bool:
+    """True when ``tf.io.decode_image`` yields exactly what :func:`rgb_array`/:func:`mask_array` do."""
+    if fmt == "PNG":
+        # TF decodes palette PNGs to colours and scales 16-bit to 8 bits: fine for images, not for masks.
+        return not (is_mask and (mode in ("P", "PA", "F") or mode.startswith("I")))
+    if fmt == "JPEG":
+        return mode in ("L", "RGB")
+    if fmt == "GIF":
+        return not is_mask
+    if fmt == "BMP":
+        return _bmp_graph_decodable(path, is_mask, mode)
+    return False
+
+
+def _check_file(path: Path, is_mask: bool) -> FileInfo:
+    """Fully decode one file with Pillow; never raises for a bad file."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            fmt, mode, (width, height) = image.format or "", image.mode, image.size
+            if not is_mask:
+                # A PNG's chunk CRCs catch truncation and corruption ~100x faster than decoding it.
+                image.verify() if fmt == "PNG" else image.load()
+                return FileInfo(fmt, mode, width, height, graph=_graph_decodable(path, fmt, mode, False))
+            image.load()
+            values = mask_array(image)
+            coloured = False
+            if mode in ("RGB", "RGBA", "RGBX"):
+                rgb = np.asarray(image)[..., :3]
+                coloured = bool(np.any(rgb.min(axis=-1) != rgb.max(axis=-1)))
+        counts = np.bincount(values.ravel(), minlength=256)
+        found = {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
+        return FileInfo(fmt, mode, width, height, found, coloured, _graph_decodable(path, fmt, mode, True))
+    except Exception as err:  # noqa: BLE001 - any decoder failure means "unreadable", reported per file
+        if type(err).__name__ == "UnidentifiedImageError":
+            return FileInfo(error="not an image format Pillow or TensorFlow can read")
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return FileInfo(error=f"{type(err).__name__}: {reason}")
+
+
+def check_file(path: Path, is_mask: bool) -> FileInfo:
+    """:func:`_check_file`, cached by ``(path, size, mtime)``."""
+    try:
+        stat = path.stat()
+    except OSError as err:
+        return FileInfo(error=f"cannot read: {err.strerror or err}")
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, is_mask)
+    info = _INFO_CACHE.get(key)
+    if info is None:
+        info = _check_file(path, is_mask)
+        if len(_INFO_CACHE) > _CACHE_LIMIT:
+            _INFO_CACHE.clear()
+        _INFO_CACHE[key] = info
+    return info
+
+
+def _check_files(paths_and_kinds: Sequence[Tuple[Path, bool]]) -> List[FileInfo]:
+    workers = min(16, 2 * (os.cpu_count() or 1))
+    if len(paths_and_kinds) < 8:
+        return [check_file(p, m) for p, m in paths_and_kinds]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda item: check_file(*item), paths_and_kinds))
+
+
+def _describe_values(values: Sequence[int]) -> str:
+    values = sorted(values)
+    if len(values) > 8:
+        return f"({len(values)} distinct values, {values[0]}..{values[-1]})"
+    return "{" + ", ".join(map(str, values)) + "}"
+
+
+def mask_value_problem(info: FileInfo, num_classes: int, mask_threshold: Optional[int]) -> str:
+    """Why a mask's values do not fit the source (``""`` when they do)."""
+    values = set(info.values)
+    if num_classes == 1:
+        if mask_threshold is not None or values <= {0, 1} or values <= {0, 255}:
+            return ""
+        return (f"unexpected mask values {_describe_values(values)}: a binary mask holds 0/1 or 0/255 "
+                "(noisy JPEG or anti-aliased masks: pass mask_threshold=127; class-id masks: num_classes=N)")
+    if info.coloured:
+        return "colour mask: class-id masks must be single-channel (grayscale or palette PNG)"
+    bad = sorted(v for v in values if v >= num_classes)
+    if bad:
+        return f"mask values {_describe_values(bad)} are not class ids 0..{num_classes - 1} (num_classes={num_classes})"
+    return ""
+
+
+# --------------------------------------------------------------------------- decoding (TensorFlow side)
+
+def _single_channel(mask):
+    """Graph twin of :func:`mask_array` for the files it decodes: ``[H, W, C] -> [H, W, 1]``."""
+    import tensorflow as tf
+
+    channels = tf.shape(mask)[-1]
+    colour = tf.reduce_max(mask[..., :3], axis=-1, keepdims=True)
+    return tf.cond(channels <= 2, lambda: mask[..., :1], lambda: colour)
+
+
+def _decode_in_graph(image_path, mask_path):
+    import tensorflow as tf
+
+    image = tf.io.decode_image(tf.io.read_file(image_path), channels=3, dtype=tf.uint8,
+                               expand_animations=False)
+    mask = tf.io.decode_image(tf.io.read_file(mask_path), channels=0, dtype=tf.uint8,
+                              expand_animations=False)
+    return image, _single_channel(mask)
+
+
+def _decode_with_pillow_numpy(image_path: bytes, mask_path: bytes):
+    from PIL import Image
+
+    with Image.open(image_path.decode()) as image:
+        rgb = rgb_array(image)
+    with Image.open(mask_path.decode()) as mask:
+        values = mask_array(mask)
+    return rgb, values[..., None]
+
+
+def _decode_with_pillow(image_path, mask_path):
+    import tensorflow as tf
+
+    image, mask = tf.numpy_function(_decode_with_pillow_numpy, [image_path, mask_path], [tf.uint8, tf.uint8],
+                                    stateful=False)
+    return image, mask
+
+
+def _finish(sample_id, image, mask, num_classes: int, mask_threshold: Optional[int]):
+    """Mask at the image's size (nearest neighbour) and in the source's value convention."""
+    import tensorflow as tf
+
+    image = tf.ensure_shape(image, [None, None, 3])
+    mask = tf.ensure_shape(mask, [None, None, 1])
+    image_size = tf.shape(image)[:2]
+    mask = tf.cond(
+        tf.reduce_all(tf.shape(mask)[:2] == image_size),
+        lambda: mask,
+        lambda: tf.image.resize(mask, image_size, method="nearest"),
+    )
+    if num_classes == 1:
+        if mask_threshold is None:
+            threshold = tf.where(tf.reduce_max(mask) > 1, tf.constant(127, tf.uint8), tf.constant(0, tf.uint8))
+        else:
+            threshold = tf.constant(mask_threshold, tf.uint8)
+        mask = tf.cast(mask > threshold, tf.uint8)
+    return {"id": sample_id, "image": image, "mask": mask}
+
+
+# --------------------------------------------------------------------------- sources
+
+@dataclass
+class Pair:
+    """One listed sample: its id, group and files."""
+
+    id: str
+    group: str
+    image: Path
+    mask: Path
+    image_info: FileInfo = field(default_factory=FileInfo)
+    mask_info: FileInfo = field(default_factory=FileInfo)
+
+
+class FileSource(Source):
+    """Base of the file sources: listing (subclasses), checking, decoding.
+
+    Args:
+        spec: the parsed SOURCE.
+        num_classes: ``None`` or 1 for binary masks; N >= 2 for class-id masks.
+        skip_bad: drop samples with problems (listed in :attr:`skipped` and
+            logged as a warning) instead of raising :class:`DataError`.
+        mask_threshold: binary sources only: foreground is ``value > mask_threshold``
+            and any mask values are accepted; default: the 0/1 vs 0/255 rule.
+
+    Attributes:
+        root: the folder the layout was found in.
+        skipped: ``[(path, why), ...]`` of dropped samples (``skip_bad=True``).
+        warnings: ``[(path, what), ...]`` that do not stop a run.
+        pairs: ``{id: Pair}`` of the usable samples, with what the check found.
+    """
+
+    def __init__(self, spec: SourceSpec, num_classes: Optional[int] = None, skip_bad: bool = False,
+                 mask_threshold: Optional[int] = None):
+        self.spec = spec
+        self.num_classes = _num_classes(spec, num_classes)
+        if mask_threshold is not None:
+            if self.num_classes != 1 or isinstance(mask_threshold, bool) or not 0 <= int(mask_threshold) <= 254:
+                raise ConfigError(f"mask_threshold={mask_threshold!r}: an integer 0..254, for binary sources only")
+            mask_threshold = int(mask_threshold)
+        self.mask_threshold = mask_threshold
+        self.skip_bad = bool(skip_bad)
+        self.root = self._find_root(Path(spec.path).expanduser())
+        pairs, problems, self.warnings = self._list()
+        if not pairs and not problems:
+            raise DataError(f"data source {spec.text!r}: no images found in {self.root}")
+        pairs, more = self._check(pairs)
+        self._problems = sorted(problems + more)
+        self.pairs: Dict[str, Pair] = {p.id: p for p in pairs}
+        self.skipped: List[Tuple[str, str]] = []
+        if self._problems:
+            self._handle_problems()
+
+    # -- subclass hooks
+    def _find_root(self, path: Path) -> Path:
+        raise NotImplementedError
+
+    def _list(self) -> Tuple[List[Pair], List[Tuple[str, str]], List[Tuple[str, str]]]:
+        """``(pairs, problems, warnings)`` from file names only (no decoding)."""
+        raise NotImplementedError
+
+    # -- Source interface
+    def ids(self) -> List[str]:
+        return sorted(self.pairs)
+
+    def group(self, sample_id: str) -> str:
+        return self.pairs[sample_id].group
+
+    def problems(self) -> List[Tuple[str, str]]:
+        """Every problem found, including those of skipped samples."""
+        return list(self._problems)
+
+    def examples(self, ids: Sequence[str]):
+        import tensorflow as tf
+
+        unknown = [i for i in ids if i not in self.pairs]
+        if unknown:
+            raise DataError(f"data source {self.spec.text!r}: unknown sample id(s) {', '.join(unknown[:5])}")
+        pairs = [self.pairs[i] for i in ids]
+        in_graph = [p.image_info.graph and p.mask_info.graph for p in pairs]
+
+        def decoded(selected, decode):
+            columns = {
+                "id": [p.id for p in selected],
+                "image": [str(p.image) for p in selected],
+                "mask": [str(p.mask) for p in selected],
+            }
+            ds = tf.data.Dataset.from_tensor_slices(columns) if selected else None
+            if ds is None:
+                return None
+            return ds.map(
+                lambda row: _finish(row["id"], *decode(row["image"], row["mask"]), self.num_classes,
+                                    self.mask_threshold),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+
+        graph = decoded([p for p, g in zip(pairs, in_graph) if g], _decode_in_graph)
+        pillow = decoded([p for p, g in zip(pairs, in_graph) if not g], _decode_with_pillow)
+        if pillow is None:
+            return graph if graph is not None else _empty_examples()
+        if graph is None:
+            return pillow
+        choice = tf.data.Dataset.from_tensor_slices(tf.constant([0 if g else 1 for g in in_graph], tf.int64))
+        return tf.data.Dataset.choose_from_datasets([graph, pillow], choice)
+
+    # -- checking
+    def _check(self, pairs: List[Pair]) -> Tuple[List[Pair], List[Tuple[str, str]]]:
+        infos = _check_files([(p.image, False) for p in pairs] + [(p.mask, True) for p in pairs])
+        good, problems = [], []
+        for pair, image_info, mask_info in zip(pairs, infos[: len(pairs)], infos[len(pairs):]):
+            pair.image_info, pair.mask_info = image_info, mask_info
+            found = []
+            if image_info.error:
+                found.append((str(pair.image), f"unreadable image ({image_info.error})"))
+            if mask_info.error:
+                found.append((str(pair.mask), f"unreadable mask ({mask_info.error})"))
+            else:
+                why = mask_value_problem(mask_info, self.num_classes, self.mask_threshold)
+                if why:
+                    found.append((str(pair.mask), why))
+            if not found and image_info.size != mask_info.size:
+                self.warnings.append((str(pair.mask), f"mask {mask_info.size} differs from image "
+                                                      f"{image_info.size}: resized with nearest neighbour"))
+            problems.extend(found)
+            if not found:
+                good.append(pair)
+        return good, problems
+
+    def _handle_problems(self):
+        text = self.spec.text
+        count = len(self._problems)
+        if not self.skip_bad:
+            raise DataError(f"data source {text!r}: {count} problem(s) (fix them, or skip these samples "
+                            "with --skip-bad / skip_bad=True)", self._problems)
+        self.skipped = list(self._problems)
+        if not self.pairs:
+            raise DataError(f"data source {text!r}: no usable samples left after skipping {count} problem(s)",
+                            self._problems)
+        logger.warning("%s: skipped %d problem(s); %d samples left:\n%s", text, count, len(self.pairs),
+                       "\n".join(f"  {path}: {why}" for path, why in self._problems))
+
+
+def _num_classes(spec: SourceSpec, num_classes) -> int:
+    if num_classes is None:
+        return 1
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ConfigError(f"num_classes={num_classes!r} for {spec.text!r}: a positive integer (1 = binary masks)")
+    if num_classes > 256:
+        raise ConfigError(f"num_classes={num_classes!r} for {spec.text!r}: masks are 8-bit, at most 256 classes")
+    return int(num_classes)
+
+
+def _empty_examples():
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices({
+        "id": tf.zeros([0], tf.string),
+        "image": tf.zeros([0, 1, 1, 3], tf.uint8),
+        "mask": tf.zeros([0, 1, 1, 1], tf.uint8),
+    }).map(lambda row: {"id": row["id"], "image": tf.ensure_shape(row["image"], [None, None, 3]),
+                        "mask": tf.ensure_shape(row["mask"], [None, None, 1])})
+
+
+def _is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _is_ignored(path: Path) -> bool:
+    return path.name.startswith(".") or path.name.lower() in _IGNORED_NAMES
+
+
+def _files_by_stem(folder: Path, warnings) -> Dict[str, List[Path]]:
+    found: Dict[str, List[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if _is_ignored(path):
+            continue
+        if path.is_dir():
+            warnings.append((str(path), "subfolder ignored (images and masks are read from one level)"))
+        elif not _is_image_file(path):
+            warnings.append((str(path), f"ignored: not an image file type ({', '.join(IMAGE_EXTENSIONS)})"))
+        else:
+            found.setdefault(path.stem, []).append(path)
+    return found
+
+
+def _strip_mask_suffix(stem: str) -> Optional[str]:
+    lowered = stem.lower()
+    for suffix in MASK_SUFFIXES:
+        if lowered.endswith(suffix) and len(stem) > len(suffix):
+            return stem[: -len(suffix)]
+    return None
+
+
+class FolderSource(FileSource):
+    """``folder:PATH``: ``PATH/images/*`` + ``PATH/masks/*`` matched by stem (see the module docstring)."""
+
+    def _find_root(self, path: Path) -> Path:
+        if not path.is_dir():
+            raise DataError(f"data source {self.spec.text!r}: {path} is not a folder")
+        missing = [name for name in ("images", "masks") if not (path / name).is_dir()]
+        if missing:
+            raise DataError(f"data source {self.spec.text!r}: {path} has no {' and no '.join(missing)} folder "
+                            "(expected PATH/images/* and PATH/masks/*)")
+        return path
+
+    def group_of(self, stem: str) -> str:
+        return stem
+
+    def _list(self):
+        warnings: List[Tuple[str, str]] = []
+        problems: List[Tuple[str, str]] = []
+        images = _files_by_stem(self.root / "images", warnings)
+        masks = _files_by_stem(self.root / "masks", warnings)
+        claims: Dict[str, List[Path]] = {}
+        for stem, paths in masks.items():
+            base = stem if stem in images else _strip_mask_suffix(stem)
+            claims.setdefault(base if base in images else stem, []).extend(paths)
+        pairs = []
+        for stem, paths in images.items():
+            if len(paths) > 1:
+                problems.extend((str(p), f"{len(paths)} images share the stem {stem!r}") for p in paths)
+                continue
+            candidates = claims.get(stem, [])
+            if not candidates:
+                problems.append((str(paths[0]), f"no mask (looked for masks/{stem}.* and {stem}_mask.*, "
+                                                 f"{stem}_segmentation.* ...)"))
+            elif len(candidates) > 1:
+                names = ", ".join(p.name for p in candidates)
+                problems.append((str(paths[0]), f"{len(candidates)} masks match: {names}"))
+            else:
+                pairs.append(Pair(stem, self.group_of(stem), paths[0], candidates[0]))
+        for stem, paths in claims.items():
+            if stem not in images:
+                problems.extend((str(p), "no image for this mask") for p in paths)
+        return pairs, problems, warnings
+
+
+class MadsSource(FolderSource):
+    """``mads:PATH``: a folder layout whose group is the recorded sequence (see the module docstring).
+
+    Args:
+        group_pattern: regular expression; the group is its first capturing
+            group (or the whole match) with ``re.match`` on the file stem.
+            Default :data:`MADS_GROUP_PATTERN`. A stem it does not match is
+            its own group (and a warning).
+    """
+
+    def __init__(self, spec: SourceSpec, group_pattern: Optional[str] = None, **options):
+        try:
+            self.group_pattern = re.compile(group_pattern or MADS_GROUP_PATTERN)
+        except re.error as err:
+            raise ConfigError(f"group_pattern={group_pattern!r}: not a regular expression ({err})") from None
+        self._unmatched: List[str] = []
+        super().__init__(spec, **options)
+
+    def _find_root(self, path: Path) -> Path:
+        # The Kaggle archive nests images/ and masks/ one or two folders down.
+        for candidate in (path, *sorted(path.glob("*")), *sorted(path.glob("*/*"))):
+            if (candidate / "images").is_dir() and (candidate / "masks").is_dir():
+                return candidate
+        return super()._find_root(path)
+
+    def group_of(self, stem: str) -> str:
+        match = self.group_pattern.match(stem)
+        if match is None:
+            self._unmatched.append(stem)
+            return stem
+        return match.group(1) if match.groups() and match.group(1) else match.group(0)
+
+    def _list(self):
+        pairs, problems, warnings = super()._list()
+        if self._unmatched:
+            warnings.append((str(self.root / "images"), f"{len(self._unmatched)} file name(s) do not match "
+                             f"group_pattern {self.group_pattern.pattern!r} and form their own group "
+                             f"(e.g. {self._unmatched[0]!r})"))
+        return pairs, problems, warnings
+
+
+PH2_IMAGES_FOLDER = "PH2 Dataset images"
+
+
+class Ph2Source(FileSource):
+    """``ph2:PATH``: the PH2 archive as unpacked (see the module docstring)."""
+
+    def _find_root(self, path: Path) -> Path:
+        if not path.is_dir():
+            raise DataError(f"data source {self.spec.text!r}: {path} is not a folder")
+        for candidate in (path / PH2_IMAGES_FOLDER, path / "PH2Dataset" / PH2_IMAGES_FOLDER, path):
+            if candidate.is_dir() and (candidate.name == PH2_IMAGES_FOLDER or _ph2_cases(candidate)):
+                return candidate
+        raise DataError(f"data source {self.spec.text!r}: no '{PH2_IMAGES_FOLDER}' folder in {path} (expected "
+                        f"PATH/{PH2_IMAGES_FOLDER}/IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp)")
+
+    def _list(self):
+        problems, pairs = [], []
+        cases = _ph2_cases(self.root)
+        if not cases:
+            raise DataError(f"data source {self.spec.text!r}: no IMDxxx folders in {self.root}")
+        for case in cases:
+            name = case.name
+            image = _find_by_stem(case / f"{name}_Dermoscopic_Image", name)
+            mask = _find_by_stem(case / f"{name}_lesion", f"{name}_lesion")
+            if image is None:
+                problems.append((str(case / f"{name}_Dermoscopic_Image" / f"{name}.bmp"), "missing image"))
+            if mask is None:
+                problems.append((str(case / f"{name}_lesion" / f"{name}_lesion.bmp"), "missing mask"))
+            if image is not None and mask is not None:
+                pairs.append(Pair(name, name, image, mask))
+        return pairs, problems, []
+
+
+def _ph2_cases(folder: Path) -> List[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"IMD\d+", p.name))
+
+
+def _find_by_stem(folder: Path, stem: str) -> Optional[Path]:
+    """``folder/stem.<any image extension>`` (case-insensitive extension), else None."""
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.iterdir()):
+        if path.stem == stem and _is_image_file(path):
+            return path
+    return None
+
+
+# --------------------------------------------------------------------------- openers
+
+_FILE_OPTIONS = ("num_classes", "skip_bad", "mask_threshold")
+
+
+def _open(cls, spec: SourceSpec, options, extra=()):
+    unknown = sorted(set(options) - set(_FILE_OPTIONS) - set(extra))
+    if unknown:
+        accepted = ", ".join(_FILE_OPTIONS + tuple(extra))
+        raise ConfigError(f"data source {spec.text!r}: unknown option(s) {', '.join(unknown)}; accepted: {accepted}")
+    return cls(spec, **options)
+
+
+@register_source("folder")
+def open_folder(spec: SourceSpec, **options) -> FolderSource:
+    """Opener for ``folder:PATH``; options: ``num_classes``, ``skip_bad``, ``mask_threshold``."""
+    return _open(FolderSource, spec, options)
+
+
+@register_source("mads")
+def open_mads(spec: SourceSpec, **options) -> MadsSource:
+    """Opener for ``mads:PATH``; options: those of ``folder`` and ``group_pattern``."""
+    return _open(MadsSource, spec, options, extra=("group_pattern",))
+
+
+@register_source("ph2")
+def open_ph2(spec: SourceSpec, **options) -> Ph2Source:
+    """Opener for ``ph2:PATH``; options: ``num_classes``, ``skip_bad``, ``mask_threshold``."""
+    return _open(Ph2Source, spec, options)

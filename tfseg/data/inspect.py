@@ -1,0 +1,206 @@
+"""What a SOURCE holds, before training on it (``tfseg inspect``).
+
+:func:`inspect_source` returns a JSON-ready dict: sample and group counts, split
+sizes, image sizes and file types, the raw mask values seen, the class balance,
+and every warning and problem. :func:`format_report` renders it for a terminal.
+
+File sources (``ph2``, ``mads``, ``folder``) are described from their up-front
+check (no second decode): file types are Pillow's ``FORMAT MODE`` and mask
+values are the raw values in the files (e.g. 0 and 255). Other sources are
+decoded through ``examples()``: types are ``RGB`` and mask values are those the
+pipeline sees (0/1 or class ids). Class balance is the fraction of mask pixels
+per class over all inspected masks, after the source's value rule (binary:
+class 1 = foreground).
+
+Example:
+    >>> from tfseg.data.inspect import inspect_source, format_report  # doctest: +SKIP
+    >>> report = inspect_source("folder:my_data")                       # doctest: +SKIP
+    >>> report["splits"], report["problems"]                            # doctest: +SKIP
+    ({'train': 70, 'val': 15, 'test': 15}, [])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import Counter
+from typing import Dict, Optional
+
+import numpy as np
+
+from tfseg.data.sources import Source, open_source
+from tfseg.data.spec import parse_source
+from tfseg.errors import ConfigError, TfsegError
+
+FILE_KINDS = ("ph2", "mads", "folder")
+SPLITS = ("train", "val", "test")
+
+
+def inspect_source(source, seed: int = 0, fractions=(0.7, 0.15, 0.15), skip_bad: bool = False,
+                   limit: Optional[int] = None, **options) -> Dict:
+    """Describe ``source`` (see the module docstring).
+
+    Args:
+        source: a SOURCE string, a ``SourceSpec`` or an opened Source.
+        seed, fractions: the split to report (same meaning as in ``load_dataset``).
+        skip_bad: when True, problems are reported but not ``fatal``.
+        limit: for sources that must decode to be described (not file sources),
+            compute pixel statistics over the first ``limit`` samples only.
+        **options: source options (``num_classes``, ``group_pattern``...).
+
+    Returns:
+        A dict with ``source``, ``kind``, ``num_samples``, ``num_groups``,
+        ``num_classes``, ``splits``, ``inspected_samples``, ``image_sizes``,
+        ``image_types``, ``mask_types``, ``mask_values`` (value -> number of masks
+        holding it), ``class_fraction`` (class -> pixel fraction),
+        ``warnings``/``problems`` (lists of ``{"path", "message"}``), ``skipped``
+        and ``fatal`` (problems that stop training without ``skip_bad``).
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"--limit {limit!r}: must be a positive integer")
+    if isinstance(source, Source):
+        src = source
+    else:
+        spec = parse_source(source)
+        if spec.kind in FILE_KINDS:
+            options["skip_bad"] = True  # collect every problem instead of stopping at them
+        with _quiet("tfseg.data.files"):  # the report lists the skipped samples itself
+            src = open_source(spec, **options)
+    ids = src.ids()
+    problems = list(src.problems())
+    splits = {}
+    for split in SPLITS:
+        try:
+            splits[split] = len(src.split_ids(split, seed=seed, fractions=tuple(fractions)))
+        except TfsegError as err:
+            problems.append(("splits", str(err)))
+            break
+    stats = _file_stats(src) if hasattr(src, "pairs") else _decoded_stats(src, ids[:limit] if limit else ids)
+    report = {
+        "source": getattr(src.spec, "text", str(src.spec)),
+        "kind": src.spec.kind,
+        "num_samples": len(ids),
+        "num_groups": len({src.group(i) for i in ids}),
+        "num_classes": int(src.num_classes),
+        "seed": seed,
+        "fractions": [float(f) for f in fractions],
+        "splits": splits,
+        **stats,
+        "warnings": [{"path": p, "message": m} for p, m in getattr(src, "warnings", [])],
+        "problems": [{"path": p, "message": m} for p, m in problems],
+        "skipped": len(getattr(src, "skipped", []) or []),
+    }
+    report["fatal"] = bool(problems) and not skip_bad
+    return report
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _balance(pixels: Counter) -> Dict[str, float]:
+    total = sum(pixels.values())
+    return {str(k): round(v / total, 4) for k, v in sorted(pixels.items())} if total else {}
+
+
+def _sorted_counts(counter: Counter) -> Dict[str, int]:
+    return {str(k): v for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))}
+
+
+def _file_stats(src) -> Dict:
+    """From the file check of a FileSource: no decoding."""
+    sizes, image_types, mask_types, values, pixels = Counter(), Counter(), Counter(), Counter(), Counter()
+    for pair in src.pairs.values():
+        image, mask = pair.image_info, pair.mask_info
+        sizes[image.size] += 1
+        image_types[f"{image.format} {image.mode}"] += 1
+        mask_types[f"{mask.format} {mask.mode}"] += 1
+        values.update(mask.values.keys())
+        if src.num_classes == 1:
+            threshold = src.mask_threshold if src.mask_threshold is not None else (127 if max(mask.values) > 1 else 0)
+            for value, count in mask.values.items():
+                pixels[int(value > threshold)] += count
+        else:
+            pixels.update(mask.values)
+    return {
+        "inspected_samples": len(src.pairs),
+        "image_sizes": _sorted_counts(sizes),
+        "image_types": _sorted_counts(image_types),
+        "mask_types": _sorted_counts(mask_types),
+        "mask_values": {str(k): values[k] for k in sorted(values)},
+        "class_fraction": _balance(pixels),
+    }
+
+
+def _decoded_stats(src, ids) -> Dict:
+    """By decoding through ``src.examples`` (TFDS, TFRecord, synthetic)."""
+    sizes, values, pixels = Counter(), Counter(), Counter()
+    for example in src.examples(ids).as_numpy_iterator() if ids else []:
+        height, width = example["image"].shape[:2]
+        sizes[f"{width}x{height}"] += 1
+        counts = np.bincount(example["mask"].ravel().astype(np.int64), minlength=1)
+        found = {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
+        values.update(found.keys())
+        pixels.update(found)
+    return {
+        "inspected_samples": len(ids),
+        "image_sizes": _sorted_counts(sizes),
+        "image_types": {"RGB": len(ids)} if ids else {},
+        "mask_types": {"class ids" if src.num_classes > 1 else "0/1": len(ids)} if ids else {},
+        "mask_values": {str(k): values[k] for k in sorted(values)},
+        "class_fraction": _balance(pixels),
+    }
+
+
+def _counts_line(counts: Dict[str, int], limit: int = 6) -> str:
+    items = list(counts.items())
+    text = ", ".join(f"{k} x{v}" for k, v in items[:limit])
+    return text + (f", ... ({len(items) - limit} more)" if len(items) > limit else "") if items else "-"
+
+
+def format_report(report: Dict) -> str:
+    """The report of :func:`inspect_source` as aligned text for a terminal."""
+    splits = report["splits"]
+    fractions = "/".join(f"{f:.2f}" for f in report["fractions"])
+    classes = "binary masks" if report["num_classes"] == 1 else f"{report['num_classes']} classes"
+    balance = report["class_fraction"]
+    if report["num_classes"] == 1 and balance:
+        balance_text = f"foreground {100 * balance.get('1', 0.0):.1f}% of mask pixels"
+    else:
+        balance_text = ", ".join(f"class {k} {100 * v:.1f}%" for k, v in balance.items()) or "-"
+    values = report["mask_values"]
+    value_text = ", ".join(f"{k} (in {n} masks)" for k, n in list(values.items())[:8])
+    if len(values) > 8:
+        value_text += f", ... {len(values)} distinct values"
+    lines = [
+        f"source    {report['source']}",
+        f"samples   {report['num_samples']} in {report['num_groups']} groups, {classes}",
+        f"splits    " + "  ".join(f"{k} {v}" for k, v in splits.items())
+        + f"  (seed {report['seed']}, fractions {fractions})",
+        f"images    {_counts_line(report['image_sizes'])}",
+        f"          {_counts_line(report['image_types'])}",
+        f"masks     {_counts_line(report['mask_types'])}",
+        f"values    {value_text or '-'}",
+        f"balance   {balance_text}",
+    ]
+    if report["inspected_samples"] != report["num_samples"]:
+        lines.append(f"          (pixel statistics over the first {report['inspected_samples']} samples)")
+    for key, title in (("warnings", "warnings"), ("problems", "problems")):
+        items = report[key]
+        if items:
+            note = ""
+            if key == "problems":
+                note = "  (fatal: training stops; --skip-bad drops these samples)" if report["fatal"] else \
+                    "  (these samples are skipped)"
+            lines.append(f"{title:<9} {len(items)}{note}")
+            lines.extend(f"  {item['path']}: {item['message']}" for item in items)
+    if not report["problems"]:
+        lines.append("problems  none")
+    return "\n".join(lines)

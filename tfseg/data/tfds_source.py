@@ -1,0 +1,403 @@
+"""``tfds:NAME[/CONFIG]``: a TensorFlow Datasets dataset with an image and a segmentation mask.
+
+Features. The image is the ``tfds.features.Image`` named ``image`` (else the
+first 3-channel image feature); the mask is the first image/tensor feature named
+one of :data:`MASK_FEATURE_NAMES`. Override with the ``image_key`` /
+``mask_key`` source options.
+
+Mask values:
+
+* ``oxford_iiit_pet`` stores trimaps: 1 pet, 2 background, 3 border. Source
+  option ``pet_classes``: ``"binary"`` (default; ``num_classes=1``): pet and
+  border -> 1, background -> 0; ``"trimap"`` (``num_classes=3``): background
+  -> 0, pet -> 1, border -> 2. ``num_classes=3`` alone selects ``"trimap"``.
+* any other dataset: binary (``value > 0`` is foreground) unless
+  ``num_classes=N`` (N >= 2), then the stored values are the class ids.
+
+Ids and splits. A sample's id is ``<tfds split>/<index>`` (index zero-padded,
+in TFDS's deterministic reading order with ``shuffle_files=False``), so listing
+costs nothing. ``splits="tfseg"`` (default): every example of the dataset's
+splits (``train`` + ``test`` for the pets; override with
+``tfds_splits=("train",)``) is pooled and split by tfseg's seeded hash of the
+id, like every other source. ``splits="official"``: tfseg ``train`` = TFDS
+``train``, ``test`` = TFDS ``test``, ``val`` = TFDS ``validation`` (or
+``val``/``valid``/``dev``); a missing val (or test) split is carved from TFDS
+``train`` by the same hash, with the val:train ratio of ``fractions``.
+
+Groups. By default each example is its own group. With a text feature naming
+the group (``group_key``; default: a feature named ``sequence`` or ``group``
+when the dataset has one, e.g. ``tfds:mads``), that column is read once when
+the source opens and a group is never split across train/val/test.
+
+Preparation. ``data_dir`` passes through to TFDS. A dataset not yet prepared
+is downloaded and prepared (``download=False`` raises instead);
+``manual_dir`` is passed to the download config (datasets whose files you
+download yourself, e.g. ``tfds:ph2``).
+
+The builders of this repository (``datasets/ph2``, ``datasets/mads``) are
+found without installing anything: when NAME is not a registered TFDS dataset
+and ``datasets/NAME/NAME_dataset_builder.py`` exists next to the ``tfseg``
+package (a checkout or an editable install), its ``Builder`` class is loaded
+the way ``tfds build datasets/NAME`` loads it.
+
+Example:
+    >>> from tfseg.data import open_source                                   # doctest: +SKIP
+    >>> pets = open_source("tfds:oxford_iiit_pet", pet_classes="trimap")     # doctest: +SKIP
+    >>> pets.num_classes, pets.ids()[:2]                                     # doctest: +SKIP
+    (3, ['test/000000', 'test/000001'])
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from tfseg.data.sources import Source, register_source
+from tfseg.data.spec import SourceSpec
+from tfseg.errors import ConfigError, DataError, TfsegError
+
+logger = logging.getLogger(__name__)
+
+MASK_FEATURE_NAMES = ("segmentation_mask", "mask", "segmentation", "label_mask", "semantic_segmentation",
+                      "annotation", "label")
+PET_CLASSES = ("binary", "trimap")
+SPLIT_MODES = ("tfseg", "official")
+VAL_SPLIT_NAMES = ("validation", "val", "valid", "dev")
+REPO_DATASETS = Path(__file__).resolve().parents[2] / "datasets"
+
+# Oxford-IIIT pet trimap value -> class id (index = stored value 0..3; 0 does not occur).
+_PET_LOOKUP = {"binary": (0, 1, 0, 1), "trimap": (0, 1, 0, 2)}
+
+
+def _base_name(name: str) -> str:
+    return name.split("/")[0].split(":")[0]
+
+
+def _repo_builder_cls(base: str):
+    """The ``Builder`` of ``datasets/<base>/`` in this repository, or None."""
+    import tensorflow_datasets as tfds
+
+    if not (REPO_DATASETS / base / f"{base}_dataset_builder.py").is_file():
+        return None
+    # Same loading as `tfds build datasets/<base>` (module "<base>.<base>_dataset_builder",
+    # not registered), so it never clashes with a registered copy or another `datasets` package.
+    with tfds.core.utils.add_sys_path(REPO_DATASETS):
+        return tfds.core.community.builder_cls_from_module(f"{base}.{base}_dataset_builder")
+
+
+def _make_builder(spec: SourceSpec, data_dir: Optional[str]):
+    import tensorflow_datasets as tfds
+
+    name = spec.name
+    base = _base_name(name)
+    try:
+        tfds.builder_cls(base)
+        registered = True
+    except Exception:  # noqa: BLE001 - DatasetNotFoundError and friends: try this repository's builders
+        registered = False
+    try:
+        if not registered:
+            cls = _repo_builder_cls(base)
+            if cls is not None:
+                config = name.split("/", 1)[1].split(":")[0] if "/" in name else None
+                return cls(config=config, data_dir=data_dir) if config else cls(data_dir=data_dir)
+        return tfds.builder(name, data_dir=data_dir)
+    except Exception as err:  # noqa: BLE001 - any TFDS failure here is a bad NAME for the user
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TfsegError(f"data source {spec.text!r}: cannot open TFDS dataset {name!r} ({first})") from None
+
+
+def _feature_channels(feature) -> Optional[int]:
+    shape = getattr(feature, "shape", None)
+    return shape[-1] if shape else None
+
+
+def _find_features(features, image_key, mask_key, text):
+    import tensorflow_datasets as tfds
+
+    names = list(features.keys())
+    images = [k for k in names if isinstance(features[k], tfds.features.Image)]
+    if mask_key is None:
+        mask_key = next((k for k in MASK_FEATURE_NAMES if k in names and (
+            k in images or len(getattr(features[k], "shape", ()) or ()) >= 2)), None)
+        if mask_key is None:
+            mask_key = next((k for k in images if "mask" in k or "segment" in k), None)
+    if image_key is None:
+        if "image" in images and "image" != mask_key:
+            image_key = "image"
+        else:
+            image_key = next((k for k in images if k != mask_key and _feature_channels(features[k]) in (3, None)),
+                             None)
+    missing = [what for what, key in (("image", image_key), ("segmentation mask", mask_key)) if key is None]
+    if missing:
+        raise TfsegError(f"data source {text!r}: no {' and no '.join(missing)} feature among "
+                         f"{', '.join(names)} (pass image_key=/mask_key=)")
+    for key in (image_key, mask_key):
+        if key not in names:
+            raise ConfigError(f"data source {text!r}: no feature {key!r}; features: {', '.join(names)}")
+    return image_key, mask_key
+
+
+class TfdsSource(Source):
+    """A TFDS dataset as a :class:`~tfseg.data.sources.Source` (see the module docstring).
+
+    Args:
+        spec: the parsed ``tfds:NAME[/CONFIG]``.
+        data_dir: TFDS data folder (default: TFDS's, ``~/tensorflow_datasets``).
+        num_classes: 1 (binary) or N >= 2 class ids; for the pets see ``pet_classes``.
+        pet_classes: ``"binary"`` or ``"trimap"`` (``oxford_iiit_pet`` only).
+        splits: ``"tfseg"`` (hash split over the pooled examples) or ``"official"``.
+        tfds_splits: TFDS splits pooled by ``splits="tfseg"`` (default: all of the dataset's).
+        image_key, mask_key: feature names, when the defaults do not find them.
+        group_key: text feature holding each example's group (default: ``sequence`` or ``group``
+            if present); ``""`` for none.
+        download: prepare a dataset that is not prepared yet (default True).
+        manual_dir: folder with manually downloaded files, for builders that need them.
+        skip_bad: accepted for symmetry with file sources; TFDS data was checked when prepared.
+    """
+
+    def __init__(self, spec: SourceSpec, data_dir=None, num_classes=None, pet_classes=None, splits="tfseg",
+                 tfds_splits=None, image_key=None, mask_key=None, group_key=None, download=True,
+                 manual_dir=None, skip_bad=False):
+        import tensorflow_datasets as tfds
+
+        self.spec = spec
+        self.skipped = []
+        if splits not in SPLIT_MODES:
+            raise ConfigError(f"splits={splits!r} for {spec.text!r}: choose one of {', '.join(SPLIT_MODES)}")
+        self.split_mode = splits
+        self.pet_classes = self._pet_classes(pet_classes, num_classes)
+        self.num_classes = self._num_classes(num_classes)
+        self.builder = _make_builder(spec, data_dir)
+        self._prepare(download, manual_dir)
+        features = self.builder.info.features
+        self.image_key, self.mask_key = _find_features(features, image_key, mask_key, spec.text)
+        self._image_feature, self._mask_feature = features[self.image_key], features[self.mask_key]
+        available = list(self.builder.info.splits.keys())
+        if tfds_splits is None:
+            # A mocked or metadata-less builder lists no splits: fall back to "train".
+            tfds_splits = available or ["train"]
+        unknown = [s for s in tfds_splits if available and s not in available]
+        if unknown:
+            raise ConfigError(f"tfds_splits {unknown} for {spec.text!r}: the dataset has {', '.join(available)}")
+        self.tfds_splits = sorted(tfds_splits)
+        self.counts: Dict[str, int] = {s: self._count(s) for s in self.tfds_splits}
+        width = max(6, len(str(max(self.counts.values(), default=0))))
+        self._width = width
+        self._ids = sorted(f"{s}/{i:0{width}d}" for s, n in self.counts.items() for i in range(n))
+        if not self._ids:
+            raise DataError(f"data source {spec.text!r}: no examples in splits {', '.join(self.tfds_splits)}")
+        self._tfds = tfds
+        self.group_key = self._group_key(features, group_key)
+        self._groups = self._read_groups() if self.group_key else {}
+
+    # -- options
+    def _pet_classes(self, pet_classes, num_classes):
+        is_pets = _base_name(self.spec.name) == "oxford_iiit_pet"
+        if pet_classes is not None and not is_pets:
+            raise ConfigError(f"pet_classes={pet_classes!r}: only for tfds:oxford_iiit_pet, not {self.spec.text!r}")
+        if not is_pets:
+            return None
+        if pet_classes is None:
+            pet_classes = "trimap" if num_classes == 3 else "binary"
+        if pet_classes not in PET_CLASSES:
+            raise ConfigError(f"pet_classes={pet_classes!r}: choose one of {', '.join(PET_CLASSES)}")
+        expected = 1 if pet_classes == "binary" else 3
+        if num_classes not in (None, expected):
+            raise ConfigError(f"num_classes={num_classes!r} does not fit pet_classes={pet_classes!r} "
+                              f"(which gives {expected})")
+        return pet_classes
+
+    def _num_classes(self, num_classes) -> int:
+        if self.pet_classes is not None:
+            return 1 if self.pet_classes == "binary" else 3
+        if num_classes is None:
+            return 1
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or not 1 <= num_classes <= 256:
+            raise ConfigError(f"num_classes={num_classes!r} for {self.spec.text!r}: an integer 1..256")
+        return int(num_classes)
+
+    def _prepare(self, download: bool, manual_dir):
+        import tensorflow_datasets as tfds
+
+        if self.builder.is_prepared():
+            return
+        if not download:
+            raise TfsegError(f"data source {self.spec.text!r}: not prepared in {self.builder.data_dir} "
+                             "(run `tfds build`, or allow download=True)")
+        config = tfds.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None)
+        try:
+            self.builder.download_and_prepare(download_config=config)
+        except Exception as err:  # noqa: BLE001 - network, manual files, disk: one line for the user
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            hint = f" (this dataset needs manual_dir=...: {first[:200]})" if "manual" in first.lower() else f" ({first[:300]})"
+            raise TfsegError(f"data source {self.spec.text!r}: could not download and prepare it{hint}") from None
+
+    def _count(self, split: str) -> int:
+        info = self.builder.info.splits.get(split) if self.builder.info.splits else None
+        if info is not None:
+            return int(info.num_examples)
+        cardinality = int(self.builder.as_dataset(split=split, shuffle_files=False).cardinality())
+        if cardinality < 0:
+            raise DataError(f"data source {self.spec.text!r}: cannot count the examples of split {split!r}")
+        return cardinality
+
+    def _group_key(self, features, group_key):
+        import tensorflow_datasets as tfds
+
+        if group_key == "":
+            return None
+        names = list(features.keys())
+        if group_key is None:
+            return next((k for k in ("sequence", "group") if k in names
+                         and isinstance(features[k], tfds.features.Text)), None)
+        if group_key not in names:
+            raise ConfigError(f"group_key={group_key!r} for {self.spec.text!r}: features are {', '.join(names)}")
+        return group_key
+
+    def _read_groups(self) -> Dict[str, str]:
+        """``{id: group}``, reading only the group column of every pooled split."""
+        tfds = self._tfds
+        groups = {}
+        for split in self.tfds_splits:
+            decoders = tfds.decode.PartialDecoding({self.group_key: True})
+            column = self.builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
+            for index, example in enumerate(column.as_numpy_iterator()):
+                value = example[self.group_key]
+                groups[f"{split}/{index:0{self._width}d}"] = value.decode() if isinstance(value, bytes) else str(value)
+        return groups
+
+    # -- Source interface
+    def ids(self) -> List[str]:
+        return list(self._ids)
+
+    def group(self, sample_id: str) -> str:
+        return self._groups.get(sample_id, sample_id)
+
+    def split_ids(self, split: str, seed: int = 0, fractions=(0.7, 0.15, 0.15)) -> List[str]:
+        """See the module docstring: ``splits="tfseg"`` hashes ids, ``"official"`` follows TFDS."""
+        if self.split_mode == "tfseg" or split == "all":
+            return super().split_ids(split, seed=seed, fractions=fractions)
+        from tfseg.data.splits import SPLITS, assign_splits, validate_fractions
+
+        if split not in SPLITS:
+            raise ConfigError(f"split {split!r}: choose one of train, val, test, all")
+        fractions = dict(zip(SPLITS, validate_fractions(fractions)))
+        available = list(self.builder.info.splits.keys()) or self.tfds_splits
+        official = {"train": "train", "val": next((s for s in VAL_SPLIT_NAMES if s in available), None),
+                    "test": "test" if "test" in available else None}
+        if split != "train" and official[split] is not None:
+            return self._official_ids(official[split])
+        train = self._official_ids("train")
+        missing = [s for s in ("val", "test") if official[s] is None]
+        if not missing:
+            return train
+        if len(missing) == 2:
+            assigned = assign_splits(train, seed=seed, fractions=tuple(fractions.values()), group_of=self.group)
+            return sorted(i for i, s in assigned.items() if s == split)
+        # One split to carve out of TFDS train, with its share of train + it: hash-split train into
+        # (half the rest, the carved share, half the rest) and give both halves back to train.
+        carved = missing[0]
+        share = fractions[carved] / (fractions["train"] + fractions[carved])
+        assigned = assign_splits(train, seed=seed, fractions=((1 - share) / 2, share, (1 - share) / 2),
+                                 group_of=self.group)
+        if split == carved:
+            return sorted(i for i, s in assigned.items() if s == "val")
+        return sorted(i for i, s in assigned.items() if s != "val")
+
+    def _official_ids(self, tfds_split: str) -> List[str]:
+        if tfds_split not in self.counts:
+            raise ConfigError(f"data source {self.spec.text!r}: split {tfds_split!r} is not among the pooled "
+                              f"tfds_splits {self.tfds_splits}")
+        return [i for i in self._ids if i.startswith(tfds_split + "/")]
+
+    def examples(self, ids: Sequence[str]):
+        """Examples for ``ids``, in id order (= TFDS reading order within each split).
+
+        Each TFDS split is read once, sequentially; unwanted examples are
+        dropped before decoding (``SkipDecoding``), and reading stops after
+        the last wanted index.
+        """
+        wanted: Dict[str, List[int]] = {}
+        for sample_id in ids:
+            split, _, index = sample_id.rpartition("/")
+            if split not in self.counts or not index.isdigit() or int(index) >= self.counts[split]:
+                raise DataError(f"data source {self.spec.text!r}: unknown sample id {sample_id!r}")
+            wanted.setdefault(split, []).append(int(index))
+        if list(ids) != sorted(ids):
+            logger.warning("%s: examples come in id order, not in the order asked", self.spec.text)
+        datasets = [self._split_examples(split, indices) for split, indices in sorted(wanted.items())]
+        if not datasets:
+            return self._split_examples(self.tfds_splits[0], [])
+        dataset = datasets[0]
+        for more in datasets[1:]:
+            dataset = dataset.concatenate(more)
+        return dataset
+
+    def _split_examples(self, split: str, indices: List[int]):
+        import tensorflow as tf
+
+        tfds = self._tfds
+        keep = np.zeros(self.counts[split], dtype=bool)
+        keep[indices] = True
+        keep = tf.constant(keep)
+        last = max(indices) + 1 if indices else 0
+        skip = {k: tfds.decode.SkipDecoding() for k in (self.image_key, self.mask_key)
+                if isinstance(self.builder.info.features[k], tfds.features.Image)}
+        decoders = tfds.decode.PartialDecoding({self.image_key: True, self.mask_key: True}, decoders=skip or None)
+        ds = self.builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
+        ds = ds.enumerate().take(last).filter(lambda index, example: tf.gather(keep, index))
+        prefix = tf.constant(split + "/")
+        width = self._width
+
+        def decode(index, example):
+            image = example[self.image_key]
+            mask = example[self.mask_key]
+            if self.image_key in skip:
+                image = self._image_feature.decode_example(image)
+            if self.mask_key in skip:
+                mask = self._mask_feature.decode_example(mask)
+            sample_id = prefix + tf.strings.as_string(index, width=width, fill="0")
+            return {"id": sample_id, "image": _rgb(image), "mask": self._mask(mask, tf.shape(image)[:2])}
+
+        return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def _mask(self, mask, size):
+        import tensorflow as tf
+
+        if mask.shape.rank == 2:
+            mask = mask[..., None]
+        mask = tf.cast(mask[..., :1], tf.int32)
+        mask = tf.cond(tf.reduce_all(tf.shape(mask)[:2] == size), lambda: mask,
+                       lambda: tf.image.resize(mask, size, method="nearest"))
+        if self.pet_classes is not None:
+            lookup = tf.constant(_PET_LOOKUP[self.pet_classes], tf.int32)
+            # Values outside the trimap's 1..3 (none in the real data) count as background.
+            mask = tf.where((mask >= 0) & (mask <= 3), tf.gather(lookup, tf.clip_by_value(mask, 0, 3)), 0)
+        elif self.num_classes == 1:
+            mask = tf.cast(mask > 0, tf.int32)
+        return tf.ensure_shape(tf.cast(mask, tf.uint8), [None, None, 1])
+
+
+def _rgb(image):
+    import tensorflow as tf
+
+    image = tf.cast(image, tf.uint8) if image.dtype == tf.uint8 else tf.image.convert_image_dtype(image, tf.uint8)
+    channels = tf.shape(image)[-1]
+    image = tf.cond(channels == 1, lambda: tf.tile(image, [1, 1, 3]), lambda: image[..., :3])
+    return tf.ensure_shape(image, [None, None, 3])
+
+
+@register_source("tfds")
+def open_tfds(spec: SourceSpec, **options) -> TfdsSource:
+    """Opener for ``tfds:NAME[/CONFIG]``; options: see :class:`TfdsSource`."""
+    accepted = ("data_dir", "num_classes", "pet_classes", "splits", "tfds_splits", "image_key", "mask_key",
+                "group_key", "download", "manual_dir", "skip_bad")
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(f"data source {spec.text!r}: unknown option(s) {', '.join(unknown)}; "
+                          f"accepted: {', '.join(accepted)}")
+    return TfdsSource(spec, **options)
