@@ -1,0 +1,154 @@
+"""Building blocks shared by the architectures, plus the checks on their arguments.
+
+Each block is a function ``tensor -> tensor`` over the functional API (keras.layers only,
+never TensorFlow), named after what it returns. Layer names are prefixed with ``name``
+so that a model summary reads as the architecture (``enc1_conv1``, ``dec2_up``, ...).
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+from typing import Iterable, Tuple, Union
+
+from keras import layers
+
+from tfseg.errors import ConfigError
+
+UPSAMPLING = ("transpose", "bilinear")
+
+
+def conv_block(x, filters, *, convs=2, batch_norm=True, dropout=0.0, name="block"):
+    """``convs`` x [Conv3x3 -> (BatchNorm) -> ReLU], then SpatialDropout2D if ``dropout``.
+
+    Args:
+        x: feature map ``[B, H, W, C]``.
+        filters: output channels of every convolution.
+        convs: number of convolutions.
+        batch_norm: add BatchNormalization after each convolution (the conv then has no bias).
+        dropout: rate of SpatialDropout2D (drops whole channels) after the block; 0 = none.
+        name: prefix of the layer names.
+
+    Returns:
+        ``[B, H, W, filters]``.
+    """
+    for i in range(1, convs + 1):
+        x = layers.Conv2D(
+            filters, 3, padding="same", use_bias=not batch_norm,
+            kernel_initializer="he_normal", name=f"{name}_conv{i}",
+        )(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
+    if dropout:
+        x = layers.SpatialDropout2D(dropout, name=f"{name}_dropout")(x)
+    return x
+
+
+def encoder_block(x, filters, *, batch_norm=True, dropout=0.0, name="enc"):
+    """A U-Net encoder stage.
+
+    Returns:
+        ``(features [B, H, W, filters], pooled [B, H/2, W/2, filters])``: ``features`` is
+        the skip connection, ``pooled`` feeds the next stage.
+    """
+    features = conv_block(x, filters, batch_norm=batch_norm, dropout=dropout, name=name)
+    pooled = layers.MaxPooling2D(2, name=f"{name}_pool")(features)
+    return features, pooled
+
+
+def upsampled(x, filters, upsampling="transpose", name="up"):
+    """``x`` at twice the height and width.
+
+    ``"transpose"``: a learned 2x2 stride-2 Conv2DTranspose to ``filters`` channels.
+    ``"bilinear"``: fixed bilinear interpolation (channels unchanged, no weights).
+    """
+    if upsampling == "transpose":
+        return layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=name)(x)
+    return layers.UpSampling2D(2, interpolation="bilinear", name=name)(x)
+
+
+def decoder_block(x, skip, filters, *, upsampling="transpose", batch_norm=True, dropout=0.0, name="dec"):
+    """A U-Net decoder stage: upsample ``x``, concatenate the encoder's ``skip``, conv_block.
+
+    Returns:
+        ``[B, 2H, 2W, filters]`` where ``x`` is ``[B, H, W, C]`` and ``skip`` ``[B, 2H, 2W, C']``.
+    """
+    x = upsampled(x, filters, upsampling, name=f"{name}_up")
+    x = layers.Concatenate(name=f"{name}_concat")([x, skip])
+    return conv_block(x, filters, batch_norm=batch_norm, dropout=dropout, name=name)
+
+
+def output_head(x, num_classes=1, name="probabilities"):
+    """1x1 convolution to ``num_classes`` logits, then the probabilities in float32.
+
+    Sigmoid for one class (``[B, H, W, 1]``, P(foreground)), softmax over the last axis
+    otherwise (``[B, H, W, num_classes]``, sums to 1). The activation layer has
+    ``dtype="float32"`` so the output is float32 under a ``mixed_float16`` or
+    ``mixed_bfloat16`` policy too (keeps losses and thresholds out of half precision).
+    """
+    logits = layers.Conv2D(num_classes, 1, name="logits")(x)
+    activation = "sigmoid" if num_classes == 1 else "softmax"
+    return layers.Activation(activation, dtype="float32", name=name)(logits)
+
+
+# --- argument checks (one ConfigError line each) ---------------------------------------
+
+def image_shape(image_size: Union[int, Iterable[int]], multiple: int, model: str) -> Tuple[int, int]:
+    """``(height, width)`` from an int or a pair, each a positive multiple of ``multiple``.
+
+    Raises:
+        ConfigError: a size that is not a positive integer or not divisible by ``multiple``.
+    """
+    if _is_count(image_size):
+        sizes = (int(image_size), int(image_size))
+    else:
+        try:
+            sizes = tuple(image_size)
+        except TypeError:
+            sizes = ()
+        if len(sizes) != 2 or not all(_is_count(size) for size in sizes):
+            raise ConfigError(f"--image-size {image_size!r}: expected a positive integer or (height, width)")
+        sizes = tuple(int(size) for size in sizes)
+    for size in sizes:
+        if size % multiple:
+            lower = size // multiple * multiple
+            nearest = " or ".join(str(n) for n in (lower, lower + multiple) if n > 0)
+            raise ConfigError(
+                f"--image-size {size}: {model} needs a multiple of {multiple} (2**depth); try {nearest}"
+            )
+    return sizes
+
+
+def check_choice(option: str, value, choices) -> None:
+    """ConfigError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(f"{option} {value!r}: choose one of {', '.join(map(str, choices))}")
+
+
+def check_common(num_classes, depth, base_filters, dropout) -> None:
+    """ConfigError for a non-positive count or a dropout rate outside [0, 1)."""
+    for flag, value in (("--num-classes", num_classes), ("--depth", depth), ("--base-filters", base_filters)):
+        if not _is_count(value):
+            raise ConfigError(f"{flag} {value!r}: must be a positive integer")
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"--dropout {dropout!r}: must be in [0, 1)")
+
+
+def check_options(model: str, options, known) -> None:
+    """ConfigError naming the first option of ``options`` that is not in ``known``."""
+    for option in options:
+        if option not in known:
+            raise ConfigError(
+                f"{model}: unknown option {option!r}; known options: {', '.join(sorted(known))}"
+            )
+
+
+def option_names(builder):
+    """Keyword options of a model builder besides ``image_size`` and ``num_classes``."""
+    return [name for name in inspect.signature(builder).parameters if name not in ("image_size", "num_classes")]
+
+
+def _is_count(value) -> bool:
+    """True for a positive integer (not a bool)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
