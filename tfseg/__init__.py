@@ -13,8 +13,13 @@ The data flow is the module list::
     tfseg.viz       plots and overlays
     tfseg.cli       the ``tfseg`` command
 
-``import tfseg`` is cheap: submodules load on first attribute access, so the
-Keras-only parts (models, layers, losses, metrics) never pull in TensorFlow.
+``import tfseg`` registers tfseg's custom Keras objects (it imports the
+Keras-only modules ``layers``, ``losses``, ``metrics`` and ``models``), so that
+``keras.models.load_model("model.keras")`` works with ``safe_mode=True`` and no
+``custom_objects``; Keras finds registered objects only once their module has
+been imported. The TensorFlow-only parts (``data``, ``training``, ``export``,
+``inference``) load on first attribute access, so under the JAX or PyTorch
+backend ``import tfseg`` never imports TensorFlow.
 """
 
 import importlib
@@ -36,7 +41,7 @@ _SUBMODULES = (
     "cli",
 )
 
-__all__ = ["__version__", *_SUBMODULES]
+__all__ = ["__version__", "load_model", *_SUBMODULES]
 
 
 def __getattr__(name):
@@ -49,3 +54,22 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(__all__)
+
+
+def load_model(path, **kwargs):
+    """``keras.models.load_model`` for tfseg files (custom objects are registered on import).
+
+    Example:
+        >>> model = tfseg.load_model("runs/unet-synthetic/model.keras")  # doctest: +SKIP
+    """
+    import keras
+
+    return keras.models.load_model(path, **kwargs)
+
+
+def _register_keras_objects():
+    # Importing these runs their @register_keras_serializable decorators.
+    from tfseg import layers, losses, metrics, models  # noqa: F401
+
+
+_register_keras_objects()
