@@ -1,0 +1,154 @@
+"""Joint image + mask augmentation (tfseg.data.augment)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tfseg.data.augment import AugmentConfig, augment_config, augment_example
+from tfseg.errors import ConfigError
+
+STRONG = AugmentConfig(zoom=(0.6, 1.2), rotation=45.0, shear=0.2, transform_probability=1.0, elastic=0.03)
+CONFIGS = {"default": AugmentConfig(), "strong+elastic": STRONG}
+
+
+def _blobs(size=48, seed=0, height=None):
+    """A mask of random blobs and an image that encodes it: grey 0.85 on the mask, 0.15 off it, plus noise."""
+    rng = np.random.default_rng(seed)
+    height = height or size
+    rows, cols = np.mgrid[:height, :size]
+    mask = np.zeros((height, size), bool)
+    for _ in range(3):
+        r, c, radius = rng.uniform(0, height), rng.uniform(0, size), rng.uniform(4, 12)
+        mask |= (rows - r) ** 2 + (cols - c) ** 2 < radius**2
+    image = np.where(mask, 0.85, 0.15)[..., None] * np.ones(3) + rng.normal(0, 0.02, (height, size, 3))
+    return tf.constant(np.clip(image, 0, 1), tf.float32), tf.constant(mask[..., None], tf.float32)
+
+
+def _misaligned_fraction(image, mask):
+    """Pixels where the image (thresholded) and the mask disagree, ignoring pixels next to a mask edge.
+
+    Bilinear resampling blurs the image's edges by up to a pixel, so only
+    disagreements farther than one pixel from any mask edge count.
+    """
+    decoded = image.numpy().mean(-1) > 0.5
+    truth = mask.numpy()[..., 0] > 0.5
+    padded = np.pad(truth, 1, mode="edge")
+    near_edge = np.zeros_like(truth)
+    for dr in (0, 1, 2):
+        for dc in (0, 1, 2):
+            near_edge |= padded[dr : dr + truth.shape[0], dc : dc + truth.shape[1]] != truth
+    return float(np.mean((decoded != truth) & ~near_edge))
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_image_and_mask_stay_aligned(name):
+    for s in range(12):
+        image, mask = _blobs(seed=s)
+        out_image, out_mask = augment_example(image, mask, tf.constant([s, 1]), CONFIGS[name])
+        assert _misaligned_fraction(out_image, out_mask) < 0.002, (name, s)
+
+
+def test_alignment_check_detects_drift():
+    # Negative control: the same check must fail when image and mask get different transforms.
+    failures = 0
+    for s in range(6):
+        image, mask = _blobs(seed=s)
+        out_image, _ = augment_example(image, mask, tf.constant([s, 1]), STRONG)
+        _, out_mask = augment_example(image, mask, tf.constant([s, 2]), STRONG)
+        failures += _misaligned_fraction(out_image, out_mask) >= 0.002
+    assert failures >= 5
+
+
+def test_masks_stay_binary_and_class_ids_stay_valid():
+    image, mask = _blobs(seed=1)
+    ids = tf.cast(mask, tf.int32) * 2 + tf.cast(tf.range(48)[None, :, None] > 30, tf.int32)  # ids {0,1,2,3}
+    for s in range(8):
+        _, out = augment_example(image, mask, tf.constant([s, 0]), STRONG)
+        assert out.dtype == tf.float32 and set(np.unique(out.numpy())) <= {0.0, 1.0}
+        _, out_ids = augment_example(image, ids, tf.constant([s, 0]), STRONG)
+        assert out_ids.dtype == tf.int32 and set(np.unique(out_ids.numpy())) <= {0, 1, 2, 3}
+
+
+def test_same_seed_same_result_different_seed_different_result():
+    image, mask = _blobs(seed=2)
+    a = augment_example(image, mask, tf.constant([4, 2]))
+    b = augment_example(image, mask, tf.constant([4, 2]))
+    c = augment_example(image, mask, tf.constant([4, 3]))
+    assert np.array_equal(a[0].numpy(), b[0].numpy()) and np.array_equal(a[1].numpy(), b[1].numpy())
+    assert not np.array_equal(a[0].numpy(), c[0].numpy())
+
+
+def test_geometry_off_leaves_mask_untouched_and_colour_changes_image_only():
+    image, mask = _blobs(seed=3)
+    colour_only = AugmentConfig(flip=False, rotate90=False, transform_probability=0.0)
+    out_image, out_mask = augment_example(image, mask, tf.constant([1, 1]), colour_only)
+    assert np.array_equal(out_mask.numpy(), mask.numpy())
+    assert not np.allclose(out_image.numpy(), image.numpy())
+    assert 0.0 <= out_image.numpy().min() and out_image.numpy().max() <= 1.0
+
+
+def test_flips_and_rotations_are_exact_permutations():
+    image, mask = _blobs(seed=4)
+    exact = AugmentConfig(transform_probability=0.0, brightness=0, contrast=0, saturation=0, hue=0, gamma=0)
+    changed = 0
+    for s in range(8):
+        out_image, out_mask = augment_example(image, mask, tf.constant([s, 5]), exact)
+        assert np.isclose(out_image.numpy().sum(), image.numpy().sum(), rtol=1e-6)
+        assert out_mask.numpy().sum() == mask.numpy().sum()
+        changed += not np.array_equal(out_mask.numpy(), mask.numpy())
+    assert changed >= 5
+
+
+def test_zoom_in_enlarges_objects():
+    rows, cols = np.mgrid[:48, :48]
+    disc = ((rows - 23.5) ** 2 + (cols - 23.5) ** 2 < 16)[..., None]
+    image, mask = tf.constant(disc * np.ones(3), tf.float32), tf.constant(disc, tf.float32)
+    zoom = AugmentConfig(flip=False, rotate90=False, zoom=(0.5, 0.5), rotation=0, shear=0, transform_probability=1.0)
+    areas = [augment_example(image, mask, tf.constant([s, 0]), zoom)[1].numpy().sum() for s in range(6)]
+    # 2x zoom: 4x the area where the crop holds the whole centred disc
+    assert np.mean(areas) > 2.5 * disc.sum()
+
+
+def test_non_square_images_keep_their_shape():
+    image, mask = _blobs(size=40, height=24, seed=6)
+    for s in range(4):
+        out_image, out_mask = augment_example(image, mask, tf.constant([s, 0]), STRONG)
+        assert out_image.shape == (24, 40, 3) and out_mask.shape == (24, 40, 1)
+
+
+def test_augment_config_from_user_values():
+    assert augment_config(False) is None and augment_config(None) is None
+    assert augment_config(True) == AugmentConfig()
+    assert augment_config({"rotation": 5}).rotation == 5.0
+    with pytest.raises(ConfigError, match="rotatoin"):
+        augment_config({"rotatoin": 5})
+    for bad in ({"zoom": (0.0, 1.0)}, {"contrast": 1.5}, {"transform_probability": 2}, {"fill_mode": "mirror"}, {"gamma": -1}):
+        with pytest.raises(ConfigError):
+            augment_config(bad)
+    with pytest.raises(ConfigError):
+        augment_config("yes")
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    height=st.sampled_from([1, 2, 3, 7, 31, 64]),
+    width=st.sampled_from([1, 3, 8, 33, 200]),
+    channels=st.sampled_from([1, 3, 4]),
+    multi_class=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_any_shape_comes_out_with_its_shape_and_valid_mask(height, width, channels, multi_class, seed):
+    rng = np.random.default_rng(seed)
+    image = tf.constant(rng.uniform(size=(height, width, channels)), tf.float32)
+    if multi_class:
+        mask = tf.constant(rng.integers(0, 5, (height, width, 1)), tf.int32)
+        allowed = set(np.unique(mask.numpy()))
+    else:
+        mask = tf.constant(rng.integers(0, 2, (height, width, 1)), tf.float32)
+        allowed = {0.0, 1.0}
+    out_image, out_mask = augment_example(image, mask, tf.constant([seed, 0]), STRONG)
+    assert out_image.shape == image.shape and out_mask.shape == mask.shape
+    assert out_mask.dtype == mask.dtype and set(np.unique(out_mask.numpy())) <= allowed
+    assert np.all(np.isfinite(out_image.numpy())) and 0 <= out_image.numpy().min() and out_image.numpy().max() <= 1

@@ -1,0 +1,130 @@
+"""Deterministic, group-aware splits (tfseg.data.splits); no TensorFlow needed."""
+
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+from tfseg.data.sources import Source
+from tfseg.data.spec import SourceSpec
+from tfseg.data.splits import assign_splits, split_ids
+from tfseg.errors import ConfigError, DataError
+
+IDS = [f"IMD{i:03d}" for i in range(200)]
+
+
+def _all_splits(ids, **kwargs):
+    return {s: split_ids(ids, s, **kwargs) for s in ("train", "val", "test")}
+
+
+def test_same_seed_same_split_whatever_the_input_order():
+    shuffled = list(IDS)
+    random.Random(3).shuffle(shuffled)
+    assert _all_splits(IDS, seed=5) == _all_splits(shuffled, seed=5)
+    assert _all_splits(IDS, seed=5) == _all_splits(tuple(reversed(IDS)), seed=5)
+
+
+def test_different_seed_different_split():
+    assert split_ids(IDS, "test", seed=0) != split_ids(IDS, "test", seed=1)
+
+
+def test_splits_are_disjoint_sorted_and_cover_every_id():
+    splits = _all_splits(IDS, seed=0)
+    seen = [i for ids in splits.values() for i in ids]
+    assert sorted(seen) == sorted(IDS) and len(seen) == len(set(seen))
+    assert all(ids == sorted(ids) for ids in splits.values())
+    assert split_ids(reversed(IDS), "all") == sorted(IDS)
+
+
+@pytest.mark.parametrize("fractions", [(0.7, 0.15, 0.15), (0.8, 0.1, 0.1), (0.5, 0.3, 0.2)])
+def test_fractions_are_honoured_to_one_sample(fractions):
+    counts = [len(ids) for ids in _all_splits(IDS, seed=2, fractions=fractions).values()]
+    for count, fraction in zip(counts, fractions):
+        assert abs(count - fraction * len(IDS)) <= 1
+
+
+def test_groups_are_never_separated_and_fractions_follow_sample_counts():
+    rng = random.Random(0)
+    ids = [f"seq{g:02d}-frame{j:03d}" for g in range(30) for j in range(rng.randint(1, 40))]
+    group_of = lambda sample_id: sample_id.split("-")[0]  # noqa: E731
+    splits = _all_splits(ids, seed=0, group_of=group_of)
+    owner = {}
+    for split, members in splits.items():
+        for sample_id in members:
+            assert owner.setdefault(group_of(sample_id), split) == split
+    largest_group = max(sum(1 for i in ids if group_of(i) == group_of(j)) for j in ids)
+    for split, fraction in zip(("train", "val", "test"), (0.7, 0.15, 0.15)):
+        assert abs(len(splits[split]) - fraction * len(ids)) <= largest_group
+
+
+@pytest.mark.parametrize("sizes", [[1, 1, 1], [500, 1, 1], [1, 1, 500], [10, 10, 10, 10], [1] * 5])
+def test_val_and_test_are_not_empty_with_three_groups(sizes):
+    ids = [f"g{g}-{j}" for g, n in enumerate(sizes) for j in range(n)]
+    for seed in range(5):
+        splits = _all_splits(ids, seed=seed, group_of=lambda i: i.split("-")[0])
+        assert all(splits[s] for s in ("train", "val", "test")), (sizes, seed, splits)
+
+
+def test_one_or_two_samples_still_split_without_error():
+    assert split_ids(["only"], "train") == ["only"]
+    assert sorted(split_ids(["a", "b"], "train") + split_ids(["a", "b"], "val") + split_ids(["a", "b"], "test")) == ["a", "b"]
+
+
+def test_adding_samples_moves_few_existing_ones():
+    before = assign_splits(IDS, seed=0)
+    after = assign_splits(IDS + [f"NEW{i:03d}" for i in range(20)], seed=0)
+    moved = [i for i in IDS if before[i] != after[i]]
+    # about sqrt(20) per cut (module docstring); far from a reshuffle (~80 of 200)
+    assert len(moved) <= 16
+
+
+def test_split_does_not_depend_on_python_hash_seed():
+    code = "from tfseg.data.splits import split_ids; print(split_ids([f'x{i}' for i in range(50)], 'test', seed=3))"
+    outputs = set()
+    for hash_seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        outputs.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
+    assert len(outputs) == 1
+
+
+@pytest.mark.parametrize(
+    "fractions", [(0.7, 0.3), (0.7, 0.2, 0.2), (1.0, 0.0, 0.0), (0.8, -0.1, 0.3), ("a", "b", "c"), 0.7]
+)
+def test_bad_fractions_raise_config_error(fractions):
+    with pytest.raises(ConfigError, match="fractions"):
+        split_ids(IDS, "train", fractions=fractions)
+
+
+def test_unknown_split_and_duplicate_ids_are_user_errors():
+    with pytest.raises(ConfigError, match="'validation'"):
+        split_ids(IDS, "validation")
+    with pytest.raises(DataError, match="IMD001"):
+        split_ids(IDS + ["IMD001"], "train")
+
+
+class _Sequences(Source):
+    """Frames of video sequences: the group is the sequence."""
+
+    def __init__(self, ids):
+        self.spec = SourceSpec("folder", path="mem", text="folder:mem")
+        self._ids = sorted(ids)
+
+    def ids(self):
+        return list(self._ids)
+
+    def group(self, sample_id):
+        return sample_id.split("_")[0]
+
+    def examples(self, ids):
+        raise NotImplementedError
+
+
+def test_source_split_ids_keeps_its_groups_together():
+    source = _Sequences([f"s{g}_{f}" for g in range(12) for f in range(5)])
+    for split in ("train", "val", "test"):
+        ids = source.split_ids(split, seed=1)
+        assert ids and len(ids) % 5 == 0
+        for group in {source.group(i) for i in ids}:
+            assert all(f"{group}_{f}" in ids for f in range(5))

@@ -1,0 +1,349 @@
+"""``load_dataset``: SOURCE -> batched ``tf.data.Dataset`` of (images, masks).
+
+The stages, in order::
+
+    open the source -> ids of the split -> examples(ids) (decode, original size)
+    -> resize (image bilinear with antialiasing, mask nearest) to uint8
+    -> cache (in memory, after resizing, before augmentation; see ``cache``)
+    -> shuffle (train) -> scale to float32 -> augment (train) -> repeat -> batch -> prefetch
+
+Images come out float32 ``[B, H, W, 3]`` in [0, 1]; binary masks float32
+``[B, H, W, 1]`` in {0, 1}; multi-class masks int32 class ids ``[B, H, W, 1]``.
+
+Example:
+    >>> from tfseg.data import load_dataset
+    >>> ds = load_dataset("synthetic:20", split="train", image_size=32, batch_size=4)
+    >>> images, masks = next(iter(ds))
+    >>> images.shape, masks.dtype.name
+    (TensorShape([4, 32, 32, 3]), 'float32')
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import os
+from typing import Dict, Optional, Tuple
+
+import tensorflow as tf
+
+from tfseg.data.augment import augment_config, augment_example
+from tfseg.data.sources import Source, open_source
+from tfseg.data.spec import parse_source
+from tfseg.data.splits import SPLITS, validate_fractions
+from tfseg.errors import ConfigError, TfsegError
+
+log = logging.getLogger(__name__)
+
+CACHE_MODES = ("auto", "memory", "none")
+# ``cache="auto"`` keeps a split in memory when it needs less than this share of the RAM.
+CACHE_RAM_FRACTION = 0.25
+# The shuffle buffer holds at most this many bytes of resized samples.
+SHUFFLE_BUFFER_BYTES = 256 * 2**20
+
+
+def load_dataset(
+    source,
+    split: str = "train",
+    image_size=256,
+    batch_size: int = 8,
+    augment=None,
+    seed: Optional[int] = 0,
+    shuffle: Optional[bool] = None,
+    cache="auto",
+    fractions=(0.7, 0.15, 0.15),
+    num_classes: Optional[int] = None,
+    repeat: bool = False,
+    skip_bad: bool = False,
+    drop_remainder: bool = False,
+    **source_options,
+) -> tf.data.Dataset:
+    """A batched ``tf.data.Dataset`` of ``(images, masks)`` for one split of a source.
+
+    Args:
+        source: a SOURCE string (``"synthetic:200"``, ``"ph2:/data/PH2Dataset"``, ...),
+            a :class:`~tfseg.data.spec.SourceSpec` or an opened :class:`~tfseg.data.sources.Source`.
+        split: ``"train"``, ``"val"``, ``"test"`` or ``"all"`` (see :mod:`tfseg.data.splits`).
+        image_size: output side ``N`` or ``(height, width)``.
+        batch_size: samples per batch.
+        augment: ``None`` = on for train, off otherwise; ``True``/``False``; a dict of
+            :class:`~tfseg.data.augment.AugmentConfig` fields or an ``AugmentConfig``.
+        seed: fixes the split, the shuffle order and the augmentation. ``None``: the
+            split uses seed 0, shuffling and augmentation are not reproducible.
+        shuffle: ``None`` = on for train only; reshuffled every epoch.
+        cache: ``"auto"`` (in memory when the resized split needs under 25% of the
+            RAM, else not cached; logged), ``"memory"`` or ``"none"``.
+        fractions: ``(train, val, test)`` fractions, summing to 1.
+        num_classes: ``None`` = the source's; 1 gives binary float masks,
+            more gives int32 class ids.
+        repeat: repeat forever (for ``steps_per_epoch``); batches then span epochs.
+        skip_bad: drop samples that fail to decode instead of stopping.
+        drop_remainder: drop the last incomplete batch (static batch size).
+        **source_options: passed to the source's opener (e.g. ``seed`` of ``synthetic``).
+
+    Returns:
+        ``tf.data.Dataset`` of ``(images float32 [B,H,W,3] in [0,1], masks [B,H,W,1])``.
+
+    Raises:
+        TfsegError: bad source, split, size or option (one line naming it);
+        DataError: the split is empty.
+    """
+    size = image_size_pair(image_size)
+    batch_size = _positive_int("batch_size", batch_size)
+    if split not in SPLITS + ("all",):
+        raise ConfigError(f"split {split!r}: choose one of train, val, test, all")
+    fractions = validate_fractions(fractions)
+    if cache is True or cache is False or cache is None:
+        cache = "memory" if cache else "none"
+    if cache not in CACHE_MODES:
+        raise ConfigError(f"cache {cache!r}: choose one of {', '.join(CACHE_MODES)}")
+    config = augment_config(split == "train" if augment is None else augment)
+    shuffle = split == "train" if shuffle is None else bool(shuffle)
+
+    opened = open_dataset_source(source, image_size=size, **source_options)
+    classes = resolve_num_classes(opened, num_classes)
+    ids = opened.split_ids(split, seed=0 if seed is None else seed, fractions=fractions)
+    if not ids:
+        raise TfsegError(f"data source {opened.spec.text!r}: the {split!r} split is empty ({len(opened.ids())} samples)")
+
+    def resized(example):
+        mask = example["mask"]
+        if classes > 1:  # before resizing, which may skip the offending pixels
+            mask = _checked_class_ids(mask, classes, example["id"])
+        return resize_example(example["image"], mask, size, classes)
+
+    ds = opened.examples(ids).map(resized, num_parallel_calls=tf.data.AUTOTUNE)
+    if skip_bad:
+        ds = ds.ignore_errors(log_warning=True)
+    sample_bytes = size[0] * size[1] * (3 + _mask_dtype(classes).size)
+    if use_memory_cache(cache, len(ids) * sample_bytes, f"{opened.spec.text} {split}"):
+        ds = ds.cache()
+    if shuffle:
+        buffer = max(1, min(len(ids), SHUFFLE_BUFFER_BYTES // sample_bytes))
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(lambda image, mask: scale_example(image, mask, classes), num_parallel_calls=tf.data.AUTOTUNE)
+    if config is not None:
+        # One [2] seed per sample, new every epoch, reproducible from ``seed``.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda pair, s: augment_example(pair[0], pair[1], s, config), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = seed is not None
+    return ds.with_options(options)
+
+
+def dataset_summary(source, seed: int = 0, fractions=(0.7, 0.15, 0.15), **source_options) -> Dict:
+    """What the trainer needs before building a model, without decoding any image.
+
+    Returns:
+        ``{"source": text, "num_classes": int, "counts": {"train": n, "val": n, "test": n}, "total": n}``.
+
+    Example:
+        >>> dataset_summary("synthetic:100")["counts"]
+        {'train': 70, 'val': 15, 'test': 15}
+    """
+    fractions = validate_fractions(fractions)
+    opened = open_dataset_source(source, **source_options)
+    counts = {split: len(opened.split_ids(split, seed=seed, fractions=fractions)) for split in SPLITS}
+    return {
+        "source": opened.spec.text,
+        "num_classes": int(opened.num_classes),
+        "counts": counts,
+        "total": len(opened.ids()),
+    }
+
+
+def open_dataset_source(source, image_size=None, **options) -> Source:
+    """Open ``source`` for the pipeline; ``synthetic`` is generated at ``image_size`` directly.
+
+    An opened :class:`Source` passes through (it cannot take options).
+    """
+    if isinstance(source, Source):
+        if options:
+            raise ConfigError(f"source options {', '.join(sorted(options))}: only apply when the source is a SOURCE string")
+        return source
+    spec = parse_source(source)
+    if spec.kind == "synthetic" and image_size is not None and "image_size" not in options:
+        height, width = image_size_pair(image_size)
+        # Generated square; a non-square request is resized from the larger side.
+        options["image_size"] = max(height, width, 8)
+    return open_source(spec, **options)
+
+
+def resolve_num_classes(source: Source, num_classes: Optional[int]) -> int:
+    """``num_classes`` checked against the source's (``None`` -> the source's)."""
+    own = int(getattr(source, "num_classes", 1) or 1)
+    if num_classes is None:
+        return own
+    wanted = _positive_int("num_classes", num_classes)
+    if wanted < own or (own > 1 and wanted == 1):
+        raise ConfigError(
+            f"num_classes {num_classes!r}: data source {source.spec.text!r} has {own} classes"
+            + (" (binary masks, use 1)" if own == 1 else "")
+        )
+    return wanted
+
+
+def use_memory_cache(cache: str, nbytes: int, what: str = "data") -> bool:
+    """Whether to cache ``nbytes`` of resized samples in memory; ``auto`` decides by RAM and logs it."""
+    if cache != "auto":
+        return cache == "memory"
+    limit = int(_total_ram() * CACHE_RAM_FRACTION)
+    fits = nbytes <= limit
+    log.info(
+        "%s: %s in memory (%.1f MiB resized; limit %.0f MiB = %d%% of RAM)",
+        what,
+        "caching" if fits else "not caching",
+        nbytes / 2**20,
+        limit / 2**20,
+        CACHE_RAM_FRACTION * 100,
+    )
+    return fits
+
+
+def _total_ram() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume a small machine
+        return 4 * 2**30
+
+
+def image_size_pair(image_size) -> Tuple[int, int]:
+    """``N`` or ``(height, width)`` -> ``(height, width)`` of positive ints.
+
+    Raises:
+        ConfigError: naming the value.
+    """
+    if isinstance(image_size, (list, tuple)):
+        if len(image_size) != 2:
+            raise ConfigError(f"image_size {image_size!r}: expected N or (height, width)")
+        return _positive_int("image_size", image_size[0]), _positive_int("image_size", image_size[1])
+    side = _positive_int("image_size", image_size)
+    return side, side
+
+
+def _positive_int(name, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ConfigError(f"{name} {value!r}: must be a positive integer")
+    return int(value)
+
+
+def _mask_dtype(num_classes: int) -> tf.DType:
+    # uint8 holds ids up to 255 and keeps the cache four times smaller than int32.
+    return tf.uint8 if num_classes <= 256 else tf.int32
+
+
+_IMAGE_DTYPES = {tf.uint8: 255.0, tf.uint16: 65535.0, tf.float16: 1.0, tf.float32: 1.0, tf.float64: 1.0, tf.bool: 1.0}
+
+
+def resize_example(image, mask, image_size, num_classes: int = 1):
+    """One sample to the pipeline's storage form: ``(image uint8 [h,w,3], mask [h,w,1])``.
+
+    Accepts what sources and users plausibly hand in: images ``[H, W]`` or
+    ``[H, W, C]`` with C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA) of
+    dtype uint8, uint16, float (in [0, 1]) or bool; masks ``[H, W]`` or ``[H, W, C]``.
+    Binary masks (``num_classes == 1``) may be {0, 1}, {0, 255}, bool, float, or
+    black/white RGB(A) (any colour channel counts): a pixel is foreground when it
+    is above half the mask's range (> 0 for {0, 1}). Multi-class masks must be one
+    channel of integer class ids. The image is resized bilinearly with
+    antialiasing and rounded to uint8; the mask with nearest neighbour, so its
+    values never change. Image and mask may differ in size: each is resized.
+
+    Args:
+        image, mask: tensors as above.
+        image_size: ``N`` or ``(height, width)``.
+        num_classes: 1 for binary masks, else the number of classes.
+
+    Returns:
+        ``(uint8 [h, w, 3], uint8 [h, w, 1])``; the mask is int32 above 256 classes.
+
+    Raises:
+        TfsegError: a rank, channel count, dtype or size that cannot be an image or mask.
+    """
+    size = image_size_pair(image_size)
+    image = _rgb_float(tf.convert_to_tensor(image))
+    mask = _mask_values(tf.convert_to_tensor(mask), num_classes)
+    if tuple(image.shape[:2]) != size:
+        image = tf.image.resize(image, size, method="bilinear", antialias=True)
+    image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
+    if tuple(mask.shape[:2]) != size:
+        mask = tf.image.resize(mask, size, method="nearest")
+    image.set_shape(size + (3,))
+    mask.set_shape(size + (1,))
+    return image, mask
+
+
+def scale_example(image, mask, num_classes: int = 1):
+    """Storage form -> model form: image float32 in [0, 1]; mask float32 {0, 1} (binary) or int32 ids."""
+    image = tf.cast(image, tf.float32) / 255.0
+    mask = tf.cast(mask, tf.float32 if num_classes == 1 else tf.int32)
+    return image, mask
+
+
+def _image_rank3(tensor, what):
+    rank = tensor.shape.rank
+    if rank is None:
+        raise TfsegError(f"{what}: unknown rank; expected [height, width] or [height, width, channels]")
+    if rank not in (2, 3):
+        raise TfsegError(f"{what} of shape {tensor.shape}: expected [height, width] or [height, width, channels]")
+    if rank == 2:
+        tensor = tensor[..., None]
+    if 0 in tuple(d for d in tensor.shape if d is not None):
+        raise TfsegError(f"{what} of shape {tensor.shape}: has no pixels")
+    return tensor
+
+
+def _rgb_float(image):
+    if image.dtype not in _IMAGE_DTYPES:
+        raise TfsegError(f"image dtype {image.dtype.name}: expected uint8, uint16, float or bool")
+    scale = _IMAGE_DTYPES[image.dtype]
+    image = _image_rank3(image, "image")
+    channels = image.shape[-1]
+    if channels is not None and channels > 4:
+        raise TfsegError(f"image with {channels} channels: expected 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA)")
+    image = tf.cast(image, tf.float32) / scale
+    if channels in (1, 2):
+        return tf.tile(image[..., :1], [1, 1, 3])
+    if channels in (3, 4):
+        return image[..., :3]
+    return tf.cond(
+        tf.shape(image)[-1] >= 3, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3])
+    )
+
+
+def _mask_values(mask, num_classes):
+    mask = _image_rank3(mask, "mask")
+    channels = mask.shape[-1]
+    if num_classes > 1:
+        if channels is not None and channels != 1:
+            raise TfsegError(f"multi-class mask with {channels} channels: expected one channel of class ids")
+        if not (mask.dtype.is_integer or mask.dtype.is_floating):
+            raise TfsegError(f"multi-class mask dtype {mask.dtype.name}: expected integer class ids")
+        return tf.cast(tf.round(tf.cast(mask, tf.float32)) if mask.dtype.is_floating else mask, _mask_dtype(num_classes))
+    if channels in (2, 4):  # drop alpha: an opaque alpha would turn everything foreground
+        mask = mask[..., : channels - 1]
+    if mask.dtype == tf.bool:
+        foreground = mask
+    elif mask.dtype.is_integer or mask.dtype.is_floating:
+        values = tf.cast(mask, tf.float32)
+        top = tf.reduce_max(values)
+        # {0, 1} -> > 0.5 ... of 1; {0, 255} -> > 127.5: half the range of the values present.
+        foreground = values > tf.where(top > 1.0, 127.5 if mask.dtype != tf.uint16 else 32767.5, 0.5)
+    else:
+        raise TfsegError(f"mask dtype {mask.dtype.name}: expected integers, floats or bool")
+    return tf.cast(tf.reduce_any(foreground, axis=-1, keepdims=True), tf.uint8)
+
+
+def _checked_class_ids(mask, num_classes, sample_id):
+    """``mask``, after checking that its ids are below ``num_classes`` (else the error names the sample)."""
+    top = tf.reduce_max(tf.cast(mask, tf.int32))
+    check = tf.debugging.Assert(
+        top < num_classes, [f"mask class id >= num_classes={num_classes} in sample", sample_id, "max id", top]
+    )
+    # The dependency keeps the check in the dataset graph (an unused Assert is pruned).
+    with tf.control_dependencies([check]):
+        return tf.identity(mask)
