@@ -100,7 +100,8 @@ def load_dataset(
     config = augment_config(split == "train" if augment is None else augment)
     shuffle = split == "train" if shuffle is None else bool(shuffle)
 
-    opened = open_dataset_source(source, image_size=size, **source_options)
+    opened = open_dataset_source(source, image_size=size, num_classes=num_classes, skip_bad=skip_bad,
+                                 **source_options)
     classes = resolve_num_classes(opened, num_classes)
     ids = opened.split_ids(split, seed=0 if seed is None else seed, fractions=fractions)
     if not ids:
@@ -157,10 +158,23 @@ def dataset_summary(source, seed: int = 0, fractions=(0.7, 0.15, 0.15), **source
     }
 
 
-def open_dataset_source(source, image_size=None, **options) -> Source:
+# Pipeline settings that a source kind also needs when it is opened: the file
+# sources validate every file up front, so ``skip_bad`` must reach them there.
+_OPENER_SETTINGS = {
+    "folder": ("num_classes", "skip_bad"),
+    "mads": ("num_classes", "skip_bad"),
+    "ph2": ("num_classes", "skip_bad"),
+    "tfrecord": ("num_classes", "skip_bad"),
+    "tfds": ("num_classes",),
+}
+
+
+def open_dataset_source(source, image_size=None, num_classes=None, skip_bad=False, **options) -> Source:
     """Open ``source`` for the pipeline; ``synthetic`` is generated at ``image_size`` directly.
 
-    An opened :class:`Source` passes through (it cannot take options).
+    ``num_classes`` and ``skip_bad`` reach the kinds that take them when opening
+    (file sources check every file up front). An opened :class:`Source` passes
+    through (it cannot take options).
     """
     if isinstance(source, Source):
         if options:
@@ -171,6 +185,10 @@ def open_dataset_source(source, image_size=None, **options) -> Source:
         height, width = image_size_pair(image_size)
         # Generated square; a non-square request is resized from the larger side.
         options["image_size"] = max(height, width, 8)
+    settings = {"num_classes": num_classes, "skip_bad": skip_bad}
+    for name in _OPENER_SETTINGS.get(spec.kind, ()):
+        if settings[name] not in (None, False):
+            options.setdefault(name, settings[name])
     return open_source(spec, **options)
 
 
