@@ -1,0 +1,135 @@
+"""U-Net decoder on a pretrained encoder (keras.applications backbone).
+
+The encoder (:func:`tfseg.models.encoders.build_encoder`) gives feature maps at
+strides 2, 4, 8, 16 and 32. The decoder starts from the stride-32 map and, five
+times, upsamples by 2, concatenates the encoder feature of the same size (none
+at full resolution) and applies two 3x3 conv-BN-ReLU; a 1x1 convolution and a
+float32 sigmoid (1 class) or softmax gives ``probabilities``. This is the
+"U-Net with a classification backbone" layout of segmentation_models.
+
+``tfseg.models.build_model("unet", encoder=...)`` delegates here; this module
+can also be used on its own. Keras only, never TensorFlow.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import keras
+
+from tfseg.errors import ConfigError
+from tfseg.models.encoders import STRIDES, build_encoder, check_image_size, get_encoder_spec
+
+UPSAMPLINGS = ("transpose", "bilinear")
+
+
+def conv_bn_relu(x, filters: int, kernel_size: int = 3, dilation_rate: int = 1, batch_norm: bool = True, name: str = ""):
+    """Conv (no bias when followed by BN) -> BatchNormalization -> ReLU."""
+    x = keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        padding="same",
+        dilation_rate=dilation_rate,
+        use_bias=not batch_norm,
+        kernel_initializer="he_normal",
+        name=f"{name}_conv",
+    )(x)
+    if batch_norm:
+        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return keras.layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def upsample(x, filters: int, mode: str, name: str):
+    """x2 upsampling: a learned 2x2 transposed convolution or bilinear resizing."""
+    if mode == "transpose":
+        return keras.layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=f"{name}_up")(x)
+    return keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up")(x)
+
+
+def decoder_block(x, skip, filters: int, upsampling: str, batch_norm: bool, dropout: float, name: str):
+    """Upsample ``x`` by 2, concatenate ``skip`` (if any), then two 3x3 conv-BN-ReLU."""
+    x = upsample(x, filters, upsampling, name)
+    if skip is not None:
+        x = keras.layers.Concatenate(name=f"{name}_concat")([x, skip])
+    if dropout:
+        x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    x = conv_bn_relu(x, filters, batch_norm=batch_norm, name=f"{name}_1")
+    return conv_bn_relu(x, filters, batch_norm=batch_norm, name=f"{name}_2")
+
+
+def probabilities_head(x, num_classes: int):
+    """1x1 conv to ``num_classes`` logits, then sigmoid/softmax computed in float32."""
+    x = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
+    activation = "sigmoid" if num_classes == 1 else "softmax"
+    return keras.layers.Activation(activation, dtype="float32", name="probabilities")(x)
+
+
+def check_common_options(num_classes: int, dropout: float) -> None:
+    """ConfigError for a class count or dropout rate that cannot work."""
+    if int(num_classes) < 1:
+        raise ConfigError(f"--num-classes {num_classes!r}: must be a positive integer")
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ConfigError(f"--dropout {dropout!r}: must be in [0, 1)")
+
+
+def build_encoder_unet(
+    image_size: int = 256,
+    num_classes: int = 1,
+    encoder: str = "mobilenetv2",
+    encoder_weights: Optional[str] = "imagenet",
+    decoder_filters: Optional[Sequence[int]] = None,
+    batch_norm: bool = True,
+    dropout: float = 0.0,
+    upsampling: str = "transpose",
+    base_filters: int = 16,
+    depth: Optional[int] = None,
+) -> keras.Model:
+    """A U-Net whose encoder is a keras.applications backbone.
+
+    Args:
+        image_size: int or ``(height, width)``; multiples of 32, at least 32.
+        num_classes: 1 -> sigmoid output ``[B, H, W, 1]``; C > 1 -> softmax ``[B, H, W, C]``.
+        encoder: a name of :data:`tfseg.models.encoders.ENCODERS`.
+        encoder_weights: ``"imagenet"`` (downloaded once to ``$KERAS_HOME/models``),
+            ``None`` (random init) or a path to a weights file.
+        decoder_filters: filters of the five decoder blocks, from stride 16 to full size;
+            default ``base_filters * (16, 8, 4, 2, 1)`` = (256, 128, 64, 32, 16).
+        batch_norm: BatchNormalization in the decoder.
+        dropout: dropout rate after each decoder concatenation (0 = none).
+        upsampling: ``"transpose"`` (learned 2x2) or ``"bilinear"``.
+        base_filters: sets ``decoder_filters`` when that is not given (the plain
+            U-Net's option of the same name, so ``tfseg train --base-filters`` works).
+        depth: accepted with the plain U-Net's options and ignored: a backbone
+            always has 5 stages, so the decoder has 5 blocks.
+
+    Returns:
+        A functional ``keras.Model`` named ``unet_<encoder>``: input ``images`` float32
+        ``[B, H, W, 3]`` in ``[0, 1]`` -> output ``probabilities`` float32.
+
+    Example:
+
+    >>> model = build_encoder_unet(64, encoder="mobilenetv2", encoder_weights=None,
+    ...                            decoder_filters=(32, 16, 16, 8, 8))
+    >>> tuple(model.output.shape)
+    (None, 64, 64, 1)
+    """
+    get_encoder_spec(encoder)
+    height, width = check_image_size(encoder, image_size)
+    check_common_options(num_classes, dropout)
+    if decoder_filters is None:
+        decoder_filters = [int(base_filters) * 2**i for i in reversed(range(len(STRIDES)))]
+    decoder_filters = tuple(int(f) for f in decoder_filters)
+    if len(decoder_filters) != len(STRIDES) or min(decoder_filters) < 1:
+        raise ConfigError(f"decoder_filters {decoder_filters!r}: need {len(STRIDES)} positive integers")
+    if upsampling not in UPSAMPLINGS:
+        raise ConfigError(f"--upsampling {upsampling!r}: choose one of {', '.join(UPSAMPLINGS)}")
+
+    images = keras.Input((height, width, 3), name="images", dtype="float32")
+    features = build_encoder(encoder, images, weights=encoder_weights)
+    x = features[STRIDES[-1]]
+    skip_strides = list(reversed(STRIDES[:-1])) + [None]  # 16, 8, 4, 2, then full size
+    for index, (filters, stride) in enumerate(zip(decoder_filters, skip_strides), start=1):
+        skip = features[stride] if stride else None
+        x = decoder_block(x, skip, filters, upsampling, batch_norm, float(dropout), name=f"decoder{index}")
+    outputs = probabilities_head(x, int(num_classes))
+    return keras.Model(images, outputs, name=f"unet_{str(encoder).lower()}")

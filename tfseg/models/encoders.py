@@ -1,0 +1,442 @@
+"""Pretrained encoders: keras.applications backbones as U-Net / DeepLab feature extractors.
+
+One table, :data:`ENCODERS`, says for each supported backbone which
+``keras.applications`` constructor builds it, which layers give the features at
+strides 2, 4, 8, 16 and 32, and which ImageNet preprocessing its weights expect.
+
+A model built here takes images float32 ``[B, H, W, 3]`` in ``[0, 1]`` like every
+tfseg model: the preprocessing runs inside the model (layer
+``encoder_preprocessing``), followed by the backbone kept as one nested functional
+sub-model named ``encoder`` whose outputs are the skip features. Keeping the
+backbone nested makes it easy to find, freeze (:func:`set_encoder_trainable`) and
+round-trip through ``.keras``.
+
+Weights: ``encoder_weights="imagenet"`` downloads the backbone's ``*_notop.h5`` file
+once with ``keras.utils.get_file`` into ``$KERAS_HOME/models/`` (default
+``~/.keras/models/``; set ``KERAS_HOME`` before starting Python). Offline, place the
+file there beforehand (:func:`imagenet_weights_path` says which file); a missing
+file raises :class:`~tfseg.errors.ConfigError` naming it.
+
+This module uses ``keras`` only (never TensorFlow), so it runs under the JAX backend.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import keras
+from keras import ops
+
+from tfseg.errors import ConfigError
+
+STRIDES = (2, 4, 8, 16, 32)
+ENCODER_NAME = "encoder"
+PREPROCESSING_NAME = "encoder_preprocessing"
+
+_GCS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+_MOBILENET_V2_SIZES = (96, 128, 160, 192, 224)
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What tfseg needs to know about one backbone.
+
+    Attributes:
+        constructor: name of the ``keras.applications`` function (e.g. ``"ResNet50"``).
+        features: layer names of the backbone's last feature map at strides 2, 4, 8, 16, 32.
+        preprocessing: ImageNet preprocessing mode the weights expect (see
+            :class:`ImageNetPreprocessing`): ``"tf"``, ``"torch"`` or ``"caffe"``.
+        weights_file: ``(height, width) -> file name`` that keras.applications caches
+            for ``weights="imagenet", include_top=False``.
+        weights_url: folder the file is downloaded from.
+        options: extra constructor arguments.
+    """
+
+    constructor: str
+    features: Tuple[str, str, str, str, str]
+    preprocessing: str
+    weights_file: Callable[[Tuple[int, int]], str]
+    weights_url: str
+    options: Tuple[Tuple[str, object], ...] = ()
+
+    def feature_layer(self, stride: int) -> str:
+        """Backbone layer name of the feature map at ``stride``."""
+        return self.features[STRIDES.index(stride)]
+
+
+def _mobilenet_v2_file(size: Tuple[int, int]) -> str:
+    # keras.applications falls back to the 224 px weights for any other size.
+    rows = size[0] if size[0] == size[1] and size[0] in _MOBILENET_V2_SIZES else 224
+    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
+
+
+def _resnet_spec(name: str, constructor: str, stride16: str) -> EncoderSpec:
+    return EncoderSpec(
+        constructor=constructor,
+        features=("conv1_relu", "conv2_block3_out", "conv3_block4_out", stride16, "conv5_block3_out"),
+        preprocessing="caffe",
+        weights_file=lambda size: f"{name}_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        weights_url=_GCS + "resnet/",
+    )
+
+
+def _efficientnet_v2_spec(variant: str, features) -> EncoderSpec:
+    return EncoderSpec(
+        constructor=f"EfficientNetV2{variant.upper()}",
+        features=features,
+        # Built with include_preprocessing=False: the same Rescaling(1/255) +
+        # ImageNet mean/std normalisation then runs in ImageNetPreprocessing("torch").
+        preprocessing="torch",
+        weights_file=lambda size: f"efficientnetv2-{variant}_notop.h5",
+        weights_url=_GCS + "efficientnet_v2/",
+        options=(("include_preprocessing", False),),
+    )
+
+
+#: name -> :class:`EncoderSpec`. Feature layers are the last layer at each stride
+#: (stage outputs); for MobileNetV2 the usual expand activations (as in the Keras
+#: pix2pix / segmentation tutorials) and the 320-channel projection at stride 32.
+ENCODERS: Dict[str, EncoderSpec] = {
+    "mobilenetv2": EncoderSpec(
+        constructor="MobileNetV2",
+        features=(
+            "block_1_expand_relu",
+            "block_3_expand_relu",
+            "block_6_expand_relu",
+            "block_13_expand_relu",
+            "block_16_project_BN",
+        ),
+        preprocessing="tf",
+        weights_file=_mobilenet_v2_file,
+        weights_url=_GCS + "mobilenet_v2/",
+    ),
+    "resnet50": _resnet_spec("resnet50", "ResNet50", "conv4_block6_out"),
+    "resnet101": _resnet_spec("resnet101", "ResNet101", "conv4_block23_out"),
+    "efficientnetv2b0": _efficientnet_v2_spec(
+        "b0", ("block1a_project_activation", "block2b_add", "block3b_add", "block5e_add", "top_activation")
+    ),
+    "efficientnetv2b1": _efficientnet_v2_spec(
+        "b1", ("block1b_add", "block2c_add", "block3c_add", "block5f_add", "top_activation")
+    ),
+}
+
+
+def available_encoders() -> List[str]:
+    """Sorted names accepted by ``encoder=``."""
+    return sorted(ENCODERS)
+
+
+def get_encoder_spec(name: str) -> EncoderSpec:
+    """The :class:`EncoderSpec` of ``name`` (case-insensitive); ConfigError if unknown."""
+    try:
+        return ENCODERS[str(name).lower()]
+    except KeyError:
+        raise ConfigError(
+            f"--encoder {name!r}: unknown encoder; choose one of {', '.join(available_encoders())}"
+        ) from None
+
+
+def image_shape(image_size) -> Tuple[int, int]:
+    """``(height, width)`` from an int or a pair."""
+    if isinstance(image_size, (tuple, list)):
+        if len(image_size) != 2:
+            raise ConfigError(f"--image-size {image_size!r}: give one size or (height, width)")
+        return int(image_size[0]), int(image_size[1])
+    return int(image_size), int(image_size)
+
+
+def check_image_size(name: str, image_size, multiple: int = 32) -> Tuple[int, int]:
+    """``(height, width)`` if the encoder ``name`` can use ``image_size``, else ConfigError.
+
+    Every backbone halves the size at each stride and the decoder must land on the
+    same grid, so height and width must be multiples of ``multiple`` (the deepest
+    stride used) and at least 32 (keras.applications refuses smaller inputs).
+    """
+    for size in image_shape(image_size):
+        if size < 32 or size % multiple:
+            nearest = sorted({max(32, size - size % multiple), max(32, size - size % multiple + multiple)})
+            raise ConfigError(
+                f"--image-size {image_size!r}: the {name} encoder needs a multiple of {multiple} "
+                f"of at least 32 (nearest: {' or '.join(map(str, nearest))})"
+            )
+    return image_shape(image_size)
+
+
+# --- preprocessing ---------------------------------------------------------------
+
+_IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+_IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+PREPROCESSING_MODES = ("tf", "torch", "caffe")
+
+
+@keras.saving.register_keras_serializable(package="tfseg")
+class ImageNetPreprocessing(keras.layers.Layer):
+    """Map images in ``[0, 1]`` to what an ImageNet backbone was trained on.
+
+    The modes are those of ``keras.applications.imagenet_utils.preprocess_input``,
+    rewritten for input ``x`` in ``[0, 1]`` (RGB, channels last):
+
+    - ``"tf"`` (MobileNetV2): ``2 x - 1``, in ``[-1, 1]``.
+    - ``"torch"`` (EfficientNetV2 B*): ``(x - mean) / std`` per channel with
+      ``mean = (0.485, 0.456, 0.406)``, ``std = (0.229, 0.224, 0.225)``.
+    - ``"caffe"`` (ResNet): RGB -> BGR, then ``255 x - (103.939, 116.779, 123.68)``.
+
+    Args:
+        mode: one of ``"tf"``, ``"torch"``, ``"caffe"``.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = ImageNetPreprocessing("tf")
+    >>> np.asarray(layer(np.array([[[[0.0, 0.5, 1.0]]]], "float32"))).tolist()
+    [[[[-1.0, 0.0, 1.0]]]]
+    """
+
+    def __init__(self, mode: str = "tf", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in PREPROCESSING_MODES:
+            raise ConfigError(f"preprocessing mode {mode!r}: choose one of {', '.join(PREPROCESSING_MODES)}")
+        self.mode = mode
+
+    def call(self, images):
+        x = ops.cast(images, self.compute_dtype)
+        if self.mode == "tf":
+            return x * 2.0 - 1.0
+        if self.mode == "torch":
+            mean = ops.convert_to_tensor(_IMAGENET_MEAN_RGB, dtype=self.compute_dtype)
+            std = ops.convert_to_tensor(_IMAGENET_STD_RGB, dtype=self.compute_dtype)
+            return (x - mean) / std
+        mean = ops.convert_to_tensor(_CAFFE_MEAN_BGR, dtype=self.compute_dtype)
+        return ops.flip(x, axis=-1) * 255.0 - mean
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config["mode"] = self.mode
+        return config
+
+
+# --- weights --------------------------------------------------------------------
+
+
+def weights_cache_dir() -> str:
+    """The folder keras.applications caches ImageNet weights in.
+
+    ``$KERAS_HOME/models`` (default ``~/.keras/models``); like ``keras.utils.get_file``,
+    ``/tmp/.keras/models`` when that home folder is missing or not writable.
+    """
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    home = os.path.expanduser(home)
+    if not os.access(home, os.W_OK):
+        home = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
+    return os.path.join(home, "models")
+
+
+def imagenet_weights_path(name: str, image_size) -> Tuple[str, str]:
+    """``(local path, download URL)`` of encoder ``name``'s ImageNet weights at ``image_size``.
+
+    Example:
+
+    >>> path, url = imagenet_weights_path("resnet50", 256)
+    >>> os.path.basename(path)
+    'resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5'
+    """
+    spec = get_encoder_spec(name)
+    file_name = spec.weights_file(image_shape(image_size))
+    return os.path.join(weights_cache_dir(), file_name), spec.weights_url + file_name
+
+
+def _missing_weights_error(name: str, image_size, reason: Exception) -> ConfigError:
+    path, url = imagenet_weights_path(name, image_size)
+    text = str(reason).splitlines()[0] if str(reason) else type(reason).__name__
+    why = text.rsplit(" -- ", 1)[-1][:120]  # get_file: "URL fetch failure on URL: code -- reason"
+    return ConfigError(
+        f"--encoder-weights imagenet: {path} is missing and could not be downloaded ({why}); "
+        f"download {url} and place it there (the folder follows KERAS_HOME), "
+        f"or pass --encoder-weights none"
+    )
+
+
+def _backbone(name: str, image_size, weights: Optional[str]) -> keras.Model:
+    """The keras.applications model without its classifier, with ``weights`` loaded."""
+    spec = get_encoder_spec(name)
+    if weights is not None and weights != "imagenet" and not os.path.isfile(str(weights)):
+        raise ConfigError(f"--encoder-weights {weights!r}: no such file (use imagenet, none or a .h5/.weights.h5 path)")
+    constructor = getattr(keras.applications, spec.constructor)
+    try:
+        return constructor(
+            include_top=False,
+            weights=weights,
+            input_shape=(*image_shape(image_size), 3),
+            **dict(spec.options),
+        )
+    except Exception as error:
+        if weights not in (None, "imagenet"):
+            reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+            raise ConfigError(f"--encoder-weights {weights}: cannot be loaded into {name} ({reason})") from error
+        # keras.utils.get_file deletes a partial download, so a missing file
+        # after a failure means the download itself failed.
+        if weights == "imagenet" and not os.path.isfile(imagenet_weights_path(name, image_size)[0]):
+            raise _missing_weights_error(name, image_size, error) from error
+        raise
+
+
+# --- building ---------------------------------------------------------------------
+
+
+def build_encoder(
+    name: str,
+    input_tensor,
+    weights: Optional[str] = "imagenet",
+    strides: Sequence[int] = STRIDES,
+) -> Dict[int, "keras.KerasTensor"]:
+    """Apply preprocessing + the pretrained backbone ``name`` to ``input_tensor``.
+
+    Adds two layers to the functional graph: ``encoder_preprocessing``
+    (:class:`ImageNetPreprocessing`) and ``encoder``, a nested functional model
+    whose outputs are the backbone's features at ``strides``. Layers after the
+    deepest requested stride are not built (DeepLabV3+ stops at stride 16).
+
+    With pretrained ``weights`` the backbone's BatchNormalization layers are frozen
+    (inference mode, ImageNet statistics): segmentation batches are small and
+    would give noisy batch statistics. With ``weights=None`` everything trains.
+
+    Args:
+        name: a key of :data:`ENCODERS` (``mobilenetv2``, ``resnet50``, ...).
+        input_tensor: Keras tensor ``[B, H, W, 3]`` in ``[0, 1]``, ``H`` and ``W``
+            static multiples of the deepest stride.
+        weights: ``"imagenet"``, ``None`` (random init) or a path to a weights file.
+        strides: which feature maps to return (subset of 2, 4, 8, 16, 32).
+
+    Returns:
+        ``{stride: Keras tensor [B, H/stride, W/stride, C]}``.
+
+    Example:
+
+    >>> import keras
+    >>> images = keras.Input((64, 64, 3), name="images")
+    >>> features = build_encoder("mobilenetv2", images, weights=None)
+    >>> tuple(features[32].shape)
+    (None, 2, 2, 320)
+    """
+    spec = get_encoder_spec(name)
+    strides = tuple(sorted(int(s) for s in strides))
+    if not strides or any(s not in STRIDES for s in strides):
+        raise ConfigError(f"encoder strides {strides!r}: choose from {STRIDES}")
+    height, width = input_tensor.shape[1], input_tensor.shape[2]
+    if height is None or width is None:
+        raise ConfigError(f"encoder {name}: needs a static input height and width, got {tuple(input_tensor.shape)}")
+    image_size = check_image_size(name, (height, width), multiple=max(strides))
+    if weights is not None and str(weights).lower() in ("none", "imagenet"):
+        weights = None if str(weights).lower() == "none" else "imagenet"
+
+    backbone = _backbone(name, image_size, weights)
+    encoder = keras.Model(
+        backbone.inputs,
+        [backbone.get_layer(spec.feature_layer(s)).output for s in strides],
+        name=ENCODER_NAME,
+    )
+    if weights is not None:
+        _freeze_batchnorm(encoder)
+    x = ImageNetPreprocessing(spec.preprocessing, name=PREPROCESSING_NAME)(input_tensor)
+    features = encoder(x)
+    return dict(zip(strides, features))
+
+
+def _batchnorm_layers(model) -> List[keras.layers.Layer]:
+    return [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def _all_layers(model) -> List[keras.layers.Layer]:
+    """Every layer of ``model``, nested models' layers included (depth first)."""
+    layers = []
+    for layer in model.layers:
+        layers.append(layer)
+        if isinstance(layer, keras.Model):
+            layers.extend(_all_layers(layer))
+    return layers
+
+
+def _freeze_batchnorm(encoder) -> None:
+    for layer in _batchnorm_layers(encoder):
+        layer.trainable = False
+
+
+def get_encoder(model: keras.Model) -> keras.Model:
+    """The nested ``encoder`` sub-model of a model built with a pretrained encoder.
+
+    Raises:
+        ConfigError: ``model`` has no encoder (e.g. a plain ``unet``).
+    """
+    try:
+        encoder = model.get_layer(ENCODER_NAME)
+    except ValueError:
+        encoder = None
+    if not isinstance(encoder, keras.Model):
+        raise ConfigError(
+            f"model {model.name!r} has no pretrained encoder to freeze or unfreeze; "
+            "build it with --encoder (one of " + ", ".join(available_encoders()) + ")"
+        )
+    return encoder
+
+
+def has_encoder(model: keras.Model) -> bool:
+    """True when ``model`` contains a nested pretrained ``encoder``."""
+    return any(layer.name == ENCODER_NAME and isinstance(layer, keras.Model) for layer in model.layers)
+
+
+def encoder_layer_names(model: keras.Model) -> List[str]:
+    """Names of the backbone layers inside ``model``'s ``encoder`` (input layer excluded)."""
+    return [layer.name for layer in _all_layers(get_encoder(model)) if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def set_encoder_trainable(model: keras.Model, trainable: bool, freeze_batchnorm: bool = True) -> keras.Model:
+    """Freeze or unfreeze the pretrained encoder of ``model`` (in place; returns it).
+
+    Two-phase fine-tuning: freeze for N epochs so the randomly initialised decoder
+    does not send large gradients into the ImageNet features, then unfreeze and
+    continue with the learning rate x0.1. Call ``model.compile(...)`` again after
+    this, with a new optimizer: a Keras optimizer refuses variables it was not
+    built with ("This optimizer can only be called for the variables it was
+    originally built with").
+
+    In Keras 3 a ``BatchNormalization`` layer with ``trainable=False`` runs in
+    inference mode (moving statistics, no updates), so ``freeze_batchnorm=True``
+    keeps the encoder's BN layers frozen even when the rest of the encoder is
+    unfrozen: small batches would otherwise overwrite the ImageNet statistics.
+    Use ``freeze_batchnorm=False`` only when training an encoder from scratch.
+
+    Args:
+        model: built by ``build_encoder_unet`` / ``build_deeplabv3plus``.
+        trainable: False to freeze the whole encoder, True to unfreeze it.
+        freeze_batchnorm: keep BN layers frozen when ``trainable`` is True.
+
+    Raises:
+        ConfigError: ``model`` has no encoder.
+
+    Example:
+
+    >>> from tfseg.models.encoder_unet import build_encoder_unet
+    >>> model = build_encoder_unet(64, encoder="mobilenetv2", encoder_weights=None)
+    >>> n_all = len(model.trainable_weights)
+    >>> n_frozen = len(set_encoder_trainable(model, False).trainable_weights)
+    >>> n_frozen < n_all
+    True
+    """
+    encoder = get_encoder(model)
+    trainable = bool(trainable)
+    encoder.trainable = trainable
+    # Set every layer: under the TensorFlow backend, assigning a layer the value it
+    # already has is skipped (tf AutoTrackable), so the recursion alone is not enough.
+    for layer in _all_layers(encoder):
+        layer.trainable = trainable
+    if trainable and freeze_batchnorm:
+        _freeze_batchnorm(encoder)
+    return model
