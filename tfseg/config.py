@@ -17,75 +17,123 @@ from tfseg.errors import ConfigError
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 LOSSES = ("bce_dice", "dice", "bce", "focal", "tversky", "focal_tversky", "cce", "cce_dice")
+CACHES = ("auto", "memory", "none")
+SPLITS = ("train", "val", "test")
+UPSAMPLINGS = ("transpose", "bilinear")
+
+
+def _setting(default, help, choices=None, metavar=None):
+    """A field with its CLI help, and optionally the accepted values and the flag's metavar."""
+    metadata = {"help": help}
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
+    if metavar is not None:
+        metadata["metavar"] = metavar
+    return field(default=default, metadata=metadata)
+
+
+def flag_name(name: str) -> str:
+    """The CLI flag of a field: ``image_size`` -> ``--image-size``."""
+    return "--" + name.replace("_", "-")
 
 
 @dataclass
 class TrainConfig:
     """Every setting of a training run; enough to reproduce it.
 
-    Field names are the CLI flags (``image_size`` -> ``--image-size``).
+    Field names are the CLI flags (``image_size`` -> ``--image-size``); each
+    field's ``metadata["help"]`` is the flag's help text.
+
+    Example:
+        >>> config = TrainConfig(epochs=2)
+        >>> TrainConfig.from_dict(config.to_dict()) == config
+        True
+        >>> config.diff(TrainConfig(epochs=2, loss="dice"))
+        {'loss': ('bce_dice', 'dice')}
     """
 
+    # Defaults are sized so that a bare `tfseg train` (U-Net on `synthetic`, 1000 images) reaches a
+    # test Dice above 0.9 in minutes on a 2-core CPU; see docs/readme/training.md for the measurement.
     # data
-    data: str = "synthetic"
-    image_size: int = 128
-    batch_size: int = 16
-    augment: bool = True
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    num_classes: int = 1
-    cache: str = "auto"  # auto | memory | none
-    skip_bad: bool = False
+    data: str = _setting("synthetic", "data SOURCE: synthetic[:N], ph2:PATH, mads:PATH, folder:PATH, "
+                                      "tfrecord:PATH or tfds:NAME[/CONFIG]", metavar="SOURCE")
+    image_size: int = _setting(96, "images are resized to N x N; a multiple of 2**depth")
+    batch_size: int = _setting(16, "images per training step")
+    augment: bool = _setting(True, "random flips, rotations, crops and colour changes of the training images")
+    val_fraction: float = _setting(0.15, "fraction of the samples (by group) in the validation split")
+    test_fraction: float = _setting(0.15, "fraction of the samples (by group) in the test split")
+    num_classes: int = _setting(1, "classes of class-id masks; 1 = binary, or as many as the data holds")
+    cache: str = _setting("auto", "cache decoded images: in memory, not at all, or auto (memory when small)",
+                          CACHES)
+    skip_bad: bool = _setting(False, "skip unreadable or mismatched samples instead of stopping")
     # model
-    model: str = "unet"
-    base_filters: int = 16
-    depth: int = 4
-    dropout: float = 0.0
-    batch_norm: bool = True
-    upsampling: str = "transpose"  # transpose | bilinear
-    encoder: Optional[str] = None
-    encoder_weights: Optional[str] = None
-    freeze_encoder_epochs: int = 0
+    model: str = _setting("unet", "architecture: unet, segnet, deeplabv3plus (tfseg.models.available_models())",
+                          metavar="NAME")
+    base_filters: int = _setting(8, "filters of the first encoder stage (doubled at each stage)")
+    depth: int = _setting(4, "number of down-sampling stages")
+    dropout: float = _setting(0.0, "dropout rate in the deepest blocks")
+    batch_norm: bool = _setting(True, "batch normalisation after each convolution")
+    upsampling: str = _setting("transpose", "decoder up-sampling: learned transposed convolution or bilinear",
+                               UPSAMPLINGS)
+    encoder: Optional[str] = _setting(None, "pretrained keras.applications backbone for unet: mobilenetv2, "
+                                            "resnet50, efficientnetv2b0", metavar="NAME")
+    encoder_weights: Optional[str] = _setting(None, "backbone weights: imagenet, or none for random")
+    freeze_encoder_epochs: int = _setting(0, "train N epochs with the encoder frozen, then everything at "
+                                             "learning rate x0.1")
     # optimisation
-    loss: str = "bce_dice"
-    learning_rate: float = 1e-3
-    epochs: int = 30
-    steps_per_epoch: Optional[int] = None
-    patience: int = 8
+    loss: str = _setting("bce_dice", "training loss", LOSSES)
+    learning_rate: float = _setting(2e-3, "Adam learning rate (halved when validation Dice plateaus)")
+    epochs: int = _setting(25, "maximum number of epochs")
+    steps_per_epoch: Optional[int] = _setting(None, "training steps per epoch (default: one pass over the data)")
+    patience: int = _setting(8, "stop after N epochs without a better validation Dice")
     # execution
-    precision: str = "auto"
-    strategy: str = "auto"
-    jit_compile: bool = False
-    seed: int = 0
-    deterministic: bool = False
-    tensorboard: bool = False
-    out: Optional[str] = None
+    precision: str = _setting("auto", "numeric precision; auto = mixed_float16 on a GPU, float32 on CPU",
+                              PRECISIONS)
+    strategy: str = _setting("auto", "tf.distribute strategy", STRATEGIES)
+    jit_compile: bool = _setting(False, "compile the training step with XLA")
+    seed: int = _setting(0, "seeds the split, shuffling, augmentation and weight initialisation")
+    deterministic: bool = _setting(False, "deterministic TensorFlow ops (slower; identical runs on one machine)")
+    tensorboard: bool = _setting(False, "write TensorBoard logs and prediction images to RUN_DIR/logs")
+    out: Optional[str] = _setting(None, "run folder (default: runs/<model>-<data kind>)", metavar="RUN_DIR")
 
     def __post_init__(self):
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first impossible value."""
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"--strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"--loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
+        """Raise :class:`ConfigError` naming the first impossible value.
+
+        Checks what needs no data or model: choices, ranges, types. The model
+        builder checks its own options (e.g. image size vs depth), the data
+        source its paths.
+        """
+        for option in dataclasses.fields(self):
+            value, flag = getattr(self, option.name), flag_name(option.name)
+            choices = option.metadata.get("choices")
+            if choices is not None and value not in choices:
+                raise ConfigError(f"{flag} {value!r}: choose one of {', '.join(choices)}")
         for name in ("image_size", "batch_size", "epochs", "base_filters", "depth", "num_classes"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: must be a positive integer")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{flag_name(name)} {value!r}: must be a positive integer")
+        for name in ("patience", "freeze_encoder_epochs", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{flag_name(name)} {value!r}: must be a non-negative integer")
+        if self.steps_per_epoch is not None and (not isinstance(self.steps_per_epoch, int)
+                                                 or self.steps_per_epoch < 1):
+            raise ConfigError(f"--steps-per-epoch {self.steps_per_epoch!r}: must be a positive integer")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"--dropout {self.dropout!r}: must be in [0, 1)")
         if not (0.0 < self.val_fraction < 1.0 and 0.0 < self.test_fraction < 1.0
                 and self.val_fraction + self.test_fraction < 1.0):
-            raise ConfigError("--val-fraction/--test-fraction: each in (0, 1) and their sum below 1")
-        if self.learning_rate <= 0:
+            raise ConfigError(
+                f"--val-fraction {self.val_fraction!r} / --test-fraction {self.test_fraction!r}: "
+                "each in (0, 1) and their sum below 1"
+            )
+        if not self.learning_rate > 0:
             raise ConfigError(f"--learning-rate {self.learning_rate!r}: must be positive")
-        if self.cache not in ("auto", "memory", "none"):
-            raise ConfigError(f"--cache {self.cache!r}: choose one of auto, memory, none")
-        if self.upsampling not in ("transpose", "bilinear"):
-            raise ConfigError(f"--upsampling {self.upsampling!r}: choose one of transpose, bilinear")
+        if self.freeze_encoder_epochs and not self.encoder and self.model == "unet":
+            raise ConfigError("--freeze-encoder-epochs: needs a pretrained --encoder")
 
     # --- conversions -----------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:

@@ -1,13 +1,59 @@
-"""`tfseg evaluate` (placeholder until its issue lands)."""
+"""``tfseg evaluate``: score a saved model on a split; work done by :func:`tfseg.training.evaluate`."""
 
-from tfseg.errors import TfsegError
+from __future__ import annotations
+
+import math
+
+from tfseg.config import SPLITS
 
 
 def register(subparsers):
-    parser = subparsers.add_parser("evaluate", help="evaluate (not yet available)")
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="Dice/IoU/loss of a saved model on a data split, per-image CSV and figures",
+        description="Evaluate a model.keras (or a run folder) on one split of a data source. Prints Dice, "
+        "IoU and loss; with --out also writes metrics.json, per_image.csv (id, dice, iou, hausdorff95, "
+        "mean_surface_distance), dice_histogram.png and best_worst.png. Settings not given are taken "
+        "from the run folder's config.json, so the split is the one the run was trained with.",
+    )
+    parser.add_argument("--model", required=True, metavar="PATH", help="a model.keras file or a run folder")
+    parser.add_argument("--data", metavar="SOURCE", default=None,
+                        help="data SOURCE (default: the run folder's --data)")
+    parser.add_argument("--split", default="test", metavar="{" + ",".join(SPLITS) + "}",
+                        help="which split to score (default: %(default)s)")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="write metrics.json, per_image.csv and figures here (default: print only)")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
+                        help="images per batch (default: the run's)")
+    parser.add_argument("--seed", type=int, default=None, metavar="N",
+                        help="split seed (default: the run's, else 0)")
+    parser.add_argument("--val-fraction", type=float, default=None, metavar="F",
+                        help="validation fraction of the split (default: the run's)")
+    parser.add_argument("--test-fraction", type=float, default=None, metavar="F",
+                        help="test fraction of the split (default: the run's)")
     parser.set_defaults(run=run)
     return parser
 
 
-def run(args):
-    raise TfsegError("'tfseg evaluate' is not available yet")
+def run(args) -> int:
+    from tfseg.config import TrainConfig
+    from tfseg.training import evaluate, locate_model
+
+    fractions = None
+    if args.val_fraction is not None or args.test_fraction is not None:
+        _, run_config = locate_model(args.model)
+        base = run_config or TrainConfig()
+        val = base.val_fraction if args.val_fraction is None else args.val_fraction
+        test = base.test_fraction if args.test_fraction is None else args.test_fraction
+        fractions = TrainConfig(val_fraction=val, test_fraction=test).split_fractions()  # validates them
+    result = evaluate(args.model, data=args.data, split=args.split, out=args.out, batch_size=args.batch_size,
+                      seed=args.seed, fractions=fractions)
+    scores, per_image = result[args.split], result["per_image"]
+    loss = scores.get("loss")
+    print(f"{args.split}: dice {scores['dice']:.4f}  iou {scores['iou']:.4f}"
+          + ("" if loss is None or math.isnan(loss) else f"  loss {loss:.4f}")
+          + f"  ({scores['num_images']} images; per-image dice mean {per_image['dice_mean']:.4f}, "
+          f"median {per_image['dice_median']:.4f}; hd95 median {per_image['hausdorff95_median']:.2f} px)")
+    if args.out:
+        print(f"wrote {args.out}/metrics.json, per_image.csv, dice_histogram.png, best_worst.png")
+    return 0

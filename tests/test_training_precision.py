@@ -1,0 +1,48 @@
+"""--precision and --strategy: what ``auto`` picks, that the policy is restored, loss scaling under float16."""
+
+import keras
+import pytest
+
+from tfseg import training
+from tfseg.config import TrainConfig
+from tfseg.distribute import get_strategy, strategy_name
+from tfseg.errors import ConfigError
+from tfseg.precision import gpu_visible, precision_policy, resolve_precision
+
+
+def test_auto_is_mixed_float16_on_a_gpu_and_float32_otherwise():
+    assert resolve_precision("auto") == ("mixed_float16" if gpu_visible() else "float32")
+    for name in ("float32", "mixed_float16", "mixed_bfloat16"):
+        assert resolve_precision(name) == name
+
+
+def test_unknown_precision_is_a_config_error():
+    with pytest.raises(ConfigError, match="--precision 'half'"):
+        resolve_precision("half")
+
+
+def test_precision_policy_is_restored_even_after_an_error():
+    before = keras.mixed_precision.global_policy().name
+    with pytest.raises(RuntimeError):
+        with precision_policy("mixed_bfloat16") as name:
+            assert name == keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+            raise RuntimeError
+    assert keras.mixed_precision.global_policy().name == before
+
+
+def test_mixed_float16_compiles_with_loss_scaling_and_float32_probabilities():
+    config = TrainConfig(image_size=32, base_filters=4, depth=2)
+    phase = training.training_phases(config)[0]
+    with precision_policy("mixed_float16"):
+        model = training.build_compiled_model(config, 1, phase)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.output.dtype == "float32"
+
+
+def test_auto_strategy_on_one_device_is_the_default_strategy():
+    if gpu_visible():
+        pytest.skip("auto picks mirrored with several GPUs")
+    assert strategy_name(get_strategy("auto")) == "default"
+    assert strategy_name(get_strategy("default")) == "default"
+    with pytest.raises(ConfigError, match="--strategy 'gpu'"):
+        get_strategy("gpu")
