@@ -22,8 +22,7 @@ VERBS = ("train", "evaluate", "predict", "export", "inspect", "prepare")
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2 (argparse's own convention)
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,9 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_tensorflow():
-    # TensorFlow's C++ start-up chatter is noise to a CLI user.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1"))
+    # TensorFlow's start-up chatter is noise to a CLI user (see tfseg/_quiet.py).
+    from tfseg._quiet import native_stderr_silenced, wanted
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if not wanted():
+        return
+    try:
+        with native_stderr_silenced():
+            import tensorflow  # noqa: F401
+    except Exception:  # noqa: BLE001 - raised again, visibly, when tfseg imports it
+        pass
 
 
 def main(argv=None) -> int:

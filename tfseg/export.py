@@ -17,7 +17,7 @@ pixels (or encoded files) of any size and gets masks of that size back:
     ``probabilities[i, :height[i], :width[i]]`` and the padding is 0 (mask 0).
     A batch of one (the usual REST request) is exactly the image's size.
 
-Inside the graph: ``x = resize_bilinear(float32(images), model_size) / 255``,
+Inside the graph: ``x = resize_bilinear_antialiased(float32(images), model_size) / 255``,
 ``p = model(x)`` (cast to float32, so a ``mixed_float16`` model serves float32),
 ``p = resize_bilinear(p, (height, width))``; the mask is ``p[..., 0] >= threshold``
 for one class, ``argmax(p, -1)`` otherwise. The SavedModel needs TensorFlow only:
@@ -84,7 +84,9 @@ def model_num_classes(model) -> int:
 
 def preprocess(images, size):
     """uint8 ``[b, h, w, 3]`` -> float32 ``[b, H, W, 3]`` in [0, 1] at ``size`` (bilinear)."""
-    resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
+    # antialias as in the training pipeline (tfseg.data.pipeline), so that a
+    # large image is downscaled the same way it was during training.
+    resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear", antialias=True)
     return resized / 255.0
 
 
