@@ -46,7 +46,6 @@ def test_prepare_skip_bad_writes_the_good_samples_and_lists_the_rest(bad_folder,
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="tfseg.training opens the source without skip_bad (lead: forward it)")
 def test_train_skip_bad_trains_on_the_good_samples(tmp_path, capsys):
     write_ph2(tmp_path / "ph2", names=[f"IMD{i:03d}" for i in range(2, 12)])
     (tmp_path / "ph2" / "PH2Dataset" / "PH2 Dataset images" / "IMD004" / "IMD004_lesion" / "IMD004_lesion.bmp").unlink()

@@ -589,7 +589,7 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
         return read_json(os.path.join(run_dir, "metrics.json"))
     start = time.perf_counter()
     state = training_state(run_dir) if status == "resume" else {}
-    from tfseg.data import open_source
+    from tfseg.data.pipeline import open_dataset_source
     from tfseg.models.registry import get_builder
     from tfseg.precision import precision_policy
 
@@ -600,7 +600,8 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
     seed_everything(config.seed, config.deterministic)
 
     with precision_policy(config.precision) as policy:
-        source = open_source(config.data)
+        # skip_bad must reach the file sources, which check every file when opened
+        source = open_dataset_source(config.data, image_size=config.image_size, skip_bad=config.skip_bad)
         ids = split_ids(source, config)
         num_classes = resolve_num_classes(source, config)
         datasets = {split: load_split(split, config, num_classes, strategy) for split in SPLITS}
