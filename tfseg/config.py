@@ -75,6 +75,9 @@ class TrainConfig:
     batch_norm: bool = _setting(True, "batch normalisation after each convolution")
     upsampling: str = _setting("transpose", "decoder up-sampling: learned transposed convolution or bilinear",
                                UPSAMPLINGS)
+    variant: Optional[str] = _setting(None, "segnet only: indices (the paper's pooling-index unpooling, "
+                                            "the default) or simple (the lesson's bilinear SegNet)",
+                                      metavar="NAME")
     encoder: Optional[str] = _setting(None, "pretrained keras.applications backbone for unet: mobilenetv2, "
                                             "resnet50, efficientnetv2b0", metavar="NAME")
     encoder_weights: Optional[str] = _setting(None, "backbone weights: imagenet, or none for random")
@@ -159,6 +162,8 @@ class TrainConfig:
             batch_norm=self.batch_norm,
             upsampling=self.upsampling,
         )
+        if self.variant:
+            options["variant"] = self.variant
         if self.encoder:
             options["encoder"] = self.encoder
             options["encoder_weights"] = self.encoder_weights
