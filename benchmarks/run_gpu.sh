@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mixed-precision training benchmark of tfseg's U-Net on a GPU machine with JAX but no
 # TensorFlow or Keras (Python 3.12): installs the carried wheels in .whl/ (keras 3.15.1,
-# namex, optree; fetched as described in docs/readme/models.md), prints the GPU, then runs
+# namex, optree; fetched as described in the README, "Models"), prints the GPU, then runs
 # all 12 rows (256/512 px x batch 8/16 x float32/mixed_float16/mixed_bfloat16), 30 timed
 # steps after 5 warm-up steps each, within a 320 s budget (the whole script: under 6 min).
 # Results: gpu_mixed_precision.{json,md,log} in $OUT if set, else in benchmarks/results/.

@@ -11,7 +11,7 @@
 ``tpu``         ``TPUStrategy`` through ``TPUClusterResolver`` (Colab / Cloud TPU)
 ==============  ==================================================================
 
-Conventions (see ``docs/readme/scaling.md``):
+Conventions (see README.md, "Scaling out"):
 
 - ``--batch-size`` is per replica; the pipeline batches the *global* batch
   ``batch_size x strategy.num_replicas_in_sync`` and ``model.fit`` splits it
@@ -206,7 +206,7 @@ def cluster_spec(tf_config: Optional[str]) -> Dict[str, Any]:
         ({'type': 'worker', 'index': 1}, False)
     """
     if not tf_config:
-        raise ConfigError("--strategy multiworker: TF_CONFIG is not set (see docs/readme/scaling.md for an example)")
+        raise ConfigError("--strategy multiworker: TF_CONFIG is not set (see the README's Scaling out section for an example)")
     try:
         spec = json.loads(tf_config)
     except json.JSONDecodeError as err:

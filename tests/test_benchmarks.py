@@ -1,0 +1,132 @@
+"""The benchmark scripts run (``--quick``), write their JSON and table, and their helpers compute right.
+
+The numbers themselves are not asserted (they depend on the machine); what is
+asserted is what a reader of BENCHMARKS.md relies on: every row measured, the
+command recorded, ratios computed from the rows, the PH2 files readable by ``ph2:``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import input_pipeline  # noqa: E402
+import training_throughput  # noqa: E402
+
+
+def run_quick(script: str, tmp_path: Path, *extra: str) -> dict:
+    out = tmp_path / f"{script}.json"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, str(BENCHMARKS / f"{script}.py"), "--quick", "--out", str(out), *extra],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["command"].startswith(f"python benchmarks/{script}.py --quick")
+    assert report["command"] in done.stdout  # the table's header names the command that reproduces it
+    assert report["machine"]["cores"] == os.cpu_count()
+    assert isinstance(report["load_average_at_end"], float)
+    return report
+
+
+@pytest.mark.slow
+def test_training_throughput_quick_measures_every_row(tmp_path):
+    report = run_quick("training_throughput", tmp_path, "--ops")
+    rows = report["rows"]
+    assert [(r["model"], r["precision"]) for r in rows] == [("unet", "float32"), ("unet", "mixed_bfloat16")]
+    for row in rows:
+        assert row["images_per_second"] > 0
+        assert 0.0 <= row["dice"] <= 1.0
+        assert row["steps"] == 4 and row["timed_steps"] == 2
+        assert row["policy"] == row["precision"]
+    assert rows[0]["vs_float32"] == 1.0
+    assert rows[1]["vs_float32"] == pytest.approx(rows[1]["images_per_second"] / rows[0]["images_per_second"],
+                                                  abs=0.01)
+    layers = report["layers"]["rows"]
+    assert all(r["float32_ms"] > 0 and r["bfloat16_ms"] > 0 for r in layers)
+    census = report["op_census"]["feature_map_ops"]
+    # Keras' BatchNormalization computes in float32 under mixed_bfloat16, the convolutions in bfloat16.
+    assert census["BatchNormalization"].get("float32", 0) > 0
+    assert census["Conv2D"].get("bfloat16", 0) > 0 and census["Conv2D"].get("float32", 0) == 0
+
+
+@pytest.mark.slow
+def test_input_pipeline_quick_compares_the_loaders(tmp_path):
+    report = run_quick("input_pipeline", tmp_path)
+    rows = report["rows"]
+    assert len(rows) == 8
+    assert rows[0]["loader"].startswith("lesson") and rows[0]["images"] == report["count"]
+    assert all(row["images_per_second"] > 0 for row in rows)
+    ratios = report["ratios"]
+    # ratios are rounded to 2 decimals, rates to 3 significant digits
+    assert ratios["uncached_pipeline_vs_lesson"] == pytest.approx(
+        rows[2]["images_per_second"] / rows[0]["images_per_second"], rel=0.01, abs=0.01)
+    assert ratios["training_input_vs_model"] == pytest.approx(
+        rows[5]["images_per_second"] / rows[6]["images_per_second"], rel=0.01, abs=0.01)
+
+
+def test_ph2_folder_is_read_by_the_ph2_source_and_the_lesson_loader(tmp_path):
+    from tfseg.data import open_source
+
+    root = input_pipeline.write_ph2_folder(tmp_path, count=3, width=40, height=30, seed=1)
+    source = open_source(f"ph2:{root}")
+    assert source.ids() == ["IMD002", "IMD003", "IMD004"]
+    assert source.problems() == []
+    images, masks = input_pipeline.lesson_loader(root, 16)
+    assert images.shape == (3, 16, 16, 3) and masks.shape == (3, 16, 16, 1)
+    assert masks.dtype == bool and masks.any() and not masks.all()
+
+
+def test_grid_scores_only_the_requested_rows():
+    args = training_throughput.parse_args(["--models", "unet", "--sizes", "128,256", "--xla-sizes", "128",
+                                           "--dice-sizes", "128", "--budget", "6x12", "--speed-budget", "2x3"])
+    rows = training_throughput.grid(args)
+    assert [(r["size"], r["xla"]) for r in rows] == [(128, "off")] * 3 + [(128, "on")] * 3 + [(256, "off")] * 3
+    scored = {(r["size"], r["precision"], r["xla"]) for r in rows if r["score"]}
+    assert scored == {(128, "float32", "off"), (128, "mixed_bfloat16", "off")}
+    assert all(r["budget"] == ((6, 12) if r["score"] else (2, 3)) for r in rows)
+
+
+def test_grid_defaults_follow_tfseg_train():
+    from tfseg.config import TrainConfig
+
+    args = training_throughput.parse_args([])
+    defaults = TrainConfig()
+    assert (args.batch_size, args.base_filters, args.depth) == (defaults.batch_size, defaults.base_filters,
+                                                                defaults.depth)
+
+
+def test_speedups_compare_with_the_matching_float32_and_no_xla_rows():
+    def row(precision, xla, rate):
+        return {"model": "unet", "options": "", "size": 128, "precision": precision, "xla": xla,
+                "images_per_second": rate}
+
+    rows = [row("float32", "off", 10.0), row("mixed_bfloat16", "off", 15.0),
+            row("float32", "on", 5.0), row("mixed_bfloat16", "on", None)]
+    training_throughput.add_speedups(rows)
+    assert [r["vs_float32"] for r in rows] == [1.0, 1.5, 1.0, None]
+    assert [r["vs_no_xla"] for r in rows] == [1.0, 1.0, 0.5, None]
+
+
+def test_cpu_bf16_flags_read_from_cpuinfo(tmp_path):
+    from tfseg.precision import cpu_bf16_flags, cpu_supports_bf16
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 avx2\n")
+    assert cpu_bf16_flags(str(info)) == ["avx512_bf16"]
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2\n")
+    assert not cpu_supports_bf16(str(info))
+    assert cpu_bf16_flags(str(tmp_path / "missing")) == []
+
+
+def test_markdown_table_prints_missing_values_as_dash():
+    from machine import markdown_table
+
+    table = markdown_table([{"a": 1.23456, "b": None}, {"a": 1234.4, "b": "x"}], ["a", "b"])
+    assert table.splitlines() == ["| a | b |", "|---|---|", "| 1.23 | - |", "| 1234 | x |"]
