@@ -23,10 +23,14 @@ more than ``--max-others`` of the CPU is measured again (``others_share`` in the
 ``--ablations`` adds U-Net rows with bilinear upsampling and without BatchNorm; ``--ops``
 adds the "why": forward + backward time of each layer type at the U-Net's shapes, float32
 vs mixed_bfloat16, and which ops of one mixed_bfloat16 training step still run in float32.
+``--train-runs float32,mixed_bfloat16`` adds complete default ``tfseg train`` runs per
+precision and seed (minutes each): the Dice a user gets, and ``metrics.json``'s images/s.
 
 Usage (from the repository root)::
 
     python benchmarks/training_throughput.py --ablations --ops --out benchmarks/results/training_throughput.json
+    python benchmarks/training_throughput.py --no-grid --train-runs float32,mixed_bfloat16 \\
+        --out benchmarks/results/training_runs.json
     python benchmarks/training_throughput.py --quick          # a smoke run: seconds
 
 Prints Markdown tables (with this command and the machine above them) and writes JSON.
@@ -84,6 +88,10 @@ def parse_args(argv=None):
     parser.add_argument("--ablations", action="store_true",
                         help="add U-Net rows at the smallest size with upsampling=bilinear and with batch_norm=False")
     parser.add_argument("--ops", action="store_true", help="add the per-layer float32 vs bfloat16 table")
+    parser.add_argument("--train-runs", default="", metavar="PRECISIONS",
+                        help="also run a complete default `tfseg train --precision P --seed S` for each of these "
+                             "precisions and --seeds (minutes each): Dice after full training")
+    parser.add_argument("--no-grid", action="store_true", help="skip the grid (e.g. only --train-runs or --ops)")
     parser.add_argument("--samples", type=int, default=400, help="synthetic samples (70%% train, 15%% val)")
     parser.add_argument("--quick", action="store_true", help="a tiny grid that runs in seconds (smoke test)")
     parser.add_argument("--wait-quiet", type=float, default=None, metavar="LOAD",
@@ -178,20 +186,24 @@ def measure_run(row: Dict[str, Any], data, args, seed: int) -> Dict[str, Any]:
             "first_epoch_s": first.seconds, **meter.result()}
 
 
+def quiet_run(run, label: str, args) -> Dict[str, Any]:
+    """``run()`` (a dict with ``others_share``), again after waiting for a quiet machine while other processes
+    took more than ``args.max_others`` of the CPU during it (at most ``args.retries`` times)."""
+    for attempt in range(args.retries + 1):
+        print(f"  measuring {label}", file=sys.stderr, flush=True)
+        result = run()
+        if result["others_share"] <= args.max_others or attempt == args.retries:
+            return {**result, "attempts": attempt + 1}
+        print(f"  other processes took {result['others_share']:.0%} of the CPU: again", file=sys.stderr)
+        wait_until_quiet(1.5, 600, log=lambda m: print(m, file=sys.stderr, flush=True))
+
+
 def measure_row(row: Dict[str, Any], data, args) -> Dict[str, Any]:
     """Every seed's run of ``row`` (re-measured when other processes took the CPU), summarised."""
     seeds = int_list(args.seeds) if row["score"] else int_list(args.seeds)[:1]
     label = f"{row['model']} {row['options']} {row['size']} {row['precision']} xla={row['xla']}"
-    runs = []
-    for seed in seeds:
-        for attempt in range(args.retries + 1):
-            print(f"  measuring {label} seed {seed}", file=sys.stderr, flush=True)
-            run = measure_run(row, data, args, seed)
-            if run["others_share"] <= args.max_others or attempt == args.retries:
-                break
-            print(f"  other processes took {run['others_share']:.0%} of the CPU: again", file=sys.stderr)
-            wait_until_quiet(1.5, 600, log=lambda m: print(m, file=sys.stderr, flush=True))
-        runs.append({"seed": seed, "attempts": attempt + 1, **run})
+    runs = [{"seed": seed, **quiet_run(lambda: measure_run(row, data, args, seed), f"{label} seed {seed}", args)}
+            for seed in seeds]
     epochs, steps = row["budget"]
     rates = [r["images_per_second"] for r in runs if r["images_per_second"]]
     dice = [r["dice"] for r in runs if r["dice"] is not None]
@@ -243,6 +255,38 @@ def add_speedups(rows: List[Dict[str, Any]]) -> None:
         for row in rows:
             base, rate = bases.get((row["model"], row["options"], row["size"], row[key])), row["images_per_second"]
             row[column] = round(rate / base, 2) if base and rate else None
+
+
+# --------------------------------------------------------------------------- full runs of tfseg train
+def train_run(precision: str, seed: int) -> Dict[str, Any]:
+    """``tfseg train --precision P --seed S`` with every other default, into a temporary folder."""
+    import tempfile
+
+    from tfseg.config import TrainConfig
+    from tfseg.training import train
+
+    keras.backend.clear_session()
+    with tempfile.TemporaryDirectory() as folder, CpuMeter() as meter:
+        metrics = train(TrainConfig(precision=precision, seed=seed, out=os.path.join(folder, "run")), verbose=0)
+    return {
+        "precision": metrics["precision"], "seed": seed, "epochs_completed": metrics["epochs_completed"],
+        "best_epoch": metrics.get("best_epoch"), "val_dice": round(metrics["val"]["dice"], 3),
+        "test_dice": round(metrics["test"]["dice"], 3), "test_iou": round(metrics["test"]["iou"], 3),
+        "train_images_per_second": rounded(metrics["train_images_per_second"] or float("nan")),
+        "seconds": round(metrics["seconds"]), **meter.result(),
+    }
+
+
+def train_runs(args) -> Dict[str, Any]:
+    from tfseg.config import TrainConfig
+
+    defaults = TrainConfig()
+    runs = [quiet_run(lambda: train_run(precision, seed), f"tfseg train --precision {precision} --seed {seed}", args)
+            for precision in args.train_runs.split(",") for seed in int_list(args.seeds)]
+    return {"settings": {k: v for k, v in defaults.to_dict().items()
+                         if k in ("data", "model", "image_size", "batch_size", "base_filters", "depth", "epochs",
+                                  "patience", "learning_rate", "loss", "augment")},
+            "runs": runs}
 
 
 # --------------------------------------------------------------------------- why: layers and ops
@@ -384,12 +428,14 @@ def measure(args) -> Dict[str, Any]:
     }
     started = time.perf_counter()
     rows, data = [], {}
-    for row in grid(args):
+    for row in [] if args.no_grid else grid(args):
         if row["size"] not in data:
             data = {row["size"]: synthetic_arrays(row["size"], args.samples, int_list(args.seeds)[0])}
         rows.append(measure_row(row, data[row["size"]], args))
     add_speedups(rows)
     report["rows"] = rows
+    if args.train_runs:
+        report["train_runs"] = train_runs(args)
     if args.ops:
         size = min(int_list(args.sizes))
         report["layers"] = {"size": size, "batch": args.batch_size,
@@ -409,7 +455,14 @@ def markdown(report: Dict[str, Any]) -> str:
              f"dice_spread max - min over the seeds. Other rows: {s['speed_budget']}, seed "
              f"{s['seeds'].split(',')[0]}. The first epoch (tracing, XLA compilation) is not timed. others_share: "
              f"the share of the CPU that other processes took (0 = quiet machine). Total {report['seconds']} s.",
-             "", markdown_table(report["rows"], ROW_COLUMNS)]
+             "", markdown_table(report["rows"], ROW_COLUMNS) if report["rows"] else "(no grid)"]
+    if "train_runs" in report:
+        runs = report["train_runs"]
+        parts += ["", f"Complete `tfseg train` runs with the defaults ({runs['settings']}) except --precision "
+                      "and --seed; Dice and IoU on the test split, train_images_per_second from metrics.json:",
+                  "", markdown_table(runs["runs"], ["precision", "seed", "epochs_completed", "best_epoch", "val_dice",
+                                                    "test_dice", "test_iou", "train_images_per_second", "seconds",
+                                                    "others_share"])]
     if "layers" in report:
         layers = report["layers"]
         parts += ["", f"Per layer, batch {layers['batch']}, U-Net shapes at {layers['size']} px "
