@@ -1,4 +1,5 @@
-"""Custom layers: SegNet's max pooling with indices and the unpooling that uses them.
+"""Custom layers: SegNet's max pooling with indices and the unpooling that uses them, and a
+BatchNormalization that keeps bfloat16 activations in bfloat16.
 
 Written with ``keras.ops`` only, so they run (and train, save and load) under the
 TensorFlow, JAX and PyTorch backends; this module never imports TensorFlow.
@@ -122,3 +123,116 @@ class MaxUnpooling2D(keras.layers.Layer):
     def compute_output_shape(self, values_shape, indices_shape):
         batch, height, width, channels = values_shape
         return (batch, _double(height), _double(width), channels)
+
+
+# --------------------------------------------------------------------------- batch normalization
+_FAST_DTYPES = ("float32", "bfloat16")
+
+
+def _normalize(x, mean, variance, gamma, beta, *, epsilon, axes, count):
+    """``(x - mean) / sqrt(variance + epsilon) * gamma + beta`` as one scale and shift in ``x``'s dtype,
+    with the whole backward pass written out (for ``ops.custom_gradient``).
+
+    ``mean``/``variance``/``gamma``/``beta`` are float32 per-channel vectors; the mean and
+    variance are those of this batch (functions of ``x``), and the gradient of ``x`` includes
+    their part:
+    ``dx = gamma * inv * (dy - mean(dy) - x_hat * mean(dy * x_hat))``, computed as
+    ``dy * a - (x - mean) * k - c`` with per-channel float32 ``a, k, c`` cast once to ``x``'s
+    dtype; the two reductions it needs (``sum(dy)``, ``sum(dy * x)``) accumulate in float32.
+    """
+    dtype = x.dtype
+    inv = ops.rsqrt(variance + epsilon)
+    scale = gamma * inv
+    shift = beta - mean * scale
+    y = x * ops.cast(scale, dtype) + ops.cast(shift, dtype)
+
+    def grad(dy, variables=None):
+        sum_dy = ops.cast(ops.sum(dy, axis=axes), "float32")
+        sum_dy_x = ops.cast(ops.sum(dy * x, axis=axes), "float32")
+        d_beta = sum_dy
+        d_gamma = inv * (sum_dy_x - mean * sum_dy)
+        k = scale * inv * d_gamma / count
+        c = scale * d_beta / count
+        dx = dy * ops.cast(scale, dtype) - (x - ops.cast(mean, dtype)) * ops.cast(k, dtype) - ops.cast(c, dtype)
+        grads = (dx, ops.zeros_like(mean), ops.zeros_like(variance), d_gamma, d_beta)
+        if variables:  # TensorFlow, eager: gamma/beta arrive as variables; their gradients are in `grads`
+            return grads, [None] * len(variables)
+        return grads
+
+    return y, grad
+
+
+@keras.saving.register_keras_serializable(package="tfseg")
+class BatchNorm(keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` that keeps bfloat16 activations in bfloat16.
+
+    Same weights, arguments, moving-statistics update and results as Keras' layer (a
+    drop-in subclass; checkpoints are interchangeable). The difference is speed under
+    ``mixed_bfloat16``: Keras casts every activation to float32 for batch norm and back
+    (two full-tensor casts plus float32 arithmetic and an automatic backward pass of about
+    ten more ops). Here the statistics are float32 (reductions accumulate in float32; the
+    variance is computed about a first estimate of the mean, so no cancellation), the
+    normalisation is one per-channel scale and shift in the activations' dtype, and the
+    backward pass is written out (3 reductions and 4 element-wise ops). On a 2-core
+    AVX512-BF16 CPU this makes a mixed_bfloat16 U-Net 256 train step about 1.25x faster than
+    with Keras' layer (``benchmarks/training_throughput.py``); float32 results are the same
+    as Keras' to about 1e-6.
+
+    The fast path is taken for channels-last inputs in float32 or bfloat16 under the
+    TensorFlow and JAX backends (``ops.custom_gradient``), with ``center`` and ``scale`` on;
+    anything else (a mask, ``renorm``, ``synchronized``, float16, another axis, the PyTorch
+    backend) runs Keras' own implementation. float16 stays with Keras' float32 upcast:
+    its range cannot hold the squared deviations.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(3.0, 2.0, (8, 4, 4, 2)).astype("float32")
+    >>> y = np.asarray(BatchNorm()(x, training=True))
+    >>> bool(abs(y.mean()) < 1e-5 and abs(y.std() - 1) < 1e-3)
+    True
+    """
+
+    def _fast_path(self, inputs, mask):
+        rank = len(inputs.shape)
+        return (mask is None and not self.renorm and not self.synchronized and self.center and self.scale
+                and self.axis in (-1, rank - 1) and keras.backend.standardize_dtype(inputs.dtype) in _FAST_DTYPES
+                and keras.backend.backend() in ("tensorflow", "jax"))
+
+    def call(self, inputs, training=None, mask=None):
+        x = ops.convert_to_tensor(inputs, dtype=self.compute_dtype)
+        if not self._fast_path(x, mask):
+            return super().call(inputs, training=training, mask=mask)
+        gamma = ops.cast(self.gamma, "float32")
+        beta = ops.cast(self.beta, "float32")
+        if not (training and self.trainable):
+            # moving statistics are constants: automatic differentiation of one scale and shift is exact
+            scale = gamma * ops.rsqrt(ops.cast(self.moving_variance, "float32") + self.epsilon)
+            shift = beta - ops.cast(self.moving_mean, "float32") * scale
+            return x * ops.cast(scale, x.dtype) + ops.cast(shift, x.dtype)
+        axes = tuple(self._reduction_axes)
+        shape = ops.shape(x)
+        count = 1
+        for axis in axes:
+            count = count * shape[axis]
+        count = ops.cast(count, "float32")
+        mean, variance = self._batch_moments(ops.stop_gradient(x), axes, count)
+        momentum = self.momentum
+        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+        self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
+        normalize = ops.custom_gradient(
+            lambda x_, mean_, variance_, gamma_, beta_: _normalize(
+                x_, mean_, variance_, gamma_, beta_, epsilon=self.epsilon, axes=axes, count=count))
+        return normalize(x, ops.stop_gradient(mean), ops.stop_gradient(variance), gamma, beta)
+
+    @staticmethod
+    def _batch_moments(x, axes, count):
+        """float32 ``(mean, variance)`` of ``x`` over ``axes`` without a float32 copy of ``x``: a first mean
+        ``m0`` in ``x``'s dtype, then ``mean = m0 + E[x - m0]``, ``variance = E[(x - m0)^2] - E[x - m0]^2``."""
+        first = ops.sum(x, axis=axes) / ops.cast(count, x.dtype)
+        deviation = x - first
+        shift = ops.cast(ops.sum(deviation, axis=axes), "float32") / count
+        square = ops.cast(ops.sum(deviation * deviation, axis=axes), "float32") / count
+        mean = ops.cast(first, "float32") + shift
+        variance = ops.maximum(square - shift * shift, 0.0)
+        return mean, variance

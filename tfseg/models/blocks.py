@@ -14,6 +14,7 @@ from typing import Iterable, Tuple, Union
 from keras import layers
 
 from tfseg.errors import ConfigError
+from tfseg.layers import BatchNorm
 
 UPSAMPLING = ("transpose", "bilinear")
 
@@ -25,7 +26,8 @@ def conv_block(x, filters, *, convs=2, batch_norm=True, dropout=0.0, name="block
         x: feature map ``[B, H, W, C]``.
         filters: output channels of every convolution.
         convs: number of convolutions.
-        batch_norm: add BatchNormalization after each convolution (the conv then has no bias).
+        batch_norm: add batch normalization (:class:`tfseg.layers.BatchNorm`) after each convolution
+            (the conv then has no bias).
         dropout: rate of SpatialDropout2D (drops whole channels) after the block; 0 = none.
         name: prefix of the layer names.
 
@@ -38,7 +40,7 @@ def conv_block(x, filters, *, convs=2, batch_norm=True, dropout=0.0, name="block
             kernel_initializer="he_normal", name=f"{name}_conv{i}",
         )(x)
         if batch_norm:
-            x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+            x = BatchNorm(name=f"{name}_bn{i}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
     if dropout:
         x = layers.SpatialDropout2D(dropout, name=f"{name}_dropout")(x)

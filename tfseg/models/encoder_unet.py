@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 import keras
 
 from tfseg.errors import ConfigError
+from tfseg.layers import BatchNorm
 from tfseg.models.encoders import STRIDES, build_encoder, check_image_size, get_encoder_spec
 
 UPSAMPLINGS = ("transpose", "bilinear")
@@ -35,7 +36,7 @@ def conv_bn_relu(x, filters: int, kernel_size: int = 3, dilation_rate: int = 1, 
         name=f"{name}_conv",
     )(x)
     if batch_norm:
-        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = BatchNorm(name=f"{name}_bn")(x)
     return keras.layers.Activation("relu", name=f"{name}_relu")(x)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from tfseg.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
+from tfseg.layers import BatchNorm, MaxPoolingWithArgmax2D, MaxUnpooling2D
 from tfseg.models.blocks import check_choice, check_common, conv_block, image_shape, output_head
 from tfseg.models.registry import register_model
 
@@ -135,6 +135,6 @@ def _simple_segnet(x, depth, base_filters, batch_norm, dropout):
         )(x)
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up")(x)
         if batch_norm:
-            x = layers.BatchNormalization(name=f"{name}_bn")(x)
+            x = BatchNorm(name=f"{name}_bn")(x)
         x = layers.Activation("relu", name=f"{name}_relu")(x)
     return layers.UpSampling2D(2, interpolation="bilinear", name="dec1_up")(x)
