@@ -1,7 +1,7 @@
-"""Training throughput (images/s) and the Dice it reaches: model x image size x precision x XLA.
+"""Training throughput (images/s) and the Dice it reaches: model x width x image size x precision x XLA.
 
-Every row trains ``build_model(MODEL, SIZE)`` with the settings of a bare ``tfseg train``
-(:class:`tfseg.config.TrainConfig`: base_filters, depth, BatchNorm, transposed convolutions,
+Every row trains ``build_model(MODEL, SIZE, base_filters=WIDTH)`` with the other settings of a
+bare ``tfseg train`` (:class:`tfseg.config.TrainConfig`: depth, BatchNorm, transposed convolutions,
 bce_dice loss, Adam and its learning rate, batch size; read at run time and recorded),
 compiled exactly as ``tfseg train`` compiles it (:func:`tfseg.training.build_compiled_model`),
 under one precision policy, with or without XLA (``jit_compile``). Images/s is measured by
@@ -20,7 +20,12 @@ Dice". The other rows (float16 and XLA on a CPU are several times slower; 256 px
 over a short ``--speed-budget`` and report no Dice. A run during which other processes took
 more than ``--max-others`` of the CPU is measured again (``others_share`` in the table).
 
-``--ablations`` adds U-Net rows with bilinear upsampling and without BatchNorm; ``--ops``
+Two widths by default: ``tfseg train``'s default (8 filters in the first stage) and the
+lesson's reference networks (16-32-64-128, ``../shared/LESSON.md``). float16 rows use
+``--float16-budget``: on a CPU they are several times slower.
+
+``--ablations`` adds U-Net rows at the largest size and width with Keras' own
+``keras.layers.BatchNormalization`` in place of :class:`tfseg.layers.BatchNorm`; ``--ops``
 adds the "why": forward + backward time of each layer type at the U-Net's shapes, float32
 vs mixed_bfloat16, and which ops of one mixed_bfloat16 training step still run in float32.
 ``--train-runs float32,mixed_bfloat16`` adds complete default ``tfseg train`` runs per
@@ -30,7 +35,7 @@ Usage (from the repository root)::
 
     python benchmarks/training_throughput.py --ablations --ops --out benchmarks/results/training_throughput.json
     python benchmarks/training_throughput.py --no-grid --train-runs float32,mixed_bfloat16 \\
-        --out benchmarks/results/training_runs.json
+        --train-base-filters 16 --seeds 0 --out benchmarks/results/training_runs.json
     python benchmarks/training_throughput.py --quick          # a smoke run: seconds
 
 Prints Markdown tables (with this command and the machine above them) and writes JSON.
@@ -39,6 +44,7 @@ Prints Markdown tables (with this command and the machine above them) and writes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -61,7 +67,7 @@ from machine import (  # noqa: E402
 )
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-ROW_COLUMNS = ("model", "options", "size", "precision", "xla", "steps", "images_per_second", "vs_float32",
+ROW_COLUMNS = ("model", "options", "base_filters", "size", "precision", "xla", "steps", "images_per_second", "vs_float32",
                "vs_no_xla", "dice", "dice_spread", "first_epoch_s", "others_share")
 
 
@@ -76,21 +82,27 @@ def parse_args(argv=None):
     parser.add_argument("--xla-sizes", default="128", help="sizes that also get rows with XLA (jit_compile); "
                                                              "'' for none")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--base-filters", type=int, default=defaults.base_filters)
+    parser.add_argument("--base-filters", default=f"{defaults.base_filters},16",
+                        help="comma-separated widths (filters of the first stage): tfseg train's default and the "
+                             "lesson's 16")
     parser.add_argument("--depth", type=int, default=defaults.depth)
     parser.add_argument("--dice-sizes", default="128", help="sizes whose --dice-for rows are trained to --budget "
                                                               "and scored")
     parser.add_argument("--dice-for", default="float32,mixed_bfloat16", help="precisions (without XLA) scored")
     parser.add_argument("--budget", default="10x15", help="EPOCHSxSTEPS of the scored rows")
     parser.add_argument("--speed-budget", default="2x4", help="EPOCHSxSTEPS of the other rows")
+    parser.add_argument("--float16-budget", default="2x2", help="EPOCHSxSTEPS of the mixed_float16 rows")
     parser.add_argument("--seeds", default="0,1", help="the scored rows train once per seed (the spread of their "
                                                        "Dice is the noise); the other rows use the first")
     parser.add_argument("--ablations", action="store_true",
-                        help="add U-Net rows at the smallest size with upsampling=bilinear and with batch_norm=False")
+                        help="add U-Net rows at the largest size and width with keras.layers.BatchNormalization "
+                             "instead of tfseg.layers.BatchNorm")
     parser.add_argument("--ops", action="store_true", help="add the per-layer float32 vs bfloat16 table")
     parser.add_argument("--train-runs", default="", metavar="PRECISIONS",
                         help="also run a complete default `tfseg train --precision P --seed S` for each of these "
                              "precisions and --seeds (minutes each): Dice after full training")
+    parser.add_argument("--train-base-filters", type=int, default=None,
+                        help="base_filters of the --train-runs (default: tfseg train's)")
     parser.add_argument("--no-grid", action="store_true", help="skip the grid (e.g. only --train-runs or --ops)")
     parser.add_argument("--samples", type=int, default=400, help="synthetic samples (70%% train, 15%% val)")
     parser.add_argument("--quick", action="store_true", help="a tiny grid that runs in seconds (smoke test)")
@@ -105,8 +117,8 @@ def parse_args(argv=None):
     if args.quick:
         args.models, args.sizes, args.precisions = "unet", "32", "float32,mixed_bfloat16"
         args.xla_sizes, args.dice_sizes, args.seeds = "", "32", "0"
-        args.base_filters, args.depth, args.samples, args.batch_size = 4, 2, 24, 4
-        args.budget, args.speed_budget, args.retries = "2x2", "2x1", 0
+        args.base_filters, args.depth, args.samples, args.batch_size = "4", 2, 24, 4
+        args.budget, args.speed_budget, args.float16_budget, args.retries = "2x2", "2x1", "2x1", 0
     return args
 
 
@@ -170,11 +182,14 @@ def measure_run(row: Dict[str, Any], data, args, seed: int) -> Dict[str, Any]:
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     epochs, steps = row["budget"]
+    options = dict(row["config"])
+    keras_batch_norm = options.pop("keras_batch_norm", False)
     config = TrainConfig(model=row["model"], image_size=row["size"], batch_size=args.batch_size,
                          precision=row["precision"], jit_compile=row["xla"] == "on", seed=seed,
-                         base_filters=args.base_filters, depth=args.depth, **row["config"])
+                         base_filters=row["base_filters"], depth=args.depth, **options)
     with precision_policy(config.precision) as policy, CpuMeter() as meter:
-        model = build_compiled_model(config, 1, training_phases(config)[0])
+        with batch_norm_layer(keras.layers.BatchNormalization if keras_batch_norm else None):
+            model = build_compiled_model(config, 1, training_phases(config)[0])
         throughput, first = Throughput(config.batch_size), FirstEpochTimer()
         model.fit(train_batches(data["train"], config.batch_size, seed), epochs=epochs,
                   steps_per_epoch=steps, callbacks=[throughput, first], verbose=0)
@@ -184,6 +199,23 @@ def measure_run(row: Dict[str, Any], data, args, seed: int) -> Dict[str, Any]:
             dice = model.evaluate(images, masks, batch_size=config.batch_size, return_dict=True, verbose=0)["dice"]
     return {"policy": policy, "images_per_second": throughput.images_per_second(), "dice": dice,
             "first_epoch_s": first.seconds, **meter.result()}
+
+
+@contextlib.contextmanager
+def batch_norm_layer(layer_class):
+    """Build the models with ``layer_class`` in place of :class:`tfseg.layers.BatchNorm` (None: unchanged)."""
+    from tfseg.models import blocks, encoder_unet, segnet
+
+    modules = (blocks, segnet, encoder_unet)
+    saved = [module.BatchNorm for module in modules]
+    try:
+        if layer_class is not None:
+            for module in modules:
+                module.BatchNorm = layer_class
+        yield
+    finally:
+        for module, original in zip(modules, saved):
+            module.BatchNorm = original
 
 
 def quiet_run(run, label: str, args) -> Dict[str, Any]:
@@ -201,7 +233,8 @@ def quiet_run(run, label: str, args) -> Dict[str, Any]:
 def measure_row(row: Dict[str, Any], data, args) -> Dict[str, Any]:
     """Every seed's run of ``row`` (re-measured when other processes took the CPU), summarised."""
     seeds = int_list(args.seeds) if row["score"] else int_list(args.seeds)[:1]
-    label = f"{row['model']} {row['options']} {row['size']} {row['precision']} xla={row['xla']}"
+    label = (f"{row['model']} {row['options']} base_filters={row['base_filters']} {row['size']} {row['precision']} "
+             f"xla={row['xla']}")
     runs = [{"seed": seed, **quiet_run(lambda: measure_run(row, data, args, seed), f"{label} seed {seed}", args)}
             for seed in seeds]
     epochs, steps = row["budget"]
@@ -224,24 +257,25 @@ def measure_row(row: Dict[str, Any], data, args) -> Dict[str, Any]:
 def grid(args) -> List[Dict[str, Any]]:
     """The rows to measure, in order (float32 first in each group: the reference)."""
     budget, speed = parse_budget(args.budget), parse_budget(args.speed_budget)
+    float16 = parse_budget(args.float16_budget)
     scored_precisions, scored_sizes = set(args.dice_for.split(",")), set(int_list(args.dice_sizes))
-    sizes, xla_sizes = int_list(args.sizes), set(int_list(args.xla_sizes))
+    sizes, xla_sizes, widths = int_list(args.sizes), set(int_list(args.xla_sizes)), int_list(args.base_filters)
     rows = []
     for model in args.models.split(","):
-        for size in sizes:
-            for xla in ("off", "on") if size in xla_sizes else ("off",):
-                for precision in args.precisions.split(","):
-                    score = precision in scored_precisions and xla == "off" and size in scored_sizes
-                    rows.append({"model": model, "options": "", "size": size, "precision": precision, "xla": xla,
-                                 "budget": budget if score else speed, "score": score, "config": {}})
+        for width in widths:
+            for size in sizes:
+                for xla in ("off", "on") if size in xla_sizes else ("off",):
+                    for precision in args.precisions.split(","):
+                        score = precision in scored_precisions and xla == "off" and size in scored_sizes
+                        rows.append({"model": model, "options": "", "base_filters": width, "size": size,
+                                     "precision": precision, "xla": xla, "score": score, "config": {},
+                                     "budget": budget if score else float16 if precision == "mixed_float16"
+                                     else speed})
     if args.ablations:
-        size = min(sizes)
-        for options, config in (("upsampling=bilinear", {"upsampling": "bilinear"}),
-                                ("batch_norm=False", {"batch_norm": False})):
-            for precision in ("float32", "mixed_bfloat16"):
-                rows.append({"model": "unet", "options": options, "size": size, "precision": precision,
-                             "xla": "off", "budget": budget if size in scored_sizes else speed,
-                             "score": size in scored_sizes, "config": config})
+        for precision in ("float32", "mixed_bfloat16"):
+            rows.append({"model": "unet", "options": "keras.layers.BatchNormalization", "base_filters": max(widths),
+                         "size": max(sizes), "precision": precision, "xla": "off", "budget": speed, "score": False,
+                         "config": {"keras_batch_norm": True}})
     return rows
 
 
@@ -250,16 +284,17 @@ def add_speedups(rows: List[Dict[str, Any]]) -> None:
     ``vs_no_xla``: over the row without XLA of the same model, options, size and precision."""
     for column, key, reference in (("vs_float32", "xla", "precision"), ("vs_no_xla", "precision", "xla")):
         base_value = "float32" if reference == "precision" else "off"
-        bases = {(r["model"], r["options"], r["size"], r[key]): r["images_per_second"]
+        bases = {(r["model"], r["options"], r.get("base_filters"), r["size"], r[key]): r["images_per_second"]
                  for r in rows if r[reference] == base_value}
         for row in rows:
-            base, rate = bases.get((row["model"], row["options"], row["size"], row[key])), row["images_per_second"]
+            base = bases.get((row["model"], row["options"], row.get("base_filters"), row["size"], row[key]))
+            rate = row["images_per_second"]
             row[column] = round(rate / base, 2) if base and rate else None
 
 
 # --------------------------------------------------------------------------- full runs of tfseg train
-def train_run(precision: str, seed: int) -> Dict[str, Any]:
-    """``tfseg train --precision P --seed S`` with every other default, into a temporary folder."""
+def train_run(precision: str, seed: int, base_filters: Optional[int] = None) -> Dict[str, Any]:
+    """``tfseg train --precision P --seed S [--base-filters N]`` with every other default, into a temporary folder."""
     import tempfile
 
     from tfseg.config import TrainConfig
@@ -267,7 +302,9 @@ def train_run(precision: str, seed: int) -> Dict[str, Any]:
 
     keras.backend.clear_session()
     with tempfile.TemporaryDirectory() as folder, CpuMeter() as meter:
-        metrics = train(TrainConfig(precision=precision, seed=seed, out=os.path.join(folder, "run")), verbose=0)
+        options = {} if base_filters is None else {"base_filters": base_filters}
+        config = TrainConfig(precision=precision, seed=seed, out=os.path.join(folder, "run"), **options)
+        metrics = train(config, verbose=0)
     return {
         "precision": metrics["precision"], "seed": seed, "epochs_completed": metrics["epochs_completed"],
         "best_epoch": metrics.get("best_epoch"), "val_dice": round(metrics["val"]["dice"], 3),
@@ -280,8 +317,9 @@ def train_run(precision: str, seed: int) -> Dict[str, Any]:
 def train_runs(args) -> Dict[str, Any]:
     from tfseg.config import TrainConfig
 
-    defaults = TrainConfig()
-    runs = [quiet_run(lambda: train_run(precision, seed), f"tfseg train --precision {precision} --seed {seed}", args)
+    defaults = TrainConfig(**({} if args.train_base_filters is None else {"base_filters": args.train_base_filters}))
+    runs = [quiet_run(lambda: train_run(precision, seed, args.train_base_filters),
+                      f"tfseg train --precision {precision} --seed {seed} --base-filters {defaults.base_filters}", args)
             for precision in args.train_runs.split(",") for seed in int_list(args.seeds)]
     return {"settings": {k: v for k, v in defaults.to_dict().items()
                          if k in ("data", "model", "image_size", "batch_size", "base_filters", "depth", "epochs",
@@ -292,7 +330,7 @@ def train_runs(args) -> Dict[str, Any]:
 # --------------------------------------------------------------------------- why: layers and ops
 def layer_cases(size: int, batch: int, base: int):
     """``[(name, make_layer(dtype_policy), input shape)]``: the U-Net's layer types at its real shapes."""
-    from tfseg.layers import MaxPoolingWithArgmax2D
+    from tfseg.layers import BatchNorm, MaxPoolingWithArgmax2D
 
     half, quarter = size // 2, size // 4
     return [
@@ -304,8 +342,9 @@ def layer_cases(size: int, batch: int, base: int):
         (f"Conv2DTranspose 2x2/2 {2 * base}->{base} @{half}",
          lambda p: keras.layers.Conv2DTranspose(base, 2, strides=2, padding="same", dtype=p),
          (batch, half, half, 2 * base)),
-        (f"BatchNormalization {base} @{size}", lambda p: keras.layers.BatchNormalization(dtype=p),
+        (f"keras.layers.BatchNormalization {base} @{size}", lambda p: keras.layers.BatchNormalization(dtype=p),
          (batch, size, size, base)),
+        (f"tfseg.layers.BatchNorm {base} @{size}", lambda p: BatchNorm(dtype=p), (batch, size, size, base)),
         (f"ReLU {base} @{size}", lambda p: keras.layers.Activation("relu", dtype=p), (batch, size, size, base)),
         (f"MaxPooling2D {base} @{size}", lambda p: keras.layers.MaxPooling2D(2, dtype=p), (batch, size, size, base)),
         (f"UpSampling2D bilinear {base} @{half}",
@@ -321,7 +360,7 @@ def layer_milliseconds(make, shape, policy: str, repeats: int) -> float:
     import tensorflow as tf
 
     layer = make(policy)
-    x = tf.constant(np.random.default_rng(0).random(shape, dtype=np.float32))
+    x = tf.cast(np.random.default_rng(0).random(shape, dtype=np.float32), layer.compute_dtype)
     layer(x)
 
     @tf.function
@@ -330,7 +369,7 @@ def layer_milliseconds(make, shape, policy: str, repeats: int) -> float:
             tape.watch(x)
             y = layer(x, training=True)
             y = y[0] if isinstance(y, (tuple, list)) else y
-            loss = tf.reduce_sum(tf.cast(y, tf.float32))
+            loss = tf.reduce_sum(y)  # in y's dtype (accumulated in float32): no full-size cast in the timing
         return tape.gradient(loss, [x, *layer.trainable_weights])
 
     times = []
@@ -424,7 +463,7 @@ def measure(args) -> Dict[str, Any]:
     report: Dict[str, Any] = {
         "command": command_line(), "machine": machine_info(),
         "settings": {k: getattr(args, k) for k in ("batch_size", "base_filters", "depth", "budget", "speed_budget",
-                                                    "dice_sizes", "dice_for", "seeds", "samples")},
+                                                    "float16_budget", "dice_sizes", "dice_for", "seeds", "samples")},
     }
     started = time.perf_counter()
     rows, data = [], {}
@@ -438,9 +477,10 @@ def measure(args) -> Dict[str, Any]:
         report["train_runs"] = train_runs(args)
     if args.ops:
         size = min(int_list(args.sizes))
-        report["layers"] = {"size": size, "batch": args.batch_size,
-                            "rows": layer_table(size, args.batch_size, args.base_filters, 1 if args.quick else 7)}
-        report["op_census"] = op_census("unet", size, args.batch_size, args.base_filters, args.depth)
+        width = max(int_list(args.base_filters))
+        report["layers"] = {"size": size, "batch": args.batch_size, "base_filters": width,
+                            "rows": layer_table(size, args.batch_size, width, 1 if args.quick else 7)}
+        report["op_census"] = op_census("unet", size, args.batch_size, width, args.depth)
     report["seconds"] = round(time.perf_counter() - started)
     report["load_average_at_end"] = load_average()
     return report
@@ -449,23 +489,25 @@ def measure(args) -> Dict[str, Any]:
 def markdown(report: Dict[str, Any]) -> str:
     s = report["settings"]
     parts = [header(report), "",
-             f"Batch {s['batch_size']}, base_filters {s['base_filters']}, depth {s['depth']}. Scored rows "
+             f"Batch {s['batch_size']}, base_filters (width) {s['base_filters']}, depth {s['depth']}. Scored rows "
              f"({s['dice_for']} without XLA at {s['dice_sizes']} px): {s['budget']} (EPOCHSxSTEPS) per seed "
              f"{s['seeds']}; images/s is the median over the seeds, dice the mean on the synthetic val split, "
-             f"dice_spread max - min over the seeds. Other rows: {s['speed_budget']}, seed "
+             f"dice_spread max - min over the seeds. Other rows: {s['speed_budget']} ({s['float16_budget']} for "
+             f"mixed_float16), seed "
              f"{s['seeds'].split(',')[0]}. The first epoch (tracing, XLA compilation) is not timed. others_share: "
              f"the share of the CPU that other processes took (0 = quiet machine). Total {report['seconds']} s.",
              "", markdown_table(report["rows"], ROW_COLUMNS) if report["rows"] else "(no grid)"]
     if "train_runs" in report:
         runs = report["train_runs"]
-        parts += ["", f"Complete `tfseg train` runs with the defaults ({runs['settings']}) except --precision "
-                      "and --seed; Dice and IoU on the test split, train_images_per_second from metrics.json:",
+        parts += ["", f"Complete `tfseg train` runs with these settings ({runs['settings']}), the other defaults, "
+                      "one per --precision and --seed; Dice and IoU on the test split, train_images_per_second from metrics.json:",
                   "", markdown_table(runs["runs"], ["precision", "seed", "epochs_completed", "best_epoch", "val_dice",
                                                     "test_dice", "test_iou", "train_images_per_second", "seconds",
                                                     "others_share"])]
     if "layers" in report:
         layers = report["layers"]
-        parts += ["", f"Per layer, batch {layers['batch']}, U-Net shapes at {layers['size']} px "
+        parts += ["", f"Per layer, batch {layers['batch']}, U-Net shapes at {layers['size']} px, base_filters "
+                      f"{layers.get('base_filters')} "
                       "(median of forward + backward):", "",
                   markdown_table(layers["rows"], list(layers["rows"][0]))]
         census = report["op_census"]

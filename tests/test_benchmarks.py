@@ -51,9 +51,12 @@ def test_training_throughput_quick_measures_every_row(tmp_path):
     layers = report["layers"]["rows"]
     assert all(r["float32_ms"] > 0 and r["bfloat16_ms"] > 0 for r in layers)
     census = report["op_census"]["feature_map_ops"]
-    # Keras' BatchNormalization computes in float32 under mixed_bfloat16, the convolutions in bfloat16.
-    assert census["BatchNormalization"].get("float32", 0) > 0
+    # tfseg's BatchNorm keeps bfloat16 feature maps in bfloat16 (Keras' own computes them in float32)
+    assert census["BatchNorm"].get("bfloat16", 0) > 0 and census["BatchNorm"].get("float32", 0) == 0
     assert census["Conv2D"].get("bfloat16", 0) > 0 and census["Conv2D"].get("float32", 0) == 0
+    names = [r["layer (forward+backward)"] for r in layers]
+    assert any(n.startswith("keras.layers.BatchNormalization") for n in names)
+    assert any(n.startswith("tfseg.layers.BatchNorm") for n in names)
 
 
 @pytest.mark.slow
@@ -85,12 +88,20 @@ def test_ph2_folder_is_read_by_the_ph2_source_and_the_lesson_loader(tmp_path):
 
 def test_grid_scores_only_the_requested_rows():
     args = training_throughput.parse_args(["--models", "unet", "--sizes", "128,256", "--xla-sizes", "128",
-                                           "--dice-sizes", "128", "--budget", "6x12", "--speed-budget", "2x3"])
+                                           "--dice-sizes", "128", "--budget", "6x12", "--speed-budget", "2x3",
+                                           "--float16-budget", "2x1", "--base-filters", "8,16", "--ablations"])
     rows = training_throughput.grid(args)
-    assert [(r["size"], r["xla"]) for r in rows] == [(128, "off")] * 3 + [(128, "on")] * 3 + [(256, "off")] * 3
-    scored = {(r["size"], r["precision"], r["xla"]) for r in rows if r["score"]}
-    assert scored == {(128, "float32", "off"), (128, "mixed_bfloat16", "off")}
-    assert all(r["budget"] == ((6, 12) if r["score"] else (2, 3)) for r in rows)
+    per_width = [(128, "off")] * 3 + [(128, "on")] * 3 + [(256, "off")] * 3
+    assert [(r["size"], r["xla"]) for r in rows[:18]] == per_width * 2
+    assert [r["base_filters"] for r in rows[:18]] == [8] * 9 + [16] * 9
+    scored = {(r["base_filters"], r["size"], r["precision"], r["xla"]) for r in rows if r["score"]}
+    assert scored == {(w, 128, p, "off") for w in (8, 16) for p in ("float32", "mixed_bfloat16")}
+    assert all(r["budget"] == ((6, 12) if r["score"] else (2, 1) if r["precision"] == "mixed_float16" else (2, 3))
+               for r in rows)
+    # the ablation: Keras' BatchNormalization at the largest size and width, float32 and bfloat16
+    assert [(r["options"], r["base_filters"], r["size"], r["precision"], r["config"]) for r in rows[18:]] == [
+        ("keras.layers.BatchNormalization", 16, 256, p, {"keras_batch_norm": True})
+        for p in ("float32", "mixed_bfloat16")]
 
 
 def test_grid_defaults_follow_tfseg_train():
@@ -98,8 +109,9 @@ def test_grid_defaults_follow_tfseg_train():
 
     args = training_throughput.parse_args([])
     defaults = TrainConfig()
-    assert (args.batch_size, args.base_filters, args.depth) == (defaults.batch_size, defaults.base_filters,
-                                                                defaults.depth)
+    widths = training_throughput.int_list(args.base_filters)
+    assert (args.batch_size, widths[0], args.depth) == (defaults.batch_size, defaults.base_filters, defaults.depth)
+    assert 16 in widths  # the lesson's reference width (16-32-64-128)
 
 
 def test_speedups_compare_with_the_matching_float32_and_no_xla_rows():

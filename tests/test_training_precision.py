@@ -16,6 +16,29 @@ def test_auto_is_mixed_float16_on_a_gpu_and_float32_otherwise():
         assert resolve_precision(name) == name
 
 
+def test_auto_on_a_bf16_cpu_picks_bfloat16_only_where_it_was_measured_faster(tmp_path, monkeypatch):
+    from tfseg import precision
+
+    bf16, plain = tmp_path / "bf16", tmp_path / "plain"
+    bf16.write_text("processor : 0\nflags\t\t: fpu sse avx512f avx512_bf16\n")
+    plain.write_text("processor : 0\nflags\t\t: fpu sse avx512f\n")
+    wide, thin = TrainConfig(base_filters=16), TrainConfig(base_filters=8)
+    assert precision.cpu_prefers_bf16(wide, str(bf16))
+    assert not precision.cpu_prefers_bf16(thin, str(bf16))  # too thin to gain: float32
+    assert not precision.cpu_prefers_bf16(wide, str(plain))  # no bfloat16 instructions
+    assert not precision.cpu_prefers_bf16(TrainConfig(base_filters=16, encoder="mobilenetv2"), str(bf16))
+    assert not precision.cpu_prefers_bf16(TrainConfig(model="deeplabv3plus", base_filters=16), str(bf16))
+    assert not precision.cpu_prefers_bf16(None, str(bf16))
+
+    monkeypatch.setattr(precision, "gpu_visible", lambda: False)
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda cpuinfo="": True)
+    assert resolve_precision("auto", wide) == "mixed_bfloat16"
+    assert resolve_precision("auto", thin) == "float32"
+    assert resolve_precision("float32", wide) == "float32"  # an explicit choice always wins
+    monkeypatch.setattr(precision, "gpu_visible", lambda: True)
+    assert resolve_precision("auto", wide) == "mixed_float16"
+
+
 def test_unknown_precision_is_a_config_error():
     with pytest.raises(ConfigError, match="--precision 'half'"):
         resolve_precision("half")

@@ -90,7 +90,9 @@ class TrainConfig:
     steps_per_epoch: Optional[int] = _setting(None, "training steps per epoch (default: one pass over the data)")
     patience: int = _setting(8, "stop after N epochs without a better validation Dice")
     # execution
-    precision: str = _setting("auto", "numeric precision; auto = mixed_float16 on a GPU, float32 on CPU",
+    precision: str = _setting("auto", "numeric precision; auto = mixed_float16 on a GPU; on a CPU with "
+                              "bfloat16 instructions mixed_bfloat16 for U-Net/SegNet with >= 16 base filters; "
+                              "else float32",
                               PRECISIONS)
     strategy: str = _setting("auto", "tf.distribute strategy", STRATEGIES)
     jit_compile: bool = _setting(False, "compile the training step with XLA")

@@ -3,7 +3,10 @@
 ``--precision`` takes one of :data:`tfseg.config.PRECISIONS`:
 
 =================  ==========================================================
-``auto``           ``mixed_float16`` when a GPU is visible, else ``float32``
+``auto``           ``mixed_float16`` when a GPU is visible; on a CPU with bfloat16
+                   instructions ``mixed_bfloat16`` for the plain U-Net/SegNet at 16 or
+                   more base filters (where ``benchmarks/training_throughput.py``
+                   measured it faster at equal Dice); else ``float32``
 ``float32``        everything in float32
 ``mixed_float16``  float16 compute, float32 variables; ``Model.compile`` wraps the
                    optimizer in a ``LossScaleOptimizer`` itself (Keras 3
@@ -26,7 +29,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, List
+from typing import Any, Iterator, List, Optional
 
 import keras
 
@@ -68,16 +71,41 @@ def cpu_supports_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return bool(cpu_bf16_flags(cpuinfo))
 
 
-def resolve_precision(name: str = "auto") -> str:
+#: ``auto`` picks mixed_bfloat16 on a bfloat16 CPU from this many base filters up. Measured on a 2-core
+#: AVX512-BF16 EPYC (BENCHMARKS.md, section 2): at 16 filters (the lesson's 16-32-64-128 networks)
+#: bfloat16 trains U-Net and SegNet 1.4-1.6x faster than float32 at equal Dice; at 8 filters the
+#: convolutions are too thin to gain and it is no faster.
+BF16_MIN_BASE_FILTERS = 16
+
+#: The models ``auto``'s CPU rule was measured on (pretrained encoders were not).
+BF16_MEASURED_MODELS = ("unet", "segnet")
+
+
+def cpu_prefers_bf16(config: Optional[Any] = None, cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether ``auto`` runs ``config`` (a :class:`tfseg.config.TrainConfig`) in mixed_bfloat16 on this CPU.
+
+    True on a CPU with bfloat16 instructions for the plain U-Net/SegNet (no pretrained
+    encoder) with at least :data:`BF16_MIN_BASE_FILTERS` base filters; False otherwise,
+    and False without a config (nothing to judge by).
+    """
+    if config is None or not cpu_supports_bf16(cpuinfo):
+        return False
+    return (getattr(config, "model", None) in BF16_MEASURED_MODELS and not getattr(config, "encoder", None)
+            and int(getattr(config, "base_filters", 0)) >= BF16_MIN_BASE_FILTERS)
+
+
+def resolve_precision(name: str = "auto", config: Optional[Any] = None) -> str:
     """The Keras policy name that ``name`` stands for.
 
     Args:
         name: one of :data:`tfseg.config.PRECISIONS`.
+        config: the run's :class:`tfseg.config.TrainConfig`, for ``auto`` on a CPU.
 
     Returns:
-        ``"float32"``, ``"mixed_float16"`` or ``"mixed_bfloat16"``; ``auto`` is
-        ``mixed_float16`` with a GPU (tensor cores, about 2x faster) and
-        ``float32`` on CPU (float16 has no fast CPU kernels).
+        ``"float32"``, ``"mixed_float16"`` or ``"mixed_bfloat16"``. ``auto`` is
+        ``mixed_float16`` with a GPU (tensor cores, about 2x faster); on a CPU,
+        ``mixed_bfloat16`` where :func:`cpu_prefers_bf16` (bfloat16 instructions and a
+        model wide enough to gain), else ``float32`` (float16 has no fast CPU kernels).
 
     Raises:
         ConfigError: ``name`` is not a known precision.
@@ -85,29 +113,31 @@ def resolve_precision(name: str = "auto") -> str:
     if name not in PRECISIONS:
         raise ConfigError(f"--precision {name!r}: choose one of {', '.join(PRECISIONS)}")
     if name == "auto":
-        return "mixed_float16" if gpu_visible() else "float32"
+        if gpu_visible():
+            return "mixed_float16"
+        return "mixed_bfloat16" if cpu_prefers_bf16(config) else "float32"
     return name
 
 
-def apply_precision(name: str = "auto") -> str:
-    """Set Keras' global dtype policy to ``name`` (resolved); return the policy name.
+def apply_precision(name: str = "auto", config: Optional[Any] = None) -> str:
+    """Set Keras' global dtype policy to ``name`` (resolved with ``config``); return the policy name.
 
     Layers created afterwards use it; layers that already exist keep theirs.
     """
-    policy = resolve_precision(name)
+    policy = resolve_precision(name, config)
     keras.mixed_precision.set_global_policy(policy)
     return policy
 
 
 @contextlib.contextmanager
-def precision_policy(name: str = "auto") -> Iterator[str]:
-    """Context manager: apply ``name`` inside, restore the previous global policy after.
+def precision_policy(name: str = "auto", config: Optional[Any] = None) -> Iterator[str]:
+    """Context manager: apply ``name`` (resolved with ``config``) inside, restore the previous global policy after.
 
     Yields:
         The resolved policy name.
     """
     previous = keras.mixed_precision.global_policy()
     try:
-        yield apply_precision(name)
+        yield apply_precision(name, config)
     finally:
         keras.mixed_precision.set_global_policy(previous)

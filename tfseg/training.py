@@ -599,7 +599,7 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
         check_tensorboard()
     seed_everything(config.seed, config.deterministic)
 
-    with precision_policy(config.precision) as policy:
+    with precision_policy(config.precision, config) as policy:
         # skip_bad must reach the file sources, which check every file when opened
         source = open_dataset_source(config.data, image_size=config.image_size, skip_bad=config.skip_bad)
         ids = split_ids(source, config)
