@@ -173,10 +173,10 @@ class BatchNorm(keras.layers.BatchNormalization):
     ten more ops). Here the statistics are float32 (reductions accumulate in float32; the
     variance is computed about a first estimate of the mean, so no cancellation), the
     normalisation is one per-channel scale and shift in the activations' dtype, and the
-    backward pass is written out (3 reductions and 4 element-wise ops). On a 2-core
-    AVX512-BF16 CPU this makes a mixed_bfloat16 U-Net 256 train step about 1.25x faster than
-    with Keras' layer (``benchmarks/training_throughput.py``); float32 results are the same
-    as Keras' to about 1e-6.
+    backward pass is written out (two reductions and six element-wise ops). On a 2-core
+    AVX512-BF16 CPU this makes mixed_bfloat16 training of a U-Net (16 filters, 256 px)
+    1.14x faster than with Keras' layer, float32 1.02x (``benchmarks/training_throughput.py
+    --ablations``, BENCHMARKS.md); float32 results are the same as Keras' to about 1e-6.
 
     The fast path is taken for channels-last inputs in float32 or bfloat16 under the
     TensorFlow and JAX backends (``ops.custom_gradient``), with ``center`` and ``scale`` on;

@@ -73,8 +73,9 @@ def cpu_supports_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
 
 #: ``auto`` picks mixed_bfloat16 on a bfloat16 CPU from this many base filters up. Measured on a 2-core
 #: AVX512-BF16 EPYC (BENCHMARKS.md, section 2): at 16 filters (the lesson's 16-32-64-128 networks)
-#: bfloat16 trains U-Net and SegNet 1.4-1.6x faster than float32 at equal Dice; at 8 filters the
-#: convolutions are too thin to gain and it is no faster.
+#: bfloat16 trains U-Net and SegNet 1.24-1.48x faster than float32 at 128-256 px, and a complete
+#: run reaches the same or better Dice; at 8 filters and 96 px (``tfseg train``'s default) it
+#: is no faster.
 BF16_MIN_BASE_FILTERS = 16
 
 #: The models ``auto``'s CPU rule was measured on (pretrained encoders were not).
