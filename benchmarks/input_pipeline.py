@@ -55,8 +55,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from machine import (  # noqa: E402
-    CpuMeter, command_line, header, load_average, machine_info, markdown_table, median, rounded, wait_until_quiet,
-    write_json,
+    CpuMeter, command_line, header, load_average, machine_info, markdown_table, median, rounded, run_benchmark,
 )
 
 tf.get_logger().setLevel("ERROR")
@@ -360,14 +359,7 @@ def markdown(report: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
-    if args.wait_quiet is not None:
-        wait_until_quiet(args.wait_quiet, 1800, log=lambda m: print(m, file=sys.stderr, flush=True))
-    report = measure(args)
-    print(markdown(report))
-    if args.out:
-        write_json(args.out, report)
-    return 0
+    return run_benchmark(parse_args, measure, markdown, argv)
 
 
 if __name__ == "__main__":

@@ -181,3 +181,16 @@ def median(values: List[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2
     return ordered[middle] if len(ordered) % 2 else 0.5 * (ordered[middle - 1] + ordered[middle])
+
+
+def run_benchmark(parse_args, measure, markdown, argv=None) -> int:
+    """A benchmark script's ``main``: parse, wait for a quiet machine if ``--wait-quiet``, measure,
+    print the Markdown report and write its JSON to ``--out``."""
+    args = parse_args(argv)
+    if getattr(args, "wait_quiet", None) is not None:
+        wait_until_quiet(args.wait_quiet, 1800, log=lambda m: print(m, file=sys.stderr, flush=True))
+    report = measure(args)
+    print(markdown(report))
+    if args.out:
+        write_json(args.out, report)
+    return 0

@@ -68,9 +68,9 @@ def load_model(path, **kwargs):
 
 
 def _register_keras_objects():
-    from tfseg._quiet import import_keras_quietly
+    from tfseg._quiet import import_quietly
 
-    import_keras_quietly()
+    import_quietly("keras")
     # Importing these runs their @register_keras_serializable decorators.
     from tfseg import layers, losses, metrics, models  # noqa: F401
 

@@ -11,6 +11,7 @@ one line by :mod:`tfseg.cli`). ``TFSEG_DEBUG=1`` shows everything.
 """
 
 import contextlib
+import importlib
 import os
 import sys
 
@@ -47,17 +48,18 @@ def native_stderr_silenced():
         os.close(devnull)
 
 
-def import_keras_quietly():
-    """``import keras`` (and the TensorFlow it loads), without the native start-up lines."""
+def import_quietly(name: str = "keras") -> None:
+    """``import name`` (Keras or TensorFlow), without TensorFlow's native start-up lines where :func:`wanted`.
+
+    A failing import is not hidden: the silenced attempt's error is dropped and the plain
+    import after it raises it again, visibly (a no-op when the first attempt succeeded).
+    """
     if running_as_cli():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if not wanted():
-        import keras  # noqa: F401
-
-        return
-    try:
-        with native_stderr_silenced():
-            import keras  # noqa: F401
-    except Exception:  # noqa: BLE001 - raised again, visibly, by the plain import below
-        pass
-    import keras  # noqa: F401,F811
+    if wanted():
+        try:
+            with native_stderr_silenced():
+                importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - raised again by the plain import below
+            pass
+    importlib.import_module(name)

@@ -42,16 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _quiet_tensorflow():
     # TensorFlow's start-up chatter is noise to a CLI user (see tfseg/_quiet.py).
-    from tfseg._quiet import native_stderr_silenced, wanted
+    from tfseg._quiet import import_quietly
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if not wanted():
-        return
-    try:
-        with native_stderr_silenced():
-            import tensorflow  # noqa: F401
-    except Exception:  # noqa: BLE001 - raised again, visibly, when tfseg imports it
-        pass
+    import_quietly("tensorflow")
 
 
 def main(argv=None) -> int:

@@ -75,7 +75,7 @@ def cpu_supports_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
 #: AVX512-BF16 EPYC (BENCHMARKS.md, section 2): at 16 filters (the lesson's 16-32-64-128 networks)
 #: bfloat16 trains U-Net and SegNet 1.24-1.48x faster than float32 at 128-256 px, and a complete
 #: run reaches the same or better Dice; at 8 filters and 96 px (``tfseg train``'s default) it
-#: is no faster.
+#: gains only 1.05x.
 BF16_MIN_BASE_FILTERS = 16
 
 #: The models ``auto``'s CPU rule was measured on (pretrained encoders were not).
