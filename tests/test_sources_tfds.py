@@ -1,4 +1,4 @@
-"""tfds: source, offline: ``tfds.testing.mock_data`` for oxford_iiit_pet, and this repo's PH2 builder on its dummy_data."""
+"""tfds: source, offline: ``tfds.testing.mock_data`` for oxford_iiit_pet, and the shipped PH2/MADS builders on their dummy_data."""
 
 from pathlib import Path
 
@@ -7,11 +7,12 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import tfseg
 from sources_testdata import fit_one_step
 from tfseg.data import open_source
 from tfseg.errors import ConfigError, TfsegError
 
-DATASETS = Path(__file__).resolve().parents[1] / "datasets"
+DATASETS = Path(tfseg.__file__).resolve().parent / "tfds_builders"
 PH2_DUMMY = DATASETS / "ph2" / "dummy_data"
 
 

@@ -34,11 +34,11 @@ is downloaded and prepared (``download=False`` raises instead);
 ``manual_dir`` is passed to the download config (datasets whose files you
 download yourself, e.g. ``tfds:ph2``).
 
-The builders of this repository (``datasets/ph2``, ``datasets/mads``) are
-found without installing anything: when NAME is not a registered TFDS dataset
-and ``datasets/NAME/NAME_dataset_builder.py`` exists next to the ``tfseg``
-package (a checkout or an editable install), its ``Builder`` class is loaded
-the way ``tfds build datasets/NAME`` loads it.
+The builders shipped with tfseg (``tfseg/tfds_builders/ph2``,
+``tfseg/tfds_builders/mads``) need no registration: when NAME is not a
+registered TFDS dataset and ``tfseg.tfds_builders.NAME.NAME_dataset_builder``
+exists (in a checkout and in an installed wheel alike), its ``Builder`` class is
+loaded the way ``tfds build`` loads a dataset folder.
 
 Example:
     >>> from tfseg.data import open_source                                   # doctest: +SKIP
@@ -50,7 +50,6 @@ Example:
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -66,7 +65,7 @@ MASK_FEATURE_NAMES = ("segmentation_mask", "mask", "segmentation", "label_mask",
 PET_CLASSES = ("binary", "trimap")
 SPLIT_MODES = ("tfseg", "official")
 VAL_SPLIT_NAMES = ("validation", "val", "valid", "dev")
-REPO_DATASETS = Path(__file__).resolve().parents[2] / "datasets"
+BUILDERS_PACKAGE = "tfseg.tfds_builders"
 
 # Oxford-IIIT pet trimap value -> class id (index = stored value 0..3; 0 does not occur).
 _PET_LOOKUP = {"binary": (0, 1, 0, 1), "trimap": (0, 1, 0, 2)}
@@ -76,16 +75,17 @@ def _base_name(name: str) -> str:
     return name.split("/")[0].split(":")[0]
 
 
-def _repo_builder_cls(base: str):
-    """The ``Builder`` of ``datasets/<base>/`` in this repository, or None."""
+def _shipped_builder_cls(base: str):
+    """The ``Builder`` of ``tfseg/tfds_builders/<base>/``, or None when tfseg ships no such builder."""
+    import importlib.util
+
     import tensorflow_datasets as tfds
 
-    if not (REPO_DATASETS / base / f"{base}_dataset_builder.py").is_file():
+    if not base.isidentifier() or importlib.util.find_spec(f"{BUILDERS_PACKAGE}.{base}") is None:
         return None
-    # Same loading as `tfds build datasets/<base>` (module "<base>.<base>_dataset_builder",
-    # not registered), so it never clashes with a registered copy or another `datasets` package.
-    with tfds.core.utils.add_sys_path(REPO_DATASETS):
-        return tfds.core.community.builder_cls_from_module(f"{base}.{base}_dataset_builder")
+    # Loaded like `tfds build <folder>` loads one (not registered), so it never clashes with a
+    # registered dataset of the same name.
+    return tfds.core.community.builder_cls_from_module(f"{BUILDERS_PACKAGE}.{base}.{base}_dataset_builder")
 
 
 def _make_builder(spec: SourceSpec, data_dir: Optional[str]):
@@ -96,11 +96,11 @@ def _make_builder(spec: SourceSpec, data_dir: Optional[str]):
     try:
         tfds.builder_cls(base)
         registered = True
-    except Exception:  # noqa: BLE001 - DatasetNotFoundError and friends: try this repository's builders
+    except Exception:  # noqa: BLE001 - DatasetNotFoundError and friends: try the builders tfseg ships
         registered = False
     try:
         if not registered:
-            cls = _repo_builder_cls(base)
+            cls = _shipped_builder_cls(base)
             if cls is not None:
                 config = name.split("/", 1)[1].split(":")[0] if "/" in name else None
                 return cls(config=config, data_dir=data_dir) if config else cls(data_dir=data_dir)
