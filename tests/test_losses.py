@@ -299,3 +299,104 @@ def test_get_loss_unknown_name_lists_choices():
 def test_bad_loss_options_raise_config_error(make, words):
     with pytest.raises(ConfigError, match=words):
         make()
+
+
+# --------------------------------------------------------------------------
+# sample_weight: [B] per image, [B, H, W] / [B, H, W, 1] per pixel
+# --------------------------------------------------------------------------
+def np_weighted_soft_counts(t, p, w):
+    return np.sum(w * p * t), np.sum(w * p) - np.sum(w * p * t), np.sum(w * t) - np.sum(w * p * t)
+
+
+def np_pixel_weighted(name, t, p, w):
+    """float64 reference of each loss (defaults) with per-pixel weights ``w`` shaped like ``t``."""
+    tp, fp, fn = np_weighted_soft_counts(t, p, w)
+    dice = 1 - (2 * tp + 1) / (2 * tp + fp + fn + 1)
+    tversky = 1 - (tp + 1) / (tp + 0.3 * fp + 0.7 * fn + 1)
+    pc = np.clip(p, EPS, HIGH)
+    ce_pixels = -(t * np.log(pc) + (1 - t) * np.log(1 - pc))
+    ce = np.mean(np.mean(w * ce_pixels, axis=(1, 2, 3)))
+    p_t = pc * t + (1 - pc) * (1 - t)
+    alpha_t = 0.25 * t + 0.75 * (1 - t)
+    focal = np.mean(w * alpha_t * (1 - p_t) ** 2 * ce_pixels)
+    return {"DiceLoss": dice, "TverskyLoss": tversky, "FocalTverskyLoss": max(tversky, EPS) ** 0.75,
+            "CrossEntropyLoss": ce, "FocalLoss": focal, "BCEDiceLoss": ce + dice}[name]
+
+
+BINARY_LOSSES = [DiceLoss, TverskyLoss, FocalTverskyLoss, CrossEntropyLoss, FocalLoss, BCEDiceLoss]
+
+
+@pytest.mark.parametrize("loss_class", BINARY_LOSSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("trailing_axis", [False, True], ids=["BHW", "BHW1"])
+def test_pixel_sample_weight_of_every_binary_loss_matches_numpy(loss_class, trailing_axis):
+    y_true, y_pred = binary_data(20)
+    weights = np.random.default_rng(21).uniform(0.0, 3.0, size=y_true.shape[:3]).astype("float32")
+    weights[1, :8] = 0.0  # half an image removed
+    given = weights[..., None] if trailing_axis else weights
+    expected = np_pixel_weighted(loss_class.__name__, y_true.astype("float64"), y_pred.astype("float64"),
+                                 weights[..., None].astype("float64"))
+    assert float(loss_class()(y_true, y_pred, sample_weight=given)) == pytest.approx(expected, rel=1e-4)
+    # and the weights change the value (a loss ignoring them would give the unweighted one)
+    assert float(loss_class()(y_true, y_pred)) != pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize("loss_class", BINARY_LOSSES, ids=lambda c: c.__name__)
+def test_zero_pixel_weight_removes_pixels_from_the_dice_counts_and_image_weight_scales(loss_class):
+    y_true, y_pred = binary_data(22)
+    keep = np.ones(y_true.shape[:3], "float32")
+    keep[:, :, 10:] = 0.0
+    loss = loss_class()
+    if loss_class in (DiceLoss, TverskyLoss, FocalTverskyLoss):
+        assert float(loss(y_true, y_pred, sample_weight=keep)) == pytest.approx(
+            float(loss(y_true[:, :, :10], y_pred[:, :, :10])), rel=1e-5)
+    # [B]: Keras' per-image weighting, sum(w_b * loss_b) / B
+    image_weights = np.array([0.0, 1.0, 2.0, 0.5], "float32")
+    per_image = as_float(type(loss)._function(y_true, y_pred, **loss.options))
+    assert float(loss(y_true, y_pred, sample_weight=image_weights)) == pytest.approx(
+        float(np.sum(image_weights * per_image) / 4), rel=1e-5)
+
+
+@pytest.mark.parametrize("loss_class", [CategoricalDiceLoss, CCEDiceLoss, TverskyLoss, CrossEntropyLoss, FocalLoss],
+                         ids=lambda c: c.__name__)
+def test_pixel_sample_weight_of_categorical_losses_weighs_every_class_count(loss_class):
+    ids, probs, _ = categorical_data(23, classes=3)
+    weights = np.random.default_rng(24).uniform(0.0, 2.0, size=ids.shape[:3]).astype("float32")
+    loss = loss_class(num_classes=3)
+    got = float(loss(ids, probs, sample_weight=weights))
+    assert got == pytest.approx(float(loss(ids, probs, sample_weight=weights[..., None])), rel=1e-6)
+    t = np.eye(3)[ids[..., 0]]
+    w = weights[..., None].astype("float64")
+    per_class = [np_weighted_soft_counts(t[..., c], probs[..., c].astype("float64"), w[..., 0]) for c in range(3)]
+    dice = np.mean([1 - (2 * tp + 1) / (2 * tp + fp + fn + 1) for tp, fp, fn in per_class])
+    ce = np.mean(np.sum(w * -t * np.log(np.clip(probs, EPS, 1.0)), axis=-1))
+    tversky = np.mean([1 - (tp + 1) / (tp + 0.3 * fp + 0.7 * fn + 1) for tp, fp, fn in per_class])
+    focal = np.mean(np.sum(w * 0.25 * (1 - np.clip(probs, EPS, HIGH)) ** 2 * -t * np.log(np.clip(probs, EPS, 1.0)),
+                           axis=-1))
+    expected = {"CategoricalDiceLoss": dice, "CCEDiceLoss": ce + dice, "TverskyLoss": tversky,
+                "CrossEntropyLoss": ce, "FocalLoss": focal}[loss_class.__name__]
+    assert got == pytest.approx(expected, rel=1e-4)
+
+
+def test_fit_with_pixel_sample_weights_of_shape_bhw():
+    rng = np.random.default_rng(25)
+    x = rng.uniform(size=(4, 8, 8, 3)).astype("float32")
+    y = (x[..., :1] > 0.5).astype("float32")
+    w = np.ones((4, 8, 8), "float32")
+    w[:, :4] = 0.0
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(1, 1, activation="sigmoid")])
+    # Keras passes sample_weight to `weighted_metrics` only; `metrics` stay unweighted.
+    model.compile(optimizer="adam", loss=BCEDiceLoss(), metrics=[Dice()],
+                  weighted_metrics=[Dice(name="weighted_dice"), IoU(name="weighted_iou")])
+    history = model.fit(x, y, sample_weight=w, batch_size=2, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+    logs = model.evaluate(x, y, sample_weight=w, batch_size=4, verbose=0, return_dict=True)
+    p = np.asarray(model.predict(x, verbose=0)) >= 0.5
+    t = y > 0.5
+    keep = np.broadcast_to(w[..., None] > 0, t.shape)
+    tp, fp, fn = (np.sum(a & keep) for a in (t & p, ~t & p, t & ~p))
+    assert logs["weighted_dice"] == pytest.approx(2 * tp / (2 * tp + fp + fn), abs=1e-5)
+    assert logs["weighted_iou"] == pytest.approx(tp / (tp + fp + fn), abs=1e-5)
+    tp, fp, fn = (np.sum(a) for a in (t & p, ~t & p, t & ~p))
+    assert logs["dice"] == pytest.approx(2 * tp / (2 * tp + fp + fn), abs=1e-5)
+    pixel = np.asarray(losses.bce_dice_loss(y, model.predict(x, verbose=0), pixel_weights=w))
+    assert logs["loss"] == pytest.approx(float(np.mean(pixel)), rel=1e-4)

@@ -190,6 +190,42 @@ def test_sample_weight_is_per_pixel_and_zero_weight_equals_removing_pixels():
     assert float(metric.result()) == pytest.approx(2 * tp / (2 * tp + fp + fn), abs=TOL)
 
 
+def np_weighted_scores(t, p, w):
+    """Weighted ``(dice, iou, precision, recall, f2, pixel accuracy)`` of boolean arrays, per the module docstring."""
+    tp, fp, fn, tn = (np.sum(w * x) for x in (t & p, ~t & p, t & ~p, ~t & ~p))
+
+    def ratio(num, den):
+        return 1.0 if tp + fp + fn == 0 else (num / den if den > 0 else 0.0)
+
+    accuracy = 1.0 if tp + fp + fn + tn == 0 else (tp + tn) / (tp + fp + fn + tn)
+    return (ratio(2 * tp, 2 * tp + fp + fn), ratio(tp, tp + fp + fn), ratio(tp, tp + fp), ratio(tp, tp + fn),
+            ratio(5 * tp, 5 * tp + 4 * fn + fp), accuracy)
+
+
+WEIGHTED_METRICS = [(Dice, {}), (IoU, {}), (Precision, {}), (Recall, {}), (FBeta, {"beta": 2.0}), (PixelAccuracy, {})]
+
+
+@pytest.mark.parametrize("index", range(len(WEIGHTED_METRICS)), ids=[m.__name__ for m, _ in WEIGHTED_METRICS])
+@pytest.mark.parametrize("shape", ["B", "BHW", "BHW1"])
+@pytest.mark.parametrize("per_image", [False, True])
+def test_every_metric_takes_sample_weight_of_every_documented_shape(index, shape, per_image):
+    metric_class, options = WEIGHTED_METRICS[index]
+    (y_true, y_pred), = binary_batches(12, n_batches=1)
+    rng = np.random.default_rng(13)
+    full = {"B": rng.uniform(0.5, 2.0, size=(4, 1, 1, 1)), "BHW": rng.uniform(0.0, 2.0, size=(4, 16, 16, 1))}
+    full["BHW1"] = full["BHW"]
+    weights = np.broadcast_to(full[shape], y_true.shape).astype("float64")
+    given = {"B": full["B"].reshape(4), "BHW": full["BHW"][..., 0], "BHW1": full["BHW"]}[shape].astype("float32")
+    t, p = y_true > 0.5, y_pred >= 0.5
+    if per_image:
+        expected = np.mean([np_weighted_scores(t[i], p[i], weights[i])[index] for i in range(4)])
+    else:
+        expected = np_weighted_scores(t, p, weights)[index]
+    metric = metric_class(per_image=per_image, **options)
+    metric.update_state(y_true, y_pred, sample_weight=given)
+    assert float(metric.result()) == pytest.approx(expected, abs=TOL)
+
+
 def test_per_image_skips_images_with_no_valid_pixel():
     (y_true, y_pred), = binary_batches(11, n_batches=1)
     weights = np.array([1.0, 0.0, 1.0, 1.0], "float32")  # image 1 (empty truth, a prediction) is dropped

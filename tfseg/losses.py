@@ -34,8 +34,20 @@ Multi-class scores are averaged over classes (weighted by ``class_weights`` when
 given; ``include_background=False`` drops class 0).
 
 Every loss returns one value per image (``[B]``); Keras averages them over the
-batch and applies ``sample_weight`` per image. With ``per_image=False`` the
-Dice-type term is one batch-wide value repeated for every image.
+batch. With ``per_image=False`` the Dice-type term is one batch-wide value
+repeated for every image.
+
+``sample_weight`` (the loss classes' ``__call__``, so also ``model.fit``), as in
+:mod:`tfseg.metrics`:
+
+* ``[B]`` (or ``[B, 1]``): one weight per image, applied by Keras to the per-image losses;
+* ``[B, H, W]`` or ``[B, H, W, 1]``: one weight per pixel, applied inside the loss:
+  the soft counts become ``TP = sum(w p t)``, ``FP = sum(w p) - TP``,
+  ``FN = sum(w t) - TP``, and the cross-entropy/focal pixel mean becomes
+  ``mean(w * ce)`` (normalised by the pixel count, not the weights, as Keras'
+  pixel-wise losses do). Weight 0 removes a pixel from the Dice-type counts.
+
+The function forms take the per-pixel weights as ``pixel_weights``.
 
 Example:
     >>> import keras
@@ -59,6 +71,7 @@ __all__ = [
     "LOSS_NAMES",
     "get_loss",
     "soft_counts",
+    "is_pixel_weight",
     "dice_loss",
     "tversky_loss",
     "focal_tversky_loss",
@@ -137,16 +150,40 @@ def _class_mean(per_class, num_classes, class_weights, include_background):
     return ops.sum(selected * weights, axis=-1) / ops.sum(weights)
 
 
+def _pixel_weights(pixel_weights, rank):
+    """float32 ``[B, ..., 1]`` weights from ``[B, ...]`` or ``[B, ..., 1]``; None stays None."""
+    if pixel_weights is None:
+        return None
+    weights = ops.cast(ops.convert_to_tensor(pixel_weights), "float32")
+    if len(weights.shape) == rank - 1:
+        weights = ops.expand_dims(weights, -1)
+    if len(weights.shape) != rank:
+        raise ConfigError(
+            f"pixel weights of shape {tuple(weights.shape)}: expected [batch, height, width] or "
+            "[batch, height, width, 1]"
+        )
+    return weights
+
+
+def is_pixel_weight(sample_weight, y_pred) -> bool:
+    """Whether ``sample_weight`` weighs pixels (``[B, H, W]``/``[B, H, W, 1]``) rather than images (``[B]``)."""
+    if sample_weight is None:
+        return False
+    rank = len(ops.shape(y_pred))
+    return len(ops.shape(sample_weight)) >= rank - 1 >= 2
+
+
 def _per_image(values, y_pred):
     """Broadcast ``[1]`` or ``[B]`` float32 values to ``[B]`` (one per image)."""
     rank = len(y_pred.shape)
     return ops.zeros_like(ops.sum(y_pred, axis=tuple(range(1, rank))), dtype="float32") + values
 
 
-def soft_counts(y_true, y_pred, num_classes=1, from_logits=False, per_image=False):
+def soft_counts(y_true, y_pred, num_classes=1, from_logits=False, per_image=False, pixel_weights=None):
     """Soft ``(TP, FP, FN)`` per class, float32 ``[B, K]`` (``per_image``) or ``[1, K]``.
 
     ``TP = sum(p t)``, ``FP = sum(p) - TP``, ``FN = sum(t) - TP``; ``K = 1`` for binary.
+    With ``pixel_weights`` ``w`` (``[B, H, W]`` or ``[B, H, W, 1]``) every sum is of ``w`` times its term.
 
     Example:
         >>> import numpy as np
@@ -157,10 +194,13 @@ def soft_counts(y_true, y_pred, num_classes=1, from_logits=False, per_image=Fals
     p = _probabilities(y_pred, num_classes, from_logits)
     rank = len(p.shape)
     t = _targets(y_true, rank, num_classes)
+    weights = _pixel_weights(pixel_weights, rank)
+    weighted_p = p if weights is None else p * weights
+    weighted_t = t if weights is None else t * weights
     axes = tuple(range(1, rank - 1)) if per_image else tuple(range(0, rank - 1))
-    tp = ops.sum(p * t, axis=axes)
-    fp = ops.sum(p, axis=axes) - tp
-    fn = ops.sum(t, axis=axes) - tp
+    tp = ops.sum(weighted_p * t, axis=axes)
+    fp = ops.sum(weighted_p, axis=axes) - tp
+    fn = ops.sum(weighted_t, axis=axes) - tp
     if not per_image:
         tp, fp, fn = (ops.expand_dims(c, 0) for c in (tp, fp, fn))
     return tp, fp, fn
@@ -171,7 +211,7 @@ def soft_counts(y_true, y_pred, num_classes=1, from_logits=False, per_image=Fals
 # --------------------------------------------------------------------------
 @keras.saving.register_keras_serializable(package="tfseg")
 def dice_loss(y_true, y_pred, smooth=1.0, per_image=False, num_classes=1, from_logits=False,
-              class_weights=None, include_background=True):
+              class_weights=None, include_background=True, pixel_weights=None):
     """Soft Dice loss ``1 - (2 TP + s) / (2 TP + FP + FN + s)`` per image ``[B]``.
 
     Args:
@@ -181,6 +221,7 @@ def dice_loss(y_true, y_pred, smooth=1.0, per_image=False, num_classes=1, from_l
         from_logits: ``y_pred`` holds logits.
         class_weights: ``C`` weights of the class mean (categorical only).
         include_background: categorical only: False leaves class 0 out of the mean.
+        pixel_weights: ``[B, H, W]`` or ``[B, H, W, 1]`` weights of the soft counts (see the module docstring).
 
     Example:
         >>> import numpy as np
@@ -188,7 +229,7 @@ def dice_loss(y_true, y_pred, smooth=1.0, per_image=False, num_classes=1, from_l
         0.0
     """
     _check(num_classes, class_weights, smooth=smooth)
-    tp, fp, fn = soft_counts(y_true, y_pred, num_classes, from_logits, per_image)
+    tp, fp, fn = soft_counts(y_true, y_pred, num_classes, from_logits, per_image, pixel_weights)
     per_class = 1.0 - (2.0 * tp + smooth) / (2.0 * tp + fp + fn + smooth)
     value = _class_mean(per_class, num_classes, class_weights, include_background)
     return _per_image(value, ops.convert_to_tensor(y_pred))
@@ -196,7 +237,7 @@ def dice_loss(y_true, y_pred, smooth=1.0, per_image=False, num_classes=1, from_l
 
 @keras.saving.register_keras_serializable(package="tfseg")
 def tversky_loss(y_true, y_pred, alpha=0.3, beta=0.7, smooth=1.0, per_image=False, num_classes=1,
-                 from_logits=False, class_weights=None, include_background=True):
+                 from_logits=False, class_weights=None, include_background=True, pixel_weights=None):
     """Tversky loss ``1 - (TP + s) / (TP + alpha FP + beta FN + s)`` per image ``[B]``.
 
     ``alpha`` weighs false positives, ``beta`` false negatives (Salehi et al., 2017);
@@ -204,7 +245,8 @@ def tversky_loss(y_true, y_pred, alpha=0.3, beta=0.7, smooth=1.0, per_image=Fals
     """
     _check(num_classes, class_weights, smooth=smooth, alpha=alpha, beta=beta)
     value = _class_mean(
-        1.0 - _tversky_index(y_true, y_pred, alpha, beta, smooth, per_image, num_classes, from_logits),
+        1.0 - _tversky_index(y_true, y_pred, alpha, beta, smooth, per_image, num_classes, from_logits,
+                             pixel_weights),
         num_classes, class_weights, include_background,
     )
     return _per_image(value, ops.convert_to_tensor(y_pred))
@@ -212,7 +254,8 @@ def tversky_loss(y_true, y_pred, alpha=0.3, beta=0.7, smooth=1.0, per_image=Fals
 
 @keras.saving.register_keras_serializable(package="tfseg")
 def focal_tversky_loss(y_true, y_pred, alpha=0.3, beta=0.7, gamma=0.75, smooth=1.0, per_image=False,
-                       num_classes=1, from_logits=False, class_weights=None, include_background=True):
+                       num_classes=1, from_logits=False, class_weights=None, include_background=True,
+                       pixel_weights=None):
     """Focal Tversky loss ``(1 - TI) ** gamma`` (Abraham & Khan, 2019), per image ``[B]``.
 
     ``TI`` is the Tversky index of :func:`tversky_loss`; ``gamma < 1`` boosts the
@@ -220,14 +263,14 @@ def focal_tversky_loss(y_true, y_pred, alpha=0.3, beta=0.7, gamma=0.75, smooth=1
     gradient stays finite at a perfect prediction.
     """
     _check(num_classes, class_weights, smooth=smooth, alpha=alpha, beta=beta, gamma=gamma)
-    index = _tversky_index(y_true, y_pred, alpha, beta, smooth, per_image, num_classes, from_logits)
+    index = _tversky_index(y_true, y_pred, alpha, beta, smooth, per_image, num_classes, from_logits, pixel_weights)
     per_class = ops.power(ops.maximum(1.0 - index, EPSILON), gamma)
     value = _class_mean(per_class, num_classes, class_weights, include_background)
     return _per_image(value, ops.convert_to_tensor(y_pred))
 
 
-def _tversky_index(y_true, y_pred, alpha, beta, smooth, per_image, num_classes, from_logits):
-    tp, fp, fn = soft_counts(y_true, y_pred, num_classes, from_logits, per_image)
+def _tversky_index(y_true, y_pred, alpha, beta, smooth, per_image, num_classes, from_logits, pixel_weights=None):
+    tp, fp, fn = soft_counts(y_true, y_pred, num_classes, from_logits, per_image, pixel_weights)
     return (tp + smooth) / (tp + alpha * fp + beta * fn + smooth)
 
 
@@ -244,13 +287,15 @@ def _pixel_cross_entropy(t, y_pred, num_classes, from_logits):
 
 
 @keras.saving.register_keras_serializable(package="tfseg")
-def cross_entropy_loss(y_true, y_pred, num_classes=1, from_logits=False, class_weights=None):
+def cross_entropy_loss(y_true, y_pred, num_classes=1, from_logits=False, class_weights=None, pixel_weights=None):
     """Pixel-mean cross-entropy per image ``[B]``: binary for 1 class, categorical otherwise.
 
     Args:
         class_weights: per-pixel weight by true class: ``[background, foreground]``
             for binary, ``C`` weights for categorical. The mean is over pixels (not
             normalised by the weights).
+        pixel_weights: ``[B, H, W]`` or ``[B, H, W, 1]``: each pixel's term is multiplied
+            by its weight (the mean stays over all pixels).
     """
     _check(num_classes, class_weights, binary_weights=True)
     rank = len(ops.shape(y_pred))
@@ -258,6 +303,9 @@ def cross_entropy_loss(y_true, y_pred, num_classes=1, from_logits=False, class_w
     pixel = ops.sum(_pixel_cross_entropy(t, y_pred, num_classes, from_logits), axis=-1)
     if class_weights is not None:
         pixel = pixel * _true_class_weight(t, num_classes, class_weights)
+    weights = _pixel_weights(pixel_weights, rank)
+    if weights is not None:
+        pixel = pixel * weights[..., 0]
     return ops.mean(pixel, axis=tuple(range(1, rank - 1)))
 
 
@@ -269,13 +317,13 @@ def _true_class_weight(t, num_classes, class_weights):
 
 
 @keras.saving.register_keras_serializable(package="tfseg")
-def focal_loss(y_true, y_pred, gamma=2.0, alpha=0.25, num_classes=1, from_logits=False):
+def focal_loss(y_true, y_pred, gamma=2.0, alpha=0.25, num_classes=1, from_logits=False, pixel_weights=None):
     """Focal loss (Lin et al., 2017), pixel mean per image ``[B]``.
 
     Binary: ``-alpha_t (1 - p_t) ** gamma log p_t`` with ``p_t = p t + (1 - p)(1 - t)``
     and ``alpha_t = alpha t + (1 - alpha)(1 - t)``. Categorical:
     ``-sum_c alpha t_c (1 - p_c) ** gamma log p_c``. ``gamma = 0, alpha = 0.5`` is
-    half the cross-entropy.
+    half the cross-entropy. ``pixel_weights`` multiply each pixel's term, as in :func:`cross_entropy_loss`.
     """
     _check(num_classes, gamma=gamma, alpha=alpha)
     rank = len(ops.shape(y_pred))
@@ -288,12 +336,15 @@ def focal_loss(y_true, y_pred, gamma=2.0, alpha=0.25, num_classes=1, from_logits
         pixel = alpha_t * ops.power(1.0 - p_t, gamma) * ce
     else:
         pixel = alpha * ops.power(1.0 - p, gamma) * ce
+    weights = _pixel_weights(pixel_weights, rank)
+    if weights is not None:
+        pixel = pixel * weights
     return ops.mean(ops.sum(pixel, axis=-1), axis=tuple(range(1, rank - 1)))
 
 
 @keras.saving.register_keras_serializable(package="tfseg")
 def bce_dice_loss(y_true, y_pred, bce_weight=1.0, dice_weight=1.0, smooth=1.0, per_image=False,
-                  from_logits=False):
+                  from_logits=False, pixel_weights=None):
     """``bce_weight * BCE + dice_weight * DiceLoss`` per image ``[B]`` (binary).
 
     Example:
@@ -303,21 +354,23 @@ def bce_dice_loss(y_true, y_pred, bce_weight=1.0, dice_weight=1.0, smooth=1.0, p
         0.172
     """
     _check(1, bce_weight=bce_weight, dice_weight=dice_weight)
-    return (bce_weight * cross_entropy_loss(y_true, y_pred, 1, from_logits)
-            + dice_weight * dice_loss(y_true, y_pred, smooth, per_image, 1, from_logits))
+    return (bce_weight * cross_entropy_loss(y_true, y_pred, 1, from_logits, pixel_weights=pixel_weights)
+            + dice_weight * dice_loss(y_true, y_pred, smooth, per_image, 1, from_logits,
+                                      pixel_weights=pixel_weights))
 
 
 @keras.saving.register_keras_serializable(package="tfseg")
 def cce_dice_loss(y_true, y_pred, num_classes=2, cce_weight=1.0, dice_weight=1.0, smooth=1.0,
-                  per_image=False, from_logits=False, class_weights=None, include_background=True):
+                  per_image=False, from_logits=False, class_weights=None, include_background=True,
+                  pixel_weights=None):
     """``cce_weight * CCE + dice_weight * categorical DiceLoss`` per image ``[B]``.
 
     ``class_weights`` weigh both terms (CCE per pixel, Dice in the class mean).
     """
     _check(num_classes, cce_weight=cce_weight, dice_weight=dice_weight)
-    return (cce_weight * cross_entropy_loss(y_true, y_pred, num_classes, from_logits, class_weights)
+    return (cce_weight * cross_entropy_loss(y_true, y_pred, num_classes, from_logits, class_weights, pixel_weights)
             + dice_weight * dice_loss(y_true, y_pred, smooth, per_image, num_classes, from_logits,
-                                      class_weights, include_background))
+                                      class_weights, include_background, pixel_weights))
 
 
 # --------------------------------------------------------------------------
@@ -343,8 +396,21 @@ class _FunctionLoss(keras.losses.Loss):
         _check(self.options.get("num_classes", 1), self.options.get("class_weights"),
                self._binary_class_weights, **probe)
 
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # Keras applies sample_weight to the per-image losses; pixel weights must act inside the loss.
+        if not is_pixel_weight(sample_weight, y_pred):
+            return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+        self._pixel_weights = sample_weight
+        try:
+            return super().__call__(y_true, y_pred)
+        finally:
+            self._pixel_weights = None
+
     def call(self, y_true, y_pred):
-        return type(self)._function(y_true, y_pred, **self.options)
+        pixel_weights = getattr(self, "_pixel_weights", None)
+        if pixel_weights is None:
+            return type(self)._function(y_true, y_pred, **self.options)
+        return type(self)._function(y_true, y_pred, **self.options, pixel_weights=pixel_weights)
 
     def get_config(self):
         return {**self.options, "name": self.name, "reduction": self.reduction,
