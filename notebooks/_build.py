@@ -3,8 +3,9 @@
     python notebooks/_build.py            # rewrite notebooks/*.ipynb (no outputs)
     python notebooks/_build.py --check    # exit 1 if a committed notebook differs
 
-Each notebook: an "Open in Colab" badge, a cell that installs tfseg in Colab
-(and does nothing where ``import tfseg`` works), a cell tagged ``parameters``
+Each notebook: an "Open in Colab" badge, a cell that installs tfseg where
+``import tfseg`` fails (from the checkout the notebook sits in, else from
+:data:`REPOSITORY`, e.g. in Colab), a cell tagged ``parameters``
 with ``QUICK = False`` (tests inject ``QUICK = True``: tiny images, few samples
 and epochs, about a minute or two on a laptop CPU), then the work through the
 public API only.
@@ -12,6 +13,7 @@ public API only.
 
 from __future__ import annotations
 
+import configparser
 import sys
 import textwrap
 from pathlib import Path
@@ -20,8 +22,14 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
-REPO_URL = "https://github.com/tfseg/tfseg"
-COLAB_URL = "https://colab.research.google.com/github/tfseg/tfseg/blob/main/notebooks/{name}.ipynb"
+# The GitHub repository (owner/name) the badges open and Colab installs from: the one place to change it.
+REPOSITORY = "tfseg/tfseg"
+REPO_URL = f"https://github.com/{REPOSITORY}"
+COLAB_URL = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main/notebooks/{{name}}.ipynb"
+# The distribution name pip installs (setup.cfg's; the import package is `tfseg`).
+_SETUP = configparser.ConfigParser()
+_SETUP.read(HERE.parent / "setup.cfg")
+DISTRIBUTION = _SETUP["metadata"]["name"]
 BADGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
 
 
@@ -41,19 +49,37 @@ def badge(name: str) -> str:
     return BADGE.format(url=COLAB_URL.format(name=name))
 
 
+INSTALL = f'''
+    # Installs tfseg where it is missing: from the checkout this notebook sits in (Jupyter starts in
+    # notebooks/), else from the project's repository (Colab). Where tfseg imports, it does nothing.
+    import importlib, importlib.util, os, subprocess, sys
+
+    def tfseg_checkout(folder):
+        """The tfseg checkout that is ``folder`` or its parent, else None."""
+        for root in (folder, os.path.dirname(folder)):
+            if (os.path.isfile(os.path.join(root, "setup.cfg"))
+                    and os.path.isfile(os.path.join(root, "tfseg", "__init__.py"))):
+                return root
+        return None
+
+    if importlib.util.find_spec("tfseg") is None:
+        checkout = tfseg_checkout(os.path.abspath(os.getcwd()))
+        if checkout:  # editable, and importable at once (an editable install is seen after a restart)
+            subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "-e", checkout])
+            sys.path.insert(0, checkout)
+        else:
+            subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "{DISTRIBUTION} @ git+{REPO_URL}"])
+        importlib.invalidate_caches()
+    import tfseg
+    print("tfseg", tfseg.__version__, "from", os.path.dirname(tfseg.__file__))
+'''
+
+
 def setup_cells(name: str, title: str, intro: str):
     """Title + badge, the Colab install cell and the ``parameters`` cell."""
     return [
         md(f"# {title}\n\n{badge(name)}\n\n" + textwrap.dedent(intro).strip()),
-        code(f'''
-            # In Colab this installs tfseg; where tfseg is already importable it does nothing.
-            try:
-                import tfseg
-            except ImportError:
-                %pip install -q "tfseg @ git+{REPO_URL}"
-                import tfseg
-            print("tfseg", tfseg.__version__)
-        '''),
+        code(INSTALL),
         code('''
             # QUICK = True: tiny images, few samples, 6 epochs (a minute or two on a CPU).
             # It shows that every step works; the masks it learns are poor. Keep False for real results.

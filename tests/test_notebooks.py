@@ -2,6 +2,7 @@
 outputs, and executed end to end in quick mode (``QUICK = True`` injected after
 the cell tagged ``parameters``, as papermill does)."""
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,11 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ("01_quickstart", "02_ph2_unet_vs_segnet", "03_body_segmentation_mads")
-COLAB = "https://colab.research.google.com/github/tfseg/tfseg/blob/main/notebooks/{}.ipynb"
+
+_spec = importlib.util.spec_from_file_location("notebooks_build", NOTEBOOKS / "_build.py")
+_build = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_build)
+COLAB = _build.COLAB_URL.replace("{name}", "{}")  # the repository is named once, in the generator
 
 
 def read(name):

@@ -314,12 +314,12 @@ def export_onnx(model, path, overwrite: bool = False, opset: Optional[int] = Non
     """Write ``model`` as an ``.onnx`` file (the bare model, no resizing), via tf2onnx.
 
     Input ``images`` float32 ``[batch, H, W, 3]`` in [0, 1], output ``probabilities``.
-    Needs the optional extra ``pip install 'tfseg[onnx]'`` (tf2onnx, onnxruntime).
+    Needs the optional extra ``pip install 'tfseg-keras[onnx]'`` (tf2onnx, onnxruntime).
     """
     missing = [name for name in ("tf2onnx", "onnx") if importlib.util.find_spec(name) is None]
     if missing:
         raise TfsegError(
-            f"ONNX export needs {', '.join(missing)}: pip install 'tfseg[onnx]' (tf2onnx, onnxruntime)"
+            f"ONNX export needs {', '.join(missing)}: pip install 'tfseg-keras[onnx]' (tf2onnx, onnxruntime)"
         )
     signature = [tf.TensorSpec([None, *model_input_size(model), 3], tf.float32, name="images")]
 
@@ -422,7 +422,7 @@ def tflite_max_abs_diff(model, path: str, images: Optional[np.ndarray] = None) -
 def onnx_max_abs_diff(model, path: str, images: Optional[np.ndarray] = None) -> float:
     """max |onnxruntime probabilities - Keras probabilities| on model-sized images."""
     if importlib.util.find_spec("onnxruntime") is None:
-        raise TfsegError("checking an ONNX export needs onnxruntime: pip install 'tfseg[onnx]'")
+        raise TfsegError("checking an ONNX export needs onnxruntime: pip install 'tfseg-keras[onnx]'")
     import onnxruntime
 
     images = sample_images(model) if images is None else images
