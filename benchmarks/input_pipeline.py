@@ -260,18 +260,20 @@ def train_profile(args) -> Dict[str, Any]:
                                 "validation_seconds": round(time.perf_counter() - self._last, 1)})
 
     timer = EpochTimer()
-    original = training.make_callbacks
+    from tfseg.training import fit
+
+    original = fit.make_callbacks
 
     def with_timer(*a, **k):
         return [timer, *original(*a, **k)]
 
     with tempfile.TemporaryDirectory() as run_dir:
         config = TrainConfig(epochs=args.train_epochs, out=os.path.join(run_dir, "run"))
-        training.make_callbacks = with_timer  # the benchmark's instrument: one more callback, nothing else
+        fit.make_callbacks = with_timer  # the benchmark's instrument: one more callback, nothing else
         try:
             metrics, seconds, others = timed(training.train, config, verbose=0)
         finally:
-            training.make_callbacks = original
+            fit.make_callbacks = original
     train_images = metrics["split_sizes"]["train"]
     for epoch in timer.epochs:
         epoch["images_per_second"] = rounded(train_images / epoch["train_seconds"])

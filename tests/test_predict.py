@@ -186,7 +186,7 @@ def test_unloadable_models_are_one_line_errors(tmp_path):
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
     (tmp_path / "weights.h5").write_bytes(b"")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(TfsegError, match="broken.keras: cannot load the Keras model"):
+    with pytest.raises(TfsegError, match="broken.keras: cannot load it as a Keras model"):
         load_predictor(str(tmp_path / "broken.keras"))
     with pytest.raises(TfsegError, match="expected a .keras or .tflite file"):
         load_predictor(str(tmp_path / "weights.h5"))

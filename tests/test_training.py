@@ -17,7 +17,8 @@ from PIL import Image
 
 from tfseg.config import TrainConfig
 from tfseg.errors import ConfigError, TfsegError
-from tfseg import training
+from tfseg import fileio, training
+from tfseg.training import callbacks, run_folder
 
 TINY = dict(image_size=32, base_filters=4, depth=2, batch_size=8)
 
@@ -216,7 +217,7 @@ def test_a_folder_that_is_not_a_run_is_refused_even_with_force_new(tmp_path):
 def test_force_new_moves_the_old_run_aside(tmp_path):
     config = TrainConfig(out=str(tmp_path / "run"))
     _fake_run(config.out, config)
-    training.start_run_dir(config, "replace", log=lambda message: None)
+    run_folder.start_run_dir(config, "replace", log=lambda message: None)
     moved = [name for name in os.listdir(tmp_path) if name.startswith("run.old-")]
     assert len(moved) == 1 and os.path.exists(tmp_path / moved[0] / "config.json")
     assert os.listdir(config.out) == ["config.json"]
@@ -226,17 +227,17 @@ def test_truncate_history_drops_rows_of_unfinished_epochs(tmp_path):
     path = str(tmp_path / "history.csv")
     with open(path, "w") as f:
         f.write("epoch,loss\n0,0.9\n1,0.8\n2,0.7\n")
-    training.truncate_history(path, 2)
+    run_folder.truncate_history(path, 2)
     assert open(path).read().split() == ["epoch,loss", "0,0.9", "1,0.8"]
-    training.truncate_history(path, 0)
+    run_folder.truncate_history(path, 0)
     assert not os.path.exists(path)
 
 
 def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
     path = str(tmp_path / "metrics.json")
-    training.write_json_atomic(path, {"a": 1})
+    fileio.write_json_atomic(path, {"a": 1})
     with pytest.raises(RuntimeError):
-        with training.atomic_path(path) as tmp:
+        with fileio.atomic_path(path) as tmp:
             open(tmp, "w").write("half")
             raise RuntimeError("killed")
     assert json.load(open(path)) == {"a": 1}
@@ -261,7 +262,7 @@ def test_throughput_leaves_out_the_first_epoch(monkeypatch):
     clock = iter([0.0, 10.0,  # epoch 1: begin, one batch (tracing: not counted)
                   20.0, 21.0, 22.0,  # epoch 2: begin, two batches
                   30.0, 31.0, 32.0])  # epoch 3
-    monkeypatch.setattr(training.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
     timer = training.Throughput(batch_size=8, epoch_images=12)
     timer.on_train_begin()
     timer.on_epoch_begin(0); timer.on_train_batch_end(0); timer.on_epoch_end(0)

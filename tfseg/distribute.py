@@ -24,7 +24,7 @@ Conventions (see README.md, "Scaling out"):
   device up to float32 summation order.
 - The final val/test scores, figures and SavedModel come from ``model.keras``
   evaluated on one device by every process (no collectives, same numbers).
-- Keras 3.15 needs :func:`with_nested_reduce` to ``fit`` with several workers.
+- Keras 3.15 needs :func:`tfseg.keras_compat.with_nested_reduce` to ``fit`` with several workers.
 - ``multiworker``: input is sharded by FILE for ``tfrecord:`` (needs at least as
   many shards as workers) and by DATA for every other (in-memory) source. Only the
   chief writes RUN_DIR; every other worker writes the same files to
@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from typing import Any, Dict, Optional
 
 from tfseg.config import STRATEGIES
@@ -122,35 +121,9 @@ def _multiworker_strategy():
     except (RuntimeError, ValueError) as err:
         raise ConfigError(f"--strategy multiworker: cannot start ({_first_line(err)}); it must be created "
                           "before any other TensorFlow op of the process") from None
+    from tfseg.keras_compat import with_nested_reduce
+
     return with_nested_reduce(strategy)
-
-
-def with_nested_reduce(strategy):
-    """``strategy`` whose ``reduce`` of a nest (an ``(images, masks)`` batch) returns the local values.
-
-    Keras 3.15's TF trainer starts every ``fit``/``evaluate`` under a strategy by reducing
-    one ``(x, y)`` batch with ``strategy.reduce("MEAN", batch)`` only to read its shapes and
-    dtypes for a symbolic build. With several workers ``MultiWorkerMirroredStrategy.reduce``
-    refuses nests ("Attempt to convert a value (PerReplica...)", keras-team/keras#20585), and
-    a real all-reduce would fail anyway when the workers' last batches differ in size. TF
-    never reduces nests itself, so a nest is answered with this worker's first local value
-    (right shapes and dtypes, no collective). The same trainer averages each step's scalar
-    logs (loss, Dice) with ``reduce("MEAN", v, axis=0)``, which TF rejects for a scalar
-    ("Invalid reduction dimension 0"): a scalar is averaged across replicas (``axis=None``).
-    """
-    import tensorflow as tf
-
-    reduce = strategy.reduce
-
-    def nested_reduce(reduce_op, value, axis=None):
-        if tf.nest.is_nested(value):
-            return tf.nest.map_structure(lambda leaf: strategy.experimental_local_results(leaf)[0], value)
-        if axis is not None and strategy.experimental_local_results(value)[0].shape.rank == 0:
-            axis = None
-        return reduce(reduce_op, value, axis=axis)
-
-    strategy.reduce = nested_reduce
-    return strategy
 
 
 def _tpu_strategy():
@@ -249,13 +222,15 @@ def worker_dir(run_dir: str, strategy) -> str:
     if is_chief(strategy):
         return run_dir
     task = cluster_spec(os.environ.get("TF_CONFIG"))["task"]
-    return f"{run_dir.rstrip(os.sep)}.{task['type']}-{task['index']}"
+    return f"{run_dir.rstrip('/' + os.sep)}.{task['type']}-{task['index']}"
 
 
 def remove_worker_dir(run_dir: str, strategy) -> None:
     """Delete a non-chief worker's folder once the run is complete (the chief's is kept)."""
-    if not is_chief(strategy) and os.path.isdir(run_dir):
-        shutil.rmtree(run_dir)
+    from tfseg import fileio
+
+    if not is_chief(strategy) and fileio.isdir(run_dir):
+        fileio.rmtree(run_dir)
 
 
 # --------------------------------------------------------------------------- input pipeline
@@ -308,13 +283,10 @@ def describe(strategy, per_replica: int) -> str:
 
 
 # --------------------------------------------------------------------------- run folder per worker
-def worker_config(config, strategy):
-    """``config`` for this process: a non-chief worker's ``out`` is its :func:`worker_dir`."""
+def worker_config(config, strategy, run_dir: str):
+    """``config`` for this process: a non-chief worker's ``out`` is its :func:`worker_dir` of ``run_dir``."""
     import dataclasses
 
-    from tfseg.training import run_dir_of
-
-    run_dir = run_dir_of(config)
     own = worker_dir(run_dir, strategy)
     return config if own == run_dir else dataclasses.replace(config, out=own)
 
@@ -327,7 +299,7 @@ def check_workers_agree(strategy, status: str, done: int) -> None:
     this check it would wait forever in a collective the chief never reaches.
 
     Args:
-        status: this process' :func:`tfseg.training.run_status`.
+        status: this process' :func:`tfseg.training.run_folder.run_status`.
         done: the epochs this process' backup holds.
 
     Raises:

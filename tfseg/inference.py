@@ -17,23 +17,16 @@ Example:
 from __future__ import annotations
 
 import os
-import re
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from tfseg.errors import DataError, TfsegError
-from tfseg.export import (
-    SERVING_DEFAULT,
-    check_threshold,
-    model_input_size,
-    model_num_classes,
-    preprocess,
-    probabilities_to_mask,
-    tflite_interpreter,
-    tflite_probabilities,
-)
+from tfseg.export import SERVING_DEFAULT, check_threshold, preprocess, tflite_interpreter, tflite_probabilities
+from tfseg.metrics import probabilities_to_mask
+from tfseg.saving import first_line as _first_line
+from tfseg.saving import latest_version, load_keras_model, model_input_size, model_num_classes, resolve_model_path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _TF_DECODABLE = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -77,7 +70,7 @@ class KerasPredictor(Predictor):
 
     def __init__(self, path: str, model=None):
         super().__init__(path)
-        self.model = load_keras_model(path) if model is None else model
+        self.model = load_keras_model(path, compile=False) if model is None else model
         self.image_size = model_input_size(self.model)
         self.num_classes = model_num_classes(self.model)
 
@@ -135,63 +128,6 @@ class SavedModelPredictor(Predictor):
             for row, i in enumerate(members):
                 results[i] = outputs[row]
         return results
-
-
-def load_keras_model(path: str):
-    """``keras.models.load_model(path, compile=False)`` with tfseg's custom objects registered."""
-    import importlib
-
-    import keras
-
-    # Importing these registers every tfseg layer/loss/metric for safe_mode loading.
-    for module in ("tfseg.layers", "tfseg.models", "tfseg.losses", "tfseg.metrics"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
-    if not os.path.isfile(path):
-        raise TfsegError(f"--model {path}: no such .keras file")
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as err:  # noqa: BLE001 - zip, JSON and deserialization errors all mean "bad file"
-        raise TfsegError(
-            f"--model {path}: cannot load the Keras model ({type(err).__name__}: {_first_line(err)})"
-        ) from None
-
-
-def resolve_model_path(path: str) -> Tuple[str, str]:
-    """``(kind, path)`` for a ``.keras`` file, a ``.tflite`` file, a SavedModel folder,
-    a base folder of numbered SavedModel versions (-> the latest) or a RUN_DIR (-> its ``model.keras``)."""
-    path = os.fspath(path)
-    if os.path.isfile(path):
-        if path.endswith(".keras"):
-            return "keras", path
-        if path.endswith(".tflite"):
-            return "tflite", path
-        raise TfsegError(f"--model {path}: expected a .keras or .tflite file, a SavedModel folder or a run folder")
-    if not os.path.isdir(path):
-        raise TfsegError(f"--model {path}: no such file or folder")
-    if os.path.isfile(os.path.join(path, "model.keras")):
-        return "keras", os.path.join(path, "model.keras")
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return "saved_model", path
-    for base in (path, os.path.join(path, "saved_model")):
-        version = latest_version(base)
-        if version is not None:
-            return "saved_model", version
-    raise TfsegError(f"--model {path}: no model.keras, saved_model.pb or numbered SavedModel version inside")
-
-
-def latest_version(base: str) -> Optional[str]:
-    """The highest-numbered ``base/<N>`` holding a ``saved_model.pb`` (what TF Serving loads), or None."""
-    if not os.path.isdir(base):
-        return None
-    versions = [
-        int(name) for name in os.listdir(base)
-        if name.isdigit() and os.path.isfile(os.path.join(base, name, "saved_model.pb"))
-    ]
-    return os.path.join(base, str(max(versions))) if versions else None
 
 
 def load_predictor(path: str) -> Predictor:
@@ -285,9 +221,3 @@ def predict_images(predictor: Predictor, paths: Sequence[str], batch_size: int =
         images = [read_image(path) for path in chunk]
         for path, probabilities in zip(chunk, predictor.probabilities(images)):
             yield path, probabilities, probabilities_to_mask(tf.constant(probabilities), threshold).numpy()
-
-
-def _first_line(err: BaseException) -> str:
-    # TF errors carry "{{function_node ...}}" and "[Op:...]" wrappers a user does not need.
-    text = re.sub(r"\{\{[^}]*\}\}|\s*\[Op:\w+\]", "", str(err)).strip()
-    return text.splitlines()[0] if text else type(err).__name__

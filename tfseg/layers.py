@@ -210,7 +210,7 @@ class BatchNorm(keras.layers.BatchNormalization):
             scale = gamma * ops.rsqrt(ops.cast(self.moving_variance, "float32") + self.epsilon)
             shift = beta - ops.cast(self.moving_mean, "float32") * scale
             return x * ops.cast(scale, x.dtype) + ops.cast(shift, x.dtype)
-        axes = tuple(self._reduction_axes)
+        axes = tuple(range(len(x.shape) - 1))  # every axis but the channels (the fast path's axis=-1)
         shape = ops.shape(x)
         count = 1
         for axis in axes:

@@ -1,4 +1,4 @@
-"""``tfseg evaluate``: score a saved model on a split; work done by :func:`tfseg.training.evaluate`."""
+"""``tfseg evaluate``: score a saved model on a split; work done by :func:`tfseg.evaluation.evaluate`."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def register(subparsers):
 
 def run(args) -> int:
     from tfseg.config import TrainConfig
-    from tfseg.training import evaluate, locate_model
+    from tfseg.evaluation import evaluate
+    from tfseg.saving import locate_model
 
     fractions = None
     if args.val_fraction is not None or args.test_fraction is not None:

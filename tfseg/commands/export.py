@@ -36,7 +36,7 @@ def register(subparsers):
 
 def run(args):
     from tfseg import export
-    from tfseg.inference import load_keras_model, resolve_model_path
+    from tfseg.saving import load_keras_model, resolve_model_path
 
     if args.quantize != "none" and args.format != "tflite":
         raise TfsegError(f"--quantize {args.quantize}: only applies to --format tflite")
@@ -46,7 +46,7 @@ def run(args):
     if kind != "keras":
         raise TfsegError(f"--model {args.model}: export needs a .keras model (or a run folder with model.keras), "
                          f"found a {kind}")
-    model = load_keras_model(path)
+    model = load_keras_model(path, compile=False)
 
     if args.format == "saved_model":
         written = export.export_saved_model(model, args.out, version=args.version, overwrite=args.overwrite,

@@ -1,0 +1,184 @@
+"""``evaluate(model, data, split)``: scores, per-image rows and figures of a saved model on one split."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+
+from tfseg import fileio
+from tfseg.config import SPLITS, TrainConfig
+from tfseg.errors import ConfigError, TfsegError
+
+PER_IMAGE_COLUMNS = ("id", "dice", "iou", "hausdorff95", "mean_surface_distance")
+
+
+def evaluate_dataset(model, dataset) -> Dict[str, float]:
+    """``model.evaluate`` as ``{"dice", "iou", "loss", ...}`` (floats)."""
+    values = model.evaluate(dataset, verbose=0, return_dict=True)
+    return {name: float(value) for name, value in values.items()}
+
+
+def predicted_masks(probabilities, threshold: float = 0.5) -> np.ndarray:
+    """uint8 ``[B,H,W]`` masks by :func:`tfseg.metrics.probabilities_to_mask` (numpy in, numpy out)."""
+    import keras
+
+    from tfseg.metrics import probabilities_to_mask
+
+    return keras.ops.convert_to_numpy(probabilities_to_mask(np.asarray(probabilities), threshold))
+
+
+def write_figures(run_dir: str, model, test_dataset, num_classes: int, count: int = 4) -> None:
+    """``curves.png`` from ``history.csv`` and ``predictions.png`` for ``count`` test images.
+
+    (:mod:`tfseg.viz` writes each PNG through a temporary file and a rename.)
+    """
+    from tfseg.metrics import dice_score
+    from tfseg.viz import plot_history, plot_predictions
+
+    plot_history(fileio.join(run_dir, "history.csv"), fileio.join(run_dir, "curves.png"))
+    images, masks = next(iter(test_dataset.unbatch().batch(count).take(1)))
+    images, true = images.numpy(), masks.numpy()[..., 0]
+    probabilities = np.asarray(model.predict(images, verbose=0))
+    dice = [dice_score(t, p, num_classes=num_classes) for t, p in zip(true, probabilities)]
+    plot_predictions(images, true, predicted_masks(probabilities), fileio.join(run_dir, "predictions.png"),
+                     dice=dice)
+
+
+def model_image_size(model) -> int:
+    """The side of a model's square input.
+
+    Raises:
+        TfsegError: the input is not a fixed square ``[batch, N, N, 3]``.
+    """
+    from tfseg.saving import model_input_size
+
+    height, width = model_input_size(model)
+    if height != width:
+        raise TfsegError(f"model {model.name!r}: input {height}x{width} is not square")
+    return height
+
+
+def per_image_rows(model, dataset, ids: Sequence[str], num_classes: int):
+    """One row per image: ``{"id", "dice", "iou", "hausdorff95", "mean_surface_distance"}``, plus the
+    arrays for figures (``images uint8 [N,H,W,3]``, ``true``, ``predicted`` ``[N,H,W]``).
+
+    Dice and IoU follow :class:`tfseg.metrics.Dice`/``IoU`` (empty truth and empty
+    prediction score 1). The boundary distances (:mod:`tfseg.boundary`, pixels) compare
+    foreground (any class but 0) with foreground: 0 when both are empty, ``inf`` when one is.
+    """
+    from tfseg.boundary import hausdorff95, mean_surface_distance
+    from tfseg.metrics import dice_score, iou_score
+
+    rows, images, trues, preds = [], [], [], []
+    for batch_images, batch_masks in dataset:
+        probabilities = np.asarray(model.predict_on_batch(batch_images))
+        predicted = predicted_masks(probabilities)
+        for image, mask, probs, pred in zip(batch_images.numpy(), batch_masks.numpy(), probabilities, predicted):
+            true = mask[..., 0]
+            rows.append({
+                "dice": dice_score(true, probs, num_classes=num_classes),
+                "iou": iou_score(true, probs, num_classes=num_classes),
+                "hausdorff95": float(hausdorff95(pred > 0, true > 0)),
+                "mean_surface_distance": float(mean_surface_distance(pred > 0, true > 0)),
+            })
+            images.append(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
+            trues.append(true.astype(np.uint8))
+            preds.append(pred)
+    if len(rows) != len(ids):
+        raise TfsegError(f"evaluate: the pipeline gave {len(rows)} images for {len(ids)} sample ids")
+    for sample_id, row in zip(ids, rows):
+        row["id"] = sample_id
+    return rows, np.stack(images), np.stack(trues), np.stack(preds)
+
+
+def summarize_rows(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Per-image statistics: mean/median Dice and IoU; median and finite mean of the distances, inf count."""
+    summary: Dict[str, Any] = {}
+    for key in ("dice", "iou"):
+        values = np.array([row[key] for row in rows], np.float64)
+        summary[f"{key}_mean"], summary[f"{key}_median"] = float(values.mean()), float(np.median(values))
+    for key in ("hausdorff95", "mean_surface_distance"):
+        values = np.array([row[key] for row in rows], np.float64)
+        finite = values[np.isfinite(values)]
+        summary[f"{key}_median"] = float(np.median(values))
+        summary[f"{key}_finite_mean"] = float(finite.mean()) if finite.size else None
+        summary[f"{key}_inf_images"] = int((~np.isfinite(values)).sum())
+    return summary
+
+
+def write_rows_csv(path: str, rows: Sequence[Dict[str, Any]]) -> None:
+    """``per_image.csv``: one row per image, columns :data:`PER_IMAGE_COLUMNS`."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=PER_IMAGE_COLUMNS)
+    writer.writeheader()
+    writer.writerows({key: row[key] for key in PER_IMAGE_COLUMNS} for row in rows)
+    fileio.write_text_atomic(path, text.getvalue())
+
+
+def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", out: Optional[str] = None,
+             batch_size: Optional[int] = None, seed: Optional[int] = None,
+             fractions: Optional[Sequence[float]] = None) -> Dict[str, Any]:
+    """Evaluate a saved model on one split of a data source.
+
+    Unset arguments come from the model's run folder (``config.json`` next to
+    ``model.keras``), so ``evaluate("runs/unet-synthetic")`` scores the run's own
+    test split; without a run folder they take :class:`TrainConfig`'s defaults.
+
+    Args:
+        model_path: a ``model.keras`` file or a run folder.
+        data: the SOURCE (default: the run's).
+        split: ``train``, ``val`` or ``test``.
+        out: folder for ``metrics.json``, ``per_image.csv``, ``dice_histogram.png``,
+            ``best_worst.png`` (``None``: write nothing).
+        batch_size, seed, fractions: the pipeline's; ``seed`` and ``fractions`` decide the split.
+
+    Returns:
+        ``{split: {"dice", "iou", "loss", "num_images"}, "per_image": {...}, "model", "data"}``.
+        ``dice``/``iou`` are over all pixels of the split (as in training); ``per_image``
+        summarises the per-image values (:func:`summarize_rows`).
+
+    Raises:
+        ConfigError: an unknown split, no data source, or an empty split.
+        TfsegError: the model cannot be loaded.
+    """
+    from tfseg.data import load_dataset, open_source
+    from tfseg.metrics import default_metrics
+    from tfseg.saving import load_keras_model, locate_model
+
+    if split not in SPLITS:
+        raise ConfigError(f"split {split!r}: choose one of {', '.join(SPLITS)}")
+    path, run_config = locate_model(model_path)
+    defaults = run_config or TrainConfig()
+    data = data or (run_config.data if run_config else None)
+    if not data:
+        raise ConfigError(f"data: required ({path} is not inside a run folder with a config.json)")
+    seed = defaults.seed if seed is None else int(seed)
+    fractions = tuple(fractions) if fractions is not None else defaults.split_fractions()
+    batch_size = int(batch_size or defaults.batch_size)
+
+    model = load_keras_model(path)
+    image_size = model_image_size(model)
+    num_classes = int(model.outputs[0].shape[-1])
+    if not getattr(model, "compiled", False):  # a bare model: score it, with no loss to report
+        model.compile(metrics=default_metrics(num_classes))
+    ids = list(open_source(data).split_ids(split, seed=seed, fractions=fractions))
+    if not ids:
+        raise ConfigError(f"data {data}: the {split} split is empty")
+    dataset = load_dataset(data, split=split, image_size=image_size, batch_size=batch_size, augment=False,
+                           shuffle=False, seed=seed, fractions=fractions, num_classes=num_classes)
+    scores = {**evaluate_dataset(model, dataset), "num_images": len(ids)}
+    rows, images, trues, preds = per_image_rows(model, dataset, ids, num_classes)
+    result = {split: scores, "per_image": summarize_rows(rows), "model": path, "data": str(data)}
+    if out:
+        from tfseg.viz import plot_best_worst, plot_dice_histogram
+
+        fileio.makedirs(out)
+        fileio.write_json_atomic(fileio.join(out, "metrics.json"), result)
+        write_rows_csv(fileio.join(out, "per_image.csv"), rows)
+        dice = np.array([row["dice"] for row in rows])
+        plot_dice_histogram(dice, fileio.join(out, "dice_histogram.png"))
+        plot_best_worst(images, trues, preds, dice, fileio.join(out, "best_worst.png"))
+    return result

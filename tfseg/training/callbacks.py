@@ -1,0 +1,272 @@
+"""The callbacks of a ``tfseg train`` run, on Keras' public callback API.
+
+- :class:`BestCheckpoint`: ``model.keras`` = best weights by validation Dice, written
+  through a temporary file and a rename;
+- :class:`NaNGuard`: stops on a NaN/Inf loss and remembers why;
+- :class:`Throughput`: training images per second;
+- :class:`RunBackup`: the resume state of every epoch (weights, optimizer and the
+  other callbacks' counters), so that rerunning the same command continues the run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Any, Dict, Optional
+
+import keras
+import numpy as np
+
+from tfseg import fileio
+from tfseg.training.run_folder import BACKUP_DIR, MODEL_FILE, STATE_FILE
+
+MONITOR = "val_dice"
+
+
+def not_finite(value) -> bool:
+    """Whether a logged value is NaN or infinite (``None``: no value, not "not finite")."""
+    return value is not None and not math.isfinite(float(value))
+
+
+def weights_finite(model) -> bool:
+    """Whether every weight of ``model`` is finite."""
+    return all(np.isfinite(np.asarray(w)).all() for w in model.get_weights())
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Save the model to ``filepath`` whenever ``monitor`` improves (``mode="max"``).
+
+    The file is written to a hidden temporary name and renamed onto ``filepath``,
+    so a kill during saving leaves the previous best file intact. An epoch whose
+    weights are not all finite is never saved, so ``model.keras`` always holds a
+    usable model.
+
+    Attributes:
+        best: the best value of ``monitor`` so far (``-inf`` before the first).
+    """
+
+    def __init__(self, filepath: str, monitor: str = MONITOR):
+        super().__init__()
+        self.filepath = filepath
+        self.monitor = monitor
+        self.best = -np.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not_finite(value) or not float(value) > self.best:
+            return
+        if not weights_finite(self.model):
+            return
+        self.best = float(value)
+        with fileio.atomic_path(self.filepath) as tmp:
+            self.model.save(tmp)
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stop training at the first batch whose loss is NaN/Inf, and remember that it fired.
+
+    (``keras.callbacks.TerminateOnNaN`` stops the same way but does not say that it did.)
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.fired = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not_finite((logs or {}).get("loss")):
+            self.fired = True
+            self.model.stop_training = True
+
+
+class Throughput(keras.callbacks.Callback):
+    """Training images per second, timed from ``on_epoch_begin`` to the last training batch.
+
+    The first epoch of every ``fit`` is left out (it traces and compiles the step
+    function); validation and checkpointing are not timed.
+
+    Args:
+        batch_size: images per step.
+        epoch_images: images per epoch when an epoch is one pass over the data
+            (caps the count of a smaller last batch); ``None`` with ``steps_per_epoch``.
+    """
+
+    def __init__(self, batch_size: int, epoch_images: Optional[int] = None):
+        super().__init__()
+        self.batch_size = batch_size
+        self.epoch_images = epoch_images
+        self.seconds = 0.0
+        self.images = 0
+        self._skip = True
+
+    def on_train_begin(self, logs=None):
+        self._skip = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._steps = 0
+        self._start = self._last = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps += 1
+        self._last = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._skip:
+            self._skip = False
+            return
+        images = self._steps * self.batch_size
+        if self.epoch_images is not None:
+            images = min(images, self.epoch_images)
+        self.seconds += self._last - self._start
+        self.images += images
+
+    def images_per_second(self) -> Optional[float]:
+        """``None`` until an epoch other than the first of a ``fit`` was timed."""
+        return self.images / self.seconds if self.seconds > 0 else None
+
+    def get_state(self) -> Dict[str, Any]:
+        return {"seconds": self.seconds, "images": self.images}
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        self.seconds = float(state.get("seconds", 0.0))
+        self.images = int(state.get("images", 0))
+
+
+# public attributes of each callback that make up its state between epochs
+CALLBACK_STATE = {
+    "checkpoint": ("best",),
+    "early_stopping": ("best", "wait", "best_epoch", "stopped_epoch"),
+    "reduce_lr": ("best", "wait", "cooldown_counter"),
+}
+
+
+class RunBackup(keras.callbacks.Callback):
+    """The resume state of a run: written after every epoch, restored when a run resumes.
+
+    Each epoch writes ``backup/epoch-NNNN.weights.h5`` (weights and optimizer state)
+    and then ``backup/state.json`` naming it, each through a rename; only after
+    that are older weights files deleted, so a kill at any moment leaves
+    ``state.json`` naming a complete weights file. ``state.json`` also holds the
+    counters of ``BestCheckpoint``, ``EarlyStopping``, ``ReduceLROnPlateau`` and
+    :class:`Throughput`. Epochs whose loss is NaN/Inf are not backed up.
+
+    Restoring: :func:`restore_weights` loads the weights before ``fit`` (which is
+    given ``initial_epoch``); this callback's ``on_train_begin`` puts back the other
+    callbacks' counters, after they reset them in theirs, so place it LAST in the
+    callback list (it also saves after they updated in ``on_epoch_end``).
+
+    Args:
+        run_dir: the run folder.
+        callbacks: ``{"checkpoint": ..., "early_stopping": ..., "reduce_lr": ...}``.
+        throughput: the :class:`Throughput` callback.
+        phase: index of the training phase (0, or 1 after unfreezing the encoder).
+        final_phase: whether an early stop in this phase ends the run.
+        seconds_before: wall seconds of earlier sessions of this run.
+        clock_start: ``time.perf_counter()`` at the start of this session.
+    """
+
+    def __init__(self, run_dir, callbacks, throughput, phase=0, final_phase=True, seconds_before=0.0,
+                 clock_start=None):
+        super().__init__()
+        self.run_dir = run_dir
+        self.backup_dir = fileio.join(run_dir, BACKUP_DIR)
+        self.tracked = callbacks
+        self.throughput = throughput
+        self.phase = phase
+        self.final_phase = final_phase
+        self.seconds_before = seconds_before
+        self.clock_start = time.perf_counter() if clock_start is None else clock_start
+        self.state_path = fileio.join(self.backup_dir, STATE_FILE)
+
+    # restore ---------------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        state = fileio.read_json(self.state_path)
+        if not state:
+            return
+        new_phase = state.get("phase", 0) != self.phase
+        for name, attributes in CALLBACK_STATE.items():
+            callback = self.tracked.get(name)
+            saved = state.get("callbacks", {}).get(name, {})
+            for attribute in attributes:
+                if callback is not None and attribute in saved:
+                    setattr(callback, attribute, saved[attribute])
+        if new_phase:  # a new phase starts its patience afresh
+            for name in ("early_stopping", "reduce_lr"):
+                if self.tracked.get(name) is not None:
+                    self.tracked[name].wait = 0
+        self.throughput.set_state(state.get("throughput", {}))
+        stopper = self.tracked.get("early_stopping")
+        best_model = fileio.join(self.run_dir, MODEL_FILE)
+        if stopper is not None and stopper.restore_best_weights and fileio.exists(best_model):
+            from tfseg.saving import load_keras_model
+
+            stopper.best_weights = load_keras_model(best_model, compile=False).get_weights()
+
+    # save ------------------------------------------------------------------
+    def on_epoch_end(self, epoch, logs=None):
+        if not_finite((logs or {}).get("loss")) or not weights_finite(self.model):
+            return
+        self.save(epoch + 1)
+
+    def save(self, epochs_done: int) -> None:
+        """Write the weights, then ``state.json`` naming them, then delete the superseded weights."""
+        fileio.makedirs(self.backup_dir)
+        name = f"epoch-{epochs_done:04d}.weights.h5"
+        with fileio.atomic_path(fileio.join(self.backup_dir, name)) as tmp:
+            self.model.save_weights(tmp, overwrite=True)
+        state = {
+            "epoch": epochs_done,
+            "phase": self.phase,
+            "weights": name,
+            "stopped_early": bool(self.model.stop_training and self.final_phase),
+            "callbacks": {
+                key: {a: _plain(getattr(self.tracked[key], a, None)) for a in attributes}
+                for key, attributes in CALLBACK_STATE.items()
+                if self.tracked.get(key) is not None
+            },
+            "throughput": self.throughput.get_state(),
+            "seconds": self.seconds_before + time.perf_counter() - self.clock_start,
+        }
+        fileio.write_json_atomic(self.state_path, state)
+        for old in fileio.listdir(self.backup_dir):  # superseded now that state.json names the new file
+            if old.endswith(".weights.h5") and old != name and not fileio.is_temporary(old):
+                fileio.remove(fileio.join(self.backup_dir, old))
+
+
+def restore_weights(model, run_dir: str, phase: int) -> int:
+    """Load the backed-up weights (and optimizer state) of ``run_dir`` into ``model``; return the epochs done.
+
+    Returns 0 (and changes nothing) when there is no backup yet.
+
+    Raises:
+        TfsegError: ``state.json`` names a weights file that is missing or damaged (names it).
+    """
+    from tfseg.errors import TfsegError
+
+    backup_dir = fileio.join(run_dir, BACKUP_DIR)
+    state = fileio.read_json(fileio.join(backup_dir, STATE_FILE))
+    if not state:
+        return 0
+    weights = fileio.join(backup_dir, str(state.get("weights")))
+    if not fileio.exists(weights):
+        raise TfsegError(f"{weights}: the backup weights named by {STATE_FILE} are missing; "
+                         "rerun with --force-new to start over")
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    with warnings.catch_warnings():
+        # After unfreezing the encoder the optimizer is new: only the model weights carry over.
+        if state.get("phase", 0) != phase:
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        try:
+            model.load_weights(weights)
+        except Exception as err:  # noqa: BLE001 - h5py/Keras errors all mean "unreadable backup"
+            raise TfsegError(f"{weights}: damaged backup weights ({type(err).__name__}); "
+                             "rerun with --force-new to start over") from None
+    return int(state.get("epoch", 0))
+
+
+def _plain(value):
+    """A JSON-friendly copy of a callback attribute (numpy/tensor scalars to float)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return float(np.asarray(value))

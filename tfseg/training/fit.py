@@ -1,0 +1,147 @@
+"""Model assembly and the ``model.fit`` loop of a run: build + compile, phases, callbacks."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+import keras
+
+from tfseg import fileio
+from tfseg.config import TrainConfig
+from tfseg.training.callbacks import MONITOR, BestCheckpoint, NaNGuard, RunBackup, Throughput, restore_weights
+from tfseg.training.run_folder import HISTORY_FILE, MODEL_FILE, training_state
+
+
+def build_compiled_model(config: TrainConfig, num_classes: int, phase: Dict[str, Any]):
+    """``build_model`` + :func:`compile_model` for ``phase``. Call inside ``strategy.scope()``."""
+    from tfseg.models import build_model
+    from tfseg.models.encoders import set_encoder_trainable
+
+    model = build_model(config.model, config.image_size, num_classes, **config.model_options())
+    if phase["frozen"]:
+        set_encoder_trainable(model, False)
+    compile_model(model, config, num_classes, phase["learning_rate"])
+    return model
+
+
+def compile_model(model, config: TrainConfig, num_classes: int, learning_rate: float) -> None:
+    """Adam, the configured loss, Dice and IoU (under mixed_float16, ``compile`` adds loss scaling itself)."""
+    from tfseg.losses import get_loss
+    from tfseg.metrics import default_metrics
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=get_loss(config.loss, num_classes),
+        metrics=default_metrics(num_classes),
+        jit_compile=config.jit_compile,
+    )
+
+
+def training_phases(config: TrainConfig) -> List[Dict[str, Any]]:
+    """``[{"start", "end", "frozen", "learning_rate"}, ...]``: the encoder freeze schedule.
+
+    With ``freeze_encoder_epochs=N``: epochs ``[0, N)`` train with the encoder frozen at
+    the configured learning rate, then ``[N, epochs)`` train everything at a tenth of it.
+    """
+    frozen = min(config.freeze_encoder_epochs, config.epochs)
+    if frozen <= 0:
+        return [{"start": 0, "end": config.epochs, "frozen": False, "learning_rate": config.learning_rate}]
+    phases = [{"start": 0, "end": frozen, "frozen": True, "learning_rate": config.learning_rate}]
+    if frozen < config.epochs:
+        phases.append(
+            {"start": frozen, "end": config.epochs, "frozen": False, "learning_rate": config.learning_rate * 0.1}
+        )
+    return phases
+
+
+def remaining_phases(config: TrainConfig, done: int) -> List[Dict[str, Any]]:
+    """The phases of :func:`training_phases` still to run after ``done`` epochs, with their index."""
+    phases = training_phases(config)
+    return [
+        {**phase, "index": index, "final": index == len(phases) - 1, "start": max(phase["start"], done)}
+        for index, phase in enumerate(phases)
+        if phase["end"] > done
+    ]
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras; ``deterministic`` turns on TF op determinism.
+
+    Op determinism stays on for the rest of the process (TensorFlow has no public switch back).
+    """
+    keras.utils.set_random_seed(int(seed))
+    if deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def fit_phases(model, phases, config, run_dir, strategy, datasets, train_images, state, start, verbose):
+    """``model.fit`` for each phase (recompiling when the encoder is unfrozen); return the NaN guard.
+
+    A resumed run first loads its backed-up weights and optimizer (:func:`restore_weights`)
+    and continues at the phase's ``start`` epoch.
+    """
+    from tfseg.distribute import global_batch_size
+    from tfseg.models.encoders import set_encoder_trainable
+
+    throughput = Throughput(global_batch_size(config.batch_size, strategy),
+                            None if config.steps_per_epoch else train_images)
+    nan_guard = NaNGuard()
+    for number, phase in enumerate(phases):
+        if number > 0:
+            if training_state(run_dir).get("stopped_early"):
+                break
+            with strategy.scope():
+                set_encoder_trainable(model, not phase["frozen"])
+                compile_model(model, config, model.outputs[0].shape[-1], phase["learning_rate"])
+        with strategy.scope():
+            restore_weights(model, run_dir, phase["index"])
+        backup = RunBackup(run_dir, {}, throughput, phase=phase["index"], final_phase=phase["final"],
+                           seconds_before=float(state.get("seconds", 0.0)), clock_start=start)
+        model.fit(
+            datasets["train"],
+            validation_data=datasets["val"],
+            epochs=phase["end"],
+            initial_epoch=phase["start"],
+            steps_per_epoch=config.steps_per_epoch,
+            shuffle=False,  # the pipeline shuffles (seeded)
+            callbacks=make_callbacks(config, run_dir, throughput, nan_guard, backup, datasets["val"]),
+            verbose=verbose,
+        )
+        if nan_guard.fired:
+            break
+    return nan_guard
+
+
+def make_callbacks(config, run_dir, throughput, nan_guard, backup, val_dataset):
+    """The callback list, ``backup`` last (see :class:`RunBackup`); wires ``backup`` to the stateful ones."""
+    tracked = {
+        "reduce_lr": keras.callbacks.ReduceLROnPlateau(
+            monitor=MONITOR, mode="max", factor=0.5, patience=max(2, config.patience // 2), min_lr=1e-6
+        ),
+        "checkpoint": BestCheckpoint(fileio.join(run_dir, MODEL_FILE), monitor=MONITOR),
+        "early_stopping": keras.callbacks.EarlyStopping(
+            monitor=MONITOR, mode="max", patience=config.patience, restore_best_weights=True
+        ),
+    }
+    callbacks = [
+        throughput,
+        nan_guard,
+        tracked["reduce_lr"],  # before CSVLogger: it adds learning_rate to the epoch logs
+        tracked["checkpoint"],
+        tracked["early_stopping"],
+        keras.callbacks.CSVLogger(fileio.join(run_dir, HISTORY_FILE), append=True),
+    ]
+    if config.tensorboard:
+        callbacks += tensorboard_callbacks(run_dir, val_dataset)
+    backup.tracked = tracked
+    return [*callbacks, backup]
+
+
+def tensorboard_callbacks(run_dir: str, val_dataset) -> list:
+    """Keras' TensorBoard logger + prediction images of a few validation samples (RUN_DIR/logs)."""
+    from tfseg.tensorboard import PredictionImages
+
+    log_dir = fileio.join(run_dir, "logs")
+    return [keras.callbacks.TensorBoard(log_dir=log_dir), PredictionImages(val_dataset, log_dir, max_images=4)]

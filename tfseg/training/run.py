@@ -1,0 +1,215 @@
+"""``train(config)``: one ``model.fit`` run that leaves a complete run folder."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Optional
+
+from tfseg import fileio
+from tfseg.config import SPLITS, TrainConfig
+from tfseg.errors import ConfigError, TfsegError
+from tfseg.training.fit import build_compiled_model, fit_phases, remaining_phases, seed_everything
+from tfseg.training.run_folder import (
+    METRICS_FILE,
+    MODEL_FILE,
+    SPLITS_FILE,
+    run_dir_of,
+    run_status,
+    start_run_dir,
+    training_state,
+    truncate_history,
+    HISTORY_FILE,
+)
+
+NAN_ADVICE = (
+    "the loss became NaN/Inf: the learning rate is likely too high, or float16 overflowed; "
+    "try --precision float32 or a lower --learning-rate (with --force-new to start over)"
+)
+
+
+def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> Dict[str, Any]:
+    """Train ``config`` into its run folder and return the ``metrics.json`` content.
+
+    The data source and the model are opened and built before anything is written,
+    so a bad ``--data`` or model option leaves no folder behind.
+
+    Running the same configuration again on the folder:
+
+    - interrupted (crash, Ctrl-C, ``kill -9``): resumes after the last completed epoch with
+      the model, optimizer (learning rate included), history, best checkpoint and the
+      early-stopping / learning-rate-plateau counters as they were;
+    - complete: says so and returns the existing ``metrics.json`` (more ``epochs`` than
+      were run, on a run that did not stop early, trains the extra epochs);
+    - a different configuration: refused with the list of what differs, unless
+      ``force_new=True`` (``--force-new``), which moves the old folder aside to
+      ``RUN_DIR.old-<timestamp>`` and starts over.
+
+    Args:
+        config: every setting; ``config.out`` is RUN_DIR (default ``runs/<model>-<data kind>``).
+        verbose: 0 silent, 1 progress bar, 2 one line per epoch.
+        force_new: move an existing run folder aside instead of resuming it.
+
+    Returns:
+        ``{"val": {"dice", "iou", "loss"}, "test": {"dice", "iou", "loss", "num_images"},
+        "train_images_per_second", "seconds", "precision", "strategy", "replicas",
+        "global_batch_size", "epochs_completed", "best_epoch", "stopped_early", "num_classes",
+        "split_sizes", "run_dir"}`` (``global_batch_size`` = ``batch_size`` x ``replicas``;
+        see :mod:`tfseg.distribute`).
+        ``train_images_per_second`` leaves out the first epoch of each session (tracing)
+        and is ``None`` when no other epoch ran; ``seconds`` is the wall time of all
+        sessions (each counted up to its last completed epoch, plus the final one).
+
+    Raises:
+        ConfigError: impossible settings, or a run folder trained with other settings.
+        TfsegError: bad data, or a loss that became NaN/Inf.
+
+    Example:
+        >>> from tfseg.config import TrainConfig
+        >>> from tfseg.training import train
+        >>> metrics = train(TrainConfig(data="synthetic:24", image_size=32, base_filters=4,
+        ...                             depth=2, epochs=1, out="/tmp/tiny-run"), verbose=0)  # doctest: +SKIP
+        >>> sorted(metrics["test"])  # doctest: +SKIP
+        ['dice', 'iou', 'loss', 'num_images']
+    """
+    config.validate()
+    log = _logger(verbose)
+    from tfseg import distribute
+
+    # First: multiworker configures the collective ops, which must precede every other TensorFlow op.
+    strategy = distribute.get_strategy(config.strategy)
+    config = distribute.worker_config(config, strategy, run_dir_of(config))
+    run_dir = run_dir_of(config)
+    status = run_status(config, force_new)
+    state = training_state(run_dir) if status in ("resume", "complete") else {}
+    distribute.check_workers_agree(strategy, status, int(state.get("epoch", 0)))
+    if status == "complete":
+        log(f"{run_dir}: already complete ({state.get('epoch')} epochs); nothing to do "
+            "(--force-new starts over)")
+        return fileio.read_json(fileio.join(run_dir, METRICS_FILE))
+    start = time.perf_counter()
+    from tfseg.data.pipeline import open_dataset_source, resolve_num_classes
+    from tfseg.models.registry import get_builder
+    from tfseg.precision import precision_policy
+    from tfseg.saving import load_keras_model
+
+    get_builder(config.model)  # an unknown model fails before any data is read
+    seed_everything(config.seed, config.deterministic)
+
+    with precision_policy(config.precision, config) as policy:
+        # skip_bad must reach the file sources, which check every file when opened
+        source = open_dataset_source(config.data, image_size=config.image_size, skip_bad=config.skip_bad)
+        ids = split_ids(source, config)
+        num_classes = resolve_num_classes(source, None if config.num_classes == 1 else config.num_classes)
+        datasets = {split: load_split(split, config, num_classes, strategy) for split in SPLITS}
+        phases = remaining_phases(config, int(state.get("epoch", 0)))
+        with strategy.scope():  # built now: a bad model option fails before RUN_DIR is touched
+            model = build_compiled_model(config, num_classes, phases[0]) if phases else None
+
+        log(distribute.describe(strategy, config.batch_size))
+        start_run_dir(config, status, log)
+        fileio.write_json_atomic(fileio.join(run_dir, SPLITS_FILE), ids)
+        done = int(state.get("epoch", 0))
+        if status == "resume":
+            log(f"{run_dir}: resuming after epoch {done} of {config.epochs}")
+        truncate_history(fileio.join(run_dir, HISTORY_FILE), done)
+        if model is not None:
+            nan_guard = fit_phases(model, phases, config, run_dir, strategy, datasets, len(ids["train"]), state,
+                                   start, verbose)
+            if nan_guard.fired:
+                epoch = int(training_state(run_dir).get("epoch", 0)) + 1
+                raise TfsegError(f"{run_dir}: training stopped at epoch {epoch}: {NAN_ADVICE}")
+        # Outside the strategy: each process scores the whole val/test split on its own (exact, no
+        # collectives), and the figures and the SavedModel come from a plain single-device model.
+        best = load_keras_model(fileio.join(run_dir, MODEL_FILE))
+        final = training_state(run_dir)
+        from tfseg.evaluation import evaluate_dataset, write_figures
+
+        metrics = {
+            "val": evaluate_dataset(best, datasets["val"]),
+            "test": {**evaluate_dataset(best, datasets["test"]), "num_images": len(ids["test"])},
+            "train_images_per_second": _rate(final),
+            "precision": policy,
+            "strategy": distribute.strategy_name(strategy),
+            "replicas": int(strategy.num_replicas_in_sync),
+            "global_batch_size": distribute.global_batch_size(config.batch_size, strategy),
+            "epochs_completed": int(final.get("epoch", 0)),
+            "best_epoch": _best_epoch(final),
+            "stopped_early": bool(final.get("stopped_early")),
+            "num_classes": num_classes,
+            "split_sizes": {split: len(ids[split]) for split in SPLITS},
+            "run_dir": run_dir,
+        }
+        write_figures(run_dir, best, datasets["test"], num_classes)
+        from tfseg.export import export_saved_model
+
+        export_saved_model(best, fileio.join(run_dir, "saved_model"), version=1, overwrite=True)
+    metrics["seconds"] = float(state.get("seconds", 0.0)) + time.perf_counter() - start
+    fileio.write_json_atomic(fileio.join(run_dir, METRICS_FILE), metrics)
+    log(f"{run_dir}: test dice {metrics['test']['dice']:.4f}  iou {metrics['test']['iou']:.4f}  "
+        f"({metrics['epochs_completed']} epochs, {metrics['seconds']:.0f} s)")
+    distribute.remove_worker_dir(run_dir, strategy)  # a non-chief worker's copy is done with
+    return metrics
+
+
+def split_ids(source, config: TrainConfig) -> Dict[str, List[str]]:
+    """``{"train": [...], "val": [...], "test": [...]}`` for ``config``'s seed and fractions.
+
+    Raises:
+        ConfigError: a split is empty (too few samples for the fractions).
+    """
+    fractions = config.split_fractions()
+    ids = {split: list(source.split_ids(split, seed=config.seed, fractions=fractions)) for split in SPLITS}
+    empty = [split for split in SPLITS if not ids[split]]
+    if empty:
+        counts = ", ".join(f"{s} {len(ids[s])}" for s in SPLITS)
+        raise ConfigError(
+            f"data {config.data}: the {'/'.join(empty)} split is empty ({counts}); "
+            "use more samples or change val_fraction/test_fraction"
+        )
+    return ids
+
+
+def load_split(split: str, config: TrainConfig, num_classes: int, strategy=None):
+    """The batched ``tf.data.Dataset`` of one split (augmented and shuffled for ``train`` only).
+
+    Under ``strategy`` it yields global batches (``batch_size`` x replicas) and carries
+    the auto-shard policy of :func:`tfseg.distribute.auto_shard_policy`.
+    """
+    from tfseg.data import load_dataset
+    from tfseg.distribute import pipeline_options, sharded
+
+    train_split = split == "train"
+    dataset = load_dataset(
+        config.data,
+        split=split,
+        image_size=config.image_size,
+        augment=config.augment and train_split,
+        seed=config.seed,
+        cache=config.cache,
+        fractions=config.split_fractions(),
+        num_classes=num_classes,
+        repeat=train_split and config.steps_per_epoch is not None,
+        skip_bad=config.skip_bad,
+        **pipeline_options(config.batch_size, strategy, split),
+    )
+    return sharded(dataset, config.data)
+
+
+def _logger(verbose: int):
+    # Progress goes to stdout, next to Keras' progress bar; stderr is left to errors.
+    def log(message: str) -> None:
+        if verbose:
+            print(message, flush=True)
+
+    return log
+
+
+def _rate(state) -> Optional[float]:
+    throughput = state.get("throughput", {})
+    seconds = float(throughput.get("seconds", 0.0))
+    return float(throughput.get("images", 0)) / seconds if seconds > 0 else None
+
+
+def _best_epoch(state) -> Optional[int]:
+    best = state.get("callbacks", {}).get("early_stopping", {}).get("best_epoch")
+    return None if best is None else int(best) + 1

@@ -1,0 +1,149 @@
+"""The run folder (RUN_DIR) of a training run: its files, and what a rerun does with them.
+
+RUN_DIR (``config.out``, default ``runs/<model>-<data kind>``, e.g. ``runs/unet-synthetic``)::
+
+    config.json      every setting (``TrainConfig.to_json()``), enough to reproduce the run
+    splits.json      the sample ids of train/val/test
+    model.keras      best weights by validation Dice (written atomically)
+    history.csv      one row per epoch (appended on resume)
+    metrics.json     final scores and timings (see :func:`tfseg.training.train`)
+    curves.png       loss and Dice per epoch
+    predictions.png  test images with true and predicted outlines
+    saved_model/1/   the TF Serving export (:func:`tfseg.export.export_saved_model`)
+    backup/          resume state: weights + optimizer of the last epoch, callback state
+
+RUN_DIR may be a local folder or a URL (``gs://bucket/runs/x``): every file goes
+through :mod:`tfseg.fileio`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from typing import Any, Dict, Optional
+
+from tfseg import fileio
+from tfseg.config import TrainConfig
+from tfseg.errors import ConfigError, TfsegError
+
+# Settings a resumed run may change: where it lives, how long it trains, whether it logs to TensorBoard.
+RESUMABLE_CHANGES = ("out", "epochs", "tensorboard")
+BACKUP_DIR = "backup"
+STATE_FILE = "state.json"
+CONFIG_FILE = "config.json"
+SPLITS_FILE = "splits.json"
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+
+
+def default_run_dir(config: TrainConfig) -> str:
+    """``runs/<model>-<data kind>``: the same command maps to the same folder, so it resumes."""
+    from tfseg.data.spec import parse_source
+
+    return fileio.join("runs", f"{config.model}-{parse_source(config.data).kind}")
+
+
+def run_dir_of(config: TrainConfig) -> str:
+    return config.out or default_run_dir(config)
+
+
+def describe_diff(diff: Dict[str, Any]) -> str:
+    """``image_size 64 -> 32, loss 'dice' -> 'bce'`` (run folder value -> requested value)."""
+    return ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in sorted(diff.items()))
+
+
+def saved_config(run_dir: str) -> Optional[TrainConfig]:
+    """The :class:`TrainConfig` stored in ``run_dir/config.json``, if any.
+
+    Raises:
+        ConfigError: the file is damaged or not a tfseg configuration (names the file).
+    """
+    path = fileio.join(run_dir, CONFIG_FILE)
+    values = fileio.read_json(path)
+    if values is None:
+        return None
+    try:
+        return TrainConfig.from_dict(values)
+    except (TypeError, AttributeError, TfsegError) as err:
+        raise ConfigError(f"{path}: not a valid tfseg configuration ({err})") from None
+
+
+def move_aside(run_dir: str) -> str:
+    """Rename ``run_dir`` to ``run_dir.old-<timestamp>``; return the new name."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = run_dir.rstrip("/\\")
+    target = f"{base}.old-{stamp}"
+    suffix = 1
+    while fileio.exists(target):
+        suffix += 1
+        target = f"{base}.old-{stamp}-{suffix}"
+    fileio.rename(run_dir, target)
+    return target
+
+
+def training_state(run_dir: str) -> Dict[str, Any]:
+    """The resume state saved at the last completed epoch (``{}`` before the first)."""
+    return fileio.read_json(fileio.join(run_dir, BACKUP_DIR, STATE_FILE)) or {}
+
+
+def is_complete(run_dir: str, config: TrainConfig) -> bool:
+    """Whether ``run_dir`` finished ``config.epochs`` epochs (or stopped early) and wrote metrics."""
+    if not fileio.exists(fileio.join(run_dir, METRICS_FILE)):
+        return False
+    state = training_state(run_dir)
+    return bool(state.get("stopped_early")) or int(state.get("epoch", 0)) >= config.epochs
+
+
+def run_status(config: TrainConfig, force_new: bool = False) -> str:
+    """What to do with RUN_DIR, without touching it: ``"new"``, ``"resume"``, ``"complete"`` or ``"replace"``.
+
+    Raises:
+        ConfigError: the folder holds a run with other settings (lists them; epochs
+            and out may differ), or exists and is not a tfseg run folder.
+    """
+    run_dir = run_dir_of(config)
+    if not (fileio.isdir(run_dir) and fileio.listdir(run_dir)):
+        if fileio.exists(run_dir) and not fileio.isdir(run_dir):
+            raise ConfigError(f"out {run_dir}: exists and is not a folder")
+        return "new"
+    if force_new and fileio.exists(fileio.join(run_dir, CONFIG_FILE)):
+        return "replace"
+    old = saved_config(run_dir)
+    if old is None:
+        raise ConfigError(f"out {run_dir}: exists and is not a tfseg run folder (no config.json); "
+                          "choose another folder")
+    diff = old.diff(config, ignore=RESUMABLE_CHANGES)
+    if diff:
+        raise ConfigError(
+            f"{run_dir} holds a run with other settings ({describe_diff(diff)}); rerun with the same "
+            "settings to resume it, or pass force_new (--force-new) to start over, or choose another folder"
+        )
+    return "complete" if is_complete(run_dir, config) else "resume"
+
+
+def start_run_dir(config: TrainConfig, status: str, log=print) -> None:
+    """Create RUN_DIR (moving an old one aside for ``"replace"``) and write ``config.json``."""
+    run_dir = run_dir_of(config)
+    if status == "replace":
+        log(f"--force-new: moved the previous run to {move_aside(run_dir)}")
+    fileio.makedirs(run_dir)
+    fileio.write_text_atomic(fileio.join(run_dir, CONFIG_FILE), config.to_json())
+
+
+def truncate_history(path: str, epochs: int) -> None:
+    """Keep the rows of epochs ``< epochs`` in ``history.csv`` (an interrupted epoch may have logged)."""
+    if not fileio.exists(path):
+        return
+    if epochs <= 0:
+        fileio.remove(path)
+        return
+    rows = list(csv.reader(io.StringIO(fileio.read_text(path))))
+    if not rows:
+        return
+    header, body = rows[0], rows[1:]
+    kept = [row for row in body if row and int(float(row[0])) < epochs]
+    text = io.StringIO()
+    csv.writer(text).writerows([header, *kept])
+    fileio.write_text_atomic(path, text.getvalue())
