@@ -54,6 +54,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfseg.errors import ConfigError, TfsegError
+from tfseg.metrics import probabilities_to_mask
+from tfseg.saving import model_input_size, model_num_classes
 
 SERVING_DEFAULT = "serving_default"
 SERVING_BYTES = "serving_bytes"
@@ -64,40 +66,12 @@ QUANTIZE_CHOICES = ("none", "float16", "dynamic")
 # ---------------------------------------------------------------------------
 
 
-def model_input_size(model) -> Tuple[int, int]:
-    """``(height, width)`` the model takes; raises :class:`TfsegError` if not fixed."""
-    if len(model.inputs) != 1:
-        raise TfsegError(f"model {model.name!r}: export needs a single image input, found {len(model.inputs)}")
-    shape = tuple(model.inputs[0].shape)
-    if len(shape) != 4 or shape[-1] != 3 or shape[1] is None or shape[2] is None:
-        raise TfsegError(
-            f"model {model.name!r}: input shape {shape} is not [batch, height, width, 3] "
-            "with a fixed height and width"
-        )
-    return int(shape[1]), int(shape[2])
-
-
-def model_num_classes(model) -> int:
-    """Channels of the model's output (1 = binary, sigmoid)."""
-    return int(model.outputs[0].shape[-1])
-
-
 def preprocess(images, size):
     """uint8 ``[b, h, w, 3]`` -> float32 ``[b, H, W, 3]`` in [0, 1] at ``size`` (bilinear)."""
     # antialias as in the training pipeline (tfseg.data.pipeline), so that a
     # large image is downscaled the same way it was during training.
     resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear", antialias=True)
     return resized / 255.0
-
-
-def probabilities_to_mask(probabilities, threshold: float = 0.5):
-    """Class ids uint8 ``[..., h, w]`` from probabilities ``[..., h, w, C]``.
-
-    One channel: ``1 where p >= threshold else 0``; several: ``argmax`` over classes.
-    """
-    if probabilities.shape[-1] == 1:
-        return tf.cast(probabilities[..., 0] >= threshold, tf.uint8)
-    return tf.cast(tf.argmax(probabilities, axis=-1), tf.uint8)
 
 
 def check_threshold(threshold: float) -> float:

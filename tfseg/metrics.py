@@ -175,13 +175,31 @@ def _true_ids(y_true, rank, num_classes):
     return ops.cast(y_true, "int32")
 
 
+def probabilities_to_mask(probabilities, threshold: float = 0.5, dtype: str = "uint8"):
+    """Class ids ``[..., H, W]`` from probabilities ``[..., H, W, C]``: the one rule of tfseg.
+
+    One channel (sigmoid): ``1 where p >= threshold else 0`` (a tie is foreground).
+    Several channels (softmax): ``argmax`` over the last axis (a tie goes to the lower
+    class id). Training metrics, ``evaluate``, ``predict``, the figures and the
+    SavedModel's ``mask`` output all use this function.
+
+    Example:
+        >>> import numpy as np
+        >>> np.asarray(probabilities_to_mask(np.array([[[0.2], [0.5], [0.9]]]))).tolist()
+        [[0, 1, 1]]
+    """
+    probabilities = ops.convert_to_tensor(probabilities)
+    if probabilities.shape[-1] == 1:
+        return ops.cast(probabilities[..., 0] >= threshold, dtype)
+    return ops.cast(ops.argmax(probabilities, axis=-1), dtype)
+
+
 def _predicted_one_hot(y_pred, num_classes, threshold, from_logits):
-    """Hard predictions as float32 one-hot ``[B, ..., K]``."""
-    if num_classes == 1:
-        cut = _logit(threshold) if from_logits else threshold
-        foreground = ops.cast(y_pred >= cut, "float32")
-        return ops.concatenate([1.0 - foreground, foreground], axis=-1)
-    return ops.one_hot(ops.argmax(y_pred, axis=-1), num_classes, dtype="float32")
+    """Hard predictions as float32 one-hot ``[B, ..., K]`` (:func:`probabilities_to_mask`'s rule)."""
+    if num_classes == 1 and from_logits:
+        threshold = _logit(threshold)  # sigmoid(x) >= t  <=>  x >= logit(t)
+    ids = probabilities_to_mask(y_pred, threshold, dtype="int32")
+    return ops.one_hot(ids, max(num_classes, 2), dtype="float32")
 
 
 def _logit(p: float) -> float:

@@ -284,11 +284,10 @@ def per_image_dice(true_masks, pred_masks) -> np.ndarray:
         >>> per_image_dice(t, np.stack([t[0], np.zeros((4, 4))])).tolist()
         [1.0, 0.0]
     """
-    scores = []
-    for true, pred in zip(true_masks, pred_masks):
-        t, p = as_bool_mask(true), as_bool_mask(pred)
-        total = int(t.sum()) + int(p.sum())
-        scores.append(1.0 if total == 0 else 2.0 * int((t & p).sum()) / total)
+    from tfseg.metrics import dice_score  # the one Dice (keras.ops), on the foreground masks
+
+    scores = [dice_score(as_bool_mask(true).astype(np.float32), as_bool_mask(pred).astype(np.float32))
+              for true, pred in zip(true_masks, pred_masks)]
     return np.asarray(scores, np.float32)
 
 
