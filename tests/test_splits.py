@@ -9,7 +9,7 @@ import pytest
 
 from tfseg.data.sources import Source
 from tfseg.data.spec import SourceSpec
-from tfseg.data.splits import assign_splits, split_ids
+from tfseg.data.splits import assign_splits, group_position, split_ids
 from tfseg.errors import ConfigError, DataError
 
 IDS = [f"IMD{i:03d}" for i in range(200)]
@@ -17,6 +17,48 @@ IDS = [f"IMD{i:03d}" for i in range(200)]
 
 def _all_splits(ids, **kwargs):
     return {s: split_ids(ids, s, **kwargs) for s in ("train", "val", "test")}
+
+
+# Golden splits: written out literally, so any change of the rule (hash input, byte order,
+# tie-breaking, cut rule) fails here. Changing them moves users' test images into training:
+# such a change needs a migration note, not a new golden list.
+GOLDEN_IDS = [f"seq{g}_f{f}" for g in "ABCDEFGH" for f in range(1 + "ABCDEFGH".index(g) % 3)] + [
+    f"IMD{i:03d}" for i in (2, 3, 4, 10, 17, 21, 35, 48)
+]
+GOLDEN_SEED_7_GROUPED = {
+    "train": ["IMD002", "IMD003", "IMD004", "IMD017", "IMD035", "IMD048", "seqA_f0", "seqB_f0", "seqB_f1",
+              "seqC_f0", "seqC_f1", "seqC_f2", "seqD_f0", "seqF_f0", "seqF_f1", "seqF_f2"],
+    "val": ["seqE_f0", "seqE_f1", "seqG_f0"],
+    "test": ["IMD010", "IMD021", "seqH_f0", "seqH_f1"],
+}
+GOLDEN_SEED_0 = {
+    "train": ["IMD000", "IMD003", "IMD005", "IMD006", "IMD007", "IMD008", "IMD010", "IMD011", "IMD013", "IMD014",
+              "IMD015", "IMD017", "IMD018", "IMD019"],
+    "val": ["IMD004", "IMD009", "IMD012"],
+    "test": ["IMD001", "IMD002", "IMD016"],
+}
+GOLDEN_SEED_3_HALF = {
+    "train": ["IMD001", "IMD003", "IMD004", "IMD006", "IMD007", "IMD008", "IMD010", "IMD012", "IMD016", "IMD019"],
+    "val": ["IMD000", "IMD002", "IMD005", "IMD015", "IMD017"],
+    "test": ["IMD009", "IMD011", "IMD013", "IMD014", "IMD018"],
+}
+
+
+def test_golden_split_with_groups():
+    group_of = lambda sample_id: sample_id.split("_")[0]  # noqa: E731
+    assert _all_splits(GOLDEN_IDS, seed=7, group_of=group_of) == GOLDEN_SEED_7_GROUPED
+
+
+def test_golden_split_default_fractions_and_other_fractions():
+    ids = [f"IMD{i:03d}" for i in range(20)]
+    assert _all_splits(ids, seed=0) == GOLDEN_SEED_0
+    assert _all_splits(ids, seed=3, fractions=(0.5, 0.25, 0.25)) == GOLDEN_SEED_3_HALF
+
+
+def test_golden_group_positions():
+    # sha256("7:seqA") and sha256("0:IMD002"), first 8 bytes big-endian
+    assert group_position(7, "seqA") == 10215708210128005259
+    assert group_position(0, "IMD002") == 17882624791622281464
 
 
 def test_same_seed_same_split_whatever_the_input_order():
