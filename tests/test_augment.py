@@ -152,3 +152,81 @@ def test_any_shape_comes_out_with_its_shape_and_valid_mask(height, width, channe
     assert out_image.shape == image.shape and out_mask.shape == mask.shape
     assert out_mask.dtype == mask.dtype and set(np.unique(out_mask.numpy())) <= allowed
     assert np.all(np.isfinite(out_image.numpy())) and 0 <= out_image.numpy().min() and out_image.numpy().max() <= 1
+
+
+# --------------------------------------------------------------------------
+# Exact alignment, op by op: an image that encodes its own pixel coordinates
+# --------------------------------------------------------------------------
+NO_COLOUR = dict(brightness=0, contrast=0, saturation=0, hue=0, gamma=0)
+GEOMETRY = {
+    "flips": AugmentConfig(rotate90=False, transform_probability=0.0, **NO_COLOUR),
+    "rotate90": AugmentConfig(flip=False, transform_probability=0.0, **NO_COLOUR),
+    "zoom_in": AugmentConfig(flip=False, rotate90=False, zoom=(0.5, 0.9), rotation=0, shear=0,
+                             transform_probability=1.0, **NO_COLOUR),
+    "zoom_out": AugmentConfig(flip=False, rotate90=False, zoom=(1.1, 1.6), rotation=0, shear=0,
+                              transform_probability=1.0, **NO_COLOUR),
+    "rotation": AugmentConfig(flip=False, rotate90=False, zoom=(1.0, 1.0), rotation=40, shear=0,
+                              transform_probability=1.0, **NO_COLOUR),
+    "shear": AugmentConfig(flip=False, rotate90=False, zoom=(1.0, 1.0), rotation=0, shear=0.3,
+                           transform_probability=1.0, **NO_COLOUR),
+    "elastic": AugmentConfig(flip=False, rotate90=False, transform_probability=0.0, elastic=0.04, **NO_COLOUR),
+    "everything": AugmentConfig(zoom=(0.6, 1.3), rotation=30, shear=0.2, transform_probability=1.0,
+                                elastic=0.03, **NO_COLOUR),
+}
+
+
+def _coordinate_pair(height, width):
+    """An image whose channels are the row and column ramps, and a mask of class id ``row * width + col``.
+
+    Bilinear resampling of a linear ramp returns the sampled position exactly, so the
+    augmented image says where each output pixel was read from; the mask says which
+    input pixel nearest-neighbour sampling picked.
+    """
+    rows, cols = np.mgrid[:height, :width].astype("float32")
+    image = np.stack([rows / (height - 1), cols / (width - 1), np.zeros_like(rows)], -1)
+    mask = (rows * width + cols).astype("int32")[..., None]
+    return tf.constant(image), tf.constant(mask)
+
+
+@pytest.mark.parametrize("name", sorted(GEOMETRY))
+@pytest.mark.parametrize("height,width", [(24, 24), (20, 28)])
+def test_every_geometric_op_samples_the_mask_at_the_nearest_pixel_of_the_image_position(name, height, width):
+    image, mask = _coordinate_pair(height, width)
+    moved = 0
+    for s in range(6):
+        out_image, out_mask = augment_example(image, mask, tf.constant([s, 11]), GEOMETRY[name])
+        row = out_image.numpy()[..., 0] * (height - 1)
+        col = out_image.numpy()[..., 1] * (width - 1)
+        ids = out_mask.numpy()[..., 0]
+        mask_row, mask_col = ids // width, ids % width
+        error = np.concatenate([np.abs(mask_row - row).ravel(), np.abs(mask_col - col).ravel()])
+        # nearest neighbour: within half a pixel of where the image was read (plus float slack);
+        # "everything" resamples twice (affine, then elastic): two roundings, the first scaled by the affine map
+        assert error.max() <= (1.5 if name == "everything" else 0.5) + 1e-3, (name, s, error.max())
+        # rounding errors spread over [0, 0.5]: mean 0.25 at most; floor would give 0.5
+        assert error.mean() <= (0.45 if name == "everything" else 0.3), (name, s, error.mean())
+        moved += not np.array_equal(ids, mask.numpy()[..., 0])
+    if not (name == "rotate90" and height != width):  # rot90 leaves non-square images alone
+        assert moved >= 3, name  # the op did move pixels in most draws
+
+
+def test_elastic_mask_is_the_rounded_not_floored_position():
+    # A 1-px shift test: a field of exactly +0.75 px would read row r+1 when rounded, r when floored.
+    from tfseg.data.augment import _sample_nearest
+
+    mask = tf.constant(np.arange(6 * 6, dtype="int32").reshape(6, 6, 1))
+    rows, cols = np.mgrid[:6, :6].astype("float32")
+    out = _sample_nearest(mask, tf.constant(np.minimum(rows + 0.75, 5.0)), tf.constant(np.maximum(cols - 0.75, 0.0)))
+    expected = mask.numpy()[np.minimum(rows.astype(int) + 1, 5), np.maximum(cols.astype(int) - 1, 0)]
+    assert np.array_equal(out.numpy(), expected)
+
+
+def test_zoom_resamples_a_0_3_mask_without_inventing_ids():
+    # nearest neighbour: a 0/3 mask stays 0/3 when zoomed in or out (bilinear-then-round would make 1 and 2)
+    rows, cols = np.mgrid[:32, :32]
+    ids = np.where((rows // 3 + cols // 5) % 2 == 0, 3, 0).astype("int32")[..., None]
+    image = tf.constant(np.repeat(ids / 3.0, 3, axis=-1), tf.float32)
+    for name in ("zoom_in", "zoom_out", "rotation", "elastic", "everything"):
+        for s in range(4):
+            _, out = augment_example(image, tf.constant(ids), tf.constant([s, 3]), GEOMETRY[name])
+            assert set(np.unique(out.numpy())) == {0, 3}, (name, s)
