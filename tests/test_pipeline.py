@@ -284,3 +284,57 @@ def test_multi_class_masks_need_one_channel(mask_shape, num_classes):
         resize_example(np.zeros((8, 8, 3), np.uint8), np.zeros(mask_shape, np.uint8), 16, num_classes=num_classes)
     _, ids = resize_example(np.zeros((8, 8, 3), np.uint8), np.full((8, 8), num_classes - 1, np.int32), 4, num_classes)
     assert set(np.unique(ids.numpy())) == {num_classes - 1}
+
+
+# --------------------------------------------------------------------------
+# Exact resizing: masks nearest neighbour, images antialiased
+# --------------------------------------------------------------------------
+def np_nearest(mask, size):
+    """Nearest-neighbour resize with half-pixel centres: output pixel i reads input floor((i + 0.5) * in / out)."""
+    (h, w), (height, width) = mask.shape[:2], size
+    rows = np.minimum(np.floor((np.arange(height) + 0.5) * h / height).astype(int), h - 1)
+    cols = np.minimum(np.floor((np.arange(width) + 0.5) * w / width).astype(int), w - 1)
+    return mask[rows][:, cols]
+
+
+def test_resize_example_mask_literal_up_and_down():
+    up = np.array([[0, 3], [3, 0]], np.uint8)[..., None]
+    _, out = resize_example(np.zeros((2, 2, 3), np.uint8), up, (3, 5), num_classes=4)
+    assert out.numpy()[..., 0].tolist() == [[0, 0, 3, 3, 3], [3, 3, 0, 0, 0], [3, 3, 0, 0, 0]]
+    down = np.array([[0, 0, 3, 3, 0, 3], [3, 3, 0, 0, 3, 0], [0, 3, 0, 3, 0, 3]], np.uint8)[..., None]
+    _, out = resize_example(np.zeros((3, 6, 3), np.uint8), down, (2, 4), num_classes=4)
+    assert out.numpy()[..., 0].tolist() == [[0, 3, 3, 3], [0, 0, 3, 3]]
+
+
+@pytest.mark.parametrize("mask_size,size", [((37, 53), (16, 16)), ((10, 7), (64, 40)), ((96, 70), (24, 24)),
+                                            ((9, 9), (20, 31))])
+def test_pipeline_resizes_0_3_masks_by_nearest_neighbour_exactly(mask_size, size):
+    rng = np.random.default_rng(sum(mask_size))
+    pairs = []
+    for _ in range(3):
+        blocks = rng.integers(0, 2, (mask_size[0] // 3 + 1, mask_size[1] // 3 + 1)) * 3
+        mask = np.kron(blocks, np.ones((3, 3)))[: mask_size[0], : mask_size[1], None].astype(np.uint8)
+        pairs.append((rng.integers(0, 256, mask_size + (3,), dtype=np.uint8), mask))
+    source = ArraySource(pairs, num_classes=4)
+    _, masks = _epoch(load_dataset(source, split="all", image_size=size, batch_size=3, augment=False, shuffle=False))
+    for (_, mask), got in zip(pairs, masks):
+        assert np.array_equal(got, np_nearest(mask, size).astype(np.int32))
+        assert set(np.unique(got)) <= {0, 3}  # bilinear-then-round would invent 1 and 2
+
+
+def test_binary_0_255_masks_resize_by_nearest_neighbour_exactly():
+    rng = np.random.default_rng(5)
+    mask = (rng.integers(0, 2, (31, 45, 1)) * 255).astype(np.uint8)
+    for size in ((12, 12), (70, 90)):
+        _, out = resize_example(np.zeros((31, 45, 3), np.uint8), mask, size)
+        assert np.array_equal(out.numpy(), np_nearest(mask // 255, size))
+
+
+def test_pipeline_downscales_images_with_antialiasing():
+    # Stripes 2 px wide every 8 px, shrunk 8x: antialiasing averages them to 255 * 2/8;
+    # plain bilinear reads only the two pixels around each sample point (3.5 + 8k): 255.
+    cols = np.arange(192) % 8
+    image = np.broadcast_to(np.where((cols == 3) | (cols == 4), 255, 0).astype(np.uint8)[None, :, None], (192, 192, 3))
+    out, _ = resize_example(image, np.zeros((192, 192, 1), np.uint8), 24)
+    inner = out.numpy()[:, 1:-1].astype(float)  # the border columns see a truncated filter
+    assert np.abs(inner - 255 * 2 / 8).max() <= 1.0
