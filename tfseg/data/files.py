@@ -3,27 +3,38 @@
 Each lists its (image, mask) pairs cheaply, then checks every file once, up
 front, so that a bad file stops a run before training rather than in epoch 7:
 
-* every file is read with Pillow in a thread pool (Pillow releases the GIL
-  while decoding): masks and non-PNG images are fully decoded, PNG images have
-  their chunk checksums verified (``Image.verify``: catches truncated and
-  corrupted files without decompressing), so unreadable files are found before
-  training; results are cached per process by ``(path, size, mtime)``, so
-  opening the same folder for the train, val and test splits checks it once;
+* every file is read with Pillow in a thread pool (Pillow and zlib release
+  the GIL), and its pixel data is known to decode, not only its header: masks
+  are fully decoded; images are checked as cheaply as that can be proved
+  enough: a PNG's chunk CRCs, its IDAT stream inflated (zlib's Adler-32
+  included), the inflated size and every row's filter byte
+  (:func:`png_problem`, no unfiltering); an uncompressed BMP's header and
+  that all its pixel bytes are there (any byte is a valid pixel); a JPEG
+  decoded at 1/8 scale (every block is still entropy-decoded, so truncation
+  and corruption show); other formats fully decoded. Results are cached per
+  process by ``(path, size, mtime)``, so opening the same folder for the
+  train, val and test splits checks it once;
 * every mask's values are counted: a binary source accepts masks holding only
   ``{0, 1}`` or only ``{0, 255}`` (after the channel rule below); a multi-class
   source (``num_classes=N``, N >= 2) accepts class ids ``0..N-1``.
 
 Problems (fatal: :class:`~tfseg.errors.DataError` listing EVERY offending file,
 or dropped with ``skip_bad=True`` and listed in ``source.skipped``): an
-unreadable file, an image without a mask or a mask without an image, two files
-claiming one sample, unexpected mask values. Warnings (reported by
-``tfseg inspect``, not fatal): a mask whose size differs from its image (it is
-resized to the image with nearest neighbour), ignored files.
+unreadable or damaged file, an image without a mask or a mask without an
+image, two files claiming one sample, unexpected mask values, a mask whose
+encoding would read as one value (a colour-coded mask whose max over R, G, B
+is constant, 16-bit values that are neither below 256 nor multiples of 257,
+fractional or negative values), a mask with another aspect ratio than its
+image (a wrong pair or a rotated mask). Warnings (reported by ``tfseg inspect``,
+not fatal): a mask of another size but the same aspect ratio (it is resized to
+the image with nearest neighbour), ignored files. The list of skipped samples
+is logged once per process, however often the source is opened.
 
 Decoding (:meth:`FileSource.examples`) runs in ``Dataset.map(num_parallel_calls=AUTOTUNE)``
-with graph ops (``tf.io.decode_image``) for PNG, JPEG, GIF and BMP. Files that
-TensorFlow cannot decode or would decode differently (TIFF, WebP, 1-bit BMP,
-palette/16-bit masks, GIF masks, CMYK JPEG) go through a Pillow fallback
+with graph ops (:mod:`tfseg.data.decode`: ``tf.io.decode_image`` plus 1/4/8-bit
+palette BMPs) for PNG, JPEG, GIF and BMP. Files that TensorFlow cannot decode or
+would decode differently (TIFF, WebP, RLE BMP, palette/16-bit masks, GIF masks,
+CMYK JPEG) go through a Pillow fallback
 (``tf.numpy_function``) in a second branch; the two are merged back in the
 requested order with ``Dataset.choose_from_datasets``, so a folder without such
 files never touches Python while decoding.
@@ -33,9 +44,12 @@ Pixel rules (one definition, used by both decoders):
 * image -> RGB uint8: grayscale is repeated to 3 channels, alpha is dropped,
   palette images use their colours, 16-bit images are scaled to 8 bits.
 * mask -> one channel: grayscale as is; grayscale+alpha: the gray channel;
-  RGB(A): the maximum over R, G, B (so "any channel > 127" is white); palette
-  PNG/GIF/BMP: the palette INDEX (not the colour); 1-bit: 0/255; 16-bit: as is
-  when all values fit in 8 bits (class ids), else divided by 257.
+  RGB(A): the maximum over R, G, B (so "any channel > 127" is white); a mask
+  drawn only in the alpha channel (colour the same everywhere, alpha varying):
+  its alpha channel; palette PNG/GIF/BMP: the palette INDEX (not the colour;
+  a BMP whose colour table is Pillow's grey one: the grey level); 1-bit: 0/255;
+  16-bit: as is when all values fit in 8 bits (class ids), divided by 257 when
+  all are multiples of 257 (0/65535), else refused.
 * binary source: foreground = ``value > 0`` for a mask whose values are all
   <= 1 (0/1 masks), ``value > 127`` otherwise (0/255 masks); with the source
   option ``mask_threshold=T``: ``value > T`` and any values are accepted
@@ -73,6 +87,7 @@ import logging
 import os
 import re
 import struct
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,21 +124,54 @@ def rgb_array(image) -> np.ndarray:
 
 def mask_array(image) -> np.ndarray:
     """A Pillow mask as one uint8 channel ``[H, W]`` of raw values (the mask rule of the module docstring)."""
+    return _mask_values(image)[0]
+
+
+def _alpha_or(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    # A mask drawn only in the alpha channel: the colour is the same everywhere, the alpha is not.
+    if np.all(colour == colour[:1, :1]) and np.any(alpha != alpha.flat[0]):
+        return alpha
+    return colour.max(axis=-1) if colour.ndim == 3 else colour
+
+
+def _mask_values(image) -> Tuple[np.ndarray, str]:
+    """``(one uint8 channel [H, W], why the encoding hides the mask or "")`` of a Pillow mask."""
     mode = image.mode
     if mode == "1":
-        return np.asarray(image, dtype=np.uint8) * 255
+        return np.asarray(image, dtype=np.uint8) * 255, ""
     if mode in ("L", "P"):
-        return np.asarray(image, dtype=np.uint8)
+        return np.asarray(image, dtype=np.uint8), ""
     if mode in ("LA", "PA"):
-        return np.asarray(image, dtype=np.uint8)[..., 0]
+        pixels = np.asarray(image, dtype=np.uint8)
+        return _alpha_or(pixels[..., 0], pixels[..., 1]), ""
     if mode.startswith("I") or mode == "F":
         values = np.asarray(image)
-        if values.max(initial=0) > 255:
-            values = values // 257
-        return np.clip(values, 0, 255).astype(np.uint8)
-    if mode in ("RGB", "RGBA", "RGBX"):
-        return np.asarray(image, dtype=np.uint8)[..., :3].max(axis=-1)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8).max(axis=-1)
+        why = ""
+        if mode == "F" and np.any(values != np.round(values)):
+            why = "floating-point mask with fractional values: save it as 8-bit 0/255 or class ids"
+        elif values.min(initial=0) < 0:
+            why = "negative mask values: save it as 8-bit 0/255 or class ids"
+        elif values.max(initial=0) > 255:
+            if np.all(values % 257 == 0):  # 16-bit scaled from 8 bits: 0/65535, k*257
+                values = values // 257
+            else:
+                found = _describe_values(np.unique(values)[:9].astype(int).tolist())
+                why = (f"16-bit mask values {found} do not fit 8 bits (neither class ids below 256 nor "
+                       "multiples of 257 such as 0/65535): they would all read as one value")
+        return np.clip(values, 0, 255).astype(np.uint8), why
+    if mode not in ("RGB", "RGBA", "RGBX"):
+        image = image.convert("RGBA" if "A" in mode else "RGB")
+        mode = image.mode
+    pixels = np.asarray(image, dtype=np.uint8)
+    if mode == "RGBA":
+        values = _alpha_or(pixels[..., :3], pixels[..., 3])
+    else:
+        values = pixels[..., :3].max(axis=-1)
+    why = ""
+    if values.size and np.all(values == values.flat[0]) and np.any(pixels[..., :3] != pixels[:1, :1, :3]):
+        why = (f"colour-coded mask: its colours differ but the mask value (max of R, G, B) is {values.flat[0]} "
+               "everywhere, so it would read as one class; save it as grayscale 0/255 (or class ids)")
+    return values, why
 
 
 # --------------------------------------------------------------------------- checking files
@@ -140,6 +188,7 @@ class FileInfo:
         coloured: for a mask, True when some pixel has R, G, B not all equal.
         graph: True when ``tf.io.decode_image`` gives the same pixels (no Pillow fallback needed).
         error: why the file cannot be read, else ``""``.
+        encoding: for a mask, why its encoding hides the mask (read as one value), else ``""``.
     """
 
     format: str = ""
@@ -150,6 +199,7 @@ class FileInfo:
     coloured: bool = False
     graph: bool = True
     error: str = ""
+    encoding: str = ""
 
     @property
     def size(self) -> str:
@@ -159,21 +209,27 @@ class FileInfo:
 _INFO_CACHE: Dict[Tuple[str, int, int, bool], FileInfo] = {}
 
 
-def _bmp_graph_decodable(path: Path, is_mask: bool, mode: str) -> bool:
-    # TF decodes uncompressed 24/32-bit BMPs, and 8-bit ones as raw palette
-    # indices: right for masks and gray images, wrong for colour-mapped images.
+def _bmp_header(path: Path) -> Optional[Tuple[int, int, int, int, int, int]]:
+    """``(pixel offset, header size, width, height, bits, compression)`` of a BMP, None if too short."""
     with open(path, "rb") as f:
         header = f.read(34)
     if len(header) < 34:
+        return None
+    offset, dib_size, width, height, _, bits, compression = struct.unpack_from("<IIiiHHI", header, 10)
+    return offset, dib_size, width, height, bits, compression
+
+
+def _bmp_graph_decodable(path: Path, is_mask: bool, mode: str) -> bool:
+    # TF decodes uncompressed 24/32-bit BMPs; tfseg.data.decode adds uncompressed 1/4/8-bit palette BMPs.
+    header = _bmp_header(path)
+    if header is None:
         return False
-    dib_size, _, _, _, bits, compression = struct.unpack_from("<IiiHHI", header, 14)
-    if dib_size < 40 or compression != 0:
-        return False
-    return bits in (24, 32) or (bits == 8 and (is_mask or mode == "L"))
+    _, dib_size, _, _, bits, compression = header
+    return dib_size >= 40 and compression == 0 and bits in (1, 4, 8, 24, 32)
 
 
 def _graph_decodable(path: Path, fmt: str, mode: str, is_mask: bool) -> bool:
-    """True when ``tf.io.decode_image`` yields exactly what :func:`rgb_array`/:func:`mask_array` do."""
+    """True when :mod:`tfseg.data.decode` yields exactly what :func:`rgb_array`/:func:`mask_array` do."""
     if fmt == "PNG":
         # TF decodes palette PNGs to colours and scales 16-bit to 8 bits: fine for images, not for masks.
         return not (is_mask and (mode in ("P", "PA", "F") or mode.startswith("I")))
@@ -186,31 +242,134 @@ def _graph_decodable(path: Path, fmt: str, mode: str, is_mask: bool) -> bool:
     return False
 
 
+# Adam7 passes: (first column, first row, column step, row step).
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def png_problem(data: bytes) -> str:
+    """Why a PNG's pixel data cannot be decoded (``""`` when it can), without unfiltering it.
+
+    A PNG decodes when every chunk's CRC is right, the concatenated IDAT
+    stream inflates completely (zlib's own Adler-32 check included), the
+    inflated size is what IHDR's size, bit depth, colour type and interlacing
+    require, and every row's filter byte is 0..4: those are all the ways
+    libpng's or Pillow's decoding can fail. About 2x cheaper than decoding.
+    """
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return "not a PNG signature"
+    pos, ihdr, idat = 8, None, []
+    while True:
+        if pos + 12 > len(data):
+            return "PNG file is truncated (no IEND chunk)"
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        end = pos + 12 + length
+        if end > len(data):
+            return f"PNG file is truncated inside its {kind.decode('latin-1')} chunk"
+        body = data[pos + 8: end - 4]
+        if zlib.crc32(kind + body) != struct.unpack_from(">I", data, end - 4)[0]:
+            return f"PNG {kind.decode('latin-1')} chunk has a wrong CRC (corrupted file)"
+        if kind == b"IHDR":
+            ihdr = struct.unpack(">IIBBBBB", body[:13]) if length >= 13 else None
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+        pos = end
+    if ihdr is None or ihdr[3] not in _PNG_CHANNELS:
+        return "PNG without a valid IHDR header"
+    width, height, depth, colour, _, _, interlace = ihdr
+    inflater = zlib.decompressobj()
+    try:
+        pixels = inflater.decompress(b"".join(idat))
+    except zlib.error as err:
+        return f"PNG pixel data is corrupted (zlib: {err})"
+    if not inflater.eof:
+        return "PNG pixel data is cut short (compressed stream does not end)"
+    bits = _PNG_CHANNELS[colour] * depth
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    offset = 0
+    rows_of_filters = []
+    for x0, y0, dx, dy in passes:
+        columns, rows = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if columns <= 0 or rows <= 0:
+            continue
+        stride = 1 + (columns * bits + 7) // 8
+        rows_of_filters.append((offset, stride, rows))
+        offset += stride * rows
+    if len(pixels) < offset:
+        return f"PNG pixel data is cut short ({len(pixels)} of {offset} bytes)"
+    buffer = np.frombuffer(pixels, np.uint8)
+    for start, stride, rows in rows_of_filters:
+        if np.any(buffer[start: start + stride * rows: stride] > 4):
+            return "PNG pixel data is corrupted (invalid row filter)"
+    return ""
+
+
+def _bmp_problem(path: Path, file_size: int) -> Optional[str]:
+    """For an uncompressed BMP: ``""`` if its pixel bytes are all there, else why; None: needs a full decode.
+
+    Any byte values are valid pixels of an uncompressed BMP, so a header that
+    Pillow parsed plus enough bytes after the pixel offset is all a decode checks.
+    """
+    header = _bmp_header(path)
+    if header is None:
+        return "BMP file is truncated (no header)"
+    offset, _, width, height, bits, compression = header
+    if compression not in (0, 3, 6):  # RLE or embedded JPEG/PNG: decode it
+        return None
+    needed = offset + (abs(width) * bits + 31) // 32 * 4 * abs(height)
+    if file_size < needed:
+        return f"BMP file is truncated ({file_size} of {needed} bytes)"
+    return ""
+
+
+def _verify_image(path: Path, image, fmt: str) -> None:
+    """Raise when the image's pixel data cannot be decoded, as cheaply as that can be known."""
+    if fmt == "PNG":
+        why = png_problem(path.read_bytes())
+    elif fmt == "BMP":
+        why = _bmp_problem(path, path.stat().st_size)
+        if why is None:
+            image.load()
+            why = ""
+    elif fmt == "JPEG":
+        # Decoding at 1/8 scale still entropy-decodes every block: truncation and corruption show.
+        image.draft("RGB", (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
+        image.load()
+        why = ""
+    else:
+        image.load()
+        why = ""
+    if why:
+        raise ValueError(why)
+
+
 def _check_file(path: Path, is_mask: bool) -> FileInfo:
-    """Fully decode one file with Pillow; never raises for a bad file."""
+    """Check one file with Pillow (see :func:`check_file`); never raises for a bad file."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
             fmt, mode, (width, height) = image.format or "", image.mode, image.size
             if not is_mask:
-                # A PNG's chunk CRCs catch truncation and corruption ~100x faster than decoding it.
-                image.verify() if fmt == "PNG" else image.load()
+                _verify_image(path, image, fmt)
                 return FileInfo(fmt, mode, width, height, graph=_graph_decodable(path, fmt, mode, False))
             image.load()
-            values = mask_array(image)
+            values, encoding = _mask_values(image)
             coloured = False
             if mode in ("RGB", "RGBA", "RGBX"):
                 rgb = np.asarray(image)[..., :3]
                 coloured = bool(np.any(rgb.min(axis=-1) != rgb.max(axis=-1)))
         counts = np.bincount(values.ravel(), minlength=256)
         found = {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
-        return FileInfo(fmt, mode, width, height, found, coloured, _graph_decodable(path, fmt, mode, True))
+        return FileInfo(fmt, mode, width, height, found, coloured, _graph_decodable(path, fmt, mode, True),
+                        encoding=encoding)
     except Exception as err:  # noqa: BLE001 - any decoder failure means "unreadable", reported per file
         if type(err).__name__ == "UnidentifiedImageError":
             return FileInfo(error="not an image format Pillow or TensorFlow can read")
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        return FileInfo(error=f"{type(err).__name__}: {reason}")
+        return FileInfo(error=reason if isinstance(err, ValueError) else f"{type(err).__name__}: {reason}")
 
 
 def check_file(path: Path, is_mask: bool) -> FileInfo:
@@ -262,23 +421,12 @@ def mask_value_problem(info: FileInfo, num_classes: int, mask_threshold: Optiona
 
 # --------------------------------------------------------------------------- decoding (TensorFlow side)
 
-def _single_channel(mask):
-    """Graph twin of :func:`mask_array` for the files it decodes: ``[H, W, C] -> [H, W, 1]``."""
-    import tensorflow as tf
-
-    channels = tf.shape(mask)[-1]
-    colour = tf.reduce_max(mask[..., :3], axis=-1, keepdims=True)
-    return tf.cond(channels <= 2, lambda: mask[..., :1], lambda: colour)
-
-
 def _decode_in_graph(image_path, mask_path):
     import tensorflow as tf
 
-    image = tf.io.decode_image(tf.io.read_file(image_path), channels=3, dtype=tf.uint8,
-                               expand_animations=False)
-    mask = tf.io.decode_image(tf.io.read_file(mask_path), channels=0, dtype=tf.uint8,
-                              expand_animations=False)
-    return image, _single_channel(mask)
+    from tfseg.data.decode import decode_mask, decode_rgb
+
+    return decode_rgb(tf.io.read_file(image_path)), decode_mask(tf.io.read_file(mask_path))
 
 
 def _decode_with_pillow_numpy(image_path: bytes, mask_path: bytes):
@@ -436,13 +584,19 @@ class FileSource(Source):
                 found.append((str(pair.image), f"unreadable image ({image_info.error})"))
             if mask_info.error:
                 found.append((str(pair.mask), f"unreadable mask ({mask_info.error})"))
+            elif mask_info.encoding:
+                found.append((str(pair.mask), mask_info.encoding))
             else:
                 why = mask_value_problem(mask_info, self.num_classes, self.mask_threshold)
                 if why:
                     found.append((str(pair.mask), why))
             if not found and image_info.size != mask_info.size:
-                self.warnings.append((str(pair.mask), f"mask {mask_info.size} differs from image "
-                                                      f"{image_info.size}: resized with nearest neighbour"))
+                if _same_shape(image_info, mask_info):
+                    self.warnings.append((str(pair.mask), f"mask {mask_info.size} differs from image "
+                                                          f"{image_info.size}: resized with nearest neighbour"))
+                else:
+                    found.append((str(pair.mask), f"mask {mask_info.size} does not fit image {image_info.size} "
+                                                  "(another aspect ratio: a wrong pair, or a rotated mask?)"))
             problems.extend(found)
             if not found:
                 good.append(pair)
@@ -458,8 +612,20 @@ class FileSource(Source):
         if not self.pairs:
             raise DataError(f"data source {text!r}: no usable samples left after skipping {count} problem(s)",
                             self._problems)
-        logger.warning("%s: skipped %d problem(s); %d samples left:\n%s", text, count, len(self.pairs),
-                       "\n".join(f"  {path}: {why}" for path, why in self._problems))
+        key = (text, tuple(self._problems))
+        if key not in _REPORTED_SKIPS:  # once per process, however often the source is opened
+            _REPORTED_SKIPS.add(key)
+            logger.warning("%s: skipped %d problem(s); %d samples left:\n%s", text, count, len(self.pairs),
+                           "\n".join(f"  {path}: {why}" for path, why in self._problems))
+
+
+_REPORTED_SKIPS: set = set()
+
+
+def _same_shape(image: FileInfo, mask: FileInfo) -> bool:
+    """Whether a mask of another size has the image's aspect ratio (to within one pixel of rounding)."""
+    return abs(mask.width * image.height - mask.height * image.width) <= max(image.width, image.height,
+                                                                            mask.width, mask.height)
 
 
 def _num_classes(spec: SourceSpec, num_classes) -> int:

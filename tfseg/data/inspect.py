@@ -33,6 +33,8 @@ from tfseg.data.spec import parse_source
 from tfseg.errors import ConfigError, TfsegError
 
 FILE_KINDS = ("ph2", "mads", "folder")
+# Kinds whose opening checks the data and that can collect every problem instead of stopping at the first.
+CHECKED_KINDS = FILE_KINDS + ("tfrecord",)
 SPLITS = ("train", "val", "test")
 
 
@@ -62,9 +64,10 @@ def inspect_source(source, seed: int = 0, fractions=(0.7, 0.15, 0.15), skip_bad:
         src = source
     else:
         spec = parse_source(source)
-        if spec.kind in FILE_KINDS:
+        if spec.kind in CHECKED_KINDS:
             options["skip_bad"] = True  # collect every problem instead of stopping at them
-        with _quiet("tfseg.data.files"):  # the report lists the skipped samples itself
+        # The report lists the skipped samples itself.
+        with _quiet("tfseg.data.files"), _quiet("tfseg.data.tfrecord"):
             src = open_source(spec, **options)
     ids = src.ids()
     problems = list(src.problems())

@@ -13,7 +13,10 @@ convention: 0/1 for binary, class ids otherwise), ``height`` and ``width``
 (int64). Sample ``i`` of the source's sorted ids goes to shard ``i % N``, so
 reading the shards with a deterministic round-robin ``interleave`` gives the
 samples back in id order. ``manifest.json`` keeps the source text, the number
-of classes, the per-shard counts and the id -> group lists: the ``tfrecord:``
+of classes, each shard's sample count, size in bytes and SHA-256 (verified
+when the source is opened: a truncated, emptied or corrupted shard is named
+before training, or its samples are dropped with ``skip_bad``), and the
+id -> group lists: the ``tfrecord:``
 source splits by them, so train/val/test are the same as the original
 source's for the same seed and fractions.
 
@@ -27,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -199,7 +203,7 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
             "num_samples": len(ids),
             "num_classes": int(src.num_classes),
             "image_size": image_size,
-            "shards": [{"file": name, "num_samples": n} for name, n in zip(names, counts)],
+            "shards": [{"file": name, "num_samples": n, **shard_digest(tmp / name)} for name, n in zip(names, counts)],
             "ids": list(ids),
             "groups": groups,
             "skipped": [list(item) for item in getattr(src, "skipped", [])],
@@ -210,6 +214,55 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {**manifest, "path": str(out)}
+
+
+def shard_digest(path) -> Dict:
+    """``{"bytes": size, "sha256": hex digest}`` of one shard file (kept in the manifest, verified on open)."""
+    from tfseg import fileio
+
+    digest, size = hashlib.sha256(), 0
+    with fileio.open_file(str(path), "rb") as f:
+        for block in iter(lambda: f.read(4 * 2**20), b""):
+            digest.update(block)
+            size += len(block)
+    return {"bytes": size, "sha256": digest.hexdigest()}
+
+
+_VERIFIED: Dict[tuple, str] = {}
+
+
+def shard_problem(path: Path, shard: Dict) -> str:
+    """Why a shard differs from what the manifest recorded (``""`` when it is intact).
+
+    Manifests with ``bytes``/``sha256`` are checked by size, then by checksum
+    (once per process for an unchanged file); older ones by reading every
+    record (TFRecord's own CRCs) and counting them against ``num_samples``.
+    """
+    import tensorflow as tf
+
+    try:
+        stat = path.stat()
+    except OSError:
+        return "missing shard"
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, shard.get("sha256"))
+    if key in _VERIFIED:
+        return _VERIFIED[key]
+    if "sha256" in shard:
+        if stat.st_size != shard.get("bytes"):
+            why = f"damaged shard: {stat.st_size} bytes, the manifest says {shard.get('bytes')} (truncated or replaced)"
+        elif shard_digest(path)["sha256"] != shard["sha256"]:
+            why = "damaged shard: its checksum differs from the manifest's (corrupted)"
+        else:
+            why = ""
+    else:
+        try:
+            found = int(tf.data.TFRecordDataset(str(path)).reduce(0, lambda n, _: n + 1))
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as err:
+            return f"damaged shard: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        expected = shard.get("num_samples")
+        why = "" if found == expected else f"damaged shard: {found} records, the manifest says {expected}"
+    _VERIFIED[key] = why
+    return why
 
 
 def read_manifest(folder) -> Dict:
@@ -229,16 +282,25 @@ def read_manifest(folder) -> Dict:
         raise DataError(f"{path}: written by a newer tfseg (format_version {manifest['format_version']})")
     if len(manifest.get("ids", [])) != len(manifest.get("groups", [])):
         raise DataError(f"{path}: ids and groups differ in length")
+    shards = manifest.get("shards")
+    if (not isinstance(shards, list) or not shards
+            or sum(int(shard.get("num_samples", -1)) for shard in shards) != len(manifest["ids"])):
+        raise DataError(f"{path}: the per-shard sample counts do not add up to its {len(manifest['ids'])} ids")
     return manifest
 
 
 class TfrecordSource(Source):
     """``tfrecord:DIR``: shards written by :func:`write_shards`.
 
+    Every shard is verified when the source is opened (:func:`shard_problem`:
+    size and checksum against the manifest), so a truncated, empty or
+    corrupted shard stops a run before training, naming the shard.
+
     Args:
         spec: the parsed ``tfrecord:DIR``.
         num_classes: if given, must match the manifest's.
-        skip_bad: accepted for symmetry; bad samples were dropped when writing.
+        skip_bad: drop the samples of damaged or missing shards (listed in
+            :attr:`skipped`) instead of raising :class:`DataError`.
     """
 
     def __init__(self, spec: SourceSpec, num_classes: Optional[int] = None, skip_bad: bool = False):
@@ -249,15 +311,32 @@ class TfrecordSource(Source):
         if num_classes is not None and num_classes != self.num_classes:
             raise ConfigError(f"num_classes={num_classes!r}: {self.folder} holds {self.num_classes}-class masks")
         self.skipped = [tuple(item) for item in self.manifest.get("skipped", [])]
-        self.files = [self.folder / shard["file"] for shard in self.manifest["shards"]]
-        missing = [(str(f), "missing shard") for f in self.files if not f.is_file()]
-        if missing:
-            raise DataError(f"data source {spec.text!r}: {len(missing)} shard file(s) missing", missing)
-        self._groups = dict(zip(self.manifest["ids"], self.manifest["groups"]))
-        self._order = {sample_id: index for index, sample_id in enumerate(self.manifest["ids"])}
+        shards = self.manifest["shards"]
+        found = {index: shard_problem(self.folder / shard["file"], shard) for index, shard in enumerate(shards)}
+        bad = sorted(index for index, why in found.items() if why)
+        self._problems = [(str(self.folder / shards[i]["file"]), found[i]) for i in bad]
+        ids, groups = self.manifest["ids"], self.manifest["groups"]
+        if self._problems:
+            message = f"data source {spec.text!r}: {len(self._problems)} damaged or missing shard(s)"
+            if not skip_bad:
+                raise DataError(message + " (write them again with `tfseg prepare`, or drop their samples "
+                                "with --skip-bad)", self._problems)
+            if len(bad) == len(shards):
+                raise DataError(message + ": no usable samples left", self._problems)
+            self.skipped += [(str(self.folder / shards[i]["file"]),
+                              f"{found[i]} ({shards[i]['num_samples']} samples dropped)") for i in bad]
+        # Sample i was written to shard i % N (see write_shards).
+        keep = [i for i in range(len(ids)) if i % len(shards) not in bad]
+        self.files = [self.folder / shard["file"] for i, shard in enumerate(shards) if i not in bad]
+        self._groups = {ids[i]: groups[i] for i in keep}
+        self._order = {ids[i]: rank for rank, i in enumerate(keep)}
 
     def ids(self) -> List[str]:
         return sorted(self._groups)
+
+    def problems(self):
+        """Damaged or missing shards: ``[(shard path, why), ...]``."""
+        return list(self._problems)
 
     def group(self, sample_id: str) -> str:
         return self._groups[sample_id]
