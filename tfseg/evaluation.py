@@ -140,8 +140,12 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
         ``dice``/``iou`` are over all pixels of the split (as in training); ``per_image``
         summarises the per-image values (:func:`summarize_rows`).
 
+    When the model is a run's and the data, seed and fractions are the run's, the split is
+    compared with the run's ``splits.json`` first.
+
     Raises:
         ConfigError: an unknown split, no data source, or an empty split.
+        DataError: the run's split no longer matches its ``splits.json`` (lists the ids that moved).
         TfsegError: the model cannot be loaded.
     """
     from tfseg.data import load_dataset, open_source
@@ -164,7 +168,16 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     num_classes = int(model.outputs[0].shape[-1])
     if not getattr(model, "compiled", False):  # a bare model: score it, with no loss to report
         model.compile(metrics=default_metrics(num_classes))
-    ids = list(open_source(data).split_ids(split, seed=seed, fractions=fractions))
+    source = open_source(data)
+    ids = list(source.split_ids(split, seed=seed, fractions=fractions))
+    if run_config is not None and (str(data), seed, tuple(fractions)) == (
+        str(run_config.data), run_config.seed, tuple(run_config.split_fractions())
+    ):
+        # the run's own split: it must still be the one the run trained with (splits.json)
+        from tfseg.training.run_folder import check_stored_splits
+
+        every = {name: list(source.split_ids(name, seed=seed, fractions=fractions)) for name in SPLITS}
+        check_stored_splits(fileio.dirname(fileio.abspath(path)), every)
     if not ids:
         raise ConfigError(f"data {data}: the {split} split is empty")
     dataset = load_dataset(data, split=split, image_size=image_size, batch_size=batch_size, augment=False,

@@ -13,6 +13,7 @@ from tfseg.training.run_folder import (
     METRICS_FILE,
     MODEL_FILE,
     SPLITS_FILE,
+    check_stored_splits,
     run_dir_of,
     run_status,
     start_run_dir,
@@ -99,6 +100,8 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
         # skip_bad must reach the file sources, which check every file when opened
         source = open_dataset_source(config.data, image_size=config.image_size, skip_bad=config.skip_bad)
         ids = split_ids(source, config)
+        # a resumed run keeps the split it started with: stop if the data or the split rule moved ids
+        splits_stored = status == "resume" and check_stored_splits(run_dir, ids)
         num_classes = resolve_num_classes(source, None if config.num_classes == 1 else config.num_classes)
         datasets = {split: load_split(split, config, num_classes, strategy) for split in SPLITS}
         phases = remaining_phases(config, int(state.get("epoch", 0)))
@@ -107,7 +110,8 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
 
         log(distribute.describe(strategy, config.batch_size))
         start_run_dir(config, status, log)
-        fileio.write_json_atomic(fileio.join(run_dir, SPLITS_FILE), ids)
+        if not splits_stored:
+            fileio.write_json_atomic(fileio.join(run_dir, SPLITS_FILE), ids)
         done = int(state.get("epoch", 0))
         if status == "resume":
             log(f"{run_dir}: resuming after epoch {done} of {config.epochs}")

@@ -3,7 +3,8 @@
 RUN_DIR (``config.out``, default ``runs/<model>-<data kind>``, e.g. ``runs/unet-synthetic``)::
 
     config.json      every setting (``TrainConfig.to_json()``), enough to reproduce the run
-    splits.json      the sample ids of train/val/test
+    splits.json      the sample ids of train/val/test, written when the run starts; a resumed
+                     run and ``evaluate`` compare their split with it (never rewrite it)
     model.keras      best weights by validation Dice (written atomically)
     history.csv      one row per epoch (appended on resume)
     metrics.json     final scores and timings (see :func:`tfseg.training.train`)
@@ -21,11 +22,11 @@ from __future__ import annotations
 import csv
 import io
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from tfseg import fileio
-from tfseg.config import TrainConfig
-from tfseg.errors import ConfigError, TfsegError
+from tfseg.config import SPLITS, TrainConfig
+from tfseg.errors import ConfigError, DataError, TfsegError
 
 # Settings a resumed run may change: where it lives, how long it trains, whether it logs to TensorBoard.
 RESUMABLE_CHANGES = ("out", "epochs", "tensorboard")
@@ -147,3 +148,59 @@ def truncate_history(path: str, epochs: int) -> None:
     text = io.StringIO()
     csv.writer(text).writerows([header, *kept])
     fileio.write_text_atomic(path, text.getvalue())
+
+
+# At most this many moved ids are listed in the error (then a count of the rest).
+LISTED_SPLIT_CHANGES = 20
+
+
+def split_changes(stored: Dict[str, Any], ids: Dict[str, Any]) -> List[Tuple[str, str]]:
+    """``[(sample id, what changed), ...]`` between a stored ``splits.json`` and freshly computed ids.
+
+    Every id whose split differs is listed: moved (``"was test, now train"``), gone from the
+    data (``"was val, not in the data now"``) or new (``"new in the data, now train"``); sorted by id.
+    """
+    before = {sample_id: split for split in SPLITS for sample_id in stored.get(split, ())}
+    after = {sample_id: split for split in SPLITS for sample_id in ids.get(split, ())}
+    changes = []
+    for sample_id in sorted(set(before) | set(after)):
+        old, new = before.get(sample_id), after.get(sample_id)
+        if old == new:
+            continue
+        if old is None:
+            changes.append((sample_id, f"new in the data, now {new}"))
+        elif new is None:
+            changes.append((sample_id, f"was {old}, not in the data now"))
+        else:
+            changes.append((sample_id, f"was {old}, now {new}"))
+    return changes
+
+
+def check_stored_splits(run_dir: str, ids: Dict[str, Any]) -> bool:
+    """Compare ``ids`` with ``run_dir/splits.json`` (never rewriting it); ``False`` when there is none.
+
+    A run's splits are fixed when it starts: a resumed run or an evaluation that computed
+    other splits (the data or the split rule changed) would mix test images into training.
+
+    Raises:
+        DataError: the splits differ; lists the ids that moved (exit code 2).
+        TfsegError: ``splits.json`` is damaged.
+    """
+    path = fileio.join(run_dir, SPLITS_FILE)
+    stored = fileio.read_json(path)
+    if stored is None:
+        return False
+    if not isinstance(stored, dict) or not all(isinstance(stored.get(s), list) for s in SPLITS):
+        raise TfsegError(f"{path}: damaged (expected lists of ids for {', '.join(SPLITS)})")
+    changes = split_changes(stored, ids)
+    if changes:
+        listed = changes[:LISTED_SPLIT_CHANGES]
+        if len(changes) > len(listed):
+            listed.append(("...", f"and {len(changes) - len(listed)} more"))
+        raise DataError(
+            f"{path}: {len(changes)} sample(s) are not in the split this run used (the data or the split "
+            "rule changed); the stored split is kept. Train into a new folder (--out, or --force-new) "
+            "or restore the data",
+            listed,
+        )
+    return True
