@@ -213,3 +213,26 @@ def test_inspect_reports_every_damaged_shard_and_exits_2(shards, capsys):
     for name in ("data-00000-of-00003.tfrecord", "data-00002-of-00003.tfrecord"):
         assert f"{name}: damaged shard" in captured.out and name in captured.err
     assert "Traceback" not in captured.err
+
+
+# --------------------------------------------------------------------------- a whole training run
+
+@pytest.mark.slow
+def test_train_skip_bad_drops_a_damaged_png_from_every_split_and_reports_it_once(tmp_path, capsys, caplog):
+    import json
+
+    write_folder(tmp_path / "data", count=12, size=(32, 32))
+    damaged = tmp_path / "data" / "images" / "s03.png"
+    damaged.write_bytes(broken_zlib_png())
+    args = ["train", "--data", f"folder:{tmp_path / 'data'}", "--out", str(tmp_path / "run"), "--epochs", "1",
+            "--image-size", "32", "--batch-size", "4", "--base-filters", "4", "--depth", "2"]
+    assert main(args) == 2  # refused before training, naming the file
+    assert f"{damaged}: unreadable image (PNG pixel data is corrupted" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    with caplog.at_level(logging.WARNING, logger="tfseg.data.files"):
+        assert main(args + ["--skip-bad"]) == 0
+    assert caplog.text.count(str(damaged)) == 1
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())
+    assert sorted(sum(splits.values(), [])) == [f"s{i:02d}" for i in range(12) if i != 3]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["test"]["num_images"] == len(splits["test"])

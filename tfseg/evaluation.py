@@ -148,7 +148,8 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
         DataError: the run's split no longer matches its ``splits.json`` (lists the ids that moved).
         TfsegError: the model cannot be loaded.
     """
-    from tfseg.data import load_dataset, open_source
+    from tfseg.data import load_dataset
+    from tfseg.data.pipeline import open_dataset_source
     from tfseg.metrics import default_metrics
     from tfseg.saving import load_keras_model, locate_model
 
@@ -168,7 +169,8 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     num_classes = int(model.outputs[0].shape[-1])
     if not getattr(model, "compiled", False):  # a bare model: score it, with no loss to report
         model.compile(metrics=default_metrics(num_classes))
-    source = open_source(data)
+    # Opened once (listed and checked once), with the model's classes for the kinds that take them.
+    source = open_dataset_source(data, image_size=image_size, num_classes=num_classes if num_classes > 1 else None)
     ids = list(source.split_ids(split, seed=seed, fractions=fractions))
     if run_config is not None and (str(data), seed, tuple(fractions)) == (
         str(run_config.data), run_config.seed, tuple(run_config.split_fractions())
@@ -180,7 +182,7 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
         check_stored_splits(fileio.dirname(fileio.abspath(path)), every)
     if not ids:
         raise ConfigError(f"data {data}: the {split} split is empty")
-    dataset = load_dataset(data, split=split, image_size=image_size, batch_size=batch_size, augment=False,
+    dataset = load_dataset(source, split=split, image_size=image_size, batch_size=batch_size, augment=False,
                            shuffle=False, seed=seed, fractions=fractions, num_classes=num_classes)
     scores = {**evaluate_dataset(model, dataset), "num_images": len(ids)}
     rows, images, trues, preds = per_image_rows(model, dataset, ids, num_classes)

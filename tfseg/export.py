@@ -8,14 +8,17 @@ pixels (or encoded files) of any size and gets masks of that size back:
     ``probabilities`` float32 ``[batch, height, width, classes]`` and
     ``mask`` uint8 ``[batch, height, width]``.
 ``serving_bytes``
-    input ``image_bytes`` string ``[batch]`` of encoded PNG/JPEG/BMP/GIF (what
-    TF Serving's REST API receives as ``{"b64": ...}``) -> the same
+    input ``image_bytes`` string ``[batch]`` of encoded PNG/JPEG/BMP/GIF/WebP,
+    decoded as in training (:mod:`tfseg.data.decode`: 1/4/8-bit palette BMPs
+    included; what TF Serving's REST API receives as ``{"b64": ...}``) -> the same
     ``probabilities`` and ``mask`` at each image's original size, plus
     ``height`` and ``width`` int32 ``[batch]``. A dense batch tensor must be
     rectangular, so a batch of images of different sizes comes back padded to
     the largest height and width: image ``i`` is
     ``probabilities[i, :height[i], :width[i]]`` and the padding is 0 (mask 0).
     A batch of one (the usual REST request) is exactly the image's size.
+
+An empty batch sent to either signature returns empty outputs (batch 0).
 
 Inside the graph: ``x = resize_bilinear_antialiased(float32(images), model_size) / 255``,
 ``p = model(x)`` (cast to float32, so a ``mixed_float16`` model serves float32),
@@ -53,6 +56,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from tfseg.data.decode import decode_rgb
 from tfseg.errors import ConfigError, TfsegError
 from tfseg.metrics import probabilities_to_mask
 from tfseg.saving import model_input_size, model_num_classes
@@ -99,16 +103,30 @@ def serving_functions(model, threshold: float = 0.5) -> Dict[str, tuple]:
 
     def serve_images(images):
         height_width = tf.shape(images)[1:3]
-        probabilities = probabilities_at_model_size(preprocess(images, size))
-        probabilities = tf.image.resize(probabilities, height_width, method="bilinear")
+
+        def predict():
+            probabilities = probabilities_at_model_size(preprocess(images, size))
+            return tf.image.resize(probabilities, height_width, method="bilinear")
+
+        # An empty batch returns an empty result (the model itself cannot run on zero images).
+        probabilities = tf.cond(tf.shape(images)[0] > 0, predict,
+                                lambda: tf.zeros(tf.concat([[0], height_width, [num_classes]], 0), tf.float32))
         return {"probabilities": probabilities, "mask": probabilities_to_mask(probabilities, threshold)}
 
     def decode(data):
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
+        # The training pipeline's decoder: also 1/4/8-bit palette BMPs (tfseg.data.decode).
+        image = decode_rgb(data)
         return preprocess(image[tf.newaxis], size)[0], tf.shape(image)[:2]
 
     def serve_bytes(image_bytes):
+        return tf.cond(tf.size(image_bytes) > 0, lambda: serve_encoded(image_bytes), lambda: {
+            "probabilities": tf.zeros([0, 0, 0, num_classes], tf.float32),
+            "mask": tf.zeros([0, 0, 0], tf.uint8),
+            "height": tf.zeros([0], tf.int32),
+            "width": tf.zeros([0], tf.int32),
+        })
+
+    def serve_encoded(image_bytes):
         inputs, sizes = tf.map_fn(
             decode,
             image_bytes,

@@ -1,8 +1,8 @@
 """Predict masks for image files with a ``model.keras``, a SavedModel or a ``.tflite``.
 
 Every kind of model goes through the same steps as the SavedModel's serving
-graph (:mod:`tfseg.export`): decode with ``tf.io.decode_image`` (3 channels,
-uint8), resize bilinearly to the model's input size, scale to [0, 1], predict,
+graph (:mod:`tfseg.export`): decode as the training pipeline does (3 channels,
+uint8; :func:`tfseg.data.files.read_rgb`), resize bilinearly to the model's input size, scale to [0, 1], predict,
 resize the probabilities back to the image's own size (bilinear), threshold
 (binary) or argmax (multi-class). Images of different sizes share one batch.
 
@@ -29,7 +29,6 @@ from tfseg.saving import first_line as _first_line
 from tfseg.saving import latest_version, load_keras_model, model_input_size, model_num_classes, resolve_model_path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-_TF_DECODABLE = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
 class Predictor:
@@ -168,15 +167,15 @@ def list_images(inputs: Iterable[str]) -> List[str]:
 
 
 def read_image(path: str) -> np.ndarray:
-    """uint8 ``[h, w, 3]``: PNG/JPEG/BMP/GIF/WebP decoded as the ``serving_bytes`` graph does, TIFF via Pillow."""
-    if path.lower().endswith(_TF_DECODABLE):
-        with open(path, "rb") as handle:
-            data = handle.read()
-        return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False).numpy()
-    from PIL import Image
+    """uint8 ``[h, w, 3]``, decoded as the training pipeline does (:func:`tfseg.data.files.read_rgb`).
 
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+    PNG/JPEG/BMP/GIF/WebP go through the ``serving_bytes`` graph's decoder (palette and
+    1-bit BMPs included); what only Pillow reads the same as training (TIFF, CMYK JPEG...)
+    through Pillow.
+    """
+    from tfseg.data.files import read_rgb
+
+    return read_rgb(path)
 
 
 def image_problem(path: str) -> Optional[str]:

@@ -33,8 +33,8 @@ is logged once per process, however often the source is opened.
 Decoding (:meth:`FileSource.examples`) runs in ``Dataset.map(num_parallel_calls=AUTOTUNE)``
 with graph ops (:mod:`tfseg.data.decode`: ``tf.io.decode_image`` plus 1/4/8-bit
 palette BMPs) for PNG, JPEG, GIF and BMP. Files that TensorFlow cannot decode or
-would decode differently (TIFF, WebP, RLE BMP, palette/16-bit masks, GIF masks,
-CMYK JPEG) go through a Pillow fallback
+would decode differently (TIFF, WebP, RLE BMP, palette/16-bit masks, GIF masks)
+go through a Pillow fallback
 (``tf.numpy_function``) in a second branch; the two are merged back in the
 requested order with ``Dataset.choose_from_datasets``, so a folder without such
 files never touches Python while decoding.
@@ -42,7 +42,7 @@ files never touches Python while decoding.
 Pixel rules (one definition, used by both decoders):
 
 * image -> RGB uint8: grayscale is repeated to 3 channels, alpha is dropped,
-  palette images use their colours, 16-bit images are scaled to 8 bits.
+  palette images use their colours, 16-bit images keep their high byte.
 * mask -> one channel: grayscale as is; grayscale+alpha: the gray channel;
   RGB(A): the maximum over R, G, B (so "any channel > 127" is white); a mask
   drawn only in the alpha channel (colour the same everywhere, alpha varying):
@@ -83,6 +83,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -116,7 +117,8 @@ def rgb_array(image) -> np.ndarray:
     if image.mode.startswith("I") or image.mode == "F":
         values = np.asarray(image)
         if values.max(initial=0) > 255:
-            values = values / 257.0
+            # The high byte, as TensorFlow's PNG decoder (training and serving) does for 16-bit PNGs.
+            values = values // 256 if image.mode.startswith("I") else values / 257.0
         gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=-1)
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
@@ -209,10 +211,13 @@ class FileInfo:
 _INFO_CACHE: Dict[Tuple[str, int, int, bool], FileInfo] = {}
 
 
-def _bmp_header(path: Path) -> Optional[Tuple[int, int, int, int, int, int]]:
-    """``(pixel offset, header size, width, height, bits, compression)`` of a BMP, None if too short."""
-    with open(path, "rb") as f:
-        header = f.read(34)
+def _bmp_header(path) -> Optional[Tuple[int, int, int, int, int, int]]:
+    """``(pixel offset, header size, width, height, bits, compression)`` of a BMP (a path or its bytes)."""
+    if isinstance(path, bytes):
+        header = path[:34]
+    else:
+        with open(path, "rb") as f:
+            header = f.read(34)
     if len(header) < 34:
         return None
     offset, dib_size, width, height, _, bits, compression = struct.unpack_from("<IIiiHHI", header, 10)
@@ -234,12 +239,37 @@ def _graph_decodable(path: Path, fmt: str, mode: str, is_mask: bool) -> bool:
         # TF decodes palette PNGs to colours and scales 16-bit to 8 bits: fine for images, not for masks.
         return not (is_mask and (mode in ("P", "PA", "F") or mode.startswith("I")))
     if fmt == "JPEG":
-        return mode in ("L", "RGB")
+        # CMYK too: the serving graph can only use TensorFlow's conversion, so training uses it as well.
+        return mode in ("L", "RGB", "CMYK")
     if fmt == "GIF":
         return not is_mask
     if fmt == "BMP":
         return _bmp_graph_decodable(path, is_mask, mode)
     return False
+
+
+def read_rgb(path) -> np.ndarray:
+    """An image file as the training pipeline reads it: RGB uint8 ``[H, W, 3]`` (for ``tfseg predict``).
+
+    The graph decoder (:func:`tfseg.data.decode.decode_rgb`, as in the serving
+    graph) where it gives the same pixels as :func:`rgb_array`, else Pillow:
+    so every file training accepts (TIFF, WebP, palette and 1-bit BMP, CMYK
+    JPEG, 16-bit PNG...) is read, and read the same way.
+
+    Raises:
+        OSError, ValueError, tf.errors.OpError: the file cannot be decoded.
+    """
+    from PIL import Image
+
+    from tfseg import fileio
+
+    data = fileio.read_bytes(path)
+    with Image.open(io.BytesIO(data)) as image:
+        if not _graph_decodable(data, image.format or "", image.mode, False):
+            return rgb_array(image)
+    from tfseg.data.decode import decode_rgb
+
+    return decode_rgb(data).numpy()
 
 
 # Adam7 passes: (first column, first row, column step, row step).
@@ -499,6 +529,8 @@ class FileSource(Source):
         warnings: ``[(path, what), ...]`` that do not stop a run.
         pairs: ``{id: Pair}`` of the usable samples, with what the check found.
     """
+
+    checked = True
 
     def __init__(self, spec: SourceSpec, num_classes: Optional[int] = None, skip_bad: bool = False,
                  mask_threshold: Optional[int] = None):

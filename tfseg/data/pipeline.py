@@ -77,7 +77,8 @@ def load_dataset(
         num_classes: ``None`` = the source's; 1 gives binary float masks,
             more gives int32 class ids.
         repeat: repeat forever (for ``steps_per_epoch``); batches then span epochs.
-        skip_bad: drop samples that fail to decode instead of stopping.
+        skip_bad: drop samples that fail to decode instead of stopping (sources checked
+            when opened, ``checked = True``, drop them there and list them).
         drop_remainder: drop the last incomplete batch (static batch size).
         **source_options: passed to the source's opener (e.g. ``seed`` of ``synthetic``).
 
@@ -114,8 +115,12 @@ def load_dataset(
         return resize_example(example["image"], mask, size, classes)
 
     ds = opened.examples(ids).map(resized, num_parallel_calls=tf.data.AUTOTUNE)
-    if skip_bad:
-        ds = ds.ignore_errors(log_warning=True)
+    if skip_bad and not getattr(opened, "checked", False):
+        ds = ds.ignore_errors(log_warning=True)  # a source not checked up front drops what fails here
+    else:
+        # Every listed sample is known to decode: say how many, so that Keras counts the steps of an epoch
+        # (no "Your input ran out of data" warning) and a sample that went missing is an error, not a silent loss.
+        ds = ds.apply(tf.data.experimental.assert_cardinality(len(ids)))
     sample_bytes = size[0] * size[1] * (3 + _mask_dtype(classes).size)
     if use_memory_cache(cache, len(ids) * sample_bytes, f"{opened.spec.text} {split}"):
         ds = ds.cache()

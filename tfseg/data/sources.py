@@ -24,10 +24,14 @@ class Source(abc.ABC):
         spec: the parsed SOURCE.
         num_classes: 1 for binary masks (values {0,1}), else the number of classes
             (mask values are class ids ``0..num_classes-1``).
+        checked: True when opening the source proved that every listed sample
+            decodes (bad ones are refused or, with ``skip_bad``, left out of :meth:`ids`).
     """
 
     spec: SourceSpec
     num_classes: int = 1
+    # True when opening proves every listed sample decodes (file sources, TFRecord shards).
+    checked: bool = False
 
     @abc.abstractmethod
     def ids(self) -> List[str]:

@@ -303,6 +303,8 @@ class TfrecordSource(Source):
             :attr:`skipped`) instead of raising :class:`DataError`.
     """
 
+    checked = True
+
     def __init__(self, spec: SourceSpec, num_classes: Optional[int] = None, skip_bad: bool = False):
         self.spec = spec
         self.folder = Path(spec.path).expanduser()

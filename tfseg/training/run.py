@@ -103,7 +103,8 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
         # a resumed run keeps the split it started with: stop if the data or the split rule moved ids
         splits_stored = status == "resume" and check_stored_splits(run_dir, ids)
         num_classes = resolve_num_classes(source, None if config.num_classes == 1 else config.num_classes)
-        datasets = {split: load_split(split, config, num_classes, strategy) for split in SPLITS}
+        # The opened source for every split: one listing and one check (and one skip-bad report).
+        datasets = {split: load_split(split, config, num_classes, strategy, source) for split in SPLITS}
         phases = remaining_phases(config, int(state.get("epoch", 0)))
         with strategy.scope():  # built now: a bad model option fails before RUN_DIR is touched
             model = build_compiled_model(config, num_classes, phases[0]) if phases else None
@@ -173,18 +174,19 @@ def split_ids(source, config: TrainConfig) -> Dict[str, List[str]]:
     return ids
 
 
-def load_split(split: str, config: TrainConfig, num_classes: int, strategy=None):
+def load_split(split: str, config: TrainConfig, num_classes: int, strategy=None, source=None):
     """The batched ``tf.data.Dataset`` of one split (augmented and shuffled for ``train`` only).
 
     Under ``strategy`` it yields global batches (``batch_size`` x replicas) and carries
-    the auto-shard policy of :func:`tfseg.distribute.auto_shard_policy`.
+    the auto-shard policy of :func:`tfseg.distribute.auto_shard_policy`. ``source``: the
+    already opened source of ``config.data`` (default: open it).
     """
     from tfseg.data import load_dataset
     from tfseg.distribute import pipeline_options, sharded
 
     train_split = split == "train"
     dataset = load_dataset(
-        config.data,
+        config.data if source is None else source,
         split=split,
         image_size=config.image_size,
         augment=config.augment and train_split,
