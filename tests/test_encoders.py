@@ -97,9 +97,12 @@ def test_encoder_unet_shapes(encoder, size):
     assert model.input.name == "images" and model.layers[-1].name == "probabilities"
     feature_sizes = [tuple(t.shape[1:3]) for t in get_encoder(model).outputs]
     assert feature_sizes == [(size // s, size // s) for s in encoders.STRIDES]
-    output = keras.ops.convert_to_numpy(model(random_images(1, size, size)))
-    assert output.shape == (1, size, size, 1) and output.dtype == np.float32
-    assert 0.0 <= output.min() and output.max() <= 1.0
+    images = random_images(2, size, size)
+    output = keras.ops.convert_to_numpy(model(images))
+    assert output.shape == (2, size, size, 1) and output.dtype == np.float32
+    # each image's answer is its own and depends on its pixels (not only the shape is right)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(images[1:])), output[1:], atol=1e-5)
+    assert output.std(axis=(1, 2)).min() > 1e-6 and np.abs(output[0] - output[1]).max() > 1e-6
 
 
 @pytest.mark.parametrize("encoder", ["resnet50", "mobilenetv2"])

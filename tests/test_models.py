@@ -49,11 +49,22 @@ def test_output_shape_and_range(name, options, image_size, num_classes):
     assert model.input.name == "images" and model.input.shape == (None, height, width, 3)
     assert model.output_shape == (None, height, width, num_classes)
     assert model.layers[-1].name == "probabilities"
-    probabilities = np.asarray(model(random_images(2, height, width), training=False))
+    images = random_images(2, height, width)
+    probabilities = np.asarray(model(images, training=False))
     assert probabilities.dtype == np.float32
-    assert probabilities.min() >= 0.0 and probabilities.max() <= 1.0
+    assert_values_are_per_image_and_depend_on_the_pixels(model, images, probabilities)
     if num_classes > 1:
         np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+
+
+def assert_values_are_per_image_and_depend_on_the_pixels(model, images, probabilities):
+    """Value checks beyond the shape: each image's answer is its own, and it depends on the image."""
+    # inference must not mix images of a batch (e.g. batch statistics used in inference)
+    alone = np.asarray(model(images[1:2], training=False))
+    np.testing.assert_allclose(alone[0], probabilities[1], atol=1e-5)
+    # a model ignoring its input (a dead skip, zeroed activations) gives one value everywhere
+    assert probabilities.std(axis=(1, 2)).min() > 1e-6
+    assert np.abs(probabilities[0] - probabilities[1]).max() > 1e-6
 
 
 @pytest.mark.parametrize("name,options", MODELS, ids=MODEL_IDS)

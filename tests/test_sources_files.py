@@ -2,6 +2,7 @@
 
 import io
 import logging
+import re
 import shutil
 
 import numpy as np
@@ -50,7 +51,9 @@ def test_mads_group_pattern_option_overrides_the_rule(tmp_path):
     write_mads(tmp_path, nested=False)
     by_activity = open_source(f"mads:{tmp_path}", group_pattern=r"([A-Za-z]+)_")
     assert by_activity.group("Taichi_S5_C2_00585") == "Taichi"
-    assert MADS_GROUP_PATTERN  # the documented default exists
+    # the documented default: camera and frame number stripped
+    assert re.match(MADS_GROUP_PATTERN, "Taichi_S5_C2_00585").group(1) == "Taichi_S5"
+    assert re.match(MADS_GROUP_PATTERN, "Kata_F1-0042").group(1) == "Kata_F1"
     with pytest.raises(ConfigError, match="group_pattern"):
         open_source(f"mads:{tmp_path}", group_pattern="(")
 

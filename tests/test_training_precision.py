@@ -10,8 +10,13 @@ from tfseg.errors import ConfigError
 from tfseg.precision import gpu_visible, precision_policy, resolve_precision
 
 
-def test_auto_is_mixed_float16_on_a_gpu_and_float32_otherwise():
-    assert resolve_precision("auto") == ("mixed_float16" if gpu_visible() else "float32")
+def test_auto_is_mixed_float16_on_a_gpu_and_float32_otherwise(monkeypatch):
+    from tfseg import precision
+
+    monkeypatch.setattr(precision, "gpu_visible", lambda: True)
+    assert resolve_precision("auto") == "mixed_float16"
+    monkeypatch.setattr(precision, "gpu_visible", lambda: False)
+    assert resolve_precision("auto") == "float32"
     for name in ("float32", "mixed_float16", "mixed_bfloat16"):
         assert resolve_precision(name) == name
 
