@@ -148,7 +148,7 @@ IMPORTS_WITHOUT_TENSORFLOW = textwrap.dedent(
 @needs_jax
 def test_keras_only_modules_do_not_import_tensorflow():
     # With the TensorFlow backend keras itself imports TF, so check under JAX.
-    modules = ["tfseg", "tfseg.layers", "tfseg.models", "tfseg.losses", "tfseg.metrics"]
+    modules = ["tfseg", "tfseg.layers", "tfseg.models", "tfseg.losses", "tfseg.metrics", "tfseg.tiling"]
     importers = json.loads(run_python(IMPORTS_WITHOUT_TENSORFLOW, "jax", *modules).strip().splitlines()[-1])
     assert importers == [], f"importing {importers[0]} imported tensorflow"
 
