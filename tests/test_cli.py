@@ -134,3 +134,17 @@ def test_bad_value_in_a_real_process_is_one_line_without_traceback(tmp_path):
     ours = "\n".join(line for line in result.stderr.splitlines() if not TF_NATIVE_LOG.match(line))
     assert_one_line_error(result.returncode, ours, "nope:x")
     assert not os.path.exists(tmp_path / "r")
+
+
+def test_library_parameter_names_become_the_verbs_flags():
+    import argparse
+
+    from tfseg.cli import as_flags
+
+    args = argparse.Namespace(image_size=7, data="folder:skin", upsampling="nearest", augment=True)
+    assert as_flags("image_size 7: unet needs a multiple of 16", args) == "--image-size 7: unet needs a multiple of 16"
+    assert as_flags("upsampling 'nearest': choose one of", args) == "--upsampling 'nearest': choose one of"
+    assert as_flags("data folder:skin: the val split is empty", args).startswith("--data folder:skin:")
+    # not a parameter followed by its value: left as it is
+    assert as_flags("data source 'folder:skin': 2 problem(s)", args) == "data source 'folder:skin': 2 problem(s)"
+    assert as_flags("depth 3: must be", args) == "depth 3: must be"  # not an argument of this verb

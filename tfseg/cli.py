@@ -48,6 +48,21 @@ def _quiet_tensorflow():
     import_quietly("tensorflow")
 
 
+def as_flags(message: str, args) -> str:
+    """A library message that starts with a parameter and its value, shown with the verb's flag.
+
+    ``image_size 7: ...`` -> ``--image-size 7: ...`` when ``image_size`` is an argument of
+    the verb and 7 its value (so ``data source 'x': ...`` stays as it is).
+    """
+    name, _, rest = message.partition(" ")
+    value = vars(args).get(name) if name.isidentifier() else None
+    if value is None or isinstance(value, bool):
+        return message
+    if rest.startswith((str(value), repr(value))):
+        return f"--{name.replace('_', '-')} {rest}"
+    return message
+
+
 def main(argv=None) -> int:
     _quiet_tensorflow()
     parser = build_parser()
@@ -58,7 +73,7 @@ def main(argv=None) -> int:
         code = args.run(args)
         return 0 if code is None else int(code)
     except TfsegError as err:
-        print(f"tfseg {args.verb}: error: {err}", file=sys.stderr)
+        print(f"tfseg {args.verb}: error: {as_flags(str(err), args)}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print(f"tfseg {args.verb}: interrupted", file=sys.stderr)

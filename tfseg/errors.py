@@ -3,6 +3,10 @@
 Anything a user can cause (a wrong path, a corrupt file, a bad option value)
 raises :class:`TfsegError` with one line that names the file or value and what
 is wrong. The CLI prints it on stderr and exits with code 2, with no traceback.
+
+Messages about a setting start with the Python parameter name and the value
+(``image_size 7: must be a multiple of 16``); the CLI shows the parameter as its
+flag (``--image-size 7: ...``). Library code never speaks of flags.
 """
 
 
@@ -12,7 +16,7 @@ class TfsegError(Exception):
     exit_code = 2
 
 
-class DataError(TfsegError):
+class DataError(TfsegError, ValueError):
     """Bad data: lists every offending file, not only the first.
 
     Args:
@@ -28,5 +32,5 @@ class DataError(TfsegError):
         super().__init__(text)
 
 
-class ConfigError(TfsegError):
+class ConfigError(TfsegError, ValueError):
     """A setting that cannot work (unknown name, out-of-range value, changed run config)."""
