@@ -137,11 +137,13 @@ def test_build_model_names_and_train_config_options():
     assert deeplab.name == "deeplabv3plus_mobilenetv2"
     # What tfseg train passes: the U-Net options of TrainConfig plus encoder settings.
     config = TrainConfig(model="unet", encoder="mobilenetv2", base_filters=4, image_size=64)
-    unet = tfseg.models.build_model("unet", image_size=64, **config.model_options())
+    accepted = tfseg.models.accepted_options("unet", **config.model_options())
+    unet = tfseg.models.build_model("unet", image_size=64, **config.model_options(accepted))
     assert get_encoder(unet).name == "encoder"
     assert unet.get_layer("decoder5_2_conv").filters == 4  # base_filters * 1 at full size
     config = TrainConfig(model="deeplabv3plus", encoder="mobilenetv2", image_size=64)
-    assert tfseg.models.build_model("deeplabv3plus", image_size=64, **config.model_options()).output.shape[-1] == 1
+    options = config.model_options(tfseg.models.accepted_options("deeplabv3plus"))
+    assert tfseg.models.build_model("deeplabv3plus", image_size=64, **options).output.shape[-1] == 1
 
 
 # --- serialization and export --------------------------------------------------
@@ -297,11 +299,11 @@ def test_missing_imagenet_weights_offline_names_the_file(encoder, tmp_path, monk
 
 @pytest.mark.filterwarnings("ignore:Skipping nested container")  # keras, loading the wrong file
 def test_user_mistakes_raise_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="--image-size 100: .*multiple of 32"):
+    with pytest.raises(ConfigError, match="image_size 100: .*multiple of 32"):
         tiny_unet("mobilenetv2", 100)
-    with pytest.raises(ConfigError, match="--image-size 40: .*multiple of 16"):
+    with pytest.raises(ConfigError, match="image_size 40: .*multiple of 16"):
         tiny_deeplab("mobilenetv2", 40)
-    with pytest.raises(ConfigError, match="--encoder 'vgg99': unknown encoder; choose one of .*mobilenetv2"):
+    with pytest.raises(ConfigError, match="encoder 'vgg99': unknown encoder; choose one of .*mobilenetv2"):
         tiny_unet("vgg99")
     with pytest.raises(ConfigError, match="no such file"):
         tiny_unet("mobilenetv2", encoder_weights=str(tmp_path / "missing.h5"))

@@ -10,6 +10,7 @@ import keras
 
 from tfseg.errors import ConfigError
 from tfseg.layers import MaxUnpooling2D
+import tfseg.models
 from tfseg.models import available_models, build_model
 
 TINY = dict(base_filters=4)  # depth 4 (the default) with 4..64 channels: fast on CPU
@@ -145,15 +146,15 @@ def test_tiny_fit_lowers_the_loss(name, options):
 @pytest.mark.parametrize(
     "options,message",
     [
-        ({"image_size": 40}, r"--image-size 40: unet needs a multiple of 16 \(2\*\*depth\); try 32 or 48"),
-        ({"image_size": (64, 76), "depth": 3}, "--image-size 76: unet needs a multiple of 8"),
-        ({"image_size": "big"}, "--image-size 'big'"),
-        ({"depth": 0}, "--depth 0: must be a positive integer"),
-        ({"num_classes": 0}, "--num-classes 0"),
-        ({"dropout": 1.0}, r"--dropout 1\.0: must be in \[0, 1\)"),
-        ({"upsampling": "nearest"}, "--upsampling 'nearest': choose one of transpose, bilinear"),
+        ({"image_size": 40}, r"image_size 40: unet needs a multiple of 16 \(2\*\*depth\); try 32 or 48"),
+        ({"image_size": (64, 76), "depth": 3}, "image_size 76: unet needs a multiple of 8"),
+        ({"image_size": "big"}, "image_size 'big'"),
+        ({"depth": 0}, "depth 0: must be a positive integer"),
+        ({"num_classes": 0}, "num_classes 0"),
+        ({"dropout": 1.0}, r"dropout 1\.0: must be in \[0, 1\)"),
+        ({"upsampling": "nearest"}, "upsampling 'nearest': choose one of transpose, bilinear"),
         ({"filters": 8}, "unet: unknown option 'filters'"),
-        ({"encoder_weights": "imagenet"}, "only used with --encoder"),
+        ({"encoder_weights": "imagenet"}, "only used with encoder"),
     ],
 )
 def test_bad_unet_settings_raise_one_line_config_error(options, message):
@@ -165,10 +166,10 @@ def test_bad_unet_settings_raise_one_line_config_error(options, message):
 @pytest.mark.parametrize(
     "name,options,message",
     [
-        ("segnet", {"image_size": 100}, "--image-size 100: segnet needs a multiple of 16"),
-        ("segnet", {"variant": "paper"}, "--variant 'paper': choose one of indices, simple"),
+        ("segnet", {"image_size": 100}, "image_size 100: segnet needs a multiple of 16"),
+        ("segnet", {"variant": "paper"}, "variant 'paper': choose one of indices, simple"),
         ("segnet", {"filters": 8}, "segnet: unknown option 'filters'"),
-        ("vgg", {}, "--model 'vgg': unknown model"),
+        ("vgg", {}, "model 'vgg': unknown model"),
     ],
 )
 def test_bad_model_settings_raise_config_error(name, options, message):
@@ -180,9 +181,31 @@ def test_bad_model_settings_raise_config_error(name, options, message):
 def test_builds_from_train_config_model_options(name):
     from tfseg.config import TrainConfig
 
-    options = TrainConfig(model=name, base_filters=4, depth=3).model_options()
+    config = TrainConfig(model=name, base_filters=4, depth=3)
+    options = config.model_options(tfseg.models.accepted_options(name, **config.model_options()))
     model = build_model(name, image_size=32, num_classes=2, **options)
     assert model.output_shape == (None, 32, 32, 2)
+
+
+@pytest.mark.parametrize("name, option, value", [
+    ("segnet", "upsampling", "bilinear"),
+    ("deeplabv3plus", "base_filters", 4),
+    ("deeplabv3plus", "depth", 3),
+    ("deeplabv3plus", "upsampling", "bilinear"),
+])
+def test_a_model_refuses_an_option_it_does_not_take(name, option, value):
+    with pytest.raises(ConfigError, match=f"{name}: unknown option '{option}'"):
+        build_model(name, image_size=64, **{option: value})
+
+
+def test_train_config_passes_a_foreign_option_only_when_it_was_set():
+    from tfseg.config import TrainConfig
+
+    accepted = tfseg.models.accepted_options("segnet")
+    assert "upsampling" not in TrainConfig(model="segnet").model_options(accepted)
+    assert TrainConfig(model="segnet", upsampling="bilinear").model_options(accepted)["upsampling"] == "bilinear"
+    with_encoder = tfseg.models.accepted_options("unet", encoder="mobilenetv2")
+    assert "depth" not in with_encoder and "base_filters" in with_encoder
 
 
 def test_encoder_option_delegates_to_encoder_unet(monkeypatch):

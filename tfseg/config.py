@@ -112,33 +112,33 @@ class TrainConfig:
         source its paths.
         """
         for option in dataclasses.fields(self):
-            value, flag = getattr(self, option.name), flag_name(option.name)
+            value, flag = getattr(self, option.name), option.name
             choices = option.metadata.get("choices")
             if choices is not None and value not in choices:
                 raise ConfigError(f"{flag} {value!r}: choose one of {', '.join(choices)}")
         for name in ("image_size", "batch_size", "epochs", "base_filters", "depth", "num_classes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{flag_name(name)} {value!r}: must be a positive integer")
+                raise ConfigError(f"{name} {value!r}: must be a positive integer")
         for name in ("patience", "freeze_encoder_epochs", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{flag_name(name)} {value!r}: must be a non-negative integer")
+                raise ConfigError(f"{name} {value!r}: must be a non-negative integer")
         if self.steps_per_epoch is not None and (not isinstance(self.steps_per_epoch, int)
                                                  or self.steps_per_epoch < 1):
-            raise ConfigError(f"--steps-per-epoch {self.steps_per_epoch!r}: must be a positive integer")
+            raise ConfigError(f"steps_per_epoch {self.steps_per_epoch!r}: must be a positive integer")
         if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"--dropout {self.dropout!r}: must be in [0, 1)")
+            raise ConfigError(f"dropout {self.dropout!r}: must be in [0, 1)")
         if not (0.0 < self.val_fraction < 1.0 and 0.0 < self.test_fraction < 1.0
                 and self.val_fraction + self.test_fraction < 1.0):
             raise ConfigError(
-                f"--val-fraction {self.val_fraction!r} / --test-fraction {self.test_fraction!r}: "
+                f"val_fraction {self.val_fraction!r} / test_fraction {self.test_fraction!r}: "
                 "each in (0, 1) and their sum below 1"
             )
         if not self.learning_rate > 0:
-            raise ConfigError(f"--learning-rate {self.learning_rate!r}: must be positive")
+            raise ConfigError(f"learning_rate {self.learning_rate!r}: must be positive")
         if self.freeze_encoder_epochs and not self.encoder and self.model == "unet":
-            raise ConfigError("--freeze-encoder-epochs: needs a pretrained --encoder")
+            raise ConfigError("freeze_encoder_epochs: needs a pretrained --encoder")
 
     # --- conversions -----------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -155,8 +155,16 @@ class TrainConfig:
             raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**values)
 
-    def model_options(self) -> Dict[str, Any]:
-        """Keyword arguments for :func:`tfseg.models.build_model`."""
+    def model_options(self, accepted=None) -> Dict[str, Any]:
+        """Keyword arguments for :func:`tfseg.models.build_model`.
+
+        Args:
+            accepted: the option names the model takes
+                (:func:`tfseg.models.accepted_options`); ``None`` = all. An option the model
+                does not take is left out while it has its default, and passed (so that the
+                builder refuses it, naming it) when it was set to something else: ``--model
+                segnet --upsampling bilinear`` is an error, not silently ignored.
+        """
         options = dict(
             base_filters=self.base_filters,
             depth=self.depth,
@@ -169,7 +177,11 @@ class TrainConfig:
         if self.encoder:
             options["encoder"] = self.encoder
             options["encoder_weights"] = self.encoder_weights
-        return options
+        if accepted is None:
+            return options
+        defaults = TrainConfig.__dataclass_fields__
+        return {name: value for name, value in options.items()
+                if name in accepted or value != defaults[name].default}
 
     def split_fractions(self) -> Tuple[float, float, float]:
         """(train, val, test) fractions."""

@@ -22,13 +22,10 @@ from tfseg.models.registry import available_models, get_builder, register_model
 from tfseg.models.segnet import build_segnet
 from tfseg.models.unet import build_plain_unet, build_unet
 
-try:  # DeepLabV3+ registers itself; an install without that module still has the others
-    import tfseg.models.deeplab  # noqa: F401
-except ModuleNotFoundError as error:
-    if error.name != "tfseg.models.deeplab":
-        raise
+import tfseg.models.deeplab  # noqa: F401,E402 - registers itself
 
 __all__ = [
+    "accepted_options",
     "available_models",
     "build_model",
     "build_plain_unet",
@@ -60,3 +57,15 @@ def build_model(name, image_size=256, num_classes=1, **options):
     if not takes_any:  # builders with **options check them themselves
         check_options(str(name).lower(), options, option_names(builder))
     return builder(image_size=image_size, num_classes=num_classes, **options)
+
+
+def accepted_options(name, **options):
+    """The option names model ``name`` takes (given ``options``: ``unet`` with ``encoder`` takes others).
+
+    Example:
+        >>> sorted(accepted_options("segnet"))
+        ['base_filters', 'batch_norm', 'depth', 'dropout', 'variant']
+    """
+    builder = get_builder(name)
+    hook = getattr(builder, "accepted_options", None)
+    return tuple(hook(**options)) if hook else tuple(option_names(builder))

@@ -16,11 +16,28 @@ from keras import layers
 from tfseg.errors import ConfigError
 from tfseg.layers import BatchNorm
 
-UPSAMPLING = ("transpose", "bilinear")
+from tfseg.config import UPSAMPLINGS  # noqa: E402
+
+
+def conv_bn_relu(x, filters, *, kernel_size=3, dilation_rate=1, batch_norm=True, name="conv", suffix=""):
+    """Conv (no bias when BatchNorm follows) -> (BatchNorm) -> ReLU: the one convolution unit of every model.
+
+    Layers are named ``{name}_conv{suffix}``, ``{name}_bn{suffix}``, ``{name}_relu{suffix}``.
+
+    Returns:
+        ``[B, H, W, filters]`` (``padding="same"``).
+    """
+    x = layers.Conv2D(
+        filters, kernel_size, padding="same", dilation_rate=dilation_rate, use_bias=not batch_norm,
+        kernel_initializer="he_normal", name=f"{name}_conv{suffix}",
+    )(x)
+    if batch_norm:
+        x = BatchNorm(name=f"{name}_bn{suffix}")(x)
+    return layers.Activation("relu", name=f"{name}_relu{suffix}")(x)
 
 
 def conv_block(x, filters, *, convs=2, batch_norm=True, dropout=0.0, name="block"):
-    """``convs`` x [Conv3x3 -> (BatchNorm) -> ReLU], then SpatialDropout2D if ``dropout``.
+    """``convs`` x :func:`conv_bn_relu` (3x3), then SpatialDropout2D if ``dropout``.
 
     Args:
         x: feature map ``[B, H, W, C]``.
@@ -35,13 +52,7 @@ def conv_block(x, filters, *, convs=2, batch_norm=True, dropout=0.0, name="block
         ``[B, H, W, filters]``.
     """
     for i in range(1, convs + 1):
-        x = layers.Conv2D(
-            filters, 3, padding="same", use_bias=not batch_norm,
-            kernel_initializer="he_normal", name=f"{name}_conv{i}",
-        )(x)
-        if batch_norm:
-            x = BatchNorm(name=f"{name}_bn{i}")(x)
-        x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
+        x = conv_bn_relu(x, filters, batch_norm=batch_norm, name=name, suffix=str(i))
     if dropout:
         x = layers.SpatialDropout2D(dropout, name=f"{name}_dropout")(x)
     return x
@@ -81,15 +92,21 @@ def decoder_block(x, skip, filters, *, upsampling="transpose", batch_norm=True, 
     return conv_block(x, filters, batch_norm=batch_norm, dropout=dropout, name=name)
 
 
-def output_head(x, num_classes=1, name="probabilities"):
+def output_head(x, num_classes=1, name="probabilities", upsample=1):
     """1x1 convolution to ``num_classes`` logits, then the probabilities in float32.
 
     Sigmoid for one class (``[B, H, W, 1]``, P(foreground)), softmax over the last axis
     otherwise (``[B, H, W, num_classes]``, sums to 1). The activation layer has
     ``dtype="float32"`` so the output is float32 under a ``mixed_float16`` or
     ``mixed_bfloat16`` policy too (keeps losses and thresholds out of half precision).
+    ``upsample > 1`` resizes the logits bilinearly by that factor first (DeepLabV3+'s
+    stride-4 decoder).
     """
-    logits = layers.Conv2D(num_classes, 1, name="logits")(x)
+    if upsample == 1:
+        logits = layers.Conv2D(num_classes, 1, name="logits")(x)
+    else:
+        logits = layers.Conv2D(num_classes, 1, name=f"logits_stride{upsample}")(x)
+        logits = layers.UpSampling2D(upsample, interpolation="bilinear", name="logits_up")(logits)
     activation = "sigmoid" if num_classes == 1 else "softmax"
     return layers.Activation(activation, dtype="float32", name=name)(logits)
 
@@ -110,14 +127,14 @@ def image_shape(image_size: Union[int, Iterable[int]], multiple: int, model: str
         except TypeError:
             sizes = ()
         if len(sizes) != 2 or not all(_is_count(size) for size in sizes):
-            raise ConfigError(f"--image-size {image_size!r}: expected a positive integer or (height, width)")
+            raise ConfigError(f"image_size {image_size!r}: expected a positive integer or (height, width)")
         sizes = tuple(int(size) for size in sizes)
     for size in sizes:
         if size % multiple:
             lower = size // multiple * multiple
             nearest = " or ".join(str(n) for n in (lower, lower + multiple) if n > 0)
             raise ConfigError(
-                f"--image-size {size}: {model} needs a multiple of {multiple} (2**depth); try {nearest}"
+                f"image_size {size}: {model} needs a multiple of {multiple} (2**depth); try {nearest}"
             )
     return sizes
 
@@ -130,11 +147,11 @@ def check_choice(option: str, value, choices) -> None:
 
 def check_common(num_classes, depth, base_filters, dropout) -> None:
     """ConfigError for a non-positive count or a dropout rate outside [0, 1)."""
-    for flag, value in (("--num-classes", num_classes), ("--depth", depth), ("--base-filters", base_filters)):
+    for flag, value in (("num_classes", num_classes), ("depth", depth), ("base_filters", base_filters)):
         if not _is_count(value):
             raise ConfigError(f"{flag} {value!r}: must be a positive integer")
     if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"--dropout {dropout!r}: must be in [0, 1)")
+        raise ConfigError(f"dropout {dropout!r}: must be in [0, 1)")
 
 
 def check_options(model: str, options, known) -> None:

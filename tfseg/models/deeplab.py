@@ -29,7 +29,8 @@ from typing import Optional, Sequence
 import keras
 
 from tfseg.errors import ConfigError
-from tfseg.models.encoder_unet import check_common_options, conv_bn_relu
+from tfseg.models.blocks import conv_bn_relu, output_head
+from tfseg.models.encoder_unet import check_common_options
 from tfseg.models.encoders import build_encoder, check_image_size, get_encoder_spec
 from tfseg.models.registry import register_model
 
@@ -67,9 +68,6 @@ def build_deeplabv3plus(
     decoder_filters: int = 256,
     batch_norm: bool = True,
     dropout: float = 0.1,
-    base_filters=None,
-    depth=None,
-    upsampling=None,
 ) -> keras.Model:
     """DeepLabV3+ on a keras.applications encoder.
 
@@ -85,9 +83,6 @@ def build_deeplabv3plus(
         decoder_filters: channels of the two 3x3 decoder convolutions (paper: 256).
         batch_norm: BatchNormalization after every ASPP/decoder convolution.
         dropout: dropout after the ASPP projection (the reference implementation uses 0.1).
-        base_filters, depth, upsampling: accepted so that ``build_model`` can pass the
-            U-Net options of :class:`~tfseg.config.TrainConfig`; unused here
-            (the sizes above apply, upsampling is bilinear as in the paper).
 
     Returns:
         A functional ``keras.Model`` named ``deeplabv3plus_<encoder>``: input ``images``
@@ -121,8 +116,5 @@ def build_deeplabv3plus(
     x = keras.layers.Concatenate(name="decoder_concat")([x, low])
     x = conv_bn_relu(x, int(decoder_filters), batch_norm=batch_norm, name="decoder_1")
     x = conv_bn_relu(x, int(decoder_filters), batch_norm=batch_norm, name="decoder_2")
-    x = keras.layers.Conv2D(int(num_classes), 1, name="logits_stride4")(x)
-    x = keras.layers.UpSampling2D(4, interpolation="bilinear", name="logits_up")(x)
-    activation = "sigmoid" if int(num_classes) == 1 else "softmax"
-    outputs = keras.layers.Activation(activation, dtype="float32", name="probabilities")(x)
+    outputs = output_head(x, int(num_classes), upsample=4)
     return keras.Model(images, outputs, name=f"deeplabv3plus_{encoder}")

@@ -18,38 +18,15 @@ from typing import Optional, Sequence
 import keras
 
 from tfseg.errors import ConfigError
-from tfseg.layers import BatchNorm
+from tfseg.config import UPSAMPLINGS
+from tfseg.models.blocks import conv_bn_relu, output_head, upsampled
 from tfseg.models.encoders import STRIDES, build_encoder, check_image_size, get_encoder_spec
 
-UPSAMPLINGS = ("transpose", "bilinear")
-
-
-def conv_bn_relu(x, filters: int, kernel_size: int = 3, dilation_rate: int = 1, batch_norm: bool = True, name: str = ""):
-    """Conv (no bias when followed by BN) -> BatchNormalization -> ReLU."""
-    x = keras.layers.Conv2D(
-        filters,
-        kernel_size,
-        padding="same",
-        dilation_rate=dilation_rate,
-        use_bias=not batch_norm,
-        kernel_initializer="he_normal",
-        name=f"{name}_conv",
-    )(x)
-    if batch_norm:
-        x = BatchNorm(name=f"{name}_bn")(x)
-    return keras.layers.Activation("relu", name=f"{name}_relu")(x)
-
-
-def upsample(x, filters: int, mode: str, name: str):
-    """x2 upsampling: a learned 2x2 transposed convolution or bilinear resizing."""
-    if mode == "transpose":
-        return keras.layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=f"{name}_up")(x)
-    return keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up")(x)
 
 
 def decoder_block(x, skip, filters: int, upsampling: str, batch_norm: bool, dropout: float, name: str):
     """Upsample ``x`` by 2, concatenate ``skip`` (if any), then two 3x3 conv-BN-ReLU."""
-    x = upsample(x, filters, upsampling, name)
+    x = upsampled(x, filters, upsampling, name=f"{name}_up")
     if skip is not None:
         x = keras.layers.Concatenate(name=f"{name}_concat")([x, skip])
     if dropout:
@@ -58,19 +35,12 @@ def decoder_block(x, skip, filters: int, upsampling: str, batch_norm: bool, drop
     return conv_bn_relu(x, filters, batch_norm=batch_norm, name=f"{name}_2")
 
 
-def probabilities_head(x, num_classes: int):
-    """1x1 conv to ``num_classes`` logits, then sigmoid/softmax computed in float32."""
-    x = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
-    activation = "sigmoid" if num_classes == 1 else "softmax"
-    return keras.layers.Activation(activation, dtype="float32", name="probabilities")(x)
-
-
 def check_common_options(num_classes: int, dropout: float) -> None:
     """ConfigError for a class count or dropout rate that cannot work."""
     if int(num_classes) < 1:
-        raise ConfigError(f"--num-classes {num_classes!r}: must be a positive integer")
+        raise ConfigError(f"num_classes {num_classes!r}: must be a positive integer")
     if not 0.0 <= float(dropout) < 1.0:
-        raise ConfigError(f"--dropout {dropout!r}: must be in [0, 1)")
+        raise ConfigError(f"dropout {dropout!r}: must be in [0, 1)")
 
 
 def build_encoder_unet(
@@ -83,7 +53,6 @@ def build_encoder_unet(
     dropout: float = 0.0,
     upsampling: str = "transpose",
     base_filters: int = 16,
-    depth: Optional[int] = None,
 ) -> keras.Model:
     """A U-Net whose encoder is a keras.applications backbone.
 
@@ -100,8 +69,6 @@ def build_encoder_unet(
         upsampling: ``"transpose"`` (learned 2x2) or ``"bilinear"``.
         base_filters: sets ``decoder_filters`` when that is not given (the plain
             U-Net's option of the same name, so ``tfseg train --base-filters`` works).
-        depth: accepted with the plain U-Net's options and ignored: a backbone
-            always has 5 stages, so the decoder has 5 blocks.
 
     Returns:
         A functional ``keras.Model`` named ``unet_<encoder>``: input ``images`` float32
@@ -123,7 +90,7 @@ def build_encoder_unet(
     if len(decoder_filters) != len(STRIDES) or min(decoder_filters) < 1:
         raise ConfigError(f"decoder_filters {decoder_filters!r}: need {len(STRIDES)} positive integers")
     if upsampling not in UPSAMPLINGS:
-        raise ConfigError(f"--upsampling {upsampling!r}: choose one of {', '.join(UPSAMPLINGS)}")
+        raise ConfigError(f"upsampling {upsampling!r}: choose one of {', '.join(UPSAMPLINGS)}")
 
     images = keras.Input((height, width, 3), name="images", dtype="float32")
     features = build_encoder(encoder, images, weights=encoder_weights)
@@ -132,5 +99,5 @@ def build_encoder_unet(
     for index, (filters, stride) in enumerate(zip(decoder_filters, skip_strides), start=1):
         skip = features[stride] if stride else None
         x = decoder_block(x, skip, filters, upsampling, batch_norm, float(dropout), name=f"decoder{index}")
-    outputs = probabilities_head(x, int(num_classes))
+    outputs = output_head(x, int(num_classes))
     return keras.Model(images, outputs, name=f"unet_{str(encoder).lower()}")

@@ -135,7 +135,7 @@ def get_encoder_spec(name: str) -> EncoderSpec:
         return ENCODERS[str(name).lower()]
     except KeyError:
         raise ConfigError(
-            f"--encoder {name!r}: unknown encoder; choose one of {', '.join(available_encoders())}"
+            f"encoder {name!r}: unknown encoder; choose one of {', '.join(available_encoders())}"
         ) from None
 
 
@@ -143,7 +143,7 @@ def image_shape(image_size) -> Tuple[int, int]:
     """``(height, width)`` from an int or a pair."""
     if isinstance(image_size, (tuple, list)):
         if len(image_size) != 2:
-            raise ConfigError(f"--image-size {image_size!r}: give one size or (height, width)")
+            raise ConfigError(f"image_size {image_size!r}: give one size or (height, width)")
         return int(image_size[0]), int(image_size[1])
     return int(image_size), int(image_size)
 
@@ -159,7 +159,7 @@ def check_image_size(name: str, image_size, multiple: int = 32) -> Tuple[int, in
         if size < 32 or size % multiple:
             nearest = sorted({max(32, size - size % multiple), max(32, size - size % multiple + multiple)})
             raise ConfigError(
-                f"--image-size {image_size!r}: the {name} encoder needs a multiple of {multiple} "
+                f"image_size {image_size!r}: the {name} encoder needs a multiple of {multiple} "
                 f"of at least 32 (nearest: {' or '.join(map(str, nearest))})"
             )
     return image_shape(image_size)
@@ -258,7 +258,7 @@ def _missing_weights_error(name: str, image_size, reason: Exception) -> ConfigEr
     text = str(reason).splitlines()[0] if str(reason) else type(reason).__name__
     why = text.rsplit(" -- ", 1)[-1][:120]  # get_file: "URL fetch failure on URL: code -- reason"
     return ConfigError(
-        f"--encoder-weights imagenet: {path} is missing and could not be downloaded ({why}); "
+        f"encoder_weights imagenet: {path} is missing and could not be downloaded ({why}); "
         f"download {url} and place it there (the folder follows KERAS_HOME), "
         f"or pass --encoder-weights none"
     )
@@ -268,7 +268,7 @@ def _backbone(name: str, image_size, weights: Optional[str]) -> keras.Model:
     """The keras.applications model without its classifier, with ``weights`` loaded."""
     spec = get_encoder_spec(name)
     if weights is not None and weights != "imagenet" and not os.path.isfile(str(weights)):
-        raise ConfigError(f"--encoder-weights {weights!r}: no such file (use imagenet, none or a .h5/.weights.h5 path)")
+        raise ConfigError(f"encoder_weights {weights!r}: no such file (use imagenet, none or a .h5/.weights.h5 path)")
     constructor = getattr(keras.applications, spec.constructor)
     try:
         return constructor(
@@ -280,7 +280,7 @@ def _backbone(name: str, image_size, weights: Optional[str]) -> keras.Model:
     except Exception as error:
         if weights not in (None, "imagenet"):
             reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-            raise ConfigError(f"--encoder-weights {weights}: cannot be loaded into {name} ({reason})") from error
+            raise ConfigError(f"encoder_weights {weights}: cannot be loaded into {name} ({reason})") from error
         # keras.utils.get_file deletes a partial download, so a missing file
         # after a failure means the download itself failed.
         if weights == "imagenet" and not os.path.isfile(imagenet_weights_path(name, image_size)[0]):

@@ -35,5 +35,5 @@ def get_builder(name: str) -> Callable:
         return _BUILDERS[str(name).lower()]
     except KeyError:
         raise ConfigError(
-            f"--model {name!r}: unknown model; choose one of {', '.join(available_models())}"
+            f"model {name!r}: unknown model; choose one of {', '.join(available_models())}"
         ) from None

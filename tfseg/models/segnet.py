@@ -33,7 +33,6 @@ def build_segnet(
     base_filters=16,
     batch_norm=True,
     dropout=0.0,
-    upsampling=None,
 ):
     """A SegNet returning per-pixel probabilities.
 
@@ -49,9 +48,6 @@ def build_segnet(
         dropout: SpatialDropout2D rate; ``"indices"``: after the two deepest encoder and
             decoder stages (Bayesian SegNet's "central" units); ``"simple"``: after the
             bottleneck. 0 = none.
-        upsampling: not used: the decoder's upsampling is what ``variant`` says (unpooling
-            with indices, or bilinear). Accepted so that ``build_model`` can be given the
-            U-Net options of :meth:`tfseg.config.TrainConfig.model_options` for any model.
 
     Returns:
         A functional ``keras.Model`` named ``segnet``: input ``images`` float32
@@ -66,7 +62,7 @@ def build_segnet(
     >>> model.output_shape
     (None, 32, 32, 3)
     """
-    check_choice("--variant", variant, VARIANTS)
+    check_choice("variant", variant, VARIANTS)
     check_common(num_classes, depth, base_filters, dropout)
     height, width = image_shape(image_size, 2**depth, "segnet")
     inputs = keras.Input(shape=(height, width, 3), name="images")

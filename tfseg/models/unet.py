@@ -9,8 +9,8 @@ from __future__ import annotations
 import keras
 
 from tfseg.errors import ConfigError
+from tfseg.config import UPSAMPLINGS
 from tfseg.models.blocks import (
-    UPSAMPLING,
     check_choice,
     check_common,
     check_options,
@@ -57,7 +57,7 @@ def build_unet(image_size=256, num_classes=1, encoder=None, encoder_weights=None
     if encoder is not None:
         return _encoder_unet(image_size, num_classes, encoder, encoder_weights, options)
     if encoder_weights is not None:
-        raise ConfigError(f"--encoder-weights {encoder_weights!r}: only used with --encoder")
+        raise ConfigError(f"encoder_weights {encoder_weights!r}: only used with encoder")
     check_options("unet", options, [*option_names(build_plain_unet), "encoder", "encoder_weights"])
     return build_plain_unet(image_size, num_classes, **options)
 
@@ -93,7 +93,7 @@ def build_plain_unet(
         A functional ``keras.Model`` named ``unet``.
     """
     check_common(num_classes, depth, base_filters, dropout)
-    check_choice("--upsampling", upsampling, UPSAMPLING)
+    check_choice("upsampling", upsampling, UPSAMPLINGS)
     height, width = image_shape(image_size, 2**depth, "unet")
 
     inputs = keras.Input(shape=(height, width, 3), name="images")
@@ -115,12 +115,8 @@ def build_plain_unet(
 
 def _encoder_unet(image_size, num_classes, encoder, encoder_weights, options):
     """The backbone U-Net of ``tfseg.models.encoder_unet`` (loaded only when asked for)."""
-    try:
-        from tfseg.models.encoder_unet import build_encoder_unet
-    except ModuleNotFoundError as error:
-        if error.name != "tfseg.models.encoder_unet":
-            raise
-        raise ConfigError(f"--encoder {encoder!r}: backbone U-Nets are not available in this install") from None
+    from tfseg.models.encoder_unet import build_encoder_unet
+
     return build_encoder_unet(
         image_size=image_size,
         num_classes=num_classes,
@@ -129,3 +125,15 @@ def _encoder_unet(image_size, num_classes, encoder, encoder_weights, options):
         **options,
     )
 
+
+
+def unet_options(encoder=None, **_):
+    """The option names :func:`build_unet` takes: the plain U-Net's, or the backbone U-Net's with ``encoder``."""
+    if encoder is not None:
+        from tfseg.models.encoder_unet import build_encoder_unet
+
+        return (*option_names(build_encoder_unet), "encoder", "encoder_weights")
+    return (*option_names(build_plain_unet), "encoder", "encoder_weights")
+
+
+build_unet.accepted_options = unet_options

@@ -14,10 +14,11 @@ from tfseg.training.run_folder import HISTORY_FILE, MODEL_FILE, training_state
 
 def build_compiled_model(config: TrainConfig, num_classes: int, phase: Dict[str, Any]):
     """``build_model`` + :func:`compile_model` for ``phase``. Call inside ``strategy.scope()``."""
-    from tfseg.models import build_model
+    from tfseg.models import accepted_options, build_model
     from tfseg.models.encoders import set_encoder_trainable
 
-    model = build_model(config.model, config.image_size, num_classes, **config.model_options())
+    accepted = accepted_options(config.model, **config.model_options())
+    model = build_model(config.model, config.image_size, num_classes, **config.model_options(accepted))
     if phase["frozen"]:
         set_encoder_trainable(model, False)
     compile_model(model, config, num_classes, phase["learning_rate"])
