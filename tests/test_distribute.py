@@ -70,10 +70,10 @@ def test_cli_refuses_a_bad_tf_config_with_exit_2(tmp_path):
 
 # --------------------------------------------------------------------------- strategies, batches, sharding
 def test_unknown_strategy_and_missing_tpu_are_config_errors():
-    with pytest.raises(ConfigError, match="--strategy 'gpu'"):
+    with pytest.raises(ConfigError, match="strategy 'gpu'"):
         distribute.get_strategy("gpu")
     if not distribute.tpu_address():
-        with pytest.raises(ConfigError, match="--strategy tpu: no TPU found"):
+        with pytest.raises(ConfigError, match="strategy tpu: no TPU found"):
             distribute.get_strategy("tpu")
 
 

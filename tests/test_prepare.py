@@ -90,7 +90,7 @@ def test_missing_shard_or_manifest_is_a_data_error_naming_the_file(tmp_path):
     (tmp_path / "out" / MANIFEST).unlink()
     with pytest.raises(DataError, match="manifest.json: missing"):
         open_source(f"tfrecord:{tmp_path / 'out'}")
-    with pytest.raises(TfsegError, match="--shards 0"):
+    with pytest.raises(TfsegError, match="shards 0"):
         write_shards(f"folder:{tmp_path / 'data'}", tmp_path / "other", shards=0, progress=False)
 
 

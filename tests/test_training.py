@@ -193,7 +193,7 @@ def test_bad_data_leaves_no_run_folder(tmp_path):
 
 def test_bad_model_option_leaves_no_run_folder(folder_data, tmp_path):
     config = TrainConfig(data=folder_data, out=str(tmp_path / "run"), **{**TINY, "image_size": 34})
-    with pytest.raises(ConfigError, match="--image-size 34"):
+    with pytest.raises(ConfigError, match="image_size 34"):
         training.train(config, verbose=0)
     assert not os.path.exists(config.out)
 

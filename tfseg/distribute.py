@@ -70,7 +70,7 @@ def get_strategy(name: str = "auto"):
             collectives that can no longer be configured.
     """
     if name not in STRATEGIES:
-        raise ConfigError(f"--strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
+        raise ConfigError(f"strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
     if name == "auto":
         name = auto_strategy_name()
     if name not in _STRATEGIES:
@@ -119,7 +119,7 @@ def _multiworker_strategy():
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     except (RuntimeError, ValueError) as err:
-        raise ConfigError(f"--strategy multiworker: cannot start ({_first_line(err)}); it must be created "
+        raise ConfigError(f"strategy multiworker: cannot start ({_first_line(err)}); it must be created "
                           "before any other TensorFlow op of the process") from None
     from tfseg.keras_compat import with_nested_reduce
 
@@ -135,7 +135,7 @@ def _tpu_strategy():
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as err:
-        raise ConfigError(f"--strategy tpu: no TPU found ({_first_line(err)}); in Colab choose "
+        raise ConfigError(f"strategy tpu: no TPU found ({_first_line(err)}); in Colab choose "
                           "Runtime > Change runtime type > TPU") from None
     return tf.distribute.TPUStrategy(resolver)
 
@@ -179,7 +179,7 @@ def cluster_spec(tf_config: Optional[str]) -> Dict[str, Any]:
         ({'type': 'worker', 'index': 1}, False)
     """
     if not tf_config:
-        raise ConfigError("--strategy multiworker: TF_CONFIG is not set (see the README's Scaling out section for an example)")
+        raise ConfigError("strategy multiworker: TF_CONFIG is not set (see the README's Scaling out section for an example)")
     try:
         spec = json.loads(tf_config)
     except json.JSONDecodeError as err:

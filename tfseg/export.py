@@ -82,7 +82,7 @@ def check_threshold(threshold: float) -> float:
     """``threshold`` as a float in (0, 1), else :class:`ConfigError`."""
     value = float(threshold)
     if not 0.0 < value < 1.0:
-        raise ConfigError(f"--threshold {threshold!r}: must be in (0, 1)")
+        raise ConfigError(f"threshold {threshold!r}: must be in (0, 1)")
     return value
 
 
@@ -169,7 +169,7 @@ def check_version(version) -> int:
     """``version`` as a positive int, else :class:`ConfigError` (TF Serving loads numbered folders)."""
     text = str(version).strip()
     if isinstance(version, bool) or not text.isdigit() or int(text) < 1:
-        raise ConfigError(f"--version {version!r}: must be a positive integer (TF Serving loads numbered folders)")
+        raise ConfigError(f"version {version!r}: must be a positive integer (TF Serving loads numbered folders)")
     return int(text)
 
 
@@ -199,7 +199,7 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
     """
     export_dir = os.fspath(export_dir)
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
-        raise TfsegError(f"--out {export_dir}: exists and is not a folder")
+        raise TfsegError(f"out {export_dir}: exists and is not a folder")
     version = next_version(export_dir) if version is None else check_version(version)
     target = os.path.join(export_dir, str(version))
     if os.path.exists(target) and not overwrite:
@@ -289,7 +289,7 @@ def export_tflite(model, path, quantize: Optional[str] = None, overwrite: bool =
     """
     quantize = "none" if quantize is None else str(quantize).lower()
     if quantize not in QUANTIZE_CHOICES:
-        raise ConfigError(f"--quantize {quantize!r}: choose one of {', '.join(QUANTIZE_CHOICES)}")
+        raise ConfigError(f"quantize {quantize!r}: choose one of {', '.join(QUANTIZE_CHOICES)}")
     options = {}
     if quantize != "none":
         options["optimizations"] = [tf.lite.Optimize.DEFAULT]
@@ -339,7 +339,7 @@ def _rename_onnx_output(path: str, new_name: str) -> None:
 def _write_file_atomically(path, suffix: str, overwrite: bool, write) -> str:
     path = os.fspath(path)
     if not path.endswith(suffix):
-        raise TfsegError(f"--out {path}: the file name must end with {suffix}")
+        raise TfsegError(f"out {path}: the file name must end with {suffix}")
     if os.path.exists(path) and not overwrite:
         raise TfsegError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it")
     parent = os.path.dirname(os.path.abspath(path))

@@ -88,11 +88,11 @@ class TFLitePredictor(Predictor):
             self.interpreter = tflite_interpreter(path)
             details = self.interpreter.get_input_details()[0]
         except (ValueError, RuntimeError) as err:
-            raise TfsegError(f"--model {path}: not a readable TFLite file ({_first_line(err)})") from None
+            raise TfsegError(f"model {path}: not a readable TFLite file ({_first_line(err)})") from None
         shape = [int(n) for n in details["shape"]]
         if len(shape) != 4 or shape[-1] != 3 or details["dtype"] != np.float32:
             raise TfsegError(
-                f"--model {path}: expected a float32 [batch, H, W, 3] input, found {shape} {details['dtype']}"
+                f"model {path}: expected a float32 [batch, H, W, 3] input, found {shape} {details['dtype']}"
             )
         self.image_size = (shape[1], shape[2])
 
@@ -110,11 +110,11 @@ class SavedModelPredictor(Predictor):
         try:
             self.signature = tf.saved_model.load(path).signatures[SERVING_DEFAULT]
         except (KeyError, OSError, ValueError) as err:
-            raise TfsegError(f"--model {path}: cannot load a SavedModel with a '{SERVING_DEFAULT}' signature "
+            raise TfsegError(f"model {path}: cannot load a SavedModel with a '{SERVING_DEFAULT}' signature "
                              f"({_first_line(err)})") from None
         inputs = self.signature.structured_input_signature[1]
         if "images" not in inputs or inputs["images"].dtype != tf.uint8:
-            raise TfsegError(f"--model {path}: '{SERVING_DEFAULT}' does not take uint8 'images'; "
+            raise TfsegError(f"model {path}: '{SERVING_DEFAULT}' does not take uint8 'images'; "
                              "export the model with `tfseg export`")
 
     def probabilities(self, images):
@@ -212,7 +212,7 @@ def predict_images(predictor: Predictor, paths: Sequence[str], batch_size: int =
     """
     threshold = check_threshold(threshold)
     if int(batch_size) < 1:
-        raise TfsegError(f"--batch-size {batch_size!r}: must be a positive integer")
+        raise TfsegError(f"batch_size {batch_size!r}: must be a positive integer")
     paths = list(paths)
     check_images(paths)
     for start in range(0, len(paths), int(batch_size)):

@@ -638,9 +638,9 @@ def get_loss(name: str, num_classes: int = 1) -> keras.losses.Loss:
     key = str(name).lower()
     _check(num_classes)
     if key not in LOSS_NAMES:
-        raise ConfigError(f"--loss {name!r}: unknown loss; choose one of {', '.join(LOSS_NAMES)}")
+        raise ConfigError(f"loss {name!r}: unknown loss; choose one of {', '.join(LOSS_NAMES)}")
     if num_classes == 1:
         if key not in _BINARY:
-            raise ConfigError(f"--loss {name!r} needs --num-classes 2 or more; for one class use bce or bce_dice")
+            raise ConfigError(f"loss {name!r} needs --num-classes 2 or more; for one class use bce or bce_dice")
         return _BINARY[key](1)
     return _CATEGORICAL[key](int(num_classes))

@@ -112,7 +112,7 @@ def resolve_precision(name: str = "auto", config: Optional[Any] = None) -> str:
         ConfigError: ``name`` is not a known precision.
     """
     if name not in PRECISIONS:
-        raise ConfigError(f"--precision {name!r}: choose one of {', '.join(PRECISIONS)}")
+        raise ConfigError(f"precision {name!r}: choose one of {', '.join(PRECISIONS)}")
     if name == "auto":
         if gpu_visible():
             return "mixed_float16"

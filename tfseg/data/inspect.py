@@ -59,7 +59,7 @@ def inspect_source(source, seed: int = 0, fractions=(0.7, 0.15, 0.15), skip_bad:
         and ``fatal`` (problems that stop training without ``skip_bad``).
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ConfigError(f"--limit {limit!r}: must be a positive integer")
+        raise ConfigError(f"limit {limit!r}: must be a positive integer")
     if isinstance(source, Source):
         src = source
     else:

@@ -120,9 +120,9 @@ class _Progress:
 
 def _check_out_dir(out: Path, overwrite: bool):
     if out.exists() and not out.is_dir():
-        raise TfsegError(f"--out {out}: exists and is not a folder")
+        raise TfsegError(f"out {out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise TfsegError(f"--out {out}: folder exists and is not empty (pass --overwrite / overwrite=True)")
+        raise TfsegError(f"out {out}: folder exists and is not empty (pass --overwrite / overwrite=True)")
 
 
 def _replace_dir(tmp: Path, out: Path):
@@ -160,9 +160,9 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
 
     src = source if isinstance(source, Source) else open_source(source, **source_options)
     if shards is not None and (isinstance(shards, bool) or not isinstance(shards, int) or shards < 1):
-        raise ConfigError(f"--shards {shards!r}: must be a positive integer")
+        raise ConfigError(f"shards {shards!r}: must be a positive integer")
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
-        raise ConfigError(f"--image-size {image_size!r}: must be a positive integer")
+        raise ConfigError(f"image_size {image_size!r}: must be a positive integer")
     out = Path(out_dir).expanduser()
     _check_out_dir(out, overwrite)
     ids = src.ids()

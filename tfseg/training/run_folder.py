@@ -128,7 +128,7 @@ def start_run_dir(config: TrainConfig, status: str, log=print) -> None:
     """Create RUN_DIR (moving an old one aside for ``"replace"``) and write ``config.json``."""
     run_dir = run_dir_of(config)
     if status == "replace":
-        log(f"--force-new: moved the previous run to {move_aside(run_dir)}")
+        log(f"force_new: moved the previous run to {move_aside(run_dir)}")
     fileio.makedirs(run_dir)
     fileio.write_text_atomic(fileio.join(run_dir, CONFIG_FILE), config.to_json())
 
