@@ -93,3 +93,56 @@ def test_bad_options_and_ids_are_user_errors():
     for bad in ("synthetic-00005", "IMD001", "synthetic-abc"):
         with pytest.raises(TfsegError, match=bad):
             source.examples([bad])
+
+
+# ---------------------------------------------------------------------------
+# synthetic-large (issue 20): native-resolution images of thin and small structures
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def large6():
+    return _samples("synthetic-large:6")
+
+
+def test_large_ids_default_count_and_sizes_that_vary(large6):
+    assert open_source("synthetic-large:4").ids() == [f"synthetic-large-{i:05d}" for i in range(4)]
+    assert len(open_source("synthetic-large").ids()) == 200
+    shapes = {s["image"].shape for s in large6}
+    assert len(shapes) > 1, "one data set holds images of different sizes"
+    for sample in large6:
+        height, width, channels = sample["image"].shape
+        assert 640 <= height <= 768 and 896 <= width <= 1024 and channels == 3
+        assert sample["mask"].shape == (height, width, 1)
+
+
+def test_large_samples_are_seeded_per_sample(large6):
+    source = open_source("synthetic-large:6")
+    again = list(source.examples([source.ids()[4], source.ids()[1]]).as_numpy_iterator())
+    np.testing.assert_array_equal(again[0]["image"], large6[4]["image"])
+    np.testing.assert_array_equal(again[1]["mask"], large6[1]["mask"])
+    other = list(open_source("synthetic-large:6", seed=1).examples(source.ids()[:1]).as_numpy_iterator())
+    assert other[0]["image"].shape != large6[0]["image"].shape or not np.array_equal(other[0]["image"],
+                                                                                      large6[0]["image"])
+
+
+def test_large_foreground_is_thin_and_vanishes_at_256_px(large6):
+    import tensorflow as tf
+
+    for sample in large6:
+        mask = sample["mask"][..., 0].astype(bool)
+        assert set(np.unique(sample["mask"])) == {0, 1}
+        assert 0.001 < mask.mean() < 0.05  # sparse structures
+        # Thin: two 3x3 erosions (a 5 px wide square) remove most foreground pixels.
+        eroded = tf.nn.erosion2d(tf.constant(mask[None, ..., None], tf.float32), tf.zeros((5, 5, 1)),
+                                 [1, 1, 1, 1], "SAME", "NHWC", [1, 1, 1, 1]).numpy()[0, ..., 0] > 0.5
+        assert eroded.sum() < 0.2 * mask.sum()
+        # The foreground is darker than the pixels around it (a visible signal).
+        grey = sample["image"].astype(np.float32).mean(-1)
+        assert grey[mask].mean() < grey[~mask].mean() - 20
+
+
+@pytest.mark.parametrize("text", ["synthetic-large:2", "synthetic-large:x"])
+def test_large_bad_count_is_a_user_error(text):
+    with pytest.raises(TfsegError, match="N must be an integer >= 3"):
+        open_source(text)

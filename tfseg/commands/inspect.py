@@ -19,7 +19,7 @@ def register(subparsers):
                     "problem would stop training).",
     )
     parser.add_argument("--data", default=defaults.data, metavar="SOURCE",
-                        help="synthetic[:N], ph2:PATH, mads:PATH, folder:PATH, tfrecord:PATH or tfds:NAME[/CONFIG] "
+                        help="synthetic[:N], synthetic-large[:N], ph2:PATH, mads:PATH, folder:PATH, tfrecord:PATH or tfds:NAME[/CONFIG] "
                              f"(default: {defaults.data})")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--num-classes", type=int, default=None, metavar="N",

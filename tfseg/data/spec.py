@@ -2,6 +2,7 @@
 
 =====================  ====================================================
 ``synthetic[:N]``      built-in procedural lesions (default N below)
+``synthetic-large[:N]`` built-in large images (about 1024 x 768) of thin and small structures
 ``ph2:PATH``           the PH2 archive as unpacked
 ``mads:PATH``          the MADS full-body set as unpacked
 ``folder:PATH``        ``PATH/images/*`` + ``PATH/masks/*`` matched by stem
@@ -17,8 +18,9 @@ from typing import Optional
 
 from tfseg.errors import TfsegError
 
-KINDS = ("synthetic", "ph2", "mads", "folder", "tfrecord", "tfds")
+KINDS = ("synthetic", "synthetic-large", "ph2", "mads", "folder", "tfrecord", "tfds")
 DEFAULT_SYNTHETIC_COUNT = 1000
+DEFAULT_SYNTHETIC_LARGE_COUNT = 200
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class SourceSpec:
         kind: one of :data:`KINDS`.
         path: the PATH part for file sources, else ``None``.
         name: the TFDS ``NAME[/CONFIG]`` for ``tfds``, else ``None``.
-        count: the number of samples for ``synthetic``, else ``None``.
+        count: the number of samples for ``synthetic`` and ``synthetic-large``, else ``None``.
         text: the original string, for messages.
     """
 
@@ -54,19 +56,20 @@ def parse_source(source) -> SourceSpec:
     text = str(source).strip()
     kind, sep, rest = text.partition(":")
     kind = kind.lower()
-    forms = "synthetic[:N], ph2:PATH, mads:PATH, folder:PATH, tfrecord:PATH, tfds:NAME[/CONFIG]"
+    forms = "synthetic[:N], synthetic-large[:N], ph2:PATH, mads:PATH, folder:PATH, tfrecord:PATH, tfds:NAME[/CONFIG]"
     if kind not in KINDS:
         raise TfsegError(f"data source {text!r}: unknown kind {kind!r}; expected one of {forms}")
-    if kind == "synthetic":
+    if kind in ("synthetic", "synthetic-large"):
         if not sep:
-            return SourceSpec("synthetic", count=DEFAULT_SYNTHETIC_COUNT, text=text)
+            default = DEFAULT_SYNTHETIC_COUNT if kind == "synthetic" else DEFAULT_SYNTHETIC_LARGE_COUNT
+            return SourceSpec(kind, count=default, text=text)
         try:
             count = int(rest)
         except ValueError:
             count = 0
         if count < 3:
             raise TfsegError(f"data source {text!r}: N must be an integer >= 3 (train, val and test need one each)")
-        return SourceSpec("synthetic", count=count, text=text)
+        return SourceSpec(kind, count=count, text=text)
     if not rest:
         what = "NAME[/CONFIG]" if kind == "tfds" else "PATH"
         raise TfsegError(f"data source {text!r}: missing {what} after '{kind}:'")

@@ -1,4 +1,4 @@
-"""The built-in ``synthetic[:N]`` source: dermoscopy-like lesions with exact masks.
+"""The built-in ``synthetic[:N]`` source (dermoscopy-like lesions with exact masks) and ``synthetic-large[:N]``.
 
 Every sample is drawn in TensorFlow graph ops from stateless random numbers
 seeded by ``(seed, sample index)``, so sample 17 is the same image on every
@@ -394,3 +394,159 @@ def open_synthetic(spec: SourceSpec, **options) -> SyntheticSource:
     if unknown:
         raise ConfigError(f"data source {spec.text!r}: unknown option(s) {', '.join(unknown)}; known: image_size, seed")
     return SyntheticSource(spec, **options)
+
+
+# ---------------------------------------------------------------------------
+# ``synthetic-large[:N]``: native-resolution images of thin and small structures
+# ---------------------------------------------------------------------------
+
+LARGE_ID_PREFIX = "synthetic-large-"
+LARGE_MAX_SIZE = (768, 1024)  # (height, width) drawn; each sample is a crop of 640-768 x 896-1024
+LARGE_MIN_SIZE = (640, 896)
+MAX_VESSELS = 8
+MAX_DOTS = 12
+MAX_BLOBS = 5
+
+
+def _pixel_grid(height, width):
+    """Pixel-centre coordinates ``(x, y)`` in pixels, each ``[height, width]``."""
+    y, x = tf.meshgrid(tf.range(height, dtype=tf.float32) + 0.5, tf.range(width, dtype=tf.float32) + 0.5,
+                       indexing="ij")
+    return x, y
+
+
+def _smooth_rect(rng, grid, height, width):
+    """A smooth noise field ``[height, width]`` of about unit std (a coarse normal grid upsampled bicubically)."""
+    coarse = rng.field_normal((1, grid, max(2, grid * width // height), 1))
+    return tf.image.resize(coarse, (height, width), method="bicubic")[0, :, :, 0]
+
+
+def _vessels(rng, x, y, height, width):
+    """Coverage ``[H, W]`` of 3-8 thin curved lines 2-5 px wide (box-filtered, so sub-pixel widths are exact)."""
+    count = tf.cast(rng.uniform((), 3.0, MAX_VESSELS + 1.0), tf.int32)
+    active = tf.cast(tf.range(MAX_VESSELS) < count, tf.float32)[:, None, None]
+    through = rng.uniform((MAX_VESSELS, 2)) * tf.constant([width, height], tf.float32)
+    direction = rng.uniform((MAX_VESSELS,), 0.0, 2.0 * math.pi)
+    bend = rng.uniform((MAX_VESSELS,), 150.0, 1500.0) * tf.sign(rng.uniform((MAX_VESSELS,), -1.0, 1.0))
+    cx = through[:, 0] - bend * tf.sin(direction)
+    cy = through[:, 1] + bend * tf.cos(direction)
+    dx, dy = x[None] - cx[:, None, None], y[None] - cy[:, None, None]
+    off_curve = tf.abs(tf.sqrt(dx * dx + dy * dy) - tf.abs(bend)[:, None, None])
+    tx, ty = x[None] - through[:, 0, None, None], y[None] - through[:, 1, None, None]
+    half_length = rng.uniform((MAX_VESSELS, 1, 1), 120.0, 500.0)
+    along = tf.cast(tf.sqrt(tx * tx + ty * ty) < half_length, tf.float32)
+    half_width = rng.uniform((MAX_VESSELS, 1, 1), 1.0, 2.5)
+    coverage = tf.clip_by_value(tf.minimum(half_width + 0.5 - off_curve, 2.0 * half_width), 0.0, 1.0)
+    return tf.reduce_max(active * coverage * along, axis=0)
+
+
+def _dots(rng, x, y, height, width):
+    """Coverage ``[H, W]`` of 4-12 small discs of radius 2-6 px."""
+    count = tf.cast(rng.uniform((), 4.0, MAX_DOTS + 1.0), tf.int32)
+    active = tf.cast(tf.range(MAX_DOTS) < count, tf.float32)[:, None, None]
+    centres = rng.uniform((MAX_DOTS, 2)) * tf.constant([width, height], tf.float32)
+    radii = rng.uniform((MAX_DOTS, 1, 1), 2.0, 6.0)
+    dx, dy = x[None] - centres[:, 0, None, None], y[None] - centres[:, 1, None, None]
+    coverage = tf.clip_by_value(radii + 0.5 - tf.sqrt(dx * dx + dy * dy), 0.0, 1.0)
+    return tf.reduce_max(active * coverage, axis=0)
+
+
+def _blobs(rng, x, y, height, width):
+    """Soft dark patches ``[H, W]`` 25-90 px in radius: the same colour as the structures, but not them."""
+    active = tf.cast(tf.range(MAX_BLOBS) < tf.cast(rng.uniform((), 1.0, MAX_BLOBS + 1.0), tf.int32), tf.float32)
+    centres = rng.uniform((MAX_BLOBS, 2)) * tf.constant([width, height], tf.float32)
+    radii = rng.uniform((MAX_BLOBS, 1, 1), 25.0, 90.0)
+    strength = rng.uniform((MAX_BLOBS, 1, 1), 0.3, 0.6)
+    dx, dy = x[None] - centres[:, 0, None, None], y[None] - centres[:, 1, None, None]
+    return tf.reduce_max(active[:, None, None] * strength * tf.exp(-(dx * dx + dy * dy) / (2.0 * radii * radii)),
+                         axis=0)
+
+
+def generate_large_sample(seed, index):
+    """One ``synthetic-large`` sample, deterministic from ``(seed, index)``.
+
+    The scene is drawn at :data:`LARGE_MAX_SIZE` and cropped to a per-sample size
+    between :data:`LARGE_MIN_SIZE` and it, so one data set holds images of
+    different sizes. Foreground (mask 1): thin curved lines 2-5 px wide and small
+    discs of radius 2-6 px, drawn with exact box-filtered coverage (mask: coverage
+    >= 0.5). Background: a skin-like colour with blotches, fine texture, soft dark
+    patches of the foreground's colour (distractors, 25-90 px) and sensor noise.
+    Shrinking such an image 4x (to 256 px) makes most lines thinner than a pixel.
+
+    Returns:
+        ``(image uint8 [h, w, 3], mask uint8 [h, w, 1] in {0, 1})``, ``h`` in [640, 768], ``w`` in [896, 1024].
+    """
+    height, width = LARGE_MAX_SIZE
+    rng = _Random(tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)]))
+    x, y = _pixel_grid(height, width)
+    tone = rng.uniform() ** 1.3
+    base = (tf.constant(_PALE_SKIN) * (1.0 - tone) + tf.constant(_TAN_SKIN) * tone) * (1.0 + rng.normal((3,), 0.03))
+    blotches = _smooth_rect(rng, 6, height, width) * rng.uniform((), 0.03, 0.08)
+    texture = _smooth_rect(rng, 96, height, width) * rng.uniform((), 0.01, 0.04)
+    image = base[None, None, :] * (1.0 + blotches + texture)[..., None]
+    colour = base * rng.uniform((), 0.25, 0.55) * tf.constant([1.0, 0.75, 0.75])
+    image = _blend(image, colour, _blobs(rng, x, y, height, width))
+    structures = tf.maximum(_vessels(rng, x, y, height, width), _dots(rng, x, y, height, width))
+    image = _blend(image, colour, structures * rng.uniform((), 0.55, 0.9))
+    image = image + rng.field_normal((height, width, 3)) * rng.uniform((), 0.005, 0.03)
+    image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
+    mask = tf.cast(structures >= 0.5, tf.uint8)[..., None]
+    crop_h = tf.cast(rng.uniform((), LARGE_MIN_SIZE[0], height + 1.0), tf.int32)
+    crop_w = tf.cast(rng.uniform((), LARGE_MIN_SIZE[1], width + 1.0), tf.int32)
+    top = tf.cast(rng.uniform() * tf.cast(height - crop_h + 1, tf.float32), tf.int32)
+    left = tf.cast(rng.uniform() * tf.cast(width - crop_w + 1, tf.float32), tf.int32)
+    top, left = tf.minimum(top, height - crop_h), tf.minimum(left, width - crop_w)
+    return (tf.slice(image, [top, left, 0], [crop_h, crop_w, 3]),
+            tf.slice(mask, [top, left, 0], [crop_h, crop_w, 1]))
+
+
+@functools.lru_cache(maxsize=None)
+def _traced_large_generator():
+    return tf.function(generate_large_sample,
+                       input_signature=[tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64)])
+
+
+class SyntheticLargeSource(SyntheticSource):
+    """``synthetic-large[:N]``: N large images (640-768 x 896-1024 px) of thin lines and small dots.
+
+    Made to show native-resolution training (``--patch-size``): see :func:`generate_large_sample`.
+
+    Args:
+        spec: the parsed SOURCE (``spec.count`` samples).
+        seed: names the data set (independent of the split/training seed).
+    """
+
+    def __init__(self, spec: SourceSpec, seed: int = 0):
+        super().__init__(spec, seed=seed)
+
+    def ids(self) -> List[str]:
+        return [f"{LARGE_ID_PREFIX}{i:0{self._width}d}" for i in range(self.count)]
+
+    def index_of(self, sample_id: str) -> int:
+        digits = sample_id[len(LARGE_ID_PREFIX):] if sample_id.startswith(LARGE_ID_PREFIX) else ""
+        if not digits.isdigit() or int(digits) >= self.count:
+            raise TfsegError(f"sample id {sample_id!r}: not in {self.spec.text} (ids are {self.ids()[0]}...)")
+        return int(digits)
+
+    def examples(self, ids: Sequence[str]):
+        indices = [self.index_of(i) for i in ids]
+        generate, seed = _traced_large_generator(), tf.constant(self.seed, tf.int64)
+
+        def sample(index, sample_id):
+            image, mask = generate(seed, index)
+            return {"id": sample_id, "image": image, "mask": mask}
+
+        pairs = tf.data.Dataset.from_tensor_slices(
+            (tf.constant(indices, tf.int64), tf.constant(list(ids), tf.string))
+        )
+        return pairs.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+@register_source("synthetic-large")
+def open_synthetic_large(spec: SourceSpec, **options) -> SyntheticLargeSource:
+    """Opener for ``synthetic-large[:N]``; option: ``seed`` (``image_size`` is ignored: images keep their size)."""
+    options.pop("image_size", None)
+    unknown = sorted(set(options) - {"seed"})
+    if unknown:
+        raise ConfigError(f"data source {spec.text!r}: unknown option(s) {', '.join(unknown)}; known: seed")
+    return SyntheticLargeSource(spec, **options)
