@@ -1,5 +1,6 @@
 """tfds: source, offline: ``tfds.testing.mock_data`` for oxford_iiit_pet, and the shipped PH2/MADS builders on their dummy_data."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -44,18 +45,46 @@ def test_pet_trimap_mapping_is_the_documented_one(pets):
     assert pets(num_classes=3).pet_classes == "trimap" and pets(num_classes=3).num_classes == 3
 
 
-def test_hash_split_pools_the_tfds_splits_disjointly(pets):
-    source = pets(tfds_splits=("train", "test"))
-    parts = {s: set(source.split_ids(s, seed=1)) for s in ("train", "val", "test")}
+def test_official_splits_are_the_default_test_kept_and_val_carved_from_tfds_train(pets):
+    source = pets(tfds_splits=("train", "test"))  # a mocked builder lists no splits of its own
+    assert source.split_mode == "official"
+    train, val, test = (source.split_ids(s, seed=0) for s in ("train", "val", "test"))
+    assert test == [f"test/{i:06d}" for i in range(5)]  # TFDS's own test split, as published results use
+    assert val and set(train) | set(val) == {f"train/{i:06d}" for i in range(5)} and not set(train) & set(val)
+
+
+def test_resplit_in_the_source_string_pools_the_tfds_splits_disjointly():
+    with tfds.testing.mock_data(num_examples=5):
+        source = open_source("tfds:oxford_iiit_pet?splits=resplit&tfds_splits=train,test")
+        assert source.split_mode == "resplit" and source.tfds_splits == ["test", "train"]
+        parts = {s: set(source.split_ids(s, seed=1)) for s in ("train", "val", "test")}
     assert set().union(*parts.values()) == set(source.ids()) and sum(map(len, parts.values())) == 10
     assert any(i.startswith("test/") for i in parts["train"])  # pooled, not the official split
 
 
-def test_official_splits_keep_tfds_test_and_carve_val_from_tfds_train(pets):
-    source = pets(tfds_splits=("train", "test"), splits="official")
-    train, val, test = (source.split_ids(s, seed=0) for s in ("train", "val", "test"))
-    assert test == [f"test/{i:06d}" for i in range(5)]
-    assert val and set(train) | set(val) == {f"train/{i:06d}" for i in range(5)} and not set(train) & set(val)
+def test_string_options_reach_the_source_and_agree_with_keyword_options():
+    with tfds.testing.mock_data(num_examples=3):
+        source = open_source("tfds:oxford_iiit_pet?pet_classes=trimap&tfds_splits=train")
+        assert source.num_classes == 3 and source.tfds_splits == ["train"]
+        same = open_source("tfds:oxford_iiit_pet?splits=official", splits="official")
+        assert same.split_mode == "official"
+        with pytest.raises(ConfigError, match="splits='resplit' in the string, but splits='official' given too"):
+            open_source("tfds:oxford_iiit_pet?splits=resplit", splits="official")
+
+
+@pytest.mark.parametrize("source, error, message", [
+    ("tfds:ph2?manual_dir", TfsegError, "option 'manual_dir' is not KEY=VALUE"),
+    ("tfds:ph2?manual_dir=", TfsegError, "is not KEY=VALUE"),
+    ("tfds:ph2?splits=official&splits=resplit", TfsegError, "option 'splits' given twice"),
+    ("tfds:?splits=official", TfsegError, "missing NAME"),
+    ("tfds:oxford_iiit_pet?num_classes=3", ConfigError, "unknown option 'num_classes'; accepted after '\\?'"),
+    ("tfds:oxford_iiit_pet?splits=mine", ConfigError, "choose one of official, resplit"),
+])
+def test_bad_string_options_raise_one_line(source, error, message):
+    with tfds.testing.mock_data(num_examples=2):
+        with pytest.raises(error, match=message) as caught:
+            open_source(source)
+    assert "\n" not in str(caught.value)
 
 
 @pytest.mark.parametrize("name, options, error, message", [
@@ -63,7 +92,7 @@ def test_official_splits_keep_tfds_test_and_carve_val_from_tfds_train(pets):
     ("mnist", {}, TfsegError, "no segmentation mask feature"),
     ("mnist", {"pet_classes": "trimap"}, ConfigError, "only for tfds:oxford_iiit_pet"),
     ("oxford_iiit_pet", {"pet_classes": "five"}, ConfigError, "choose one of binary, trimap"),
-    ("oxford_iiit_pet", {"splits": "mine"}, ConfigError, "choose one of tfseg, official"),
+    ("oxford_iiit_pet", {"splits": "mine"}, ConfigError, "choose one of official, resplit"),
     ("oxford_iiit_pet", {"colour": 1}, ConfigError, "unknown option"),
 ])
 def test_bad_names_and_options_raise_one_line(name, options, error, message):
@@ -73,17 +102,42 @@ def test_bad_names_and_options_raise_one_line(name, options, error, message):
     assert "\n" not in str(caught.value)
 
 
-def test_repo_ph2_builder_prepares_from_manual_dir_and_serves_tfds_ph2(tmp_path):
-    source = open_source("tfds:ph2", data_dir=str(tmp_path), manual_dir=str(PH2_DUMMY))
+def test_shipped_ph2_builder_prepares_from_manual_dir_and_serves_tfds_ph2(tmp_path):
+    source = open_source(f"tfds:ph2?manual_dir={PH2_DUMMY}&data_dir={tmp_path}")
     assert source.ids() == ["train/000000", "train/000001", "train/000002"]
     examples = list(source.examples(source.ids()).as_numpy_iterator())
     assert all(e["image"].shape == (12, 16, 3) and e["mask"].shape == (12, 16, 1) for e in examples)
     assert all(set(np.unique(e["mask"])) == {0, 1} for e in examples)
+    # PH2 has one TFDS split: val and test are carved from it, disjoint, one case each.
+    parts = [source.split_ids(s, seed=0) for s in ("train", "val", "test")]
+    assert sorted(sum(parts, [])) == source.ids() and all(len(p) == 1 for p in parts)
     again = open_source("tfds:ph2", data_dir=str(tmp_path), download=False)  # prepared: no manual_dir needed
     assert again.ids() == source.ids()
 
 
-def test_repo_mads_builder_groups_frames_by_sequence(tmp_path):
+def test_a_missing_manual_dir_says_how_to_give_it(tmp_path):
+    with pytest.raises(TfsegError, match=r"add \?manual_dir=DIR, e.g. 'tfds:ph2\?manual_dir=DIR'") as caught:
+        open_source("tfds:ph2", data_dir=str(tmp_path), manual_dir=str(tmp_path / "empty"))
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("verb", ["inspect", "prepare"])
+def test_cli_verbs_pass_manual_dir_and_keep_the_official_split(tmp_path, capsys, verb):
+    from tfseg.cli import main
+
+    data = f"tfds:ph2?manual_dir={PH2_DUMMY}&data_dir={tmp_path / 'tfds'}"
+    extra = {"inspect": ["--json"], "prepare": ["--out", str(tmp_path / "shards"), "--quiet"]}[verb]
+    assert main([verb, "--data", data, *extra]) == 0
+    out = capsys.readouterr().out
+    if verb == "inspect":
+        report = json.loads(out)
+        assert report["num_samples"] == 3, report
+    else:
+        assert "wrote 3 samples" in out
+    assert (tmp_path / "tfds" / "ph2").is_dir()  # prepared from the dummy manual_dir, in data_dir
+
+
+def test_shipped_mads_builder_groups_frames_by_sequence(tmp_path):
     source = open_source("tfds:mads", data_dir=str(tmp_path), manual_dir=str(DATASETS / "mads" / "dummy_data"))
     assert source.group_key == "sequence"
     assert sorted(source.group(i) for i in source.ids()) == ["HipHop_HipHop1"] * 2 + ["Taichi_S5"] * 2

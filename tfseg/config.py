@@ -55,8 +55,9 @@ class TrainConfig:
     # Defaults are sized so that a bare `tfseg train` (U-Net on `synthetic`, 1000 images) reaches a
     # test Dice above 0.9 in minutes on a 2-core CPU; see README.md, "Training", for the measurement.
     # data
-    data: str = _setting("synthetic", "data SOURCE: synthetic[:N], synthetic-large[:N], ph2:PATH, mads:PATH, folder:PATH, "
-                                      "tfrecord:PATH or tfds:NAME[/CONFIG]", metavar="SOURCE")
+    data: str = _setting("synthetic", "data SOURCE: synthetic[:N], synthetic-large[:N], ph2:PATH, mads:PATH, "
+                                      "folder:PATH, tfrecord:PATH or tfds:NAME[/CONFIG][?KEY=VALUE&...]",
+                         metavar="SOURCE")
     image_size: int = _setting(96, "images are resized to N x N; a multiple of 2**depth")
     batch_size: int = _setting(16, "images per training step")
     augment: bool = _setting(True, "random flips, rotations, crops and colour changes of the training images")

@@ -19,8 +19,8 @@ def register(subparsers):
                     "problem would stop training).",
     )
     parser.add_argument("--data", default=defaults.data, metavar="SOURCE",
-                        help="synthetic[:N], synthetic-large[:N], ph2:PATH, mads:PATH, folder:PATH, tfrecord:PATH or tfds:NAME[/CONFIG] "
-                             f"(default: {defaults.data})")
+                        help="synthetic[:N], synthetic-large[:N], ph2:PATH, mads:PATH, folder:PATH, tfrecord:PATH "
+                             f"or tfds:NAME[/CONFIG][?KEY=VALUE&...] (default: {defaults.data})")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--num-classes", type=int, default=None, metavar="N",
                         help="masks hold class ids 0..N-1 (default: binary masks)")

@@ -7,14 +7,22 @@
 ``mads:PATH``          the MADS full-body set as unpacked
 ``folder:PATH``        ``PATH/images/*`` + ``PATH/masks/*`` matched by stem
 ``tfrecord:PATH``      shards written by ``tfseg prepare``
-``tfds:NAME[/CONFIG]`` a TFDS dataset with an image and a segmentation mask
+``tfds:NAME[/CONFIG]`` a TFDS dataset with an image and a segmentation mask,
+[``?KEY=VALUE&...``]   optionally with source options (below)
 =====================  ====================================================
+
+Options of a ``tfds:`` source can ride in the string, so that every verb that
+takes ``--data`` (and a run's ``config.json``) carries them: a ``?`` after the
+name, then ``KEY=VALUE`` pairs joined by ``&``, e.g.
+``tfds:ph2?manual_dir=/data/PH2`` or ``tfds:oxford_iiit_pet?splits=resplit``.
+Keys and values are checked by the source (:mod:`tfseg.data.tfds_source`);
+quote the string in a shell (``?`` and ``&`` are special there).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 from tfseg.errors import TfsegError
 
@@ -33,6 +41,7 @@ class SourceSpec:
         name: the TFDS ``NAME[/CONFIG]`` for ``tfds``, else ``None``.
         count: the number of samples for ``synthetic`` and ``synthetic-large``, else ``None``.
         text: the original string, for messages.
+        options: ``((key, value), ...)`` given after ``?`` (``tfds`` only), in the order written.
     """
 
     kind: str
@@ -40,6 +49,7 @@ class SourceSpec:
     name: Optional[str] = None
     count: Optional[int] = None
     text: str = ""
+    options: Tuple[Tuple[str, str], ...] = ()
 
     def __str__(self):
         return self.text
@@ -56,7 +66,8 @@ def parse_source(source) -> SourceSpec:
     text = str(source).strip()
     kind, sep, rest = text.partition(":")
     kind = kind.lower()
-    forms = "synthetic[:N], synthetic-large[:N], ph2:PATH, mads:PATH, folder:PATH, tfrecord:PATH, tfds:NAME[/CONFIG]"
+    forms = ("synthetic[:N], synthetic-large[:N], ph2:PATH, mads:PATH, folder:PATH, tfrecord:PATH, "
+             "tfds:NAME[/CONFIG][?KEY=VALUE&...]")
     if kind not in KINDS:
         raise TfsegError(f"data source {text!r}: unknown kind {kind!r}; expected one of {forms}")
     if kind in ("synthetic", "synthetic-large"):
@@ -74,5 +85,23 @@ def parse_source(source) -> SourceSpec:
         what = "NAME[/CONFIG]" if kind == "tfds" else "PATH"
         raise TfsegError(f"data source {text!r}: missing {what} after '{kind}:'")
     if kind == "tfds":
-        return SourceSpec("tfds", name=rest, text=text)
+        name, _, query = rest.partition("?")
+        if not name:
+            raise TfsegError(f"data source {text!r}: missing NAME[/CONFIG] after 'tfds:'")
+        return SourceSpec("tfds", name=name, text=text, options=_parse_options(query, text) if query else ())
     return SourceSpec(kind, path=rest, text=text)
+
+
+def _parse_options(query: str, text: str) -> Tuple[Tuple[str, str], ...]:
+    """``"a=1&b=x"`` -> ``(("a", "1"), ("b", "x"))``; each key once, each with a value."""
+    options = []
+    for item in query.split("&"):
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            raise TfsegError(f"data source {text!r}: option {item!r} is not KEY=VALUE "
+                             "(options: ?KEY=VALUE&KEY=VALUE...)")
+        if key in dict(options):
+            raise TfsegError(f"data source {text!r}: option {key!r} given twice")
+        options.append((key, value))
+    return tuple(options)

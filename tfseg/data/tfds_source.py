@@ -16,13 +16,16 @@ Mask values:
 
 Ids and splits. A sample's id is ``<tfds split>/<index>`` (index zero-padded,
 in TFDS's deterministic reading order with ``shuffle_files=False``), so listing
-costs nothing. ``splits="tfseg"`` (default): every example of the dataset's
-splits (``train`` + ``test`` for the pets; override with
-``tfds_splits=("train",)``) is pooled and split by tfseg's seeded hash of the
-id, like every other source. ``splits="official"``: tfseg ``train`` = TFDS
-``train``, ``test`` = TFDS ``test``, ``val`` = TFDS ``validation`` (or
-``val``/``valid``/``dev``); a missing val (or test) split is carved from TFDS
-``train`` by the same hash, with the val:train ratio of ``fractions``.
+costs nothing. ``splits="official"`` (default), so that results compare with
+published ones: tfseg ``train`` = TFDS ``train``, ``test`` = TFDS ``test``,
+``val`` = TFDS ``validation`` (or ``val``/``valid``/``dev``). A split the
+dataset lacks is carved from TFDS ``train`` by tfseg's seeded hash of the id:
+a missing val takes ``val / (train + val)`` of TFDS train (``fractions``), a
+missing test likewise, both missing (``tfds:ph2``, ``tfds:mads``: one ``train``
+split) split TFDS train by ``fractions`` like any other source.
+``splits="resplit"``: every example of the dataset's splits (``train`` +
+``test`` for the pets; override with ``tfds_splits=train,test``) is pooled and
+split by the hash with ``fractions``, like every other source.
 
 Groups. By default each example is its own group. With a text feature naming
 the group (``group_key``; default: a feature named ``sequence`` or ``group``
@@ -32,7 +35,15 @@ the source opens and a group is never split across train/val/test.
 Preparation. ``data_dir`` passes through to TFDS. A dataset not yet prepared
 is downloaded and prepared (``download=False`` raises instead);
 ``manual_dir`` is passed to the download config (datasets whose files you
-download yourself, e.g. ``tfds:ph2``).
+download yourself, e.g. ``tfds:ph2``); once prepared it is not read again.
+
+Options in the SOURCE string. Every verb that takes ``--data`` (and a run's
+``config.json``) carries the string options of :data:`STRING_OPTIONS` after a
+``?``: ``tfds:ph2?manual_dir=/data/PH2``,
+``tfds:oxford_iiit_pet?splits=resplit&pet_classes=trimap``,
+``tfds:NAME?tfds_splits=train,test`` (see :mod:`tfseg.data.spec`). Keyword
+options of :func:`open_source` / ``load_dataset`` may repeat one with the same
+value; a different value is an error.
 
 The builders shipped with tfseg (``tfseg/tfds_builders/ph2``,
 ``tfseg/tfds_builders/mads``) need no registration: when NAME is not a
@@ -42,14 +53,18 @@ loaded the way ``tfds build`` loads a dataset folder.
 
 Example:
     >>> from tfseg.data import open_source                                   # doctest: +SKIP
-    >>> pets = open_source("tfds:oxford_iiit_pet", pet_classes="trimap")     # doctest: +SKIP
+    >>> pets = open_source("tfds:oxford_iiit_pet?pet_classes=trimap")        # doctest: +SKIP
     >>> pets.num_classes, pets.ids()[:2]                                     # doctest: +SKIP
     (3, ['test/000000', 'test/000001'])
+    >>> ph2 = open_source("tfds:ph2?manual_dir=/data/PH2")                   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -63,7 +78,10 @@ logger = logging.getLogger(__name__)
 MASK_FEATURE_NAMES = ("segmentation_mask", "mask", "segmentation", "label_mask", "semantic_segmentation",
                       "annotation", "label")
 PET_CLASSES = ("binary", "trimap")
-SPLIT_MODES = ("tfseg", "official")
+SPLIT_MODES = ("official", "resplit")
+# Options a SOURCE string may carry after "?" (text; tfds_splits comma-separated).
+STRING_OPTIONS = ("manual_dir", "data_dir", "splits", "tfds_splits", "pet_classes", "image_key", "mask_key",
+                  "group_key")
 VAL_SPLIT_NAMES = ("validation", "val", "valid", "dev")
 BUILDERS_PACKAGE = "tfseg.tfds_builders"
 
@@ -149,8 +167,9 @@ class TfdsSource(Source):
         data_dir: TFDS data folder (default: TFDS's, ``~/tensorflow_datasets``).
         num_classes: 1 (binary) or N >= 2 class ids; for the pets see ``pet_classes``.
         pet_classes: ``"binary"`` or ``"trimap"`` (``oxford_iiit_pet`` only).
-        splits: ``"tfseg"`` (hash split over the pooled examples) or ``"official"``.
-        tfds_splits: TFDS splits pooled by ``splits="tfseg"`` (default: all of the dataset's).
+        splits: ``"official"`` (TFDS's train/validation/test, missing ones carved from train) or
+            ``"resplit"`` (hash split over the pooled examples).
+        tfds_splits: TFDS splits read (default: all of the dataset's).
         image_key, mask_key: feature names, when the defaults do not find them.
         group_key: text feature holding each example's group (default: ``sequence`` or ``group``
             if present); ``""`` for none.
@@ -159,7 +178,7 @@ class TfdsSource(Source):
         skip_bad: accepted for symmetry with file sources; TFDS data was checked when prepared.
     """
 
-    def __init__(self, spec: SourceSpec, data_dir=None, num_classes=None, pet_classes=None, splits="tfseg",
+    def __init__(self, spec: SourceSpec, data_dir=None, num_classes=None, pet_classes=None, splits="official",
                  tfds_splits=None, image_key=None, mask_key=None, group_key=None, download=True,
                  manual_dir=None, skip_bad=False):
         import tensorflow_datasets as tfds
@@ -230,10 +249,15 @@ class TfdsSource(Source):
                              "(run `tfds build`, or allow download=True)")
         config = tfds.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None)
         try:
-            self.builder.download_and_prepare(download_config=config)
+            # TFDS prints its preparation lines on stdout; they belong with the progress on stderr
+            # (stdout carries results, e.g. `tfseg inspect --json`).
+            with contextlib.redirect_stdout(sys.stderr):
+                self.builder.download_and_prepare(download_config=config)
         except Exception as err:  # noqa: BLE001 - network, manual files, disk: one line for the user
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            hint = f" (this dataset needs manual_dir=...: {first[:200]})" if "manual" in first.lower() else f" ({first[:300]})"
+            hint = (f" (it needs files you download yourself: add ?manual_dir=DIR, e.g. "
+                    f"'tfds:{self.spec.name}?manual_dir=DIR'; {first[:200]})" if "manual" in first.lower()
+                    else f" ({first[:300]})")
             raise TfsegError(f"data source {self.spec.text!r}: could not download and prepare it{hint}") from None
 
     def _count(self, split: str) -> int:
@@ -278,8 +302,8 @@ class TfdsSource(Source):
         return self._groups.get(sample_id, sample_id)
 
     def split_ids(self, split: str, seed: int = 0, fractions=(0.7, 0.15, 0.15)) -> List[str]:
-        """See the module docstring: ``splits="tfseg"`` hashes ids, ``"official"`` follows TFDS."""
-        if self.split_mode == "tfseg" or split == "all":
+        """See the module docstring: ``splits="official"`` follows TFDS, ``"resplit"`` hashes ids."""
+        if self.split_mode == "resplit" or split == "all":
             return super().split_ids(split, seed=seed, fractions=fractions)
         from tfseg.data.splits import SPLITS, assign_splits, validate_fractions
 
@@ -393,11 +417,43 @@ def _rgb(image):
 
 @register_source("tfds")
 def open_tfds(spec: SourceSpec, **options) -> TfdsSource:
-    """Opener for ``tfds:NAME[/CONFIG]``; options: see :class:`TfdsSource`."""
+    """Opener for ``tfds:NAME[/CONFIG][?KEY=VALUE&...]``; options: see :class:`TfdsSource`.
+
+    Raises:
+        ConfigError: an unknown option, or one given in the string and as a keyword with
+            different values.
+    """
     accepted = ("data_dir", "num_classes", "pet_classes", "splits", "tfds_splits", "image_key", "mask_key",
                 "group_key", "download", "manual_dir", "skip_bad")
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ConfigError(f"data source {spec.text!r}: unknown option(s) {', '.join(unknown)}; "
                           f"accepted: {', '.join(accepted)}")
+    options = dict(options)
+    for key, text in spec.options:
+        if key not in STRING_OPTIONS:
+            raise ConfigError(f"data source {spec.text!r}: unknown option {key!r}; accepted after '?': "
+                              f"{', '.join(STRING_OPTIONS)}")
+        value = _string_option(key, text)
+        given = options.get(key)
+        if given is not None and _comparable(key, given) != value:
+            raise ConfigError(f"data source {spec.text!r}: {key}={text!r} in the string, but {key}={given!r} "
+                              "given too")
+        options[key] = value
     return TfdsSource(spec, **options)
+
+
+def _string_option(key: str, text: str):
+    if key == "tfds_splits":
+        return tuple(s.strip() for s in text.split(",") if s.strip())
+    if key in ("manual_dir", "data_dir") and "://" not in text:
+        return os.path.expanduser(text)  # "~/data/PH2" in a quoted --data is not expanded by the shell
+    return text
+
+
+def _comparable(key: str, value):
+    if key == "tfds_splits":
+        return tuple(value)
+    if key in ("manual_dir", "data_dir"):
+        return _string_option(key, str(value))
+    return value

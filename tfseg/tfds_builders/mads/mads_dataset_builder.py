@@ -56,7 +56,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     Download https://www.kaggle.com/datasets/tapakah68/segmentation-full-body-mads-dataset
     (`kaggle datasets download -d tapakah68/segmentation-full-body-mads-dataset`), unzip it
     and pass the unzipped folder as the manual dir:
-        tfds build tfseg/tfds_builders/mads --manual_dir /path/to/unzipped
+        tfseg inspect --data 'tfds:mads?manual_dir=/path/to/unzipped'
+    (or, from a checkout: tfds build tfseg/tfds_builders/mads --manual_dir /path/to/unzipped)
     Expected (one or two folders down): images/HipHop_HipHop1_C0_00180.png and
     masks/HipHop_HipHop1_C0_00180.png (same file name).
     """

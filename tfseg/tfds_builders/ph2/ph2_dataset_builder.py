@@ -62,7 +62,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     Request the PH2 database at https://www.fc.up.pt/addi/ph2%20database.html,
     unpack the archive (PH2Dataset.rar: `unrar x` or 7-Zip; TFDS cannot extract
     RAR) and pass the folder that holds `PH2Dataset/` (or `PH2Dataset/` itself):
-        tfds build tfseg/tfds_builders/ph2 --manual_dir /path/to/unpacked
+        tfseg inspect --data 'tfds:ph2?manual_dir=/path/to/unpacked'
+    (or, from a checkout: tfds build tfseg/tfds_builders/ph2 --manual_dir /path/to/unpacked)
     Expected: PH2Dataset/PH2 Dataset images/IMD002/IMD002_Dermoscopic_Image/IMD002.bmp,
     PH2Dataset/PH2 Dataset images/IMD002/IMD002_lesion/IMD002_lesion.bmp and
     PH2Dataset/PH2_dataset.txt (the diagnoses; without it `diagnosis` is -1).
