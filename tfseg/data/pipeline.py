@@ -28,6 +28,7 @@ from typing import Dict, Optional, Tuple
 import tensorflow as tf
 
 from tfseg.data.augment import augment_config, augment_example
+from tfseg.data.patches import DEFAULT_FOREGROUND_FRACTION, check_patch_options, random_patch, rescale_example
 from tfseg.data.sources import Source, open_source
 from tfseg.data.spec import parse_source
 from tfseg.data.splits import SPLITS, validate_fractions
@@ -56,6 +57,9 @@ def load_dataset(
     repeat: bool = False,
     skip_bad: bool = False,
     drop_remainder: bool = False,
+    patch_size: Optional[int] = None,
+    scale: float = 1.0,
+    foreground_fraction: float = DEFAULT_FOREGROUND_FRACTION,
     **source_options,
 ) -> tf.data.Dataset:
     """A batched ``tf.data.Dataset`` of ``(images, masks)`` for one split of a source.
@@ -64,7 +68,9 @@ def load_dataset(
         source: a SOURCE string (``"synthetic:200"``, ``"ph2:/data/PH2Dataset"``, ...),
             a :class:`~tfseg.data.spec.SourceSpec` or an opened :class:`~tfseg.data.sources.Source`.
         split: ``"train"``, ``"val"``, ``"test"`` or ``"all"`` (see :mod:`tfseg.data.splits`).
-        image_size: output side ``N`` or ``(height, width)``.
+        image_size: output side ``N`` or ``(height, width)``; ``None``: every image at its own
+            size (times ``scale``), one image per batch (``batch_size`` must be 1), as
+            whole-image evaluation of a patch-trained model needs.
         batch_size: samples per batch.
         augment: ``None`` = on for train, off otherwise; ``True``/``False``; a dict of
             :class:`~tfseg.data.augment.AugmentConfig` fields or an ``AugmentConfig``.
@@ -80,6 +86,12 @@ def load_dataset(
         skip_bad: drop samples that fail to decode instead of stopping (sources checked
             when opened, ``checked = True``, drop them there and list them).
         drop_remainder: drop the last incomplete batch (static batch size).
+        patch_size: ``N``: native resolution, one random ``N x N`` crop per sample and epoch
+            (:mod:`tfseg.data.patches`; ``image_size`` is then ignored); augmentation runs on the crop.
+        scale: with ``patch_size`` or ``image_size=None``, images (and masks) are first
+            resized by this factor (e.g. 0.5 halves each side).
+        foreground_fraction: with ``patch_size``, the chance that a crop is centred on a
+            random foreground pixel (else uniform over the image).
         **source_options: passed to the source's opener (e.g. ``seed`` of ``synthetic``).
 
     Returns:
@@ -89,6 +101,10 @@ def load_dataset(
         TfsegError: bad source, split, size or option (one line naming it);
         DataError: the split is empty.
     """
+    if patch_size is not None or image_size is None:
+        return _native_dataset(source, split, patch_size, scale, foreground_fraction, batch_size, augment, seed,
+                               shuffle, cache, fractions, num_classes, repeat, skip_bad, drop_remainder,
+                               source_options)
     size = image_size_pair(image_size)
     batch_size = _positive_int("batch_size", batch_size)
     if split not in SPLITS + ("all",):
@@ -140,6 +156,94 @@ def load_dataset(
     options = tf.data.Options()
     options.deterministic = seed is not None
     return ds.with_options(options)
+
+
+def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch_size, augment, seed, shuffle,
+                    cache, fractions, num_classes, repeat, skip_bad, drop_remainder, source_options):
+    """:func:`load_dataset` at native resolution: random patches (``patch_size``) or whole images (batch 1).
+
+    The stages: examples (original size) -> storage form (uint8, mask {0,1}/ids) -> ``scale``
+    -> cache -> shuffle -> random crop (patches) -> float32 -> augment (the crop) -> repeat -> batch.
+    """
+    check_patch_options(patch_size, scale, foreground_fraction)
+    batch_size = _positive_int("batch_size", batch_size)
+    if patch_size is None and batch_size != 1:
+        raise ConfigError(f"batch_size {batch_size}: whole images of their own sizes are batched one at a time "
+                          "(use batch_size=1, or a patch_size)")
+    if split not in SPLITS + ("all",):
+        raise ConfigError(f"split {split!r}: choose one of train, val, test, all")
+    fractions = validate_fractions(fractions)
+    if cache is True or cache is False or cache is None:
+        cache = "memory" if cache else "none"
+    if cache not in CACHE_MODES:
+        raise ConfigError(f"cache {cache!r}: choose one of {', '.join(CACHE_MODES)}")
+    config = augment_config(split == "train" if augment is None else augment)
+    if patch_size is None:
+        config = None  # whole images are scored as they are
+    shuffle = split == "train" if shuffle is None else bool(shuffle)
+
+    opened = open_dataset_source(source, num_classes=num_classes, skip_bad=skip_bad, **source_options)
+    classes = resolve_num_classes(opened, num_classes)
+    ids = opened.split_ids(split, seed=0 if seed is None else seed, fractions=fractions)
+    if not ids:
+        raise TfsegError(f"data source {opened.spec.text!r}: the {split!r} split is empty ({len(opened.ids())} samples)")
+
+    def stored(example):
+        mask = example["mask"]
+        if classes > 1:
+            mask = _checked_class_ids(mask, classes, example["id"])
+        image, mask = native_example(example["image"], mask, classes)
+        return rescale_example(image, mask, scale)
+
+    ds = opened.examples(ids).map(stored, num_parallel_calls=tf.data.AUTOTUNE)
+    if skip_bad and not getattr(opened, "checked", False):
+        ds = ds.ignore_errors(log_warning=True)
+    else:
+        ds = ds.apply(tf.data.experimental.assert_cardinality(len(ids)))
+    sample_bytes = _native_sample_bytes(opened, ids, scale, classes)
+    if use_memory_cache(cache, len(ids) * sample_bytes, f"{opened.spec.text} {split}"):
+        ds = ds.cache()
+    if shuffle:
+        buffer = max(1, min(len(ids), SHUFFLE_BUFFER_BYTES // sample_bytes))
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    if patch_size is not None:
+        # One [4] seed per sample and epoch: two numbers for the crop, two for the augmentation.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4)
+
+        def crop(pair, s):
+            image, mask = random_patch(pair[0], pair[1], patch_size, s[:2], foreground_fraction)
+            image, mask = scale_example(image, mask, classes)
+            if config is not None:
+                image, mask = augment_example(image, mask, s[2:], config)
+            return image, mask
+
+        ds = tf.data.Dataset.zip((ds, seeds)).map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda image, mask: scale_example(image, mask, classes), num_parallel_calls=tf.data.AUTOTUNE)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = seed is not None
+    return ds.with_options(options)
+
+
+def native_example(image, mask, num_classes: int = 1):
+    """:func:`resize_example` without the resizing: ``(uint8 [h, w, 3], mask [h, w, 1])`` at the sample's size."""
+    image = _rgb_float(tf.convert_to_tensor(image))
+    mask = _mask_values(tf.convert_to_tensor(mask), num_classes)
+    image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
+    return image, mask
+
+
+def _native_sample_bytes(opened, ids, scale: float, num_classes: int) -> int:
+    """Bytes of one stored sample, estimated from the first one (for the cache and shuffle sizes)."""
+    try:
+        first = next(iter(opened.examples(list(ids[:1]))))
+        height, width = (int(d) for d in first["image"].shape[:2])
+    except (tf.errors.OpError, StopIteration):  # an unreadable first sample: assume a 1024 px square
+        height = width = 1024
+    return max(1, int(height * width * float(scale) ** 2 * (3 + _mask_dtype(num_classes).size)))
 
 
 def dataset_summary(source, seed: int = 0, fractions=(0.7, 0.15, 0.15), **source_options) -> Dict:

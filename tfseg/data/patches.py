@@ -1,0 +1,106 @@
+"""Native-resolution samples for patch training: optional pre-scaling and random ``N x N`` crops.
+
+With ``patch_size`` (``--patch-size``) the pipeline keeps every image at its own
+resolution (optionally multiplied by ``scale`` first, ``--scale``: image bilinear
+with antialiasing, mask nearest neighbour) and cuts one random ``N x N`` crop per
+sample and epoch; augmentation then works on the crop. Images of different sizes
+mix freely, since every crop has the same size.
+
+A crop is *foreground-centred* with probability ``foreground_fraction`` (when the
+mask has foreground, i.e. any non-zero value): a foreground pixel is drawn
+uniformly and the crop centred on it, moved inside the image. Otherwise the crop's
+corner is uniform over the image. Small structures that cover 1% of an image
+are then seen in about ``foreground_fraction`` of the crops instead of in a few.
+An image smaller than the patch is padded with zeros (mask 0) at the bottom and
+right, as :mod:`tfseg.tiling` pads it at prediction.
+
+Every random number comes from a stateless op seeded by the sample's ``[2]`` seed,
+so the same seed gives the same crop.
+
+Example:
+    >>> import tensorflow as tf
+    >>> image = tf.zeros([300, 500, 3], tf.uint8)
+    >>> mask = tf.zeros([300, 500, 1], tf.uint8)
+    >>> crop, crop_mask = random_patch(image, mask, 128, tf.constant([0, 1]))
+    >>> crop.shape, crop_mask.shape
+    (TensorShape([128, 128, 3]), TensorShape([128, 128, 1]))
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tfseg.errors import ConfigError
+
+DEFAULT_FOREGROUND_FRACTION = 0.5
+
+
+def check_patch_options(patch_size, scale, foreground_fraction) -> None:
+    """Raise :class:`ConfigError` naming an impossible ``patch_size``, ``scale`` or ``foreground_fraction``."""
+    if patch_size is not None and (isinstance(patch_size, bool) or not isinstance(patch_size, int)
+                                   or patch_size < 8):
+        raise ConfigError(f"--patch-size {patch_size!r}: must be an integer >= 8")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.0 < float(scale) <= 4.0:
+        raise ConfigError(f"--scale {scale!r}: must be a number in (0, 4]")
+    if not 0.0 <= float(foreground_fraction) <= 1.0:
+        raise ConfigError(f"--foreground-fraction {foreground_fraction!r}: must be in [0, 1]")
+
+
+def scaled_size(height, width, scale: float):
+    """``(round(height * scale), round(width * scale))``, at least 1 pixel (int32 tensors)."""
+    size = tf.cast(tf.round(tf.cast(tf.stack([height, width]), tf.float32) * float(scale)), tf.int32)
+    return tf.maximum(size, 1)
+
+
+def rescale_example(image, mask, scale: float):
+    """Image (uint8) bilinear with antialiasing, mask nearest neighbour, both to ``scale`` x their size."""
+    if float(scale) == 1.0:
+        return image, mask
+    shape = tf.shape(image)
+    size = scaled_size(shape[0], shape[1], scale)
+    resized = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=True)
+    image = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), image.dtype)
+    mask = tf.cast(tf.image.resize(mask, size, method="nearest"), mask.dtype)
+    return image, mask
+
+
+def random_patch(image, mask, patch_size: int, seed, foreground_fraction: float = DEFAULT_FOREGROUND_FRACTION):
+    """One random ``patch_size`` x ``patch_size`` crop of ``(image [H, W, C], mask [H, W, 1])``.
+
+    Args:
+        image, mask: one sample at any size (any dtypes; the mask's non-zero values are foreground).
+        patch_size: side of the crop in pixels.
+        seed: int ``[2]`` tensor; the same seed gives the same crop.
+        foreground_fraction: chance of a crop centred on a random foreground pixel.
+
+    Returns:
+        ``(image [N, N, C], mask [N, N, 1])`` with the input dtypes.
+    """
+    n = int(patch_size)
+    seeds = tf.random.split(tf.convert_to_tensor(seed), num=3, alg="philox")
+    shape = tf.shape(image)
+    # Pad an image smaller than the patch (bottom/right zeros), as the sliding window does.
+    pad_h, pad_w = tf.maximum(n - shape[0], 0), tf.maximum(n - shape[1], 0)
+    image = tf.pad(image, [[0, pad_h], [0, pad_w], [0, 0]])
+    mask = tf.pad(mask, [[0, pad_h], [0, pad_w], [0, 0]])
+    height, width = shape[0] + pad_h, shape[1] + pad_w
+    room = tf.stack([height - n, width - n])  # the largest valid top-left corner
+
+    uniform_corner = tf.cast(
+        tf.floor(tf.random.stateless_uniform([2], seeds[0], alg="philox") * tf.cast(room + 1, tf.float32)), tf.int32)
+    foreground = tf.where(mask[..., 0] > 0)  # [count, 2] (row, column)
+    count = tf.shape(foreground)[0]
+    pick = tf.minimum(
+        tf.cast(tf.random.stateless_uniform([], seeds[1], alg="philox") * tf.cast(count, tf.float32), tf.int32),
+        tf.maximum(count - 1, 0))
+    centre = tf.cond(count > 0, lambda: tf.cast(foreground[pick], tf.int32), lambda: tf.zeros([2], tf.int32))
+    centred_corner = tf.clip_by_value(centre - n // 2, 0, room)
+    use_foreground = tf.logical_and(
+        count > 0, tf.random.stateless_uniform([], seeds[2], alg="philox") < float(foreground_fraction))
+    corner = tf.where(use_foreground, centred_corner, tf.minimum(uniform_corner, room))
+
+    crop = tf.slice(image, [corner[0], corner[1], 0], [n, n, -1])
+    crop_mask = tf.slice(mask, [corner[0], corner[1], 0], [n, n, -1])
+    crop.set_shape([n, n, image.shape[-1]])
+    crop_mask.set_shape([n, n, mask.shape[-1]])
+    return crop, crop_mask
