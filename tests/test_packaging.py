@@ -2,9 +2,15 @@
 non-editable install (a wheel) used from another folder."""
 
 import configparser
+import importlib.metadata
+import importlib.util
 import io
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -89,3 +95,47 @@ def test_notebook_install_cell_finds_the_checkout_it_runs_in(tmp_path):
     assert find(str(ROOT / "notebooks")) == str(ROOT)  # Jupyter starts in notebooks/
     assert find(str(ROOT)) == str(ROOT)
     assert find(str(tmp_path)) is None  # e.g. Colab's /content: install from the repository
+
+
+def run(command, **kwargs):
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, **kwargs)
+    assert result.returncode == 0, f"{command}: {result.stdout[-2000:]}{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.mark.slow
+def test_a_wheel_installed_elsewhere_finds_tfds_ph2_and_trains(tmp_path):
+    # Build from a copy of the sources, so no build/ or *.egg-info is left in the checkout.
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "tfseg", source / "tfseg", ignore=shutil.ignore_patterns("__pycache__"))
+    # The installed setuptools when it meets pyproject.toml's ">=64" (no download); else pip's isolated one.
+    setuptools = importlib.util.find_spec("setuptools") and int(importlib.metadata.version("setuptools")
+                                                                .split(".")[0]) >= 64
+    isolation = ["--no-build-isolation"] if setuptools else []
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, str(source), "-w", str(tmp_path)])
+    wheel, = tmp_path.glob("*.whl")
+    assert wheel.name.startswith(distribution_name().replace("-", "_") + "-")
+    # Installed without dependencies (those of this environment are reused) into a folder of its own.
+    site = tmp_path / "site"
+    run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)])
+    manual = tmp_path / "PH2"  # a manual_dir made from the builder's dummy data, as shipped in the wheel
+    shutil.copytree(site / "tfseg" / "tfds_builders" / "ph2" / "dummy_data", manual)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site), "TFDS_DATA_DIR": str(tmp_path / "tfds"),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    tfseg = [str(site / "bin" / "tfseg")]
+
+    where = run([sys.executable, "-c", "import tfseg; print(tfseg.__file__)"], cwd=elsewhere, env=env)
+    assert where.stdout.strip() == str(site / "tfseg" / "__init__.py")  # the wheel's, not the checkout's
+    assert "train" in run(tfseg + ["--help"], cwd=elsewhere, env=env).stdout
+    report = json.loads(run(tfseg + ["inspect", "--json", "--data", f"tfds:ph2?manual_dir={manual}"],
+                            cwd=elsewhere, env=env).stdout)
+    assert report["num_samples"] == 3
+    run(tfseg + ["train", "--data", "tfds:ph2", "--epochs", "1", "--image-size", "32", "--batch-size", "1",
+                 "--base-filters", "4", "--depth", "2", "--out", "run", "--verbose", "0"], cwd=elsewhere, env=env)
+    metrics = json.loads((elsewhere / "run" / "metrics.json").read_text())
+    assert metrics["test"]["num_images"] == 1
