@@ -400,3 +400,12 @@ def test_fit_with_pixel_sample_weights_of_shape_bhw():
     assert logs["dice"] == pytest.approx(2 * tp / (2 * tp + fp + fn), abs=1e-5)
     pixel = np.asarray(losses.bce_dice_loss(y, model.predict(x, verbose=0), pixel_weights=w))
     assert logs["loss"] == pytest.approx(float(np.mean(pixel)), rel=1e-4)
+
+
+def test_every_loss_name_of_the_cli_has_a_loss_and_back():
+    from tfseg import losses
+    from tfseg.config import LOSSES
+
+    assert set(LOSSES) == set(losses._CATEGORICAL) >= set(losses._BINARY)
+    for name in LOSSES:
+        assert losses.get_loss(name, num_classes=3) is not None

@@ -19,7 +19,32 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 LOSSES = ("bce_dice", "dice", "bce", "focal", "tversky", "focal_tversky", "cce", "cce_dice")
 CACHES = ("auto", "memory", "none")
 SPLITS = ("train", "val", "test")
+DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)  # train / val / test
 UPSAMPLINGS = ("transpose", "bilinear")
+
+
+def image_hw(image_size) -> Tuple[int, int]:
+    """``N`` or ``(height, width)`` -> ``(height, width)`` of positive ints: the one reading of an image size.
+
+    Raises:
+        ConfigError: naming the value.
+
+    Example:
+        >>> image_hw(96), image_hw((64, 96))
+        ((96, 96), (64, 96))
+    """
+    import numbers
+
+    def side(value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ConfigError(f"image_size {image_size!r}: expected a positive integer or (height, width)")
+        return int(value)
+
+    if isinstance(image_size, (list, tuple)):
+        if len(image_size) != 2:
+            raise ConfigError(f"image_size {image_size!r}: expected a positive integer or (height, width)")
+        return side(image_size[0]), side(image_size[1])
+    return side(image_size), side(image_size)
 
 
 def _setting(default, help, choices=None, metavar=None):

@@ -63,6 +63,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfseg.config import LOSSES
 from tfseg.errors import ConfigError
 
 EPSILON = 1e-7
@@ -618,7 +619,7 @@ _CATEGORICAL = {
     "cce": lambda c: CrossEntropyLoss(num_classes=c),
     "cce_dice": lambda c: CCEDiceLoss(num_classes=c),
 }
-LOSS_NAMES = tuple(_CATEGORICAL)
+LOSS_NAMES = LOSSES  # the names --loss accepts (defined once, in tfseg.config)
 
 
 def get_loss(name: str, num_classes: int = 1) -> keras.losses.Loss:

@@ -30,15 +30,15 @@ import numpy as np
 
 from tfseg.data.sources import Source, open_source
 from tfseg.data.spec import parse_source
+from tfseg.config import DEFAULT_FRACTIONS, SPLITS
 from tfseg.errors import ConfigError, TfsegError
 
 FILE_KINDS = ("ph2", "mads", "folder")
 # Kinds whose opening checks the data and that can collect every problem instead of stopping at the first.
 CHECKED_KINDS = FILE_KINDS + ("tfrecord",)
-SPLITS = ("train", "val", "test")
 
 
-def inspect_source(source, seed: int = 0, fractions=(0.7, 0.15, 0.15), skip_bad: bool = False,
+def inspect_source(source, seed: int = 0, fractions=DEFAULT_FRACTIONS, skip_bad: bool = False,
                    limit: Optional[int] = None, **options) -> Dict:
     """Describe ``source`` (see the module docstring).
 

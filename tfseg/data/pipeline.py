@@ -32,11 +32,11 @@ from tfseg.data.patches import DEFAULT_FOREGROUND_FRACTION, check_patch_options,
 from tfseg.data.sources import Source, open_source
 from tfseg.data.spec import parse_source
 from tfseg.data.splits import SPLITS, validate_fractions
+from tfseg.config import CACHES, DEFAULT_FRACTIONS, image_hw
 from tfseg.errors import ConfigError, TfsegError
 
 log = logging.getLogger(__name__)
 
-CACHE_MODES = ("auto", "memory", "none")
 # ``cache="auto"`` keeps a split in memory when it needs less than this share of the RAM.
 CACHE_RAM_FRACTION = 0.25
 # The shuffle buffer holds at most this many bytes of resized samples.
@@ -52,7 +52,7 @@ def load_dataset(
     seed: Optional[int] = 0,
     shuffle: Optional[bool] = None,
     cache="auto",
-    fractions=(0.7, 0.15, 0.15),
+    fractions=DEFAULT_FRACTIONS,
     num_classes: Optional[int] = None,
     repeat: bool = False,
     skip_bad: bool = False,
@@ -105,15 +105,15 @@ def load_dataset(
         return _native_dataset(source, split, patch_size, scale, foreground_fraction, batch_size, augment, seed,
                                shuffle, cache, fractions, num_classes, repeat, skip_bad, drop_remainder,
                                source_options)
-    size = image_size_pair(image_size)
+    size = image_hw(image_size)
     batch_size = _positive_int("batch_size", batch_size)
     if split not in SPLITS + ("all",):
         raise ConfigError(f"split {split!r}: choose one of train, val, test, all")
     fractions = validate_fractions(fractions)
     if cache is True or cache is False or cache is None:
         cache = "memory" if cache else "none"
-    if cache not in CACHE_MODES:
-        raise ConfigError(f"cache {cache!r}: choose one of {', '.join(CACHE_MODES)}")
+    if cache not in CACHES:
+        raise ConfigError(f"cache {cache!r}: choose one of {', '.join(CACHES)}")
     config = augment_config(split == "train" if augment is None else augment)
     shuffle = split == "train" if shuffle is None else bool(shuffle)
 
@@ -175,8 +175,8 @@ def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch
     fractions = validate_fractions(fractions)
     if cache is True or cache is False or cache is None:
         cache = "memory" if cache else "none"
-    if cache not in CACHE_MODES:
-        raise ConfigError(f"cache {cache!r}: choose one of {', '.join(CACHE_MODES)}")
+    if cache not in CACHES:
+        raise ConfigError(f"cache {cache!r}: choose one of {', '.join(CACHES)}")
     config = augment_config(split == "train" if augment is None else augment)
     if patch_size is None:
         config = None  # whole images are scored as they are
@@ -246,7 +246,7 @@ def _native_sample_bytes(opened, ids, scale: float, num_classes: int) -> int:
     return max(1, int(height * width * float(scale) ** 2 * (3 + _mask_dtype(num_classes).size)))
 
 
-def dataset_summary(source, seed: int = 0, fractions=(0.7, 0.15, 0.15), **source_options) -> Dict:
+def dataset_summary(source, seed: int = 0, fractions=DEFAULT_FRACTIONS, **source_options) -> Dict:
     """What the trainer needs before building a model, without decoding any image.
 
     Returns:
@@ -291,7 +291,7 @@ def open_dataset_source(source, image_size=None, num_classes=None, skip_bad=Fals
         return source
     spec = parse_source(source)
     if spec.kind == "synthetic" and image_size is not None and "image_size" not in options:
-        height, width = image_size_pair(image_size)
+        height, width = image_hw(image_size)
         # Generated square; a non-square request is resized from the larger side.
         options["image_size"] = max(height, width, 8)
     settings = {"num_classes": num_classes, "skip_bad": skip_bad}
@@ -339,20 +339,6 @@ def _total_ram() -> int:
         return 4 * 2**30
 
 
-def image_size_pair(image_size) -> Tuple[int, int]:
-    """``N`` or ``(height, width)`` -> ``(height, width)`` of positive ints.
-
-    Raises:
-        ConfigError: naming the value.
-    """
-    if isinstance(image_size, (list, tuple)):
-        if len(image_size) != 2:
-            raise ConfigError(f"image_size {image_size!r}: expected N or (height, width)")
-        return _positive_int("image_size", image_size[0]), _positive_int("image_size", image_size[1])
-    side = _positive_int("image_size", image_size)
-    return side, side
-
-
 def _positive_int(name, value) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ConfigError(f"{name} {value!r}: must be a positive integer")
@@ -391,7 +377,7 @@ def resize_example(image, mask, image_size, num_classes: int = 1):
     Raises:
         TfsegError: a rank, channel count, dtype or size that cannot be an image or mask.
     """
-    size = image_size_pair(image_size)
+    size = image_hw(image_size)
     image = _rgb_float(tf.convert_to_tensor(image))
     mask = _mask_values(tf.convert_to_tensor(mask), num_classes)
     if tuple(image.shape[:2]) != size:

@@ -11,6 +11,7 @@ import abc
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from tfseg.data.spec import SourceSpec, parse_source
+from tfseg.config import DEFAULT_FRACTIONS
 from tfseg.errors import TfsegError
 
 
@@ -59,7 +60,7 @@ class Source(abc.ABC):
         """``[(path, what is wrong), ...]`` found while listing (empty when clean)."""
         return []
 
-    def split_ids(self, split: str, seed: int = 0, fractions=(0.7, 0.15, 0.15)) -> List[str]:
+    def split_ids(self, split: str, seed: int = 0, fractions=DEFAULT_FRACTIONS) -> List[str]:
         """Ids in ``split`` (``train``/``val``/``test``/``all``); see :mod:`tfseg.data.splits`."""
         from tfseg.data.splits import split_ids
 

@@ -33,9 +33,9 @@ import hashlib
 import math
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from tfseg.config import DEFAULT_FRACTIONS, SPLITS
 from tfseg.errors import ConfigError, DataError
 
-SPLITS = ("train", "val", "test")
 
 
 def validate_fractions(fractions) -> Tuple[float, float, float]:
@@ -62,7 +62,7 @@ def group_position(seed: int, group: str) -> int:
 
 
 def assign_splits(
-    ids: Sequence[str], seed: int = 0, fractions=(0.7, 0.15, 0.15), group_of: Optional[Callable[[str], str]] = None
+    ids: Sequence[str], seed: int = 0, fractions=DEFAULT_FRACTIONS, group_of: Optional[Callable[[str], str]] = None
 ) -> Dict[str, str]:
     """``{sample id: "train"|"val"|"test"}`` for every id (see the module docstring for the rule).
 
@@ -86,7 +86,7 @@ def split_ids(
     ids: Iterable[str],
     split: str,
     seed: int = 0,
-    fractions=(0.7, 0.15, 0.15),
+    fractions=DEFAULT_FRACTIONS,
     group_of: Optional[Callable[[str], str]] = None,
 ) -> List[str]:
     """The ids of one split, sorted.

@@ -71,6 +71,7 @@ import numpy as np
 
 from tfseg.data.sources import Source, register_source
 from tfseg.data.spec import SourceSpec
+from tfseg.config import DEFAULT_FRACTIONS
 from tfseg.errors import ConfigError, DataError, TfsegError
 
 logger = logging.getLogger(__name__)
@@ -301,7 +302,7 @@ class TfdsSource(Source):
     def group(self, sample_id: str) -> str:
         return self._groups.get(sample_id, sample_id)
 
-    def split_ids(self, split: str, seed: int = 0, fractions=(0.7, 0.15, 0.15)) -> List[str]:
+    def split_ids(self, split: str, seed: int = 0, fractions=DEFAULT_FRACTIONS) -> List[str]:
         """See the module docstring: ``splits="official"`` follows TFDS, ``"resplit"`` hashes ids."""
         if self.split_mode == "resplit" or split == "all":
             return super().split_ids(split, seed=seed, fractions=fractions)

@@ -16,7 +16,7 @@ from keras import layers
 from tfseg.errors import ConfigError
 from tfseg.layers import BatchNorm
 
-from tfseg.config import UPSAMPLINGS  # noqa: E402
+from tfseg.config import UPSAMPLINGS, image_hw  # noqa: E402
 
 
 def conv_bn_relu(x, filters, *, kernel_size=3, dilation_rate=1, batch_norm=True, name="conv", suffix=""):
@@ -119,16 +119,7 @@ def image_shape(image_size: Union[int, Iterable[int]], multiple: int, model: str
     Raises:
         ConfigError: a size that is not a positive integer or not divisible by ``multiple``.
     """
-    if _is_count(image_size):
-        sizes = (int(image_size), int(image_size))
-    else:
-        try:
-            sizes = tuple(image_size)
-        except TypeError:
-            sizes = ()
-        if len(sizes) != 2 or not all(_is_count(size) for size in sizes):
-            raise ConfigError(f"image_size {image_size!r}: expected a positive integer or (height, width)")
-        sizes = tuple(int(size) for size in sizes)
+    sizes = image_hw(image_size)
     for size in sizes:
         if size % multiple:
             lower = size // multiple * multiple

@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import keras
 from keras import ops
 
+from tfseg.config import image_hw
 from tfseg.errors import ConfigError
 
 STRIDES = (2, 4, 8, 16, 32)
@@ -139,15 +140,6 @@ def get_encoder_spec(name: str) -> EncoderSpec:
         ) from None
 
 
-def image_shape(image_size) -> Tuple[int, int]:
-    """``(height, width)`` from an int or a pair."""
-    if isinstance(image_size, (tuple, list)):
-        if len(image_size) != 2:
-            raise ConfigError(f"image_size {image_size!r}: give one size or (height, width)")
-        return int(image_size[0]), int(image_size[1])
-    return int(image_size), int(image_size)
-
-
 def check_image_size(name: str, image_size, multiple: int = 32) -> Tuple[int, int]:
     """``(height, width)`` if the encoder ``name`` can use ``image_size``, else ConfigError.
 
@@ -155,14 +147,14 @@ def check_image_size(name: str, image_size, multiple: int = 32) -> Tuple[int, in
     same grid, so height and width must be multiples of ``multiple`` (the deepest
     stride used) and at least 32 (keras.applications refuses smaller inputs).
     """
-    for size in image_shape(image_size):
+    for size in image_hw(image_size):
         if size < 32 or size % multiple:
             nearest = sorted({max(32, size - size % multiple), max(32, size - size % multiple + multiple)})
             raise ConfigError(
                 f"image_size {image_size!r}: the {name} encoder needs a multiple of {multiple} "
                 f"of at least 32 (nearest: {' or '.join(map(str, nearest))})"
             )
-    return image_shape(image_size)
+    return image_hw(image_size)
 
 
 # --- preprocessing ---------------------------------------------------------------
@@ -249,7 +241,7 @@ def imagenet_weights_path(name: str, image_size) -> Tuple[str, str]:
     'resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5'
     """
     spec = get_encoder_spec(name)
-    file_name = spec.weights_file(image_shape(image_size))
+    file_name = spec.weights_file(image_hw(image_size))
     return os.path.join(weights_cache_dir(), file_name), spec.weights_url + file_name
 
 
@@ -274,7 +266,7 @@ def _backbone(name: str, image_size, weights: Optional[str]) -> keras.Model:
         return constructor(
             include_top=False,
             weights=weights,
-            input_shape=(*image_shape(image_size), 3),
+            input_shape=(*image_hw(image_size), 3),
             **dict(spec.options),
         )
     except Exception as error:
