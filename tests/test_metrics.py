@@ -422,3 +422,73 @@ def test_boundary_empty_mask_conventions_and_errors():
         boundary.hausdorff95(np.zeros((4, 4)), np.zeros((4, 5)))
     with pytest.raises(TfsegError, match="spacing"):
         boundary.hausdorff95(dot, dot, spacing=(1.0, 0.0))
+
+
+def fixed_shapes():
+    disk = np.add.outer((np.arange(20) - 9) ** 2, (np.arange(24) - 11) ** 2) <= 49
+    square = np.zeros((20, 24), bool)
+    square[5:15, 8:20] = True
+    ring = disk.copy()
+    ring[8:11, 9:14] = False  # a hole: an inner boundary too
+    line = np.zeros((20, 24), bool)
+    line[3, 2:22] = True
+    return {"disk": disk, "square": square, "ring": ring, "line": line, "full": np.ones((20, 24), bool)}
+
+
+# (pred, true, spacing) -> (hd95, mean surface distance, Hausdorff), as the earlier NumPy-only
+# transform of tfseg.boundary computed them.
+EARLIER_VALUES = [
+    ("disk", "square", (1.0, 1.0), 3.0, 1.7604195915889944, 4.0),
+    ("disk", "square", (0.7, 1.9), 5.699999999999999, 2.055837110288152, 7.6),
+    ("ring", "disk", (1.0, 1.0), 4.0, 0.6476474053798641, 4.123105625617661),
+    ("line", "square", (1.0, 1.0), 11.0, 5.23193995937378, 11.0),
+    ("full", "disk", (1.0, 1.0), 7.810249675906654, 5.16071111794581, 9.219544457292887),
+    ("square", "line", (2.0, 0.5), 22.0, 10.046159956553675, 22.0),
+]
+
+
+@pytest.mark.parametrize("pred, true, spacing, hd95, mean, hausdorff", EARLIER_VALUES)
+def test_boundary_values_are_unchanged_on_fixed_shapes(pred, true, spacing, hd95, mean, hausdorff):
+    shapes = fixed_shapes()
+    pred, true = shapes[pred], shapes[true]
+    assert boundary.hausdorff95(pred, true, spacing) == pytest.approx(hd95, abs=1e-9)
+    assert boundary.mean_surface_distance(pred, true, spacing) == pytest.approx(mean, abs=1e-9)
+    assert boundary.hausdorff_distance(pred, true, 100, spacing) == pytest.approx(hausdorff, abs=1e-9)
+    both = boundary.surface_metrics(pred, true, spacing)
+    assert both == pytest.approx({"hausdorff95": hd95, "mean_surface_distance": mean}, abs=1e-9)
+
+
+def test_surface_metrics_empty_conventions():
+    empty, dot = np.zeros((6, 6)), np.zeros((6, 6))
+    dot[2, 2] = 1
+    assert boundary.surface_metrics(empty, empty) == {"hausdorff95": 0.0, "mean_surface_distance": 0.0}
+    assert boundary.surface_metrics(dot, empty) == {"hausdorff95": np.inf, "mean_surface_distance": np.inf}
+
+
+def test_evaluate_rows_take_one_pair_of_distance_maps_per_image(monkeypatch):
+    import tensorflow as tf
+    from scipy import ndimage
+
+    from tfseg.evaluation import per_image_rows
+
+    calls = []
+    transform = ndimage.distance_transform_edt
+    monkeypatch.setattr(ndimage, "distance_transform_edt", lambda *a, **k: calls.append(1) or transform(*a, **k))
+    shapes = fixed_shapes()
+    truth = np.stack([shapes["disk"], shapes["square"], shapes["ring"]])[..., None].astype("float32")
+    predicted = np.stack([shapes["square"], shapes["ring"], shapes["disk"]])[..., None].astype("float32")
+
+    class Model:  # returns the planted probabilities, batch by batch
+        def __init__(self):
+            self.batches = iter([predicted[:2], predicted[2:]])
+
+        def predict_on_batch(self, images):
+            return next(self.batches)
+
+    images = np.zeros(truth.shape[:3] + (3,), "float32")
+    dataset = [(tf.constant(images[:2]), tf.constant(truth[:2])), (tf.constant(images[2:]), tf.constant(truth[2:]))]
+    rows, *_ = per_image_rows(Model(), dataset, ["a", "b", "c"], num_classes=1)
+    assert len(calls) == 2 * 3  # one transform per direction, per image
+    assert rows[0]["hausdorff95"] == pytest.approx(boundary.hausdorff95(shapes["square"], shapes["disk"]))
+    assert rows[0]["mean_surface_distance"] == pytest.approx(
+        boundary.mean_surface_distance(shapes["square"], shapes["disk"]))
