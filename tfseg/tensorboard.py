@@ -20,37 +20,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfseg import viz
+from tfseg import fileio, viz
 from tfseg.errors import TfsegError
 
 
-def image_summary_metadata(description: str = ""):
-    """The metadata that makes TensorBoard's IMAGES tab show a summary.
-
-    The same bytes ``tf.summary.image`` writes (image plugin, version 0), built
-    here so that writing needs TensorFlow only; viewing needs ``tensorboard``.
-    """
-    from tensorflow.core.framework import summary_pb2
-
-    return summary_pb2.SummaryMetadata(
-        summary_description=description,
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="images", content=b""),
-        data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE,
-    )
-
-
 def write_image_summary(tag: str, pictures, step: int, description: str = ""):
-    """Write ``uint8 [N, H, W, 3]`` pictures as one image summary to the default writer.
+    """Write ``uint8 [N, H, W, 3]`` pictures as one image summary (all N) to the default writer.
 
-    The tensor is the image plugin's format: ``[width, height, png_1, ..., png_N]``
-    as strings (what ``tf.summary.image`` writes). ``tf.summary.image`` itself
-    raises when the ``tensorboard`` package is missing, hence this function.
+    ``tf.summary.image`` with ``max_outputs=N``; it needs the ``tensorboard``
+    package, which tfseg installs.
     """
     pictures = np.asarray(pictures, np.uint8)
-    height, width = pictures.shape[1:3]
-    blobs = [tf.io.encode_png(picture) for picture in pictures]
-    tensor = tf.stack([tf.constant(str(width)), tf.constant(str(height)), *blobs])
-    return tf.summary.write(tag, tensor, step=step, metadata=image_summary_metadata(description))
+    return tf.summary.image(tag, pictures, step=step, max_outputs=len(pictures), description=description)
 
 
 def take_examples(data, max_images: int):
@@ -125,7 +106,7 @@ class PredictionImages(keras.callbacks.Callback):
 
     def _summary_writer(self):
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "images"))
+            self._writer = tf.summary.create_file_writer(fileio.join(self.log_dir, "images"))
         return self._writer
 
     def overlays(self):
