@@ -12,12 +12,7 @@ from tfseg import cli
 from tfseg.config import TrainConfig, flag_name
 from tfseg.commands import train as train_command
 
-from test_training import write_folder_dataset
-
-
-@pytest.fixture(scope="module")
-def folder_data(tmp_path_factory):
-    return write_folder_dataset(str(tmp_path_factory.mktemp("data")), count=8)
+from conftest import write_folder_dataset
 
 
 def run_cli(capsys, *argv):

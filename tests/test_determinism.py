@@ -9,7 +9,7 @@ from tfseg import training
 from tfseg.data import open_source
 from tfseg.config import TrainConfig
 
-from test_training import TINY, write_folder_dataset
+from conftest import TINY, write_folder_dataset
 
 TIMING = ("seconds", "train_images_per_second", "run_dir")
 

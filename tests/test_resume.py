@@ -20,7 +20,7 @@ import pytest
 from tfseg import cli, training
 from tfseg.config import TrainConfig
 
-from test_training import write_folder_dataset
+from conftest import write_folder_dataset
 
 TIMEOUT = 300
 

@@ -18,7 +18,7 @@ from tfseg.data import splits
 from tfseg.errors import DataError
 from tfseg.training.run_folder import check_stored_splits, split_changes
 
-from test_training import TINY, write_folder_dataset
+from conftest import TINY, write_folder_dataset
 
 
 def little_endian_position(seed, group):

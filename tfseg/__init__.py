@@ -68,10 +68,8 @@ def load_model(path, **kwargs):
 
 
 def _register_keras_objects():
-    from tfseg._quiet import import_quietly
-
-    import_quietly("keras")
-    # Importing these runs their @register_keras_serializable decorators.
+    # Importing these runs their @register_keras_serializable decorators. (Only the ``tfseg``
+    # command silences TensorFlow's start-up lines; importing the library changes no process state.)
     from tfseg import layers, losses, metrics, models  # noqa: F401
 
 
