@@ -21,6 +21,18 @@ CACHES = ("auto", "memory", "none")
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)  # train / val / test
 UPSAMPLINGS = ("transpose", "bilinear")
+DEFAULT_FOREGROUND_FRACTION = 0.5
+
+
+def check_patch_options(patch_size, scale, foreground_fraction) -> None:
+    """Raise :class:`ConfigError` naming an impossible ``patch_size``, ``scale`` or ``foreground_fraction``."""
+    if patch_size is not None and (isinstance(patch_size, bool) or not isinstance(patch_size, int)
+                                   or patch_size < 8):
+        raise ConfigError(f"--patch-size {patch_size!r}: must be an integer >= 8")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.0 < float(scale) <= 4.0:
+        raise ConfigError(f"--scale {scale!r}: must be a number in (0, 4]")
+    if not 0.0 <= float(foreground_fraction) <= 1.0:
+        raise ConfigError(f"--foreground-fraction {foreground_fraction!r}: must be in [0, 1]")
 
 
 def image_hw(image_size) -> Tuple[int, int]:
@@ -84,6 +96,11 @@ class TrainConfig:
                                       "folder:PATH, tfrecord:PATH or tfds:NAME[/CONFIG][?KEY=VALUE&...]",
                          metavar="SOURCE")
     image_size: int = _setting(96, "images are resized to N x N; a multiple of 2**depth")
+    patch_size: Optional[int] = _setting(None, "train on random N x N crops at native resolution (times --scale) "
+                                               "instead of resizing whole images to --image-size; val/test and "
+                                               "predictions run a sliding window over whole images", metavar="N")
+    scale: float = _setting(1.0, "with --patch-size: resize images by this factor first (0.5 halves each side)")
+    foreground_fraction: float = _setting(DEFAULT_FOREGROUND_FRACTION, "with --patch-size: share of crops centred on a foreground pixel")
     batch_size: int = _setting(16, "images per training step")
     augment: bool = _setting(True, "random flips, rotations, crops and colour changes of the training images")
     val_fraction: float = _setting(0.15, "fraction of the samples (by group) in the validation split")
@@ -161,6 +178,9 @@ class TrainConfig:
                 f"val_fraction {self.val_fraction!r} / test_fraction {self.test_fraction!r}: "
                 "each in (0, 1) and their sum below 1"
             )
+        check_patch_options(self.patch_size, self.scale, self.foreground_fraction)
+        if self.patch_size is None and self.scale != 1.0:
+            raise ConfigError(f"--scale {self.scale!r}: only applies with --patch-size")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate {self.learning_rate!r}: must be positive")
         if self.freeze_encoder_epochs and not self.encoder and self.model == "unet":
@@ -180,6 +200,10 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**values)
+
+    def model_input_size(self) -> int:
+        """The side of the model's square input: ``patch_size`` when training on patches, else ``image_size``."""
+        return self.image_size if self.patch_size is None else self.patch_size
 
     def model_options(self, accepted=None) -> Dict[str, Any]:
         """Keyword arguments for :func:`tfseg.models.build_model`.

@@ -21,6 +21,71 @@ def evaluate_dataset(model, dataset) -> Dict[str, float]:
     return {name: float(value) for name, value in values.items()}
 
 
+def scores_of_predictions(predict, dataset, num_classes: int, loss=None) -> Dict[str, float]:
+    """Dice, IoU (and ``loss`` when given) of ``predict(images)`` over a dataset, like ``model.evaluate``.
+
+    Dice and IoU accumulate their pixel counts over the whole split (:func:`tfseg.metrics.default_metrics`),
+    exactly as ``model.evaluate`` does; the loss is the mean over batches. Used for predictions
+    ``model.evaluate`` cannot make: whole images by sliding window, flip TTA.
+
+    Args:
+        predict: float32 images ``[B, H, W, 3]`` -> probabilities ``[B, H, W, K]``.
+        dataset: ``(images, masks)`` batches (whole images of any size with batch 1).
+        num_classes: the model's classes.
+        loss: a Keras loss, or ``None`` (no ``loss`` entry).
+
+    Returns:
+        ``{"dice", "iou"}`` (+ ``"loss"``) as floats.
+    """
+    import keras
+
+    from tfseg.metrics import default_metrics
+
+    metrics = default_metrics(num_classes)
+    losses = []
+    for images, masks in dataset:
+        probabilities = keras.ops.convert_to_tensor(predict(images))
+        for metric in metrics:
+            metric.update_state(masks, probabilities)
+        if loss is not None:
+            losses.append(float(loss(masks, probabilities)))
+    scores = {metric.name: float(metric.result()) for metric in metrics}
+    if loss is not None:
+        scores["loss"] = float(np.mean(losses)) if losses else float("nan")
+    return scores
+
+
+def whole_image_predict(model, scale: float = 1.0, tta=None, tiled: bool = True):
+    """``images -> probabilities`` of ``model`` for whole images of any size (numpy out).
+
+    ``tiled``: sliding window over the image times ``scale`` (:func:`tfseg.tiling.predict_whole_images`);
+    otherwise the model runs on its input size (images resized to it and the probabilities
+    resized back, as ``tfseg predict`` does), with flip TTA on the whole image when ``tta="flips"``.
+    """
+    import keras
+
+    from tfseg.tiling import check_tta, flip_tta, predict_whole_images
+
+    tta = check_tta(tta)
+    if tiled:
+        return lambda images: keras.ops.convert_to_numpy(predict_whole_images(model, images, scale=scale, tta=tta))
+    from tfseg.saving import model_input_size
+
+    size = model_input_size(model)
+    run = flip_tta(model.predict_on_batch) if tta == "flips" else model.predict_on_batch
+
+    def predict(images):
+        height, width = (int(d) for d in images.shape[1:3])
+        inputs = images if (height, width) == size else keras.ops.image.resize(
+            images, size, interpolation="bilinear", antialias=True)
+        probabilities = keras.ops.cast(run(inputs), "float32")
+        if (height, width) != size:
+            probabilities = keras.ops.image.resize(probabilities, (height, width), interpolation="bilinear")
+        return keras.ops.convert_to_numpy(probabilities)
+
+    return predict
+
+
 def predicted_masks(probabilities, threshold: float = 0.5) -> np.ndarray:
     """uint8 ``[B,H,W]`` masks by :func:`tfseg.metrics.probabilities_to_mask` (numpy in, numpy out)."""
     import keras
@@ -30,15 +95,26 @@ def predicted_masks(probabilities, threshold: float = 0.5) -> np.ndarray:
     return keras.ops.convert_to_numpy(probabilities_to_mask(np.asarray(probabilities), threshold))
 
 
-def write_figures(run_dir: str, model, test_dataset, num_classes: int, count: int = 4) -> None:
+def write_figures(run_dir: str, model, test_dataset, num_classes: int, count: int = 4, predict=None) -> None:
     """``curves.png`` from ``history.csv`` and ``predictions.png`` for ``count`` test images.
 
-    (:mod:`tfseg.viz` writes each PNG through a temporary file and a rename.)
+    ``predict``: ``images -> probabilities`` for whole images of any size (e.g.
+    :func:`whole_image_predict`); the test dataset then holds one image per batch, and
+    the figure cuts them to a common size. (:mod:`tfseg.viz` writes each PNG through a
+    temporary file and a rename.)
     """
     from tfseg.metrics import dice_score
     from tfseg.viz import plot_history, plot_predictions
 
     plot_history(fileio.join(run_dir, "history.csv"), fileio.join(run_dir, "curves.png"))
+    if predict is not None:
+        pairs = [(images.numpy()[0], masks.numpy()[0, ..., 0], np.asarray(predict(images))[0])
+                 for images, masks in test_dataset.take(count)]
+        images, true, probabilities = (_stacked([pair[i] for pair in pairs]) for i in range(3))
+        dice = [dice_score(t, p, num_classes=num_classes) for t, p in zip(true, probabilities)]
+        plot_predictions(images, true, predicted_masks(probabilities), fileio.join(run_dir, "predictions.png"),
+                         dice=dice)
+        return
     images, masks = next(iter(test_dataset.unbatch().batch(count).take(1)))
     images, true = images.numpy(), masks.numpy()[..., 0]
     probabilities = np.asarray(model.predict(images, verbose=0))
@@ -61,9 +137,13 @@ def model_image_size(model) -> int:
     return height
 
 
-def per_image_rows(model, dataset, ids: Sequence[str], num_classes: int):
+def per_image_rows(model, dataset, ids: Sequence[str], num_classes: int, predict=None):
     """One row per image: ``{"id", "dice", "iou", "hausdorff95", "mean_surface_distance"}``, plus the
-    arrays for figures (``images uint8 [N,H,W,3]``, ``true``, ``predicted`` ``[N,H,W]``).
+    arrays for figures (``images uint8 [N,H,W,3]``, ``true``, ``predicted`` ``[N,H,W]``; images of
+    different sizes are cut to the smallest height and width, from the top left, for the figures).
+
+    ``predict``: ``images -> probabilities`` (default ``model.predict_on_batch``), e.g.
+    :func:`whole_image_predict` for whole images of any size.
 
     Dice and IoU follow :class:`tfseg.metrics.Dice`/``IoU`` (empty truth and empty
     prediction score 1). The boundary distances (:mod:`tfseg.boundary`, pixels) compare
@@ -72,9 +152,10 @@ def per_image_rows(model, dataset, ids: Sequence[str], num_classes: int):
     from tfseg.boundary import surface_metrics
     from tfseg.metrics import dice_score, iou_score
 
+    predict = model.predict_on_batch if predict is None else predict
     rows, images, trues, preds = [], [], [], []
     for batch_images, batch_masks in dataset:
-        probabilities = np.asarray(model.predict_on_batch(batch_images))
+        probabilities = np.asarray(predict(batch_images))
         predicted = predicted_masks(probabilities)
         for image, mask, probs, pred in zip(batch_images.numpy(), batch_masks.numpy(), probabilities, predicted):
             true = mask[..., 0]
@@ -90,7 +171,14 @@ def per_image_rows(model, dataset, ids: Sequence[str], num_classes: int):
         raise TfsegError(f"evaluate: the pipeline gave {len(rows)} images for {len(ids)} sample ids")
     for sample_id, row in zip(ids, rows):
         row["id"] = sample_id
-    return rows, np.stack(images), np.stack(trues), np.stack(preds)
+    return rows, _stacked(images), _stacked(trues), _stacked(preds)
+
+
+def _stacked(arrays):
+    # Whole images differ in size: cut each to the smallest height and width so that they stack.
+    height = min(a.shape[0] for a in arrays)
+    width = min(a.shape[1] for a in arrays)
+    return np.stack([a[:height, :width] for a in arrays])
 
 
 def summarize_rows(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
@@ -119,7 +207,8 @@ def write_rows_csv(path: str, rows: Sequence[Dict[str, Any]]) -> None:
 
 def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", out: Optional[str] = None,
              batch_size: Optional[int] = None, seed: Optional[int] = None,
-             fractions: Optional[Sequence[float]] = None) -> Dict[str, Any]:
+             fractions: Optional[Sequence[float]] = None, tiled: Optional[bool] = None,
+             tta: Optional[str] = None) -> Dict[str, Any]:
     """Evaluate a saved model on one split of a data source.
 
     Unset arguments come from the model's run folder (``config.json`` next to
@@ -133,6 +222,10 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
         out: folder for ``metrics.json``, ``per_image.csv``, ``dice_histogram.png``,
             ``best_worst.png`` (``None``: write nothing).
         batch_size, seed, fractions: the pipeline's; ``seed`` and ``fractions`` decide the split.
+        tiled: score whole images at native resolution by sliding window (:mod:`tfseg.tiling`);
+            ``None``: when the run trained on patches (``patch_size`` in its ``config.json``,
+            whose ``scale`` is then used). Otherwise images are resized to the model's input.
+        tta: ``"flips"``: average the identity and the two flips (``None``/``"none"``: off).
 
     Returns:
         ``{split: {"dice", "iou", "loss", "num_images"}, "per_image": {...}, "model", "data"}``.
@@ -163,13 +256,25 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     fractions = tuple(fractions) if fractions is not None else defaults.split_fractions()
     batch_size = int(batch_size or defaults.batch_size)
 
+    from tfseg.tiling import check_tta
+
+    try:
+        tta = check_tta(tta)
+    except ValueError as err:
+        raise ConfigError(f"--{err}") from None
+    patch_trained = run_config is not None and run_config.patch_size is not None
+    tiled = patch_trained if tiled is None else bool(tiled)
+    scale = run_config.scale if patch_trained else 1.0
     model = load_keras_model(path)
     image_size = model_image_size(model)
     num_classes = int(model.outputs[0].shape[-1])
     if not getattr(model, "compiled", False):  # a bare model: score it, with no loss to report
         model.compile(metrics=default_metrics(num_classes))
     # Opened once (listed and checked once), with the model's classes for the kinds that take them.
-    source = open_dataset_source(data, image_size=image_size, num_classes=num_classes if num_classes > 1 else None)
+    # (``synthetic`` is generated at one size: the run's image size when scoring whole images.)
+    native = defaults.image_size if tiled and run_config is not None else image_size
+    source = open_dataset_source(data, image_size=native if tiled else image_size,
+                                 num_classes=num_classes if num_classes > 1 else None)
     ids = list(source.split_ids(split, seed=seed, fractions=fractions))
     if run_config is not None and (str(data), seed, tuple(fractions)) == (
         str(run_config.data), run_config.seed, tuple(run_config.split_fractions())
@@ -181,11 +286,28 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
         check_stored_splits(fileio.dirname(fileio.abspath(path)), every)
     if not ids:
         raise ConfigError(f"data {data}: the {split} split is empty")
-    dataset = load_dataset(source, split=split, image_size=image_size, batch_size=batch_size, augment=False,
-                           shuffle=False, seed=seed, fractions=fractions, num_classes=num_classes)
-    scores = {**evaluate_dataset(model, dataset), "num_images": len(ids)}
-    rows, images, trues, preds = per_image_rows(model, dataset, ids, num_classes)
-    result = {split: scores, "per_image": summarize_rows(rows), "model": path, "data": str(data)}
+    if tiled:  # whole images at their own size, one per batch
+        dataset = load_dataset(source, split=split, image_size=None, batch_size=1, augment=False,
+                               shuffle=False, seed=seed, fractions=fractions, num_classes=num_classes)
+    else:
+        dataset = load_dataset(source, split=split, image_size=image_size, batch_size=batch_size, augment=False,
+                               shuffle=False, seed=seed, fractions=fractions, num_classes=num_classes)
+    predict = None
+    if tiled or tta != "none":
+        predict = whole_image_predict(model, scale=scale, tta=tta, tiled=tiled)
+        scores = scores_of_predictions(predict, dataset, num_classes, loss=getattr(model, "loss", None))
+    else:
+        scores = evaluate_dataset(model, dataset)
+    scores = {**scores, "num_images": len(ids)}
+    rows, images, trues, preds = per_image_rows(model, dataset, ids, num_classes, predict=predict)
+    result = {split: scores, "per_image": summarize_rows(rows), "model": path, "data": str(data),
+              "tiled": tiled, "tta": tta}
+    if tiled:
+        from tfseg.saving import model_input_size
+        from tfseg.tiling import DEFAULT_BLEND, DEFAULT_OVERLAP
+
+        result["tiling"] = {"window": list(model_input_size(model)), "scale": scale, "overlap": DEFAULT_OVERLAP,
+                            "blend": DEFAULT_BLEND}
     if out:
         from tfseg.viz import plot_best_worst, plot_dice_histogram
 

@@ -91,9 +91,14 @@ def check_threshold(threshold: float) -> float:
 # ---------------------------------------------------------------------------
 
 
-def serving_functions(model, threshold: float = 0.5) -> Dict[str, tuple]:
-    """``{signature name: (python function, input signature)}`` of the two endpoints."""
+def serving_functions(model, threshold: float = 0.5, tiled: bool = False, scale: float = 1.0) -> Dict[str, tuple]:
+    """``{signature name: (python function, input signature)}`` of the two endpoints.
+
+    ``tiled``: both endpoints predict whole images by sliding window (:func:`tiled_serving_functions`).
+    """
     threshold = check_threshold(threshold)
+    if tiled:
+        return tiled_serving_functions(model, threshold, scale)
     size = model_input_size(model)
     num_classes = model_num_classes(model)
 
@@ -157,6 +162,76 @@ def serving_functions(model, threshold: float = 0.5) -> Dict[str, tuple]:
     }
 
 
+def tiled_serving_functions(model, threshold: float = 0.5, scale: float = 1.0) -> Dict[str, tuple]:
+    """The two endpoints of a patch-trained model: whole images of any size by sliding window, in the graph.
+
+    ``serving_default`` and ``serving_bytes`` keep their inputs and outputs; inside, instead of one
+    resize to the model's size: ``x = resize(float32(image) / 255, scale x size)`` (bilinear,
+    antialiased; skipped when ``scale`` is 1), ``p = sliding_window(model, x)`` with windows of the
+    model's input size, the default overlap and Gaussian blending (:mod:`tfseg.tiling`, the same
+    code ``tfseg predict`` runs, here inside a ``while_loop``), then ``p`` resized back to the image's size.
+    """
+    from tfseg.tiling import sliding_window
+
+    window = model_input_size(model)
+    num_classes = model_num_classes(model)
+
+    def predict(windows):
+        return tf.cast(model(windows, training=False), tf.float32)
+
+    def tiled_probabilities(images):
+        """uint8 ``[b, h, w, 3]`` (b > 0) -> float32 ``[b, h, w, K]``."""
+        height_width = tf.shape(images)[1:3]
+        inputs = tf.cast(images, tf.float32) / 255.0
+        if float(scale) != 1.0:
+            scaled = tf.maximum(tf.cast(tf.round(tf.cast(height_width, tf.float32) * float(scale)), tf.int32), 1)
+            inputs = tf.image.resize(inputs, scaled, method="bilinear", antialias=True)
+        probabilities = sliding_window(predict, inputs, window, num_classes)
+        if float(scale) != 1.0:
+            probabilities = tf.image.resize(probabilities, height_width, method="bilinear")
+        return probabilities
+
+    def serve_images(images):
+        height_width = tf.shape(images)[1:3]
+        probabilities = tf.cond(tf.shape(images)[0] > 0, lambda: tiled_probabilities(images),
+                                lambda: tf.zeros(tf.concat([[0], height_width, [num_classes]], 0), tf.float32))
+        return {"probabilities": probabilities, "mask": probabilities_to_mask(probabilities, threshold)}
+
+    def serve_encoded(image_bytes):
+        # Decoded twice (sizes first), so each image is tiled at its own size and padded to the largest.
+        sizes = tf.map_fn(lambda data: tf.shape(decode_rgb(data))[:2], image_bytes,
+                          fn_output_signature=tf.TensorSpec([2], tf.int32))
+        out_height, out_width = tf.reduce_max(sizes[:, 0]), tf.reduce_max(sizes[:, 1])
+
+        def one(data):
+            image = decode_rgb(data)
+            probabilities = tiled_probabilities(image[tf.newaxis])[0]
+            shape = tf.shape(probabilities)
+            return tf.pad(probabilities, [[0, out_height - shape[0]], [0, out_width - shape[1]], [0, 0]])
+
+        probabilities = tf.map_fn(one, image_bytes,
+                                  fn_output_signature=tf.TensorSpec([None, None, num_classes], tf.float32))
+        return {
+            "probabilities": probabilities,
+            "mask": probabilities_to_mask(probabilities, threshold),
+            "height": sizes[:, 0],
+            "width": sizes[:, 1],
+        }
+
+    def serve_bytes(image_bytes):
+        return tf.cond(tf.size(image_bytes) > 0, lambda: serve_encoded(image_bytes), lambda: {
+            "probabilities": tf.zeros([0, 0, 0, num_classes], tf.float32),
+            "mask": tf.zeros([0, 0, 0], tf.uint8),
+            "height": tf.zeros([0], tf.int32),
+            "width": tf.zeros([0], tf.int32),
+        })
+
+    return {
+        SERVING_DEFAULT: (serve_images, [tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]),
+        SERVING_BYTES: (serve_bytes, [tf.TensorSpec([None], tf.string, name="image_bytes")]),
+    }
+
+
 def next_version(export_dir: str) -> int:
     """1 + the largest integer-named folder in ``export_dir`` (1 when there is none)."""
     if not os.path.isdir(export_dir):
@@ -174,7 +249,7 @@ def check_version(version) -> int:
 
 
 def export_saved_model(model, export_dir, version: Optional[int] = None, overwrite: bool = False,
-                       threshold: float = 0.5) -> str:
+                       threshold: float = 0.5, tiled: bool = False, scale: float = 1.0) -> str:
     """Write ``model`` as a TF Serving SavedModel in ``export_dir/<version>``.
 
     Args:
@@ -184,6 +259,10 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
         version: positive integer folder name; ``None`` -> :func:`next_version`.
         overwrite: replace an existing ``export_dir/<version>``; without it that is an error.
         threshold: binary masks are ``probability >= threshold`` (ignored for C > 1).
+        tiled: serve whole images by sliding window in the graph (a model trained on patches;
+            :func:`tiled_serving_functions`); the signatures' names, inputs and outputs stay the same.
+        scale: with ``tiled``, images are resized by this factor before the windows run
+            (the run's ``--scale``).
 
     Returns:
         The path of the version folder.
@@ -205,7 +284,7 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
     if os.path.exists(target) and not overwrite:
         raise TfsegError(f"{target} already exists; pass --overwrite (overwrite=True) to replace it")
 
-    archive = keras_export_archive(model, threshold)
+    archive = keras_export_archive(model, threshold, tiled=tiled, scale=scale)
     os.makedirs(export_dir, exist_ok=True)
     # A non-numeric name inside export_dir: TF Serving ignores it while it is written.
     staging = tempfile.mkdtemp(prefix=".tmp-export-", dir=export_dir)
@@ -219,14 +298,14 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
     return target
 
 
-def keras_export_archive(model, threshold: float = 0.5):
+def keras_export_archive(model, threshold: float = 0.5, tiled: bool = False, scale: float = 1.0):
     """A ``keras.export.ExportArchive`` with the ``serving_default`` and ``serving_bytes`` endpoints."""
     import keras
 
     archive = keras.export.ExportArchive()
     # No archive.track(model): endpoints capture the variables they use, and with
     # Keras 3.15 + TF 2.21 track() stores every weight a second time (2x the size).
-    for name, (function, signature) in serving_functions(model, threshold).items():
+    for name, (function, signature) in serving_functions(model, threshold, tiled=tiled, scale=scale).items():
         archive.add_endpoint(name, function, input_signature=signature)
     return archive
 
@@ -379,6 +458,23 @@ def saved_model_max_abs_diff(model, path: str, images: Optional[np.ndarray] = No
     serve = tf.saved_model.load(path).signatures[SERVING_DEFAULT]
     served = serve(images=tf.constant(images))["probabilities"].numpy()
     return float(np.max(np.abs(served - keras_probabilities(model, images))))
+
+
+def tiled_saved_model_max_abs_diff(model, path: str, scale: float = 1.0, seed: int = 0) -> Tuple[float, tuple]:
+    """max |serving_default - :func:`tfseg.tiling.predict_whole_images`| on a random image larger than a window.
+
+    Returns:
+        ``(difference, (height, width) of the image)``.
+    """
+    from tfseg.tiling import predict_whole_images
+
+    height, width = model_input_size(model)
+    size = (height * 3 // 2 + 7, width * 2 + 3)  # several overlapping windows, odd sizes
+    images = np.random.default_rng(seed).integers(0, 256, (1, *size, 3), dtype=np.uint8)
+    serve = tf.saved_model.load(path).signatures[SERVING_DEFAULT]
+    served = serve(images=tf.constant(images))["probabilities"].numpy()
+    expected = np.asarray(predict_whole_images(model, images.astype(np.float32) / 255.0, scale=scale))
+    return float(np.max(np.abs(served - expected))), size
 
 
 def tflite_probabilities(interpreter, inputs: np.ndarray) -> np.ndarray:

@@ -6,6 +6,14 @@ uint8; :func:`tfseg.data.files.read_rgb`), resize bilinearly to the model's inpu
 resize the probabilities back to the image's own size (bilinear), threshold
 (binary) or argmax (multi-class). Images of different sizes share one batch.
 
+A model trained on patches (``--patch-size``; its run folder says so) predicts
+whole images at native resolution instead: a sliding window of the model's input
+size (:mod:`tfseg.tiling`), chosen automatically for its run folder and with
+``tiled=True`` (``--tiled``) for any ``.keras``/``.tflite`` model. ``tta="flips"``
+(``--tta flips``) averages the identity and the left-right and up-down flips
+(inside each window when tiled). A SavedModel serves as it was exported (tiled
+when exported from a patch-trained run).
+
 Example:
     >>> from tfseg.inference import load_predictor, predict_images
     >>> predictor = load_predictor("runs/unet")                          # doctest: +SKIP
@@ -22,7 +30,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tfseg.errors import DataError, TfsegError
+from tfseg.errors import ConfigError, DataError, TfsegError
 from tfseg.export import SERVING_DEFAULT, check_threshold, preprocess, tflite_interpreter, tflite_probabilities
 from tfseg.metrics import probabilities_to_mask
 from tfseg.saving import first_line as _first_line
@@ -42,18 +50,57 @@ class Predictor:
 
     kind = ""
     image_size: Optional[Tuple[int, int]] = None
+    num_classes = 1
+    tiled = False
+    scale = 1.0
+    tta = "none"
 
     def __init__(self, path: str):
         self.path = path
 
+    def configure(self, tiled: bool = False, scale: float = 1.0, tta: Optional[str] = None) -> "Predictor":
+        """Set sliding-window prediction (``tiled``, ``scale``) and test-time augmentation; returns self."""
+        from tfseg.config import check_patch_options
+        from tfseg.tiling import check_tta
+
+        try:
+            self.tta = check_tta(tta)
+        except ValueError as err:
+            raise ConfigError(f"--{err}") from None
+        check_patch_options(None, scale, 0.0)
+        self.tiled, self.scale = bool(tiled), float(scale)
+        return self
+
     def probabilities(self, images: Sequence[np.ndarray]) -> List[np.ndarray]:
         """float32 ``[h, w, C]`` for each uint8 ``[h, w, 3]`` image, at that image's size."""
+        if self.tiled:
+            return [self._tiled_probabilities(image) for image in images]
+        run = self._model_probabilities
+        if self.tta == "flips":
+            from tfseg.tiling import flip_tta
+
+            run = flip_tta(self._model_probabilities)
         inputs = tf.concat([preprocess(image[np.newaxis], self.image_size) for image in images], axis=0)
-        outputs = tf.cast(self._model_probabilities(inputs.numpy()), tf.float32)
+        outputs = tf.cast(run(inputs.numpy()), tf.float32)
         return [
             tf.image.resize(outputs[i : i + 1], image.shape[:2], method="bilinear")[0].numpy()
             for i, image in enumerate(images)
         ]
+
+    def _tiled_probabilities(self, image: np.ndarray) -> np.ndarray:
+        # The steps of tfseg.tiling.predict_whole_images, for any model kind.
+        from tfseg.tiling import scaled_size, sliding_window
+
+        height, width = image.shape[:2]
+        inputs = tf.constant(image[np.newaxis], tf.float32) / 255.0
+        size = scaled_size(height, width, self.scale)
+        if size != (height, width):
+            inputs = tf.image.resize(inputs, size, method="bilinear", antialias=True)
+        probabilities = sliding_window(self._model_probabilities, inputs, self.image_size, self.num_classes,
+                                       tta=self.tta)
+        if size != (height, width):
+            probabilities = tf.image.resize(probabilities, (height, width), method="bilinear")
+        return np.asarray(probabilities[0], np.float32)
 
     def _model_probabilities(self, inputs: np.ndarray):
         raise NotImplementedError
@@ -95,9 +142,10 @@ class TFLitePredictor(Predictor):
                 f"model {path}: expected a float32 [batch, H, W, 3] input, found {shape} {details['dtype']}"
             )
         self.image_size = (shape[1], shape[2])
+        self.num_classes = int(self.interpreter.get_output_details()[0]["shape"][-1])
 
     def _model_probabilities(self, inputs):
-        return tflite_probabilities(self.interpreter, inputs)
+        return tflite_probabilities(self.interpreter, np.asarray(inputs, np.float32))
 
 
 class SavedModelPredictor(Predictor):
@@ -117,8 +165,24 @@ class SavedModelPredictor(Predictor):
             raise TfsegError(f"model {path}: '{SERVING_DEFAULT}' does not take uint8 'images'; "
                              "export the model with `tfseg export`")
 
+    def configure(self, tiled: bool = False, scale: float = 1.0, tta: Optional[str] = None) -> "Predictor":
+        if tiled:
+            raise ConfigError(f"--model {self.path}: a SavedModel serves as it was exported (it tiles when "
+                              "exported from a patch-trained run); --tiled needs a .keras or .tflite model")
+        return super().configure(False, 1.0, tta)
+
     def probabilities(self, images):
+        if self.tta != "flips":
+            return self._served(images)
+        # Whole-image flips through the serving graph, each flipped back, averaged.
+        plain = self._served(images)
+        across = self._served([image[:, ::-1] for image in images])
+        down = self._served([image[::-1] for image in images])
+        return [(p + a[:, ::-1] + d[::-1]) / 3.0 for p, a, d in zip(plain, across, down)]
+
+    def _served(self, images):
         # The serving graph resizes in and out itself; it needs equal sizes per call.
+        images = [np.ascontiguousarray(image) for image in images]
         results: List[Optional[np.ndarray]] = [None] * len(images)
         for shape in dict.fromkeys(image.shape for image in images):
             members = [i for i, image in enumerate(images) if image.shape == shape]
@@ -129,8 +193,19 @@ class SavedModelPredictor(Predictor):
         return results
 
 
-def load_predictor(path: str) -> Predictor:
+def load_predictor(path: str, tiled: Optional[bool] = None, tta: Optional[str] = None,
+                   scale: Optional[float] = None) -> Predictor:
     """A :class:`Predictor` for whatever ``path`` holds (see :func:`resolve_model_path`).
+
+    Args:
+        path: a ``.keras`` file, a run folder, a SavedModel (version or base folder) or a ``.tflite``.
+        tiled: sliding-window prediction at native resolution; ``None``: when the model's
+            run folder trained on patches (``patch_size`` in its ``config.json``).
+        tta: ``"flips"`` for flip test-time augmentation; ``None``/``"none"``: off.
+        scale: with ``tiled``, resize images by this factor first; ``None``: the run's ``scale``, else 1.
+
+    Raises:
+        ConfigError: ``tiled`` for a SavedModel, a bad ``tta`` or ``scale``.
 
     Example:
         >>> predictor = load_predictor("exports/lesions")                # doctest: +SKIP
@@ -138,7 +213,23 @@ def load_predictor(path: str) -> Predictor:
         ('saved_model', 'exports/lesions/3')
     """
     kind, resolved = resolve_model_path(path)
-    return {"keras": KerasPredictor, "saved_model": SavedModelPredictor, "tflite": TFLitePredictor}[kind](resolved)
+    predictor = {"keras": KerasPredictor, "saved_model": SavedModelPredictor, "tflite": TFLitePredictor}[kind](resolved)
+    run_config = _run_config_of(resolved) if kind == "keras" else None
+    patch_trained = run_config is not None and run_config.patch_size is not None
+    tiled = patch_trained if tiled is None else bool(tiled)
+    if scale is None:
+        scale = run_config.scale if patch_trained and tiled else 1.0
+    return predictor.configure(tiled=tiled, scale=scale, tta=tta)
+
+
+def _run_config_of(keras_path: str):
+    """The :class:`~tfseg.config.TrainConfig` of the run folder holding ``keras_path``, or None."""
+    from tfseg.saving import locate_model
+
+    try:
+        return locate_model(keras_path)[1]
+    except TfsegError:
+        return None
 
 
 def list_images(inputs: Iterable[str]) -> List[str]:

@@ -266,3 +266,52 @@ def sliding_window(
     probabilities = sums[0] / ops.maximum(sums[1], 1e-12)
     probabilities = ops.reshape(probabilities, (batch, padded_h, padded_w, num_classes))
     return probabilities[:, :height, :width, :]
+
+
+def scaled_size(height: int, width: int, scale: float) -> Tuple[int, int]:
+    """``(round(height * scale), round(width * scale))``, at least 1 (as the pipeline's ``scale``)."""
+    return max(1, int(round(height * float(scale)))), max(1, int(round(width * float(scale))))
+
+
+def predict_whole_images(
+    model,
+    images,
+    scale: float = 1.0,
+    overlap: float = DEFAULT_OVERLAP,
+    blend: str = DEFAULT_BLEND,
+    tta: Optional[str] = None,
+    window_batch: Optional[int] = None,
+    predict: Optional[Callable] = None,
+):
+    """Probabilities of whole ``images`` at their own size by a model trained on patches.
+
+    The images are resized by ``scale`` (bilinear, antialiased, as the training
+    pipeline's ``scale``), predicted by :func:`sliding_window` with windows of the
+    model's input size, and the probabilities resized back (bilinear).
+
+    Args:
+        model: a Keras model with a fixed ``[batch, h, w, C]`` input.
+        images: float ``[B, H, W, C]`` in [0, 1], ``H`` and ``W`` known (eager).
+        scale, overlap, blend, tta, window_batch: as in :func:`sliding_window`.
+        predict: the function run on window batches (default ``model.predict_on_batch``
+            under TensorFlow, ``model`` otherwise).
+
+    Returns:
+        float32 ``[B, H, W, K]``.
+    """
+    window = tuple(int(d) for d in model.inputs[0].shape[1:3])
+    num_classes = int(model.outputs[0].shape[-1])
+    if predict is None:
+        from keras import backend
+
+        predict = model.predict_on_batch if backend.backend() == "tensorflow" else model
+    images = ops.cast(ops.convert_to_tensor(images), "float32")
+    height, width = (int(d) for d in ops.shape(images)[1:3])
+    resized = (height, width) if float(scale) == 1.0 else scaled_size(height, width, scale)
+    if resized != (height, width):
+        images = ops.image.resize(images, resized, interpolation="bilinear", antialias=True)
+    probabilities = sliding_window(predict, images, window, num_classes, overlap=overlap, blend=blend,
+                                   window_batch=window_batch, tta=tta)
+    if resized != (height, width):
+        probabilities = ops.image.resize(probabilities, (height, width), interpolation="bilinear")
+    return probabilities

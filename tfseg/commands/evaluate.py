@@ -31,6 +31,9 @@ def register(subparsers):
                         help="validation fraction of the split (default: the run's)")
     parser.add_argument("--test-fraction", type=float, default=None, metavar="F",
                         help="test fraction of the split (default: the run's)")
+    from tfseg.commands.predict import add_tiling_flags
+
+    add_tiling_flags(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -48,12 +51,14 @@ def run(args) -> int:
         test = base.test_fraction if args.test_fraction is None else args.test_fraction
         fractions = TrainConfig(val_fraction=val, test_fraction=test).split_fractions()  # validates them
     result = evaluate(args.model, data=args.data, split=args.split, out=args.out, batch_size=args.batch_size,
-                      seed=args.seed, fractions=fractions)
+                      seed=args.seed, fractions=fractions, tiled=args.tiled, tta=args.tta)
     scores, per_image = result[args.split], result["per_image"]
     loss = scores.get("loss")
     print(f"{args.split}: dice {scores['dice']:.4f}  iou {scores['iou']:.4f}"
           + ("" if loss is None or math.isnan(loss) else f"  loss {loss:.4f}")
-          + f"  ({scores['num_images']} images; per-image dice mean {per_image['dice_mean']:.4f}, "
+          + f"  ({scores['num_images']} {'whole images, sliding window' if result['tiled'] else 'images'}"
+          + (", flip TTA" if result["tta"] == "flips" else "")
+          + f"; per-image dice mean {per_image['dice_mean']:.4f}, "
           f"median {per_image['dice_median']:.4f}; hd95 median {per_image['hausdorff95_median']:.2f} px)")
     if args.out:
         print(f"wrote {args.out}/metrics.json, per_image.csv, dice_histogram.png, best_worst.png")

@@ -7,6 +7,7 @@ printed, so a broken conversion shows up at export time, not in production.
 
 from __future__ import annotations
 
+import argparse
 import os
 
 from tfseg.errors import TfsegError
@@ -30,6 +31,9 @@ def register(subparsers):
     parser.add_argument("--threshold", type=float, default=0.5, metavar="T",
                         help="binary mask threshold baked into the SavedModel's 'mask' output (default 0.5)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version or file")
+    parser.add_argument("--tiled", action=argparse.BooleanOptionalAction, default=None,
+                        help="SavedModel: serve whole images by sliding window in the graph (default: when the "
+                             "run folder trained on patches, with its --scale)")
     parser.set_defaults(run=run)
     return parser
 
@@ -47,10 +51,26 @@ def run(args):
         raise TfsegError(f"--model {args.model}: export needs a .keras model (or a run folder with model.keras), "
                          f"found a {kind}")
     model = load_keras_model(path, compile=False)
+    if args.tiled and args.format != "saved_model":
+        raise TfsegError(f"--tiled: only applies to --format saved_model ({args.format} holds the bare model)")
 
     if args.format == "saved_model":
+        from tfseg.saving import locate_model
+
+        run_config = locate_model(path)[1]
+        patch_trained = run_config is not None and run_config.patch_size is not None
+        tiled = patch_trained if args.tiled is None else args.tiled
+        scale = run_config.scale if patch_trained and tiled else 1.0
         written = export.export_saved_model(model, args.out, version=args.version, overwrite=args.overwrite,
-                                            threshold=args.threshold)
+                                            threshold=args.threshold, tiled=tiled, scale=scale)
+        if tiled:
+            diff, size = export.tiled_saved_model_max_abs_diff(model, written, scale)
+            print(f"exported {written}")
+            print(f"serving_default and serving_bytes predict whole images by sliding window "
+                  f"(window {'x'.join(map(str, export.model_input_size(model)))}, scale {scale:g})")
+            print(f"check: max |SavedModel serving_default - tfseg sliding window| probability = {diff:.3g} "
+                  f"on a random {size[0]}x{size[1]} image")
+            return 0
         diff, what = export.saved_model_max_abs_diff(model, written), "SavedModel serving_default"
     elif args.format == "tflite":
         suffix = "" if args.quantize == "none" else f"_{args.quantize}"

@@ -24,8 +24,23 @@ def register(subparsers):
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per model call (default 8)")
     parser.add_argument("--threshold", type=float, default=0.5, metavar="T",
                         help="binary mask = probability >= T (default 0.5)")
+    add_tiling_flags(parser)
+    parser.add_argument("--scale", type=float, default=None, metavar="X",
+                        help="with sliding windows: resize images by X first (default: the run's --scale, else 1)")
     parser.set_defaults(run=run)
     return parser
+
+
+def add_tiling_flags(parser):
+    """``--tiled/--no-tiled`` and ``--tta`` (shared by predict and evaluate)."""
+    import argparse
+
+    parser.add_argument("--tiled", action=argparse.BooleanOptionalAction, default=None,
+                        help="predict whole images at native resolution by sliding window of the model's input "
+                             "size (default: when the model's run folder trained on --patch-size)")
+    parser.add_argument("--tta", default="none", choices=("none", "flips"),
+                        help="test-time augmentation: flips averages the image and its left-right and up-down "
+                             "flips (3x the time; default: none)")
 
 
 def run(args):
@@ -40,7 +55,7 @@ def run(args):
         raise TfsegError(f"--batch-size {args.batch_size}: must be a positive integer")
     paths = list_images(args.inputs)
     _check_unique_stems(paths)
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, tiled=args.tiled, tta=args.tta, scale=args.scale)
     os.makedirs(args.out, exist_ok=True)
     show_progress = any(os.path.isdir(item) for item in args.inputs)
     done = 0

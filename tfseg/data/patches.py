@@ -30,20 +30,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfseg.errors import ConfigError
-
-DEFAULT_FOREGROUND_FRACTION = 0.5
-
-
-def check_patch_options(patch_size, scale, foreground_fraction) -> None:
-    """Raise :class:`ConfigError` naming an impossible ``patch_size``, ``scale`` or ``foreground_fraction``."""
-    if patch_size is not None and (isinstance(patch_size, bool) or not isinstance(patch_size, int)
-                                   or patch_size < 8):
-        raise ConfigError(f"--patch-size {patch_size!r}: must be an integer >= 8")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.0 < float(scale) <= 4.0:
-        raise ConfigError(f"--scale {scale!r}: must be a number in (0, 4]")
-    if not 0.0 <= float(foreground_fraction) <= 1.0:
-        raise ConfigError(f"--foreground-fraction {foreground_fraction!r}: must be in [0, 1]")
+from tfseg.config import DEFAULT_FOREGROUND_FRACTION, check_patch_options  # noqa: F401 - re-exported
 
 
 def scaled_size(height, width, scale: float):

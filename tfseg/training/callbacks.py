@@ -4,6 +4,8 @@
   through a temporary file and a rename;
 - :class:`NaNGuard`: stops on a NaN/Inf loss and remembers why;
 - :class:`Throughput`: training images per second;
+- :class:`WholeImageValidation`: validation scores of a patch-trained model on whole images
+  (sliding window), logged as ``val_dice``/``val_iou``/``val_loss`` for the callbacks after it;
 - :class:`RunBackup`: the resume state of every epoch (weights, optimizer and the
   other callbacks' counters), so that rerunning the same command continues the run.
 """
@@ -270,3 +272,36 @@ def _plain(value):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return float(np.asarray(value))
+
+
+class WholeImageValidation(keras.callbacks.Callback):
+    """Score the validation split on whole images by sliding window at the end of every epoch.
+
+    A model trained on patches (``--patch-size``) cannot take a whole image, so ``model.fit``
+    gets no ``validation_data``; this callback predicts each validation image with
+    :func:`tfseg.tiling.predict_whole_images` and writes ``val_dice``, ``val_iou`` (the
+    split's pixel counts, as ``model.evaluate`` reports them) and ``val_loss`` (mean over
+    images) into the epoch's logs. Placed before the checkpoint, learning-rate and
+    early-stopping callbacks, which then read them as in a normal run.
+
+    Args:
+        dataset: whole validation images, batch 1 (``load_dataset(..., image_size=None)``).
+        num_classes: the model's classes.
+        scale: the run's ``scale`` (images are resized by it before the windows run).
+    """
+
+    def __init__(self, dataset, num_classes: int, scale: float = 1.0):
+        super().__init__()
+        self.dataset = dataset
+        self.num_classes = int(num_classes)
+        self.scale = float(scale)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from tfseg.evaluation import scores_of_predictions, whole_image_predict
+
+        if logs is None:
+            return
+        predict = whole_image_predict(self.model, scale=self.scale, tiled=True)
+        scores = scores_of_predictions(predict, self.dataset, self.num_classes, loss=self.model.loss)
+        for name, value in scores.items():
+            logs[f"val_{name}"] = value

@@ -8,7 +8,15 @@ import keras
 
 from tfseg import fileio
 from tfseg.config import TrainConfig
-from tfseg.training.callbacks import MONITOR, BestCheckpoint, NaNGuard, RunBackup, Throughput, restore_weights
+from tfseg.training.callbacks import (
+    MONITOR,
+    BestCheckpoint,
+    NaNGuard,
+    RunBackup,
+    Throughput,
+    WholeImageValidation,
+    restore_weights,
+)
 from tfseg.training.run_folder import HISTORY_FILE, MODEL_FILE, training_state
 
 
@@ -18,7 +26,7 @@ def build_compiled_model(config: TrainConfig, num_classes: int, phase: Dict[str,
     from tfseg.models.encoders import set_encoder_trainable
 
     accepted = accepted_options(config.model, **config.model_options())
-    model = build_model(config.model, config.image_size, num_classes, **config.model_options(accepted))
+    model = build_model(config.model, config.model_input_size(), num_classes, **config.model_options(accepted))
     if phase["frozen"]:
         set_encoder_trainable(model, False)
     compile_model(model, config, num_classes, phase["learning_rate"])
@@ -102,12 +110,14 @@ def fit_phases(model, phases, config, run_dir, strategy, datasets, train_images,
                            seconds_before=float(state.get("seconds", 0.0)), clock_start=start)
         model.fit(
             datasets["train"],
-            validation_data=datasets["val"],
+            # A patch-trained model is validated on whole images by WholeImageValidation instead.
+            validation_data=datasets["val"] if config.patch_size is None else None,
             epochs=phase["end"],
             initial_epoch=phase["start"],
             steps_per_epoch=config.steps_per_epoch,
             shuffle=False,  # the pipeline shuffles (seeded)
-            callbacks=make_callbacks(config, run_dir, throughput, nan_guard, backup, datasets["val"]),
+            callbacks=make_callbacks(config, run_dir, throughput, nan_guard, backup, datasets["val"],
+                                     int(model.outputs[0].shape[-1])),
             verbose=verbose,
         )
         if nan_guard.fired:
@@ -115,8 +125,12 @@ def fit_phases(model, phases, config, run_dir, strategy, datasets, train_images,
     return nan_guard
 
 
-def make_callbacks(config, run_dir, throughput, nan_guard, backup, val_dataset):
-    """The callback list, ``backup`` last (see :class:`RunBackup`); wires ``backup`` to the stateful ones."""
+def make_callbacks(config, run_dir, throughput, nan_guard, backup, val_dataset, num_classes: int = 1):
+    """The callback list, ``backup`` last (see :class:`RunBackup`); wires ``backup`` to the stateful ones.
+
+    With ``config.patch_size``, :class:`WholeImageValidation` comes before every callback that reads
+    ``val_dice`` (it writes the validation scores into the epoch's logs).
+    """
     tracked = {
         "reduce_lr": keras.callbacks.ReduceLROnPlateau(
             monitor=MONITOR, mode="max", factor=0.5, patience=max(2, config.patience // 2), min_lr=1e-6
@@ -126,16 +140,21 @@ def make_callbacks(config, run_dir, throughput, nan_guard, backup, val_dataset):
             monitor=MONITOR, mode="max", patience=config.patience, restore_best_weights=True
         ),
     }
+    validation = [] if config.patch_size is None else [
+        WholeImageValidation(val_dataset, num_classes, config.scale)]
     callbacks = [
         throughput,
         nan_guard,
+        *validation,
         tracked["reduce_lr"],  # before CSVLogger: it adds learning_rate to the epoch logs
         tracked["checkpoint"],
         tracked["early_stopping"],
         keras.callbacks.CSVLogger(fileio.join(run_dir, HISTORY_FILE), append=True),
     ]
-    if config.tensorboard:
+    if config.tensorboard and config.patch_size is None:  # its images need model-sized inputs
         callbacks += tensorboard_callbacks(run_dir, val_dataset)
+    elif config.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=fileio.join(run_dir, "logs")))
     backup.tracked = tracked
     return [*callbacks, backup]
 

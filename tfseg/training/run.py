@@ -129,9 +129,17 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
         final = training_state(run_dir)
         from tfseg.evaluation import evaluate_dataset, write_figures
 
+        scores = evaluate_dataset
+        if config.patch_size is not None:  # whole images by sliding window, as validated during training
+            from tfseg.evaluation import scores_of_predictions, whole_image_predict
+
+            def scores(model, dataset):
+                predict = whole_image_predict(model, scale=config.scale, tiled=True)
+                return scores_of_predictions(predict, dataset, num_classes, loss=model.loss)
+
         metrics = {
-            "val": evaluate_dataset(best, datasets["val"]),
-            "test": {**evaluate_dataset(best, datasets["test"]), "num_images": len(ids["test"])},
+            "val": scores(best, datasets["val"]),
+            "test": {**scores(best, datasets["test"]), "num_images": len(ids["test"])},
             "train_images_per_second": _rate(final),
             "precision": policy,
             "strategy": distribute.strategy_name(strategy),
@@ -144,16 +152,25 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
             "split_sizes": {split: len(ids[split]) for split in SPLITS},
             "run_dir": run_dir,
         }
-        write_figures(run_dir, best, datasets["test"], num_classes)
+        write_figures(run_dir, best, datasets["test"], num_classes,
+                      predict=None if config.patch_size is None else whole_image_predict(best, scale=config.scale))
         from tfseg.export import export_saved_model
 
-        export_saved_model(best, fileio.join(run_dir, "saved_model"), version=1, overwrite=True)
+        export_saved_model(best, fileio.join(run_dir, "saved_model"), version=1, overwrite=True,
+                           **tiling_options(config))
     metrics["seconds"] = float(state.get("seconds", 0.0)) + time.perf_counter() - start
     fileio.write_json_atomic(fileio.join(run_dir, METRICS_FILE), metrics)
     log(f"{run_dir}: test dice {metrics['test']['dice']:.4f}  iou {metrics['test']['iou']:.4f}  "
         f"({metrics['epochs_completed']} epochs, {metrics['seconds']:.0f} s)")
     distribute.remove_worker_dir(run_dir, strategy)  # a non-chief worker's copy is done with
     return metrics
+
+
+def tiling_options(config: TrainConfig) -> Dict[str, Any]:
+    """``export_saved_model`` options of a run: a patch-trained model serves whole images by sliding window."""
+    if config.patch_size is None:
+        return {}
+    return {"tiled": True, "scale": config.scale}
 
 
 def split_ids(source, config: TrainConfig) -> Dict[str, List[str]]:
@@ -185,6 +202,25 @@ def load_split(split: str, config: TrainConfig, num_classes: int, strategy=None,
     from tfseg.distribute import pipeline_options, sharded
 
     train_split = split == "train"
+    if config.patch_size is not None:
+        # Train on random crops; validate and test on whole images at native resolution (one per batch).
+        patches = {"patch_size": config.patch_size, "scale": config.scale,
+                   "foreground_fraction": config.foreground_fraction} if train_split else {"image_size": None}
+        options = pipeline_options(config.batch_size, strategy, split) if train_split else {"batch_size": 1}
+        dataset = load_dataset(
+            config.data if source is None else source,
+            split=split,
+            augment=config.augment and train_split,
+            seed=config.seed,
+            cache=config.cache,
+            fractions=config.split_fractions(),
+            num_classes=num_classes,
+            repeat=train_split and config.steps_per_epoch is not None,
+            skip_bad=config.skip_bad,
+            **patches,
+            **options,
+        )
+        return sharded(dataset, config.data)
     dataset = load_dataset(
         config.data if source is None else source,
         split=split,
