@@ -104,7 +104,7 @@ def run(command, **kwargs):
 
 
 @pytest.mark.slow
-def test_a_wheel_installed_elsewhere_finds_tfds_ph2_and_trains(tmp_path):
+def test_a_wheel_installed_elsewhere_finds_tfds_ph2_trains_evaluates_and_predicts(tmp_path):
     # Build from a copy of the sources, so no build/ or *.egg-info is left in the checkout.
     source = tmp_path / "src"
     source.mkdir()
@@ -138,4 +138,8 @@ def test_a_wheel_installed_elsewhere_finds_tfds_ph2_and_trains(tmp_path):
     run(tfseg + ["train", "--data", "tfds:ph2", "--epochs", "1", "--image-size", "32", "--batch-size", "1",
                  "--base-filters", "4", "--depth", "2", "--out", "run", "--verbose", "0"], cwd=elsewhere, env=env)
     metrics = json.loads((elsewhere / "run" / "metrics.json").read_text())
-    assert metrics["test"]["num_images"] == 1
+    assert metrics["test"]["num_images"] == 1 and (elsewhere / "run" / "saved_model" / "1").is_dir()
+    assert "test: dice" in run(tfseg + ["evaluate", "--model", "run"], cwd=elsewhere, env=env).stdout
+    image, = manual.glob("*/*/IMD002/IMD002_Dermoscopic_Image/IMD002.bmp")
+    run(tfseg + ["predict", "--model", "run", str(image), "--out", "masks"], cwd=elsewhere, env=env)
+    assert (elsewhere / "masks" / "IMD002_mask.png").is_file()
