@@ -79,6 +79,23 @@ def test_outline_is_the_inner_boundary_of_a_square():
     assert not (line & ~mask).any()  # never outside the mask
 
 
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_outline_of_any_width_matches_the_loop_reference(width):
+    rng = np.random.default_rng(width)
+    mask = rng.uniform(size=(13, 17)) < 0.6
+    mask[4:10, 5:14] = True  # a solid part, so wider lines differ from thin ones
+    np.testing.assert_array_equal(viz.mask_outline(mask, width), reference_outline(mask, width))
+
+
+def test_box_blur_is_the_mean_over_each_box_with_edges_replicated():
+    alpha = np.random.default_rng(0).uniform(size=(7, 9)).astype(np.float32)
+    radius = 2
+    padded = np.pad(alpha, radius, mode="edge")
+    expected = np.array([[padded[i:i + 2 * radius + 1, j:j + 2 * radius + 1].mean() for j in range(9)]
+                         for i in range(7)])
+    np.testing.assert_allclose(viz._box_blur(alpha, radius), expected, atol=1e-6)
+
+
 def test_overlay_accepts_float_images_and_hw1_masks():
     image = np.full((8, 8, 3), 0.5, np.float32)
     mask = np.zeros((8, 8, 1), np.float32)
