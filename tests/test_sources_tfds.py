@@ -50,6 +50,7 @@ def test_official_splits_are_the_default_test_kept_and_val_carved_from_tfds_trai
     assert source.split_mode == "official"
     train, val, test = (source.split_ids(s, seed=0) for s in ("train", "val", "test"))
     assert test == [f"test/{i:06d}" for i in range(5)]  # TFDS's own test split, as published results use
+    assert source.split_rule == "official TFDS splits train, test; val carved from TFDS train"
     assert val and set(train) | set(val) == {f"train/{i:06d}" for i in range(5)} and not set(train) & set(val)
 
 
@@ -57,6 +58,7 @@ def test_resplit_in_the_source_string_pools_the_tfds_splits_disjointly():
     with tfds.testing.mock_data(num_examples=5):
         source = open_source("tfds:oxford_iiit_pet?splits=resplit&tfds_splits=train,test")
         assert source.split_mode == "resplit" and source.tfds_splits == ["test", "train"]
+        assert source.split_rule is None
         parts = {s: set(source.split_ids(s, seed=1)) for s in ("train", "val", "test")}
     assert set().union(*parts.values()) == set(source.ids()) and sum(map(len, parts.values())) == 10
     assert any(i.startswith("test/") for i in parts["train"])  # pooled, not the official split
@@ -132,6 +134,7 @@ def test_cli_verbs_pass_manual_dir_and_keep_the_official_split(tmp_path, capsys,
     if verb == "inspect":
         report = json.loads(out)
         assert report["num_samples"] == 3, report
+        assert report["split_rule"] == "official TFDS splits train; val and test carved from TFDS train"
     else:
         assert "wrote 3 samples" in out
     assert (tmp_path / "tfds" / "ph2").is_dir()  # prepared from the dummy manual_dir, in data_dir

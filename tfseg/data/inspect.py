@@ -88,6 +88,7 @@ def inspect_source(source, seed: int = 0, fractions=DEFAULT_FRACTIONS, skip_bad:
         "seed": seed,
         "fractions": [float(f) for f in fractions],
         "splits": splits,
+        "split_rule": getattr(src, "split_rule", None),
         **stats,
         "warnings": [{"path": p, "message": m} for p, m in getattr(src, "warnings", [])],
         "problems": [{"path": p, "message": m} for p, m in problems],
@@ -186,7 +187,8 @@ def format_report(report: Dict) -> str:
         f"source    {report['source']}",
         f"samples   {report['num_samples']} in {report['num_groups']} groups, {classes}",
         f"splits    " + "  ".join(f"{k} {v}" for k, v in splits.items())
-        + f"  (seed {report['seed']}, fractions {fractions})",
+        + (f"  ({report['split_rule']}; seed {report['seed']}, fractions {fractions})" if report.get("split_rule")
+           else f"  (seed {report['seed']}, fractions {fractions})"),
         f"images    {_counts_line(report['image_sizes'])}",
         f"          {_counts_line(report['image_types'])}",
         f"masks     {_counts_line(report['mask_types'])}",

@@ -333,6 +333,18 @@ class TfdsSource(Source):
             return sorted(i for i, s in assigned.items() if s == "val")
         return sorted(i for i, s in assigned.items() if s != "val")
 
+    @property
+    def split_rule(self) -> Optional[str]:
+        """How the splits are made, in words (``tfseg inspect`` prints it); None for ``resplit``."""
+        if self.split_mode == "resplit":
+            return None
+        available = list(self.builder.info.splits.keys()) or self.tfds_splits
+        val = next((s for s in VAL_SPLIT_NAMES if s in available), None)
+        kept = ["train"] + [s for s in (val, "test" if "test" in available else None) if s]
+        carved = [s for s, there in (("val", val), ("test", "test" in available)) if not there]
+        rule = "official TFDS splits " + ", ".join(kept)
+        return rule + (f"; {' and '.join(carved)} carved from TFDS train" if carved else "")
+
     def _official_ids(self, tfds_split: str) -> List[str]:
         if tfds_split not in self.counts:
             raise ConfigError(f"data source {self.spec.text!r}: split {tfds_split!r} is not among the pooled "
