@@ -212,7 +212,7 @@ def test_serving_bytes_rejects_bytes_that_are_not_an_image(served):
 def test_existing_version_needs_overwrite(tmp_path):
     model = red_detector()
     first = export.export_saved_model(model, str(tmp_path), version=3)
-    with pytest.raises(TfsegError, match=r"3 already exists; pass --overwrite"):
+    with pytest.raises(TfsegError, match=r"3: exists \(written by tfseg\); pass --overwrite"):
         export.export_saved_model(model, str(tmp_path), version=3)
     head = model.get_layer("probabilities")
     head.set_weights([-w for w in head.get_weights()])  # a different model, to see the swap happen
@@ -249,7 +249,7 @@ def test_failed_swap_puts_the_previous_version_back(monkeypatch, tmp_path):
     real_rename = os.rename
 
     def rename(source, target):
-        if os.path.basename(source).startswith(".tmp-export-"):
+        if os.path.basename(source).startswith(".tmp-") and "-export-" in os.path.basename(source):
             raise OSError("rename failed (simulated)")
         return real_rename(source, target)
 

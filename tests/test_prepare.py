@@ -65,7 +65,7 @@ def test_cli_prepare_refuses_a_non_empty_out_dir_unless_overwrite(tmp_path, caps
     assert "wrote 5 samples in 2 shard(s)" in capsys.readouterr().out
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "is not empty (pass --overwrite" in err and "Traceback" not in err
+    assert "holds shards written by tfseg prepare; pass --overwrite" in err and "Traceback" not in err
     assert main(args[:-2] + ["1", "--quiet", "--overwrite"]) == 0
     manifest = json.loads((tmp_path / "out" / MANIFEST).read_text())
     assert len(manifest["shards"]) == 1

@@ -13,6 +13,8 @@ from tfseg.config import SPLITS, TrainConfig
 from tfseg.errors import ConfigError, TfsegError
 
 PER_IMAGE_COLUMNS = ("id", "dice", "iou", "hausdorff95", "mean_surface_distance")
+# What evaluate(out=...) writes.
+OUTPUT_FILES = ("metrics.json", "per_image.csv", "dice_histogram.png", "best_worst.png")
 
 
 def evaluate_dataset(model, dataset) -> Dict[str, float]:
@@ -208,7 +210,7 @@ def write_rows_csv(path: str, rows: Sequence[Dict[str, Any]]) -> None:
 def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", out: Optional[str] = None,
              batch_size: Optional[int] = None, seed: Optional[int] = None,
              fractions: Optional[Sequence[float]] = None, tiled: Optional[bool] = None,
-             tta: Optional[str] = None) -> Dict[str, Any]:
+             tta: Optional[str] = None, overwrite: bool = False) -> Dict[str, Any]:
     """Evaluate a saved model on one split of a data source.
 
     Unset arguments come from the model's run folder (``config.json`` next to
@@ -226,6 +228,9 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
             ``None``: when the run trained on patches (``patch_size`` in its ``config.json``,
             whose ``scale`` is then used). Otherwise images are resized to the model's input.
         tta: ``"flips"``: average the identity and the two flips (``None``/``"none"``: off).
+        overwrite: replace the files of an earlier evaluation in ``out``. Files tfseg did not
+            write are never replaced, and ``out`` may not be a run folder (only training writes
+            there; a new sub-folder such as ``RUN_DIR/eval`` is fine): see :mod:`tfseg.outputs`.
 
     Returns:
         ``{split: {"dice", "iou", "loss", "num_images"}, "per_image": {...}, "model", "data"}``.
@@ -238,7 +243,8 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     Raises:
         ConfigError: an unknown split, no data source, or an empty split.
         DataError: the run's split no longer matches its ``splits.json`` (lists the ids that moved).
-        TfsegError: the model cannot be loaded.
+        TfsegError: the model cannot be loaded, or ``out`` cannot be written as above (checked
+            before the model is loaded).
     """
     from tfseg.data import load_dataset
     from tfseg.data.pipeline import open_dataset_source
@@ -248,6 +254,12 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     if split not in SPLITS:
         raise ConfigError(f"split {split!r}: choose one of {', '.join(SPLITS)}")
     path, run_config = locate_model(model_path)
+    if out:
+        from tfseg import outputs
+
+        outputs.check_output_folder(out)
+        outputs.refuse_run_folder(out)
+        outputs.check_targets(out, OUTPUT_FILES, overwrite, inputs=[path])
     defaults = run_config or TrainConfig()
     data = data or (run_config.data if run_config else None)
     if not data:
@@ -268,8 +280,11 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     model = load_keras_model(path)
     image_size = model_image_size(model)
     num_classes = int(model.outputs[0].shape[-1])
-    if not getattr(model, "compiled", False):  # a bare model: score it, with no loss to report
-        model.compile(metrics=default_metrics(num_classes))
+    bare = not getattr(model, "compiled", False) or getattr(model, "loss", None) is None
+    if bare:  # a model saved without its loss: score it, with no loss to report (Keras needs one to evaluate)
+        import keras
+
+        model.compile(loss=lambda y_true, y_pred: keras.ops.zeros(()), metrics=default_metrics(num_classes))
     # Opened once (listed and checked once), with the model's classes for the kinds that take them.
     # (``synthetic`` is generated at one size: the run's image size when scoring whole images.)
     native = defaults.image_size if tiled and run_config is not None else image_size
@@ -295,9 +310,12 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     predict = None
     if tiled or tta != "none":
         predict = whole_image_predict(model, scale=scale, tta=tta, tiled=tiled)
-        scores = scores_of_predictions(predict, dataset, num_classes, loss=getattr(model, "loss", None))
+        scores = scores_of_predictions(predict, dataset, num_classes,
+                                       loss=None if bare else getattr(model, "loss", None))
     else:
         scores = evaluate_dataset(model, dataset)
+        if bare:
+            scores["loss"] = None
     scores = {**scores, "num_images": len(ids)}
     rows, images, trues, preds = per_image_rows(model, dataset, ids, num_classes, predict=predict)
     result = {split: scores, "per_image": summarize_rows(rows), "model": path, "data": str(data),
@@ -312,6 +330,8 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
         from tfseg.viz import plot_best_worst, plot_dice_histogram
 
         fileio.makedirs(out)
+        fileio.remove_stale_temporaries(out)
+        outputs.claim(out, OUTPUT_FILES, "tfseg evaluate")
         fileio.write_json_atomic(fileio.join(out, "metrics.json"), result)
         write_rows_csv(fileio.join(out, "per_image.csv"), rows)
         dice = np.array([row["dice"] for row in rows])

@@ -249,7 +249,8 @@ def check_version(version) -> int:
 
 
 def export_saved_model(model, export_dir, version: Optional[int] = None, overwrite: bool = False,
-                       threshold: float = 0.5, tiled: bool = False, scale: float = 1.0) -> str:
+                       threshold: float = 0.5, tiled: bool = False, scale: float = 1.0, *,
+                       into_run_folder: bool = False) -> str:
     """Write ``model`` as a TF Serving SavedModel in ``export_dir/<version>``.
 
     Args:
@@ -257,37 +258,44 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
             output probabilities ``[batch, H, W, C]`` (sigmoid for C=1, softmax otherwise).
         export_dir: the model base path TF Serving watches (created if missing).
         version: positive integer folder name; ``None`` -> :func:`next_version`.
-        overwrite: replace an existing ``export_dir/<version>``; without it that is an error.
+        overwrite: replace an existing ``export_dir/<version>`` that tfseg exported (one with
+            tfseg's serving signatures and nothing else inside); without it that is an error.
         threshold: binary masks are ``probability >= threshold`` (ignored for C > 1).
         tiled: serve whole images by sliding window in the graph (a model trained on patches;
             :func:`tiled_serving_functions`); the signatures' names, inputs and outputs stay the same.
         scale: with ``tiled``, images are resized by this factor before the windows run
             (the run's ``--scale``).
+        into_run_folder: ``tfseg train``'s own export into its run folder; every other
+            caller is refused a run folder (see :mod:`tfseg.outputs`).
 
     Returns:
         The path of the version folder.
 
     Raises:
-        TfsegError: the version exists and ``overwrite`` is False, ``export_dir`` is a
-            file, or the model does not have a fixed ``[H, W, 3]`` input.
+        TfsegError: the version exists and ``overwrite`` is False, or it is not a tfseg
+            export; ``export_dir`` is a file, not writable or (part of) a run folder; or
+            the model does not have a fixed ``[H, W, 3]`` input.
 
     Example:
         >>> path = export_saved_model(model, "exports/lesions")          # doctest: +SKIP
         >>> path
         'exports/lesions/1'
     """
+    from tfseg import fileio, outputs
+
     export_dir = os.fspath(export_dir)
-    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
-        raise TfsegError(f"out {export_dir}: exists and is not a folder")
+    outputs.check_output_folder(export_dir)
+    if not into_run_folder:
+        outputs.refuse_run_folder(export_dir)
     version = next_version(export_dir) if version is None else check_version(version)
     target = os.path.join(export_dir, str(version))
-    if os.path.exists(target) and not overwrite:
-        raise TfsegError(f"{target} already exists; pass --overwrite (overwrite=True) to replace it")
+    outputs.check_targets(export_dir, [str(version)], overwrite, owned=is_tfseg_saved_model)
 
     archive = keras_export_archive(model, threshold, tiled=tiled, scale=scale)
     os.makedirs(export_dir, exist_ok=True)
+    fileio.remove_stale_temporaries(export_dir)  # staging folders of a killed export
     # A non-numeric name inside export_dir: TF Serving ignores it while it is written.
-    staging = tempfile.mkdtemp(prefix=".tmp-export-", dir=export_dir)
+    staging = tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-export-", dir=export_dir)
     os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the version from a serving user
     try:
         with _quiet_stdout():
@@ -296,6 +304,24 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+# What a SavedModel version folder holds (anything else in it is not tfseg's).
+SAVED_MODEL_ENTRIES = {"saved_model.pb", "variables", "assets", "assets.extra", "fingerprint.pb"}
+
+
+def is_tfseg_saved_model(path: str) -> bool:
+    """Whether ``path`` is a SavedModel version that :func:`export_saved_model` wrote.
+
+    Recognised by its content: only SavedModel entries inside, and a graph that has
+    tfseg's ``serving_bytes`` signature.
+    """
+    from tfseg import fileio
+
+    if not fileio.isdir(path) or not set(fileio.listdir(path)) <= SAVED_MODEL_ENTRIES:
+        return False
+    graph = fileio.join(path, "saved_model.pb")
+    return fileio.isfile(graph) and SERVING_BYTES.encode() in fileio.read_bytes(graph)
 
 
 def keras_export_archive(model, threshold: float = 0.5, tiled: bool = False, scale: float = 1.0):
@@ -320,7 +346,8 @@ def _publish_folder(staging: str, target: str) -> None:
         os.rename(staging, target)
         return
     parent, name = os.path.split(target)
-    retired = tempfile.mkdtemp(prefix=f".old-{name}-", dir=parent)
+    # a temporary's name: an export killed between the two renames leaves it for the next one to clean
+    retired = tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-old-{name}-", dir=parent)
     os.rename(target, os.path.join(retired, name))
     try:
         os.rename(staging, target)
@@ -416,19 +443,22 @@ def _rename_onnx_output(path: str, new_name: str) -> None:
 
 
 def _write_file_atomically(path, suffix: str, overwrite: bool, write) -> str:
+    from tfseg import fileio, outputs
+
     path = os.fspath(path)
     if not path.endswith(suffix):
         raise TfsegError(f"out {path}: the file name must end with {suffix}")
-    if os.path.exists(path) and not overwrite:
-        raise TfsegError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it")
     parent = os.path.dirname(os.path.abspath(path))
+    outputs.check_output_folder(parent)
+    outputs.refuse_run_folder(parent)
+    outputs.check_targets(parent, [os.path.basename(path)], overwrite)
     os.makedirs(parent, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=parent)
-    os.close(handle)
-    os.chmod(temp, 0o666 & ~_umask())  # mkstemp's 0600 is not what a user expects of an export
+    fileio.remove_stale_temporaries(parent)
+    temp = fileio.temp_path(path)
     try:
         with _quiet_stdout():
             write(temp)
+        outputs.claim(parent, [os.path.basename(path)], "tfseg export")
         os.replace(temp, path)
     finally:
         if os.path.exists(temp):

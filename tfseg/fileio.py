@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import posixpath
+import re
 import uuid
 from typing import Any, Iterator, List, Optional
 
@@ -111,6 +112,12 @@ def glob(pattern) -> List[str]:
 
 def size(path) -> int:
     return int(_gfile().stat(fspath(path)).length)
+
+
+def writable(folder) -> bool:
+    """Whether this process may create files in the existing folder ``folder`` (a URL: True, the store decides)."""
+    folder = fspath(folder)
+    return True if is_url(folder) else os.access(folder, os.W_OK | os.X_OK)
 
 
 # --------------------------------------------------------------------------- changes
@@ -268,17 +275,32 @@ def read_json(path) -> Optional[Any]:
         raise TfsegError(f"{path}: damaged JSON file ({err})") from None
 
 
+def _writer_alive(name: str, local: bool) -> bool:
+    # temp_path's tag starts with the writer's process id: another live process may still be writing it.
+    match = re.search(re.escape(TEMP_MARK) + r"(\d+)-", name)
+    if not (local and match) or int(match.group(1)) == os.getpid():
+        return False
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
 def remove_stale_temporaries(folder) -> List[str]:
     """Delete the hidden temporaries (:func:`is_temporary`) a killed process left in ``folder``.
 
-    Only names that tfseg's own :func:`temp_path` makes are touched. Returns what was removed.
+    Only names that tfseg's own :func:`temp_path` makes are touched, and on a local disk
+    not those of another process that is still running. Returns what was removed.
     """
     folder = fspath(folder)
     if not isdir(folder):
         return []
     removed = []
     for name in listdir(folder):
-        if is_temporary(name):
+        if is_temporary(name) and not _writer_alive(name, not is_url(folder)):
             target = join(folder, name)
             if isdir(target):
                 rmtree(target)

@@ -23,6 +23,9 @@ def register(subparsers):
                         help="which split to score (default: %(default)s)")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="write metrics.json, per_image.csv and figures here (default: print only)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the files of an earlier tfseg evaluate in DIR (files tfseg did not "
+                             "write are never replaced; DIR may not be a run folder)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
                         help="images per batch (default: the run's)")
     parser.add_argument("--seed", type=int, default=None, metavar="N",
@@ -51,7 +54,8 @@ def run(args) -> int:
         test = base.test_fraction if args.test_fraction is None else args.test_fraction
         fractions = TrainConfig(val_fraction=val, test_fraction=test).split_fractions()  # validates them
     result = evaluate(args.model, data=args.data, split=args.split, out=args.out, batch_size=args.batch_size,
-                      seed=args.seed, fractions=fractions, tiled=args.tiled, tta=args.tta)
+                      seed=args.seed, fractions=fractions, tiled=args.tiled, tta=args.tta,
+                      overwrite=args.overwrite)
     scores, per_image = result[args.split], result["per_image"]
     loss = scores.get("loss")
     print(f"{args.split}: dice {scores['dice']:.4f}  iou {scores['iou']:.4f}"

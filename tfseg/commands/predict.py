@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
-import tempfile
 
+from tfseg import fileio
 from tfseg.errors import DataError, TfsegError
+
+WRITER = "tfseg predict"
 
 
 def register(subparsers):
@@ -27,6 +30,9 @@ def register(subparsers):
     add_tiling_flags(parser)
     parser.add_argument("--scale", type=float, default=None, metavar="X",
                         help="with sliding windows: resize images by X first (default: the run's --scale, else 1)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace masks and overlays an earlier tfseg predict wrote in DIR "
+                             "(files tfseg did not write, and the inputs, are never replaced)")
     parser.set_defaults(run=run)
     return parser
 
@@ -46,6 +52,7 @@ def add_tiling_flags(parser):
 def run(args):
     import numpy as np
 
+    from tfseg import outputs as outputs_module
     from tfseg.export import check_threshold
     from tfseg.inference import list_images, load_predictor, predict_images, read_image
     from tfseg.viz import outline_overlay
@@ -55,21 +62,35 @@ def run(args):
         raise TfsegError(f"--batch-size {args.batch_size}: must be a positive integer")
     paths = list_images(args.inputs)
     _check_unique_stems(paths)
+    # Every output checked before the model is even loaded: no input, no file tfseg did not write,
+    # nothing of its own replaced without --overwrite, never the run folder.
+    outputs = {path: (f"{_stem(path)}_mask.png", f"{_stem(path)}_overlay.png") for path in paths}
+    names = [name for pair in outputs.values() for name in pair]
+    outputs_module.check_output_folder(args.out)
+    outputs_module.refuse_run_folder(args.out)
+    outputs_module.check_targets(args.out, names, args.overwrite, inputs=paths)
     predictor = load_predictor(args.model, tiled=args.tiled, tta=args.tta, scale=args.scale)
-    os.makedirs(args.out, exist_ok=True)
     show_progress = any(os.path.isdir(item) for item in args.inputs)
     done = 0
     for path, probabilities, mask in predict_images(predictor, paths, args.batch_size, args.threshold):
-        stem = os.path.splitext(os.path.basename(path))[0]
+        if done == 0:  # every image decoded: claim the outputs, then write them
+            fileio.makedirs(args.out)
+            fileio.remove_stale_temporaries(args.out)
+            outputs_module.claim(args.out, names, WRITER)
+        mask_name, overlay_name = outputs[path]
         binary = probabilities.shape[-1] == 1
-        _write_png(os.path.join(args.out, f"{stem}_mask.png"), mask * 255 if binary else mask)
+        _write_png(fileio.join(args.out, mask_name), mask * 255 if binary else mask)
         overlay = outline_overlay(read_image(path), mask > 0, color=(255, 0, 0), width=1)
-        _write_png(os.path.join(args.out, f"{stem}_overlay.png"), np.asarray(overlay, dtype=np.uint8))
+        _write_png(fileio.join(args.out, overlay_name), np.asarray(overlay, dtype=np.uint8))
         done += 1
         if show_progress and (done % args.batch_size == 0 or done == len(paths)):
             print(f"predict: {done}/{len(paths)} images", file=sys.stderr, flush=True)
     print(f"wrote {done} mask(s) and overlay(s) to {args.out} ({predictor.kind} model {predictor.path})")
     return 0
+
+
+def _stem(path):
+    return os.path.splitext(fileio.basename(path))[0]
 
 
 def _check_unique_stems(paths):
@@ -87,14 +108,6 @@ def _check_unique_stems(paths):
 def _write_png(path, array):
     from PIL import Image
 
-    handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
-    os.close(handle)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(temp, 0o666 & ~mask)  # mkstemp creates 0600; outputs should be readable like any file
-    try:
-        Image.fromarray(array).save(temp, format="PNG")
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
+    data = io.BytesIO()
+    Image.fromarray(array).save(data, format="PNG")
+    fileio.write_bytes_atomic(path, data.getvalue())

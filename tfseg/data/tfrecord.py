@@ -118,22 +118,60 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def _check_out_dir(out: Path, overwrite: bool):
-    if out.exists() and not out.is_dir():
-        raise TfsegError(f"out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise TfsegError(f"out {out}: folder exists and is not empty (pass --overwrite / overwrite=True)")
+def _check_out_dir(out: Path, overwrite: bool, inputs: Sequence[str] = ()):
+    """Refuse an ``out`` that is not safe to write or replace (see :mod:`tfseg.outputs`).
+
+    A non-empty ``out`` is replaced only with ``overwrite``, and only when it is a shard
+    folder this function's writer made: ``manifest.json`` and the shards it names, nothing else.
+    """
+    from tfseg import fileio, outputs
+
+    outputs.check_output_folder(str(out))
+    outputs.refuse_run_folder(str(out))
+    for source in inputs:
+        if outputs.is_within(source, out):
+            raise TfsegError(f"out {out}: holds the input {source}; tfseg never deletes or replaces an input "
+                             "(choose another folder)")
+    if not (out.is_dir() and any(out.iterdir())):
+        return
+    if not (out / MANIFEST).is_file():
+        raise TfsegError(f"out {out}: folder is not empty and is not a tfseg shard folder (no {MANIFEST}); "
+                         "it is left alone (choose another folder)")
+    try:
+        own = {MANIFEST, *(str(shard.get("file")) for shard in read_manifest(out)["shards"])}
+    except DataError as err:
+        raise TfsegError(f"out {out}: not recognisable as a tfseg shard folder ({str(err).splitlines()[0]}); "
+                         "it is left alone (choose another folder)") from None
+    foreign = [name for name in sorted(os.listdir(out)) if name not in own and not fileio.is_temporary(name)]
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise TfsegError(f"out {out}: holds {foreign[0]}{more}, which tfseg prepare did not write; the folder is "
+                         "left alone (choose another folder)")
+    if not overwrite:
+        raise TfsegError(f"out {out}: holds shards written by tfseg prepare; pass --overwrite (overwrite=True) "
+                         "to replace them")
 
 
 def _replace_dir(tmp: Path, out: Path):
     """Move the finished ``tmp`` folder to ``out``; the old ``out`` disappears only once the new one is in place."""
     old = None
     if out.exists():
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+        # a temporary's name: a kill between the renames leaves it for the next write_shards to clean
+        old = out.with_name(f".{out.name}.tmp-old-{uuid.uuid4().hex[:8]}")
         os.replace(out, old)
     os.replace(tmp, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_stale_temporaries(out: Path):
+    # Only this folder's own temporaries (.NAME.tmp-...) in the parent: the parent is the user's.
+    from tfseg import fileio
+
+    if out.parent.is_dir():
+        for entry in out.parent.iterdir():
+            if entry.name.startswith(f".{out.name}.tmp-") and fileio.is_temporary(entry.name):
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Optional[int] = None,
@@ -150,7 +188,9 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
         image_size: resize to ``image_size`` x ``image_size`` (image bilinear with antialiasing,
             mask nearest neighbour) before encoding; default: keep the original size.
         progress: show a progress bar on stderr.
-        overwrite: replace a non-empty ``out_dir``.
+        overwrite: replace a non-empty ``out_dir`` that is a shard folder written by this function
+            (and holds nothing else); any other non-empty folder is refused, and so is an ``out_dir``
+            that holds the input.
         **source_options: passed to :func:`~tfseg.data.sources.open_source` (``num_classes``, ``skip_bad``...).
 
     Returns:
@@ -164,11 +204,12 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
         raise ConfigError(f"image_size {image_size!r}: must be a positive integer")
     out = Path(out_dir).expanduser()
-    _check_out_dir(out, overwrite)
+    _check_out_dir(out, overwrite, inputs=[src.spec.path] if getattr(src.spec, "path", None) else [])
     ids = src.ids()
     count = min(shards or -(-len(ids) // SAMPLES_PER_SHARD), len(ids))
     names = [shard_name(i, count) for i in range(count)]
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out)
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:

@@ -157,7 +157,7 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
         from tfseg.export import export_saved_model
 
         export_saved_model(best, fileio.join(run_dir, "saved_model"), version=1, overwrite=True,
-                           **tiling_options(config))
+                           into_run_folder=True, **tiling_options(config))
     metrics["seconds"] = float(state.get("seconds", 0.0)) + time.perf_counter() - start
     fileio.write_json_atomic(fileio.join(run_dir, METRICS_FILE), metrics)
     log(f"{run_dir}: test dice {metrics['test']['dice']:.4f}  iou {metrics['test']['iou']:.4f}  "

@@ -104,12 +104,23 @@ def run_status(config: TrainConfig, force_new: bool = False) -> str:
         ConfigError: the folder holds a run with other settings (lists them; epochs
             and out may differ), or exists and is not a tfseg run folder.
     """
+    from tfseg import outputs
+
     run_dir = run_dir_of(config)
     if not (fileio.isdir(run_dir) and fileio.listdir(run_dir)):
         if fileio.exists(run_dir) and not fileio.isdir(run_dir):
             raise ConfigError(f"out {run_dir}: exists and is not a folder")
+        outputs.check_output_folder(run_dir)
+        outputs.refuse_run_folder(run_dir)  # e.g. another run's backup/ or saved_model/
         return "new"
     if force_new and fileio.exists(fileio.join(run_dir, CONFIG_FILE)):
+        # moving the folder aside would take the data with it
+        from tfseg.data.spec import parse_source
+
+        data_path = parse_source(config.data).path
+        if data_path and outputs.is_within(data_path, run_dir):
+            raise ConfigError(f"out {run_dir}: holds the input data {data_path}; --force-new would move it "
+                              "aside with the run (choose another --out)")
         return "replace"
     old = saved_config(run_dir)
     if old is None:
@@ -144,7 +155,11 @@ def truncate_history(path: str, epochs: int) -> None:
     if not rows:
         return
     header, body = rows[0], rows[1:]
-    kept = [row for row in body if row and int(float(row[0])) < epochs]
+    try:
+        kept = [row for row in body if row and int(float(row[0])) < epochs]
+    except ValueError:
+        raise TfsegError(f"{path}: damaged history file (an epoch number does not read as a number); "
+                         "rerun with --force-new to start over") from None
     text = io.StringIO()
     csv.writer(text).writerows([header, *kept])
     fileio.write_text_atomic(path, text.getvalue())

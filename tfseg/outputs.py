@@ -1,0 +1,194 @@
+"""What tfseg may write, replace and delete: its own outputs, never a user's file.
+
+The rule every verb follows (``docs/reliability.md``):
+
+- tfseg deletes or replaces only what it wrote itself and can recognise as its own:
+  a run folder (``config.json`` with the run's other files), a shard folder
+  (``manifest.json`` naming its shards), a SavedModel version with tfseg's serving
+  signatures, and the files an output folder's marker :data:`MARKER` lists;
+- it replaces an existing output only with an explicit ``overwrite`` (``--overwrite``);
+- it never writes over one of its inputs;
+- only ``tfseg train`` writes into a run folder: other verbs refuse the run folder
+  itself and train's own sub-folders (``backup/``, ``saved_model/``, ``logs/``); a new
+  sub-folder of their own (``RUN_DIR/eval``) is fine.
+
+Anything else raises :class:`~tfseg.errors.TfsegError` naming the path (exit code 2),
+before anything is written.
+
+Example:
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> check_targets(folder, ["a_mask.png"], overwrite=False)   # nothing there yet: fine
+    >>> claim(folder, ["a_mask.png"], "tfseg predict")
+    >>> sorted(claimed(folder))
+    ['a_mask.png']
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, Iterable, List, Optional, Sequence
+
+from tfseg import fileio
+from tfseg.errors import TfsegError
+
+# Lists the files tfseg wrote into a folder it does not otherwise own (predict/evaluate/export --out).
+MARKER = ".tfseg-outputs.json"
+# Sub-folders of a run folder that tfseg train writes itself.
+RUN_SUBFOLDERS = ("backup", "saved_model", "logs")
+# Besides config.json, a run folder holds at least one of these (a project's own config.json is not a run).
+RUN_FILES = ("splits.json", "backup", "model.keras", "history.csv", "metrics.json")
+
+
+# --------------------------------------------------------------------------- run folders
+def is_run_folder(path) -> bool:
+    """Whether ``path`` is a ``tfseg train`` run folder.
+
+    It holds ``config.json`` and either another run file (:data:`RUN_FILES`) or a
+    ``config.json`` that reads as a tfseg configuration (a run that has just started).
+    """
+    if not fileio.isdir(path) or not fileio.exists(fileio.join(path, "config.json")):
+        return False
+    if any(fileio.exists(fileio.join(path, name)) for name in RUN_FILES):
+        return True
+    try:
+        values = fileio.read_json(fileio.join(path, "config.json"))
+    except TfsegError:
+        return False
+    return isinstance(values, dict) and {"model", "data", "epochs"} <= set(values)
+
+
+def _ancestors(path) -> List[str]:
+    """``path`` (made absolute) and every folder above it, nearest first."""
+    path = fileio.abspath(path).rstrip("/") if fileio.is_url(path) else fileio.abspath(path)
+    found = [path]
+    while True:
+        parent = fileio.dirname(path)
+        if not parent or parent == path or parent.endswith(":") or parent.endswith("://"):
+            return found
+        found.append(parent)
+        path = parent
+
+
+def owning_run_folder(path) -> Optional[str]:
+    """The run folder that ``path`` would write into: ``path`` itself, or a folder above it
+    when ``path`` is (inside) one of train's sub-folders; ``None`` otherwise."""
+    chain = _ancestors(path)
+    if is_run_folder(chain[0]):
+        return chain[0]
+    for below, folder in zip(chain, chain[1:]):
+        if fileio.basename(below) in RUN_SUBFOLDERS and is_run_folder(folder):
+            return folder
+    return None
+
+
+def refuse_run_folder(path, name: str = "out") -> None:
+    """Raise when ``path`` is a run folder or one of train's sub-folders (only ``tfseg train`` writes there).
+
+    Raises:
+        TfsegError: names the run folder.
+    """
+    run = owning_run_folder(path)
+    if run is not None:
+        where = "is the training run folder" if fileio.abspath(path).rstrip("/") == run.rstrip("/") else \
+            f"is inside the training run folder {run}"
+        raise TfsegError(f"{name} {path}: {where}; only tfseg train writes there (choose another folder, "
+                         "e.g. a new sub-folder such as RUN_DIR/eval)")
+
+
+# --------------------------------------------------------------------------- where to write
+def check_output_folder(path, name: str = "out") -> None:
+    """Refuse an output folder that cannot be created or written, before any work is done.
+
+    Raises:
+        TfsegError: ``path`` is a file, a folder above it is a file, or (local paths)
+            the nearest existing folder is not writable; names the path.
+    """
+    for folder in _ancestors(path):
+        if not fileio.exists(folder):
+            continue
+        if not fileio.isdir(folder):
+            where = "exists and is not a folder" if folder == _ancestors(path)[0] else f"{folder} is a file"
+            raise TfsegError(f"{name} {path}: {where}")
+        if not fileio.writable(folder):
+            raise TfsegError(f"{name} {path}: no permission to write in {folder}")
+        return
+
+
+def same_file(a, b) -> bool:
+    """Whether two paths name the same file (symbolic links and ``..`` resolved for local paths)."""
+    a, b = fileio.fspath(a), fileio.fspath(b)
+    if fileio.is_url(a) or fileio.is_url(b):
+        return a.rstrip("/") == b.rstrip("/")
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def is_within(path, folder) -> bool:
+    """Whether ``path`` is ``folder`` or inside it (local paths resolved)."""
+    path, folder = fileio.fspath(path), fileio.fspath(folder)
+    if not (fileio.is_url(path) or fileio.is_url(folder)):
+        path, folder = os.path.realpath(path), os.path.realpath(folder)
+    path, folder = path.rstrip("/\\"), folder.rstrip("/\\")
+    return path == folder or path.startswith(folder + ("/" if fileio.is_url(folder) else os.sep))
+
+
+# --------------------------------------------------------------------------- the marker
+def claimed(folder) -> Dict[str, str]:
+    """``{file name: writer}`` of the files tfseg wrote into ``folder`` (its :data:`MARKER`)."""
+    try:
+        values = fileio.read_json(fileio.join(folder, MARKER))
+    except TfsegError:
+        return {}
+    files = values.get("files") if isinstance(values, dict) else None
+    return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+
+
+def claim(folder, names: Iterable[str], writer: str) -> None:
+    """Record ``names`` as written by ``writer`` in ``folder``'s marker, BEFORE writing them.
+
+    Claiming first means a file an interrupted command left behind is still recognised.
+    """
+    files = claimed(folder)
+    new = {name: writer for name in names if files.get(name) != writer}
+    if not new:
+        return
+    fileio.makedirs(folder)
+    fileio.write_json_atomic(fileio.join(folder, MARKER), {"written_by": "tfseg", "files": {**files, **new}})
+
+
+def check_targets(folder, names: Sequence[str], overwrite: bool, inputs: Iterable[str] = (),
+                  name: str = "out", owned=None) -> None:
+    """Refuse to write ``folder/<name>`` for each of ``names`` unless it is safe, before writing any.
+
+    A target is refused when it is one of ``inputs`` (always), when it exists and
+    tfseg cannot recognise it as its own (``owned(path)``, default: listed in the
+    folder's marker; ``--overwrite`` does not help), or when it exists and
+    ``overwrite`` is False.
+
+    Raises:
+        TfsegError: one line naming the first refused path (and how many more there are).
+    """
+    inputs = list(inputs)
+    ours = claimed(folder)
+    owned = owned or (lambda path: fileio.basename(path) in ours)
+    problems = {"input": [], "foreign": [], "exists": []}
+    for target in (fileio.join(folder, n) for n in names):
+        if any(same_file(target, source) for source in inputs):
+            problems["input"].append(target)
+        elif fileio.exists(target):
+            if not owned(target):
+                problems["foreign"].append(target)
+            elif not overwrite:
+                problems["exists"].append(target)
+    reasons = {
+        "input": "is one of the inputs; tfseg never writes over an input (choose another folder)",
+        "foreign": "exists and was not written by tfseg; it is left alone (choose another folder, "
+                   "or move it away yourself)",
+        "exists": "exists (written by tfseg); pass --overwrite (overwrite=True) to replace it",
+    }
+    for kind, paths in problems.items():
+        if paths:
+            more = f" (and {len(paths) - 1} more)" if len(paths) > 1 else ""
+            raise TfsegError(f"{name} {paths[0]}{more}: {reasons[kind]}")
