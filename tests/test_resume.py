@@ -106,7 +106,7 @@ def _callbacks(run, config):
 
 def test_backup_restores_what_keras_backup_and_restore_forgets(tmp_path):
     run = str(tmp_path)
-    config = TrainConfig(patience=6)
+    config = TrainConfig(patience=6, lr_schedule="plateau")  # the schedule with the most callback state
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(8, 8, 8, 3)).astype("float32")
     y = (rng.uniform(size=(8, 8, 8, 1)) > 0.5).astype("float32")

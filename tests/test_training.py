@@ -265,3 +265,27 @@ def test_throughput_leaves_out_the_first_epoch(monkeypatch):
         timer.on_epoch_begin(epoch); timer.on_train_batch_end(0); timer.on_train_batch_end(1)
         timer.on_epoch_end(epoch)
     assert timer.images_per_second() == pytest.approx(24 / 4.0)  # 12 images (not 16) per 2 s epoch
+
+
+def test_cosine_schedule_warms_up_for_one_epoch_then_decays_to_zero():
+    from tfseg.training.fit import learning_rate_schedule, remaining_phases
+
+    config = TrainConfig(epochs=10, learning_rate=1e-2)
+    phase = remaining_phases(config, done=0)[0]
+    schedule = learning_rate_schedule(config, phase, steps_per_epoch=5)
+    rate = lambda step: float(keras.ops.convert_to_numpy(schedule(step)))  # noqa: E731
+    assert rate(0) == pytest.approx(1e-3)  # a tenth of the peak
+    assert rate(5) == pytest.approx(1e-2)  # peak after one epoch of warm-up
+    assert rate(5 + 45 // 2) == pytest.approx(1e-2 * (1 + np.cos(np.pi * 22 / 45)) / 2, rel=1e-5)
+    assert rate(50) == pytest.approx(0.0, abs=1e-9)  # zero at the last step
+    # A resumed run keeps the curve of the whole phase (its optimizer's step count is restored).
+    resumed = learning_rate_schedule(config, remaining_phases(config, done=4)[0], steps_per_epoch=5)
+    assert float(keras.ops.convert_to_numpy(resumed(30))) == pytest.approx(rate(30))
+    assert learning_rate_schedule(TrainConfig(lr_schedule="plateau"), phase, 5) == 1e-2  # constant: the peak
+
+
+def test_a_config_json_without_lr_schedule_keeps_the_old_plateau_schedule():
+    values = TrainConfig().to_dict()
+    del values["lr_schedule"]
+    assert TrainConfig.from_dict(values).lr_schedule == "plateau"
+    assert TrainConfig().lr_schedule == "cosine"

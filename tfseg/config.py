@@ -21,6 +21,9 @@ CACHES = ("auto", "memory", "none")
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)  # train / val / test
 UPSAMPLINGS = ("transpose", "bilinear")
+LR_SCHEDULES = ("cosine", "plateau")
+# Settings whose default changed: a config.json written before the setting existed gets the old value.
+LEGACY_DEFAULTS = {"lr_schedule": "plateau"}
 DEFAULT_FOREGROUND_FRACTION = 0.5
 
 
@@ -28,11 +31,11 @@ def check_patch_options(patch_size, scale, foreground_fraction) -> None:
     """Raise :class:`ConfigError` naming an impossible ``patch_size``, ``scale`` or ``foreground_fraction``."""
     if patch_size is not None and (isinstance(patch_size, bool) or not isinstance(patch_size, int)
                                    or patch_size < 8):
-        raise ConfigError(f"--patch-size {patch_size!r}: must be an integer >= 8")
+        raise ConfigError(f"patch_size {patch_size!r}: must be an integer >= 8")
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.0 < float(scale) <= 4.0:
-        raise ConfigError(f"--scale {scale!r}: must be a number in (0, 4]")
+        raise ConfigError(f"scale {scale!r}: must be a number in (0, 4]")
     if not 0.0 <= float(foreground_fraction) <= 1.0:
-        raise ConfigError(f"--foreground-fraction {foreground_fraction!r}: must be in [0, 1]")
+        raise ConfigError(f"foreground_fraction {foreground_fraction!r}: must be in [0, 1]")
 
 
 def image_hw(image_size) -> Tuple[int, int]:
@@ -128,7 +131,10 @@ class TrainConfig:
                                              "learning rate x0.1")
     # optimisation
     loss: str = _setting("bce_dice", "training loss", LOSSES)
-    learning_rate: float = _setting(2e-3, "Adam learning rate (halved when validation Dice plateaus)")
+    learning_rate: float = _setting(2e-3, "Adam's peak learning rate")
+    lr_schedule: str = _setting("cosine", "cosine: linear warm-up for one epoch, then cosine decay to 0 at the "
+                                "last epoch; plateau: constant, halved when validation Dice stalls",
+                                LR_SCHEDULES)
     epochs: int = _setting(25, "maximum number of epochs")
     steps_per_epoch: Optional[int] = _setting(None, "training steps per epoch (default: one pass over the data)")
     patience: int = _setting(8, "stop after N epochs without a better validation Dice")
@@ -195,11 +201,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "TrainConfig":
+        """The config of a ``config.json``; a setting it lacks (written before the setting existed)
+        takes its value from before (:data:`LEGACY_DEFAULTS`), else today's default."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        return cls(**{**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in values}, **values})
 
     def model_input_size(self) -> int:
         """The side of the model's square input: ``patch_size`` when training on patches, else ``image_size``."""

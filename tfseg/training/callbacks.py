@@ -65,6 +65,14 @@ class BestCheckpoint(keras.callbacks.Callback):
             self.model.save(tmp)
 
 
+class LearningRateLog(keras.callbacks.Callback):
+    """Adds the optimizer's learning rate at the end of each epoch to the epoch logs (and so to ``history.csv``)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
 class NaNGuard(keras.callbacks.Callback):
     """Stop training at the first batch whose loss is NaN/Inf, and remember that it fired.
 

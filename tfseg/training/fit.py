@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List
 
 import keras
@@ -11,6 +12,7 @@ from tfseg.config import TrainConfig
 from tfseg.training.callbacks import (
     MONITOR,
     BestCheckpoint,
+    LearningRateLog,
     NaNGuard,
     RunBackup,
     Throughput,
@@ -20,7 +22,7 @@ from tfseg.training.callbacks import (
 from tfseg.training.run_folder import HISTORY_FILE, MODEL_FILE, training_state
 
 
-def build_compiled_model(config: TrainConfig, num_classes: int, phase: Dict[str, Any]):
+def build_compiled_model(config: TrainConfig, num_classes: int, phase: Dict[str, Any], steps_per_epoch=None):
     """``build_model`` + :func:`compile_model` for ``phase``. Call inside ``strategy.scope()``."""
     from tfseg.models import accepted_options, build_model
     from tfseg.models.encoders import set_encoder_trainable
@@ -29,17 +31,40 @@ def build_compiled_model(config: TrainConfig, num_classes: int, phase: Dict[str,
     model = build_model(config.model, config.model_input_size(), num_classes, **config.model_options(accepted))
     if phase["frozen"]:
         set_encoder_trainable(model, False)
-    compile_model(model, config, num_classes, phase["learning_rate"])
+    compile_model(model, config, num_classes, phase["learning_rate"],
+                  learning_rate_schedule(config, phase, steps_per_epoch))
     return model
 
 
-def compile_model(model, config: TrainConfig, num_classes: int, learning_rate: float) -> None:
-    """Adam, the configured loss, Dice and IoU (under mixed_float16, ``compile`` adds loss scaling itself)."""
+def learning_rate_schedule(config: TrainConfig, phase: Dict[str, Any], steps_per_epoch=None):
+    """The learning rate of ``phase``: a number (``plateau``) or a Keras schedule (``cosine``).
+
+    ``cosine``: from ``learning_rate / 10`` up to ``learning_rate`` linearly over the first epoch
+    (warm-up), then ``learning_rate * (1 + cos(pi * t)) / 2`` with ``t`` going from 0 to 1 over the
+    phase's epochs, reaching 0 at its last step (a resumed run continues the same curve: the
+    optimizer's step count is restored). ``steps_per_epoch`` is needed for it
+    (``None`` falls back to the constant rate).
+    """
+    peak = phase["learning_rate"]
+    if config.lr_schedule != "cosine" or not steps_per_epoch:
+        return peak
+    steps = int(steps_per_epoch) * (phase["end"] - phase.get("first", phase["start"]))
+    warmup = min(int(steps_per_epoch), max(steps - 1, 0))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak / 10, decay_steps=max(steps - warmup, 1), alpha=0.0,
+        warmup_target=peak, warmup_steps=warmup)
+
+
+def compile_model(model, config: TrainConfig, num_classes: int, learning_rate: float, schedule=None) -> None:
+    """Adam, the configured loss, Dice and IoU (under mixed_float16, ``compile`` adds loss scaling itself).
+
+    ``schedule`` (:func:`learning_rate_schedule`) replaces the constant ``learning_rate``.
+    """
     from tfseg.losses import get_loss
     from tfseg.metrics import default_metrics
 
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate if schedule is None else schedule),
         loss=get_loss(config.loss, num_classes),
         metrics=default_metrics(num_classes),
         jit_compile=config.jit_compile,
@@ -67,7 +92,8 @@ def remaining_phases(config: TrainConfig, done: int) -> List[Dict[str, Any]]:
     """The phases of :func:`training_phases` still to run after ``done`` epochs, with their index."""
     phases = training_phases(config)
     return [
-        {**phase, "index": index, "final": index == len(phases) - 1, "start": max(phase["start"], done)}
+        {**phase, "index": index, "final": index == len(phases) - 1, "first": phase["start"],
+         "start": max(phase["start"], done)}
         for index, phase in enumerate(phases)
         if phase["end"] > done
     ]
@@ -83,6 +109,15 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+
+
+def steps_per_epoch(config: TrainConfig, train_images: int, strategy=None) -> int:
+    """Training steps in one epoch: ``config.steps_per_epoch``, else one pass over the train split."""
+    from tfseg.distribute import global_batch_size
+
+    if config.steps_per_epoch:
+        return int(config.steps_per_epoch)
+    return max(1, math.ceil(train_images / global_batch_size(config.batch_size, strategy)))
 
 
 def fit_phases(model, phases, config, run_dir, strategy, datasets, train_images, state, start, verbose):
@@ -103,7 +138,8 @@ def fit_phases(model, phases, config, run_dir, strategy, datasets, train_images,
                 break
             with strategy.scope():
                 set_encoder_trainable(model, not phase["frozen"])
-                compile_model(model, config, model.outputs[0].shape[-1], phase["learning_rate"])
+                compile_model(model, config, model.outputs[0].shape[-1], phase["learning_rate"],
+                              learning_rate_schedule(config, phase, steps_per_epoch(config, train_images, strategy)))
         with strategy.scope():
             restore_weights(model, run_dir, phase["index"])
         backup = RunBackup(run_dir, {}, throughput, phase=phase["index"], final_phase=phase["final"],
@@ -132,21 +168,22 @@ def make_callbacks(config, run_dir, throughput, nan_guard, backup, val_dataset, 
     ``val_dice`` (it writes the validation scores into the epoch's logs).
     """
     tracked = {
-        "reduce_lr": keras.callbacks.ReduceLROnPlateau(
-            monitor=MONITOR, mode="max", factor=0.5, patience=max(2, config.patience // 2), min_lr=1e-6
-        ),
         "checkpoint": BestCheckpoint(fileio.join(run_dir, MODEL_FILE), monitor=MONITOR),
         "early_stopping": keras.callbacks.EarlyStopping(
             monitor=MONITOR, mode="max", patience=config.patience, restore_best_weights=True
         ),
     }
+    if config.lr_schedule == "plateau":
+        tracked["reduce_lr"] = keras.callbacks.ReduceLROnPlateau(
+            monitor=MONITOR, mode="max", factor=0.5, patience=max(2, config.patience // 2), min_lr=1e-6
+        )
     validation = [] if config.patch_size is None else [
         WholeImageValidation(val_dataset, num_classes, config.scale)]
     callbacks = [
         throughput,
         nan_guard,
         *validation,
-        tracked["reduce_lr"],  # before CSVLogger: it adds learning_rate to the epoch logs
+        tracked.get("reduce_lr") or LearningRateLog(),  # before CSVLogger: adds learning_rate to the epoch logs
         tracked["checkpoint"],
         tracked["early_stopping"],
         keras.callbacks.CSVLogger(fileio.join(run_dir, HISTORY_FILE), append=True),

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 from tfseg import fileio
 from tfseg.config import SPLITS, TrainConfig
 from tfseg.errors import ConfigError, TfsegError
-from tfseg.training.fit import build_compiled_model, fit_phases, remaining_phases, seed_everything
+from tfseg.training.fit import build_compiled_model, fit_phases, remaining_phases, seed_everything, steps_per_epoch
 from tfseg.training.run_folder import (
     METRICS_FILE,
     MODEL_FILE,
@@ -107,7 +107,8 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
         datasets = {split: load_split(split, config, num_classes, strategy, source) for split in SPLITS}
         phases = remaining_phases(config, int(state.get("epoch", 0)))
         with strategy.scope():  # built now: a bad model option fails before RUN_DIR is touched
-            model = build_compiled_model(config, num_classes, phases[0]) if phases else None
+            steps = steps_per_epoch(config, len(ids["train"]), strategy)
+            model = build_compiled_model(config, num_classes, phases[0], steps) if phases else None
 
         log(distribute.describe(strategy, config.batch_size))
         start_run_dir(config, status, log)
