@@ -5,13 +5,15 @@ Each verb lives in ``tfseg/commands/<verb>.py`` with two functions:
 calling the API. This module only dispatches and turns errors into one line.
 
 Exit codes: 0 success, 2 bad input (:class:`tfseg.errors.TfsegError`, argparse
-errors), 1 an unexpected internal error (one line; ``TFSEG_DEBUG=1`` shows the
-traceback), 130 interrupted.
+errors, and a file-system refusal that names its path: no permission, a file where a
+folder should be, a folder where a file should be, a missing file), 1 an unexpected
+internal error (one line; ``TFSEG_DEBUG=1`` shows the traceback), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -63,6 +65,31 @@ def as_flags(message: str, args) -> str:
     return message
 
 
+# OSError numbers that mean "the user's file system said no" (the path is in the message), not a bug.
+USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENOENT,
+               errno.ENAMETOOLONG, errno.ENOSPC, errno.EDQUOT}
+# TensorFlow's file-system errors (tf.io.gfile) that carry the path in their message.
+USER_TF_ERRORS = ("PermissionDeniedError", "NotFoundError", "AlreadyExistsError")
+
+
+def file_system_error(err: BaseException):
+    """One line for a file-system refusal that names its path, or ``None`` for anything else."""
+    if isinstance(err, OSError) and not type(err).__module__.startswith("tensorflow"):
+        if err.errno in USER_ERRNOS and err.filename is not None:
+            return f"{err.filename}: {err.strerror}"
+        return None
+    tf_errors = getattr(sys.modules.get("tensorflow"), "errors", None)
+    if tf_errors is None or not isinstance(err, tf_errors.OpError):
+        return None
+    from tfseg.saving import first_line
+
+    message = first_line(err)
+    directory = isinstance(err, tf_errors.FailedPreconditionError) and "directory" in message
+    if type(err).__name__ in USER_TF_ERRORS or directory:
+        return message
+    return None
+
+
 def main(argv=None) -> int:
     _quiet_tensorflow()
     parser = build_parser()
@@ -79,6 +106,10 @@ def main(argv=None) -> int:
         print(f"tfseg {args.verb}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - the last line of defence for CLI users
+        refusal = file_system_error(err)
+        if refusal is not None and not os.environ.get("TFSEG_DEBUG"):
+            print(f"tfseg {args.verb}: error: {refusal}", file=sys.stderr)
+            return 2
         if os.environ.get("TFSEG_DEBUG"):
             traceback.print_exc()
         else:
