@@ -292,7 +292,8 @@ def predict_images(predictor: Predictor, paths: Sequence[str], batch_size: int =
     """Yield ``(path, probabilities [h, w, C] float32, mask [h, w] uint8)`` per image, in order.
 
     Every file is checked first, so a bad file raises :class:`DataError` (listing
-    all of them) before anything is predicted. The mask is ``p >= threshold``
+    all of them) before anything is predicted; a model that gives NaN/Inf probabilities (a
+    diverged run, whatever its kind) raises :class:`TfsegError`. The mask is ``p >= threshold``
     (0/1) for one class, else the argmax class id.
 
     Args:
@@ -310,4 +311,7 @@ def predict_images(predictor: Predictor, paths: Sequence[str], batch_size: int =
         chunk = paths[start : start + int(batch_size)]
         images = [read_image(path) for path in chunk]
         for path, probabilities in zip(chunk, predictor.probabilities(images)):
+            if not np.isfinite(probabilities).all():  # any kind of model: a SavedModel/TFLite has no weights to check
+                raise TfsegError(f"model {predictor.path}: gives NaN/Inf probabilities for {path}; its weights are "
+                                 "not finite (the training diverged): retrain with a lower learning rate or float32")
             yield path, probabilities, probabilities_to_mask(tf.constant(probabilities), threshold).numpy()

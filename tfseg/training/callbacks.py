@@ -74,9 +74,13 @@ class LearningRateLog(keras.callbacks.Callback):
 
 
 class NaNGuard(keras.callbacks.Callback):
-    """Stop training at the first batch whose loss is NaN/Inf, and remember that it fired.
+    """Stop training at the first batch whose loss is NaN/Inf, or at the end of the first epoch
+    whose weights are not all finite, and remember that it fired.
 
-    (``keras.callbacks.TerminateOnNaN`` stops the same way but does not say that it did.)
+    The weights matter too: a diverged model can keep a finite training loss (batch
+    normalization rescales inf activations in training mode) while its moving statistics or
+    kernels are NaN/Inf, so every prediction is NaN. (``keras.callbacks.TerminateOnNaN``
+    watches the loss only and does not say that it stopped.)
     """
 
     def __init__(self):
@@ -85,6 +89,11 @@ class NaNGuard(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if not_finite((logs or {}).get("loss")):
+            self.fired = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.fired and not weights_finite(self.model):
             self.fired = True
             self.model.stop_training = True
 

@@ -23,7 +23,7 @@ from tfseg.training.run_folder import (
 )
 
 NAN_ADVICE = (
-    "the loss became NaN/Inf: the learning rate is likely too high, or float16 overflowed; "
+    "the loss or the weights became NaN/Inf: the learning rate is likely too high, or float16 overflowed; "
     "try --precision float32 or a lower --learning-rate (with --force-new to start over)"
 )
 
@@ -123,7 +123,10 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
                                    start, verbose)
             if nan_guard.fired:
                 epoch = int(training_state(run_dir).get("epoch", 0)) + 1
-                raise TfsegError(f"{run_dir}: training stopped at epoch {epoch}: {NAN_ADVICE}")
+                # model.keras only ever holds finite weights (BestCheckpoint): say whether there is one
+                kept = ("model.keras keeps the best finite weights" if fileio.exists(fileio.join(run_dir, MODEL_FILE))
+                        else "no epoch ended with finite weights, so there is no model.keras")
+                raise TfsegError(f"{run_dir}: training stopped at epoch {epoch}: {NAN_ADVICE}; {kept}")
         # Outside the strategy: each process scores the whole val/test split on its own (exact, no
         # collectives), and the figures and the SavedModel come from a plain single-device model.
         best = load_keras_model(fileio.join(run_dir, MODEL_FILE))
