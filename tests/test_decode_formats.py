@@ -54,6 +54,7 @@ FILES = {
     "4bit.bmp": lambda: palette_bmp(RNG.integers(0, 16, (13, 19)), COLOURS[:16], 4),
     "4bit_topdown.bmp": lambda: palette_bmp(RNG.integers(0, 16, (13, 19)), COLOURS[:16], 4, top_down=True),
     "8bit_palette.bmp": lambda: palette_bmp(RNG.integers(0, 256, (13, 19)), COLOURS, 8),
+    "8bit_3colours.bmp": lambda: palette_bmp(RNG.integers(0, 3, (13, 19)), COLOURS[:3], 8),
     "8bit_gray.bmp": lambda: encoded(RNG.integers(0, 256, (13, 19)).astype(np.uint8), "BMP"),
     "24bit.bmp": lambda: encoded(rgb(13, 19, 1), "BMP"),
     "cmyk.jpg": lambda: encoded(Image.fromarray(rgb(13, 19, 2)).convert("CMYK"), "JPEG"),
@@ -72,6 +73,14 @@ def files(tmp_path_factory):
         (folder / name).write_bytes(make())
         written[name] = folder / name
     return written
+
+
+def test_8bit_bmp_with_a_two_colour_grey_table_reads_its_pixels():
+    # Pillow reads these 8-bit pixels as 1-bit ones (its "1" mode); the graph decoder reads what is stored.
+    indices = RNG.integers(0, 2, (13, 19))
+    data = palette_bmp(indices, [(0, 0, 0), (255, 255, 255)], 8)
+    np.testing.assert_array_equal(decode_mask(data).numpy()[..., 0], indices * 255)
+    np.testing.assert_array_equal(decode_rgb(data).numpy(), np.repeat(indices[..., None] * 255, 3, axis=-1))
 
 
 @pytest.mark.parametrize("name", [n for n in FILES if n.endswith(".bmp")])
@@ -161,3 +170,18 @@ def test_small_fit_does_not_run_out_of_data(tmp_path):
         warnings.simplefilter("always")
         model.fit(train, validation_data=val, epochs=2, verbose=0)
     assert not [w for w in caught if "ran out of data" in str(w.message)]
+
+
+def test_pipeline_reads_every_bmp_mask_kind_as_pillow_does(files, tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    bmps = [name for name in FILES if name.endswith(".bmp") and name != "24bit.bmp"]
+    for name in bmps:
+        stem = name[:-4]
+        Image.fromarray(rgb(13, 19, 9)).save(tmp_path / "images" / f"{stem}.png")
+        (tmp_path / "masks" / name).write_bytes(files[name].read_bytes())
+    source = open_source(f"folder:{tmp_path}", num_classes=256)  # class ids: the raw values come through
+    assert all(source.pairs[name[:-4]].mask_info.graph for name in bmps)
+    for example in source.examples(source.ids()).as_numpy_iterator():
+        with Image.open(files[example["id"].decode() + ".bmp"]) as mask:
+            np.testing.assert_array_equal(example["mask"][..., 0], mask_array(mask), err_msg=example["id"])

@@ -20,7 +20,8 @@ pixels (or encoded files) of any size and gets masks of that size back:
 
 An empty batch sent to either signature returns empty outputs (batch 0).
 
-Inside the graph: ``x = resize_bilinear_antialiased(float32(images), model_size) / 255``,
+Inside the graph: ``x = round(resize_image(float32(images), model_size)) / 255`` (the
+training pipeline's own resize, :func:`tfseg.data.pipeline.resize_image`),
 ``p = model(x)`` (cast to float32, so a ``mixed_float16`` model serves float32),
 ``p = resize_bilinear(p, (height, width))``; the mask is ``p[..., 0] >= threshold``
 for one class, ``argmax(p, -1)`` otherwise. The SavedModel needs TensorFlow only:
@@ -71,10 +72,15 @@ QUANTIZE_CHOICES = ("none", "float16", "dynamic")
 
 
 def preprocess(images, size):
-    """uint8 ``[b, h, w, 3]`` -> float32 ``[b, H, W, 3]`` in [0, 1] at ``size`` (bilinear)."""
-    # antialias as in the training pipeline (tfseg.data.pipeline), so that a
-    # large image is downscaled the same way it was during training.
-    resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear", antialias=True)
+    """uint8 ``[b, h, w, 3]`` -> float32 ``[b, H, W, 3]`` in [0, 1] at ``size``.
+
+    Resized by :func:`tfseg.data.pipeline.resize_image`, the training pipeline's own
+    resize, and rounded to uint8 levels as the pipeline stores images, so a large image
+    reaches the model exactly as it did during training.
+    """
+    from tfseg.data.pipeline import resize_image
+
+    resized = tf.round(tf.clip_by_value(resize_image(images, size), 0.0, 255.0))
     return resized / 255.0
 
 

@@ -32,79 +32,118 @@ import tensorflow as tf
 _BMP_HEADER = 54
 
 
-def _uint(header, start: int, size: int):
-    """Little-endian unsigned integer of ``size`` bytes at ``start`` of a uint8 vector, as int64."""
-    value = tf.constant(0, tf.int64)
-    for i in range(size):
-        value += tf.bitwise.left_shift(tf.cast(header[start + i], tf.int64), tf.constant(8 * i, tf.int64))
-    return value
+class _Header:
+    """The BMP header fields tfseg reads, from one ``decode_raw`` (few ops: tracing stays cheap).
 
+    Bytes 2..53 as 13 little-endian int32 words: word k starts at byte 2 + 4k.
+    """
 
-def _bmp_header(data):
-    """The first 54 bytes of ``data`` as uint8 (zero-padded when shorter)."""
-    padded = tf.strings.join([tf.strings.substr(data, 0, _BMP_HEADER), tf.constant(b"\0" * _BMP_HEADER)])
-    return tf.io.decode_raw(tf.strings.substr(padded, 0, _BMP_HEADER), tf.uint8)
+    def __init__(self, data):
+        padded = tf.strings.join([tf.strings.substr(data, 0, _BMP_HEADER), tf.constant(b"\0" * _BMP_HEADER)])
+        words = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 2, _BMP_HEADER - 2), tf.int32), tf.int64)
+        words = tf.where(words < 0, words + 2**32, words)  # as unsigned
+        self.offset, self.dib, self.width = words[2], words[3], words[4]
+        self.height = tf.where(words[5] >= 2**31, words[5] - 2**32, words[5])  # negative: rows stored top-down
+        self.bits = tf.bitwise.right_shift(words[6], 16)
+        self.compression, self.used = words[7], words[11]
 
 
 def is_palette_bmp(data):
     """Scalar bool: ``data`` is an uncompressed BMP with 1, 4 or 8 bits per pixel (a colour table)."""
-    header = _bmp_header(data)
-    magic = tf.equal(tf.strings.substr(data, 0, 2), b"BM")
-    bits = _uint(header, 28, 2)
-    compression = _uint(header, 30, 4)
-    dib = _uint(header, 14, 4)
-    return (magic & (tf.strings.length(data) >= _BMP_HEADER) & (dib >= 40)
-            & ((bits == 1) | (bits == 4) | (bits == 8)) & (compression == 0))
+    header = _Header(data)
+    bits = header.bits
+    return (tf.equal(tf.strings.substr(data, 0, 2), b"BM") & (tf.strings.length(data) >= _BMP_HEADER)
+            & (header.dib >= 40) & ((bits == 1) | (bits == 4) | (bits == 8)) & (header.compression == 0))
 
 
-def _palette_bmp(data):
-    """``(indices uint8 [H, W], colour table uint8 [N, 3] RGB)`` of an uncompressed palette BMP."""
-    header = _bmp_header(data)
-    offset = _uint(header, 10, 4)
-    dib = _uint(header, 14, 4)
-    width = _uint(header, 18, 4)
-    height = _uint(header, 22, 4)
-    height = tf.where(height >= 2**31, height - 2**32, height)  # negative: rows stored top-down
-    bits = _uint(header, 28, 2)
-    used = _uint(header, 46, 4)
-    colours = tf.where(used > 0, used, tf.bitwise.left_shift(tf.constant(1, tf.int64), bits))
-    table = tf.io.decode_raw(tf.strings.substr(data, 14 + dib, colours * 4), tf.uint8)
-    table = tf.reverse(tf.reshape(table, [-1, 4])[:, :3], axis=[1])  # BGRX -> RGB
+def _palette_table(data, header):
+    """The colour table of a palette BMP as uint8 ``[N, 3]`` RGB."""
+    colours = tf.where(header.used > 0, header.used, tf.bitwise.left_shift(tf.constant(1, tf.int64), header.bits))
+    table = tf.io.decode_raw(tf.strings.substr(data, 14 + header.dib, colours * 4), tf.uint8)
+    return tf.reverse(tf.reshape(table, [-1, 4])[:, :3], axis=[1])  # BGRX -> RGB
+
+
+def _palette_bmp(data, header, levels=None):
+    """``(values uint8 [H, W], colour table uint8 [N, 3] RGB)`` of an uncompressed palette BMP.
+
+    ``values``: the palette index of each pixel, or ``levels[index]`` when ``levels``
+    (uint8 ``[N]``) is given. Work on the full-size image is one lookup and one slice.
+    """
+    width, height, bits = header.width, header.height, header.bits
+    table = _palette_table(data, header)
+    count = tf.shape(table, out_type=tf.int64)[0]
     rows = tf.abs(height)
     stride = (width * bits + 31) // 32 * 4  # rows are padded to 4 bytes
-    pixels = tf.io.decode_raw(tf.strings.substr(data, offset, stride * rows), tf.uint8)
+    pixels = tf.io.decode_raw(tf.strings.substr(data, header.offset, stride * rows), tf.uint8)
     tf.debugging.assert_equal(tf.size(pixels, tf.int64), stride * rows,
                               message="BMP file is truncated: fewer pixel bytes than its header says")
+    pixels = tf.reshape(pixels, tf.stack([rows, stride]))
+    # Rows are stored bottom-up unless the height is negative (tf.where, not tf.cond: a cond's branch
+    # functions make every dataset iterator slower to create).
+    pixels = tf.where(height > 0, tf.reverse(pixels, axis=[0]), pixels)
     per_byte = 8 // bits
-    shifts = tf.cast(8 - bits * (tf.range(per_byte) + 1), tf.uint8)
-    unpacked = tf.bitwise.bitwise_and(
-        tf.bitwise.right_shift(tf.reshape(pixels, tf.stack([rows, stride]))[..., None], shifts),
-        tf.cast(tf.bitwise.left_shift(tf.constant(1, tf.int64), bits) - 1, tf.uint8),
-    )
-    indices = tf.reshape(unpacked, tf.stack([rows, stride * per_byte]))[:, :width]
-    indices = tf.cond(height > 0, lambda: tf.reverse(indices, axis=[0]), lambda: indices)
-    # An index past the table reads its last colour (Pillow's behaviour for such files).
-    indices = tf.minimum(indices, tf.cast(tf.shape(table)[0] - 1, tf.uint8))
-    return indices, table
+    # A 256-row table unpacks each byte into its 8 // bits indices (most significant first), already
+    # clipped to the colour table (an index past it reads the last colour, as Pillow does) and mapped.
+    shifts = 8 - bits * (tf.range(per_byte, dtype=tf.int64) + 1)
+    unpack = tf.bitwise.bitwise_and(tf.bitwise.right_shift(tf.range(256, dtype=tf.int64)[:, None], shifts[None, :]),
+                                    tf.bitwise.left_shift(tf.constant(1, tf.int64), bits) - 1)
+    unpack = tf.minimum(unpack, count - 1)
+    unpack = tf.cast(unpack, tf.uint8) if levels is None else tf.gather(levels, unpack)
+    values = tf.gather(unpack, tf.cast(pixels, tf.int32))
+    return tf.reshape(values, tf.stack([rows, stride * per_byte]))[:, :width], table
 
 
 def _palette_bmp_rgb(data):
-    indices, table = _palette_bmp(data)
+    indices, table = _palette_bmp(data, _Header(data))
     return tf.gather(table, tf.cast(indices, tf.int32))
 
 
-def _palette_bmp_mask(data):
-    indices, table = _palette_bmp(data)
+def palette_bmp_mask(data):
+    """An uncompressed 1/4/8-bit palette BMP mask -> uint8 ``[H, W, 1]`` (the mask rule; no ``tf.cond``)."""
+    header = _Header(data)
+    table = _palette_table(data, header)
     count = tf.shape(table)[0]
-    grey_levels = tf.cond(count == 2, lambda: tf.constant([0, 255], tf.int32), lambda: tf.range(count))
+    grey_levels = tf.range(count) * tf.where(count == 2, 255, 1)  # Pillow's grey tables: [0, 255] or 0..n-1
     grey = tf.reduce_all(tf.cast(table, tf.int32) == grey_levels[:, None])
-    values = tf.cond(grey, lambda: tf.gather(table[:, 0], tf.cast(indices, tf.int32)), lambda: indices)
-    return values[..., None]
+    # A grey table's level, else the index; 255 * index for a two-colour grey table.
+    scale = tf.where(grey & (count == 2), 255, 1)
+    levels = tf.cast(tf.range(count) * scale, tf.uint8)
+    values, _ = _palette_bmp(data, header, levels)
+    return tf.ensure_shape(values[..., None], [None, None, 1])
 
 
+def palette_bmp_rgb(data):
+    """An uncompressed 1/4/8-bit palette BMP image -> RGB uint8 ``[H, W, 3]`` (no ``tf.cond``)."""
+    return tf.ensure_shape(_palette_bmp_rgb(data), [None, None, 3])
+
+
+def image_rgb(data):
+    """``tf.io.decode_image`` to RGB uint8 ``[H, W, 3]`` (formats it reads right: see the module docstring)."""
+    return tf.ensure_shape(tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False),
+                           [None, None, 3])
+
+
+def image_mask(data, channels: int):
+    """``tf.io.decode_image`` of a mask stored with ``channels`` channels (1-4) -> ``[H, W, 1]`` (no ``tf.cond``)."""
+    # One or two channels: decoded as stored (decode_image refuses channels=1 for BMP and channels=2).
+    mask = tf.io.decode_image(data, channels=0 if channels <= 2 else channels, dtype=tf.uint8,
+                              expand_animations=False)
+    mask = tf.ensure_shape(mask, [None, None, channels])
+    if channels == 1:
+        return mask
+    colour = mask[..., : channels - 1] if channels in (2, 4) else mask
+    maximum = tf.reduce_max(colour, axis=-1, keepdims=True)
+    if channels == 3:
+        return maximum
+    alpha = mask[..., -1:]
+    use_alpha = tf.reduce_all(colour == colour[:1, :1, :]) & tf.reduce_any(alpha != alpha[:1, :1, :])
+    return tf.where(use_alpha, alpha, maximum)
+
+
+# Traced once per process (not once per dataset that uses them): a cold start pays it once.
+@tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
 def decode_rgb(data):
     """Encoded PNG/JPEG/GIF/WebP/BMP bytes (scalar string) -> RGB uint8 ``[H, W, 3]`` (see the module docstring)."""
-    data = tf.convert_to_tensor(data, tf.string)
     image = tf.cond(
         is_palette_bmp(data),
         lambda: _palette_bmp_rgb(data),
@@ -128,12 +167,12 @@ def mask_channel(mask):
     return tf.cond(channels == 1, lambda: mask, colour_or_alpha)
 
 
+@tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
 def decode_mask(data):
     """Encoded mask bytes -> one uint8 channel ``[H, W, 1]`` (see the module docstring)."""
-    data = tf.convert_to_tensor(data, tf.string)
     mask = tf.cond(
         is_palette_bmp(data),
-        lambda: _palette_bmp_mask(data),
+        lambda: palette_bmp_mask(data),
         lambda: mask_channel(tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)),
     )
     return tf.ensure_shape(mask, [None, None, 1])

@@ -188,7 +188,9 @@ class FileInfo:
         width, height: pixels.
         values: for a mask, ``{raw value: pixel count}``; empty for an image.
         coloured: for a mask, True when some pixel has R, G, B not all equal.
-        graph: True when ``tf.io.decode_image`` gives the same pixels (no Pillow fallback needed).
+        graph: True when a graph decoder gives the same pixels (no Pillow fallback needed).
+        decoder: that graph decoder: ``"image"`` (``tf.io.decode_image``; for a mask
+            ``"image:C"``, the file's C channels) or ``"palette_bmp"``; ``""``: Pillow.
         error: why the file cannot be read, else ``""``.
         encoding: for a mask, why its encoding hides the mask (read as one value), else ``""``.
     """
@@ -202,6 +204,7 @@ class FileInfo:
     graph: bool = True
     error: str = ""
     encoding: str = ""
+    decoder: str = ""
 
     @property
     def size(self) -> str:
@@ -224,28 +227,46 @@ def _bmp_header(path) -> Optional[Tuple[int, int, int, int, int, int]]:
     return offset, dib_size, width, height, bits, compression
 
 
-def _bmp_graph_decodable(path: Path, is_mask: bool, mode: str) -> bool:
-    # TF decodes uncompressed 24/32-bit BMPs; tfseg.data.decode adds uncompressed 1/4/8-bit palette BMPs.
-    header = _bmp_header(path)
-    if header is None:
-        return False
-    _, dib_size, _, _, bits, compression = header
-    return dib_size >= 40 and compression == 0 and bits in (1, 4, 8, 24, 32)
+_MASK_CHANNELS = {"1": 1, "L": 1, "P": 1, "LA": 2, "RGB": 3, "CMYK": 3, "RGBA": 4}
 
 
-def _graph_decodable(path: Path, fmt: str, mode: str, is_mask: bool) -> bool:
-    """True when :mod:`tfseg.data.decode` yields exactly what :func:`rgb_array`/:func:`mask_array` do."""
-    if fmt == "PNG":
-        # TF decodes palette PNGs to colours and scales 16-bit to 8 bits: fine for images, not for masks.
-        return not (is_mask and (mode in ("P", "PA", "F") or mode.startswith("I")))
-    if fmt == "JPEG":
-        # CMYK too: the serving graph can only use TensorFlow's conversion, so training uses it as well.
-        return mode in ("L", "RGB", "CMYK")
-    if fmt == "GIF":
-        return not is_mask
+def graph_decoder(path, fmt: str, mode: str, is_mask: bool) -> str:
+    """The graph decoder that yields exactly what :func:`rgb_array`/:func:`mask_array` do, ``""`` if none.
+
+    ``"palette_bmp"``: an uncompressed 1/4/8-bit BMP (:mod:`tfseg.data.decode`);
+    ``"image"`` (``"image:C"`` for a mask of C channels): ``tf.io.decode_image``.
+    ``path`` may be the file's bytes.
+    """
     if fmt == "BMP":
-        return _bmp_graph_decodable(path, is_mask, mode)
-    return False
+        header = _bmp_header(path)
+        if header is None or header[1] < 40 or header[5] != 0:
+            return ""
+        if header[4] == 8 and (mode == "L" or (is_mask and mode == "P")):
+            # TensorFlow's own BMP decoder gives the 8-bit values (the grey level or the index) 4x faster.
+            return "image:1" if is_mask else "image"
+        if header[4] in (1, 4, 8):
+            return "palette_bmp"
+        if header[4] not in (24, 32):
+            return ""
+    elif fmt == "PNG":
+        # TF decodes palette PNGs to colours and scales 16-bit to 8 bits: fine for images, not for masks.
+        if is_mask and (mode in ("P", "PA", "F") or mode.startswith("I")):
+            return ""
+    elif fmt == "JPEG":
+        # CMYK too: the serving graph can only use TensorFlow's conversion, so training uses it as well.
+        if mode not in ("L", "RGB", "CMYK"):
+            return ""
+    elif fmt != "GIF" or is_mask:
+        return ""
+    if not is_mask:
+        return "image"
+    channels = _MASK_CHANNELS.get(mode)
+    return f"image:{channels}" if channels else ""
+
+
+def _graph_decodable(path, fmt: str, mode: str, is_mask: bool) -> bool:
+    """True when a graph decoder yields exactly what :func:`rgb_array`/:func:`mask_array` do."""
+    return bool(graph_decoder(path, fmt, mode, is_mask))
 
 
 def read_rgb(path) -> np.ndarray:
@@ -384,7 +405,8 @@ def _check_file(path: Path, is_mask: bool) -> FileInfo:
             fmt, mode, (width, height) = image.format or "", image.mode, image.size
             if not is_mask:
                 _verify_image(path, image, fmt)
-                return FileInfo(fmt, mode, width, height, graph=_graph_decodable(path, fmt, mode, False))
+                decoder = graph_decoder(path, fmt, mode, False)
+                return FileInfo(fmt, mode, width, height, graph=bool(decoder), decoder=decoder)
             image.load()
             values, encoding = _mask_values(image)
             coloured = False
@@ -393,8 +415,9 @@ def _check_file(path: Path, is_mask: bool) -> FileInfo:
                 coloured = bool(np.any(rgb.min(axis=-1) != rgb.max(axis=-1)))
         counts = np.bincount(values.ravel(), minlength=256)
         found = {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
-        return FileInfo(fmt, mode, width, height, found, coloured, _graph_decodable(path, fmt, mode, True),
-                        encoding=encoding)
+        decoder = graph_decoder(path, fmt, mode, True)
+        return FileInfo(fmt, mode, width, height, found, coloured, bool(decoder), encoding=encoding,
+                        decoder=decoder)
     except Exception as err:  # noqa: BLE001 - any decoder failure means "unreadable", reported per file
         if type(err).__name__ == "UnidentifiedImageError":
             return FileInfo(error="not an image format Pillow or TensorFlow can read")
@@ -451,7 +474,25 @@ def mask_value_problem(info: FileInfo, num_classes: int, mask_threshold: Optiona
 
 # --------------------------------------------------------------------------- decoding (TensorFlow side)
 
+def _graph_decode(image_decoder: str, mask_decoder: str):
+    """``(image_path, mask_path) -> (image [H,W,3], mask [H,W,1])`` with the named graph decoders."""
+    import tensorflow as tf
+
+    from tfseg.data import decode
+
+    def image(data):
+        return decode.palette_bmp_rgb(data) if image_decoder == "palette_bmp" else decode.image_rgb(data)
+
+    def mask(data):
+        if mask_decoder == "palette_bmp":
+            return decode.palette_bmp_mask(data)
+        return decode.image_mask(data, int(mask_decoder.partition(":")[2]))
+
+    return lambda image_path, mask_path: (image(tf.io.read_file(image_path)), mask(tf.io.read_file(mask_path)))
+
+
 def _decode_in_graph(image_path, mask_path):
+    """Either file with the serving graph's generic decoders (:mod:`tfseg.data.decode`)."""
     import tensorflow as tf
 
     from tfseg.data.decode import decode_mask, decode_rgb
@@ -477,18 +518,25 @@ def _decode_with_pillow(image_path, mask_path):
     return image, mask
 
 
-def _finish(sample_id, image, mask, num_classes: int, mask_threshold: Optional[int]):
-    """Mask at the image's size (nearest neighbour) and in the source's value convention."""
+def _finish(sample_id, image, mask, num_classes: int, mask_threshold: Optional[int],
+            same_size: Optional[bool] = None):
+    """Mask at the image's size (nearest neighbour) and in the source's value convention.
+
+    ``same_size``: whether the check found mask and image of one size (``None``: unknown, test it).
+    """
     import tensorflow as tf
 
     image = tf.ensure_shape(image, [None, None, 3])
     mask = tf.ensure_shape(mask, [None, None, 1])
     image_size = tf.shape(image)[:2]
-    mask = tf.cond(
-        tf.reduce_all(tf.shape(mask)[:2] == image_size),
-        lambda: mask,
-        lambda: tf.image.resize(mask, image_size, method="nearest"),
-    )
+    if same_size is None:
+        mask = tf.cond(
+            tf.reduce_all(tf.shape(mask)[:2] == image_size),
+            lambda: mask,
+            lambda: tf.image.resize(mask, image_size, method="nearest"),
+        )
+    elif not same_size:
+        mask = tf.image.resize(mask, image_size, method="nearest")
     if num_classes == 1:
         if mask_threshold is None:
             threshold = tf.where(tf.reduce_max(mask) > 1, tf.constant(127, tf.uint8), tf.constant(0, tf.uint8))
@@ -579,31 +627,33 @@ class FileSource(Source):
         if unknown:
             raise DataError(f"data source {self.spec.text!r}: unknown sample id(s) {', '.join(unknown[:5])}")
         pairs = [self.pairs[i] for i in ids]
-        in_graph = [p.image_info.graph and p.mask_info.graph for p in pairs]
+        # One dataset per pair of decoders, each a straight-line graph (quick to trace and to start).
+        kinds = [(p.image_info.decoder, p.mask_info.decoder, p.image_info.size == p.mask_info.size)
+                 if p.image_info.decoder and p.mask_info.decoder else ("pillow", "pillow", None) for p in pairs]
+        groups = sorted(set(kinds), key=str)
 
-        def decoded(selected, decode):
+        def decoded(kind):
+            selected = [p for p, k in zip(pairs, kinds) if k == kind]
             columns = {
                 "id": [p.id for p in selected],
                 "image": [str(p.image) for p in selected],
                 "mask": [str(p.mask) for p in selected],
             }
-            ds = tf.data.Dataset.from_tensor_slices(columns) if selected else None
-            if ds is None:
-                return None
-            return ds.map(
-                lambda row: _finish(row["id"], *decode(row["image"], row["mask"]), self.num_classes,
-                                    self.mask_threshold),
+            decode = _decode_with_pillow if kind[0] == "pillow" else _graph_decode(*kind[:2])
+            # Plain TensorFlow ops: autograph's source conversion would only add tracing time.
+            return tf.data.Dataset.from_tensor_slices(columns).map(
+                tf.autograph.experimental.do_not_convert(
+                    lambda row: _finish(row["id"], *decode(row["image"], row["mask"]), self.num_classes,
+                                        self.mask_threshold, kind[2])),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
 
-        graph = decoded([p for p, g in zip(pairs, in_graph) if g], _decode_in_graph)
-        pillow = decoded([p for p, g in zip(pairs, in_graph) if not g], _decode_with_pillow)
-        if pillow is None:
-            return graph if graph is not None else _empty_examples()
-        if graph is None:
-            return pillow
-        choice = tf.data.Dataset.from_tensor_slices(tf.constant([0 if g else 1 for g in in_graph], tf.int64))
-        return tf.data.Dataset.choose_from_datasets([graph, pillow], choice)
+        if not groups:
+            return _empty_examples()
+        if len(groups) == 1:
+            return decoded(groups[0])
+        choice = tf.data.Dataset.from_tensor_slices(tf.constant([groups.index(k) for k in kinds], tf.int64))
+        return tf.data.Dataset.choose_from_datasets([decoded(k) for k in groups], choice)
 
     # -- checking
     def _check(self, pairs: List[Pair]) -> Tuple[List[Pair], List[Tuple[str, str]]]:
