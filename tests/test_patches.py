@@ -112,10 +112,10 @@ def test_whole_images_at_their_own_size_times_scale(mixed_folder):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"patch_size": 4}, "--patch-size"),
-    ({"patch_size": 32, "scale": 0.0}, "--scale"),
-    ({"patch_size": 32, "scale": 5}, "--scale"),
-    ({"patch_size": 32, "foreground_fraction": 1.5}, "--foreground-fraction"),
+    ({"patch_size": 4}, "patch_size 4"),
+    ({"patch_size": 32, "scale": 0.0}, "scale 0.0"),
+    ({"patch_size": 32, "scale": 5}, "scale 5"),
+    ({"patch_size": 32, "foreground_fraction": 1.5}, "foreground_fraction 1.5"),
     ({"image_size": None, "batch_size": 2}, "batch_size 2"),
 ])
 def test_bad_patch_options_are_user_errors(mixed_folder, kwargs, match):

@@ -87,7 +87,8 @@ def load_dataset(
             when opened, ``checked = True``, drop them there and list them).
         drop_remainder: drop the last incomplete batch (static batch size).
         patch_size: ``N``: native resolution, one random ``N x N`` crop per sample and epoch
-            (:mod:`tfseg.data.patches`; ``image_size`` is then ignored); augmentation runs on the crop.
+            (:mod:`tfseg.data.patches`; ``image_size`` is then only the size ``synthetic`` is
+            generated at); augmentation runs on the crop.
         scale: with ``patch_size`` or ``image_size=None``, images (and masks) are first
             resized by this factor (e.g. 0.5 halves each side).
         foreground_fraction: with ``patch_size``, the chance that a crop is centred on a
@@ -104,7 +105,7 @@ def load_dataset(
     if patch_size is not None or image_size is None:
         return _native_dataset(source, split, patch_size, scale, foreground_fraction, batch_size, augment, seed,
                                shuffle, cache, fractions, num_classes, repeat, skip_bad, drop_remainder,
-                               source_options)
+                               source_options, image_size)
     size = image_hw(image_size)
     batch_size = _positive_int("batch_size", batch_size)
     if split not in SPLITS + ("all",):
@@ -161,7 +162,8 @@ def load_dataset(
 
 
 def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch_size, augment, seed, shuffle,
-                    cache, fractions, num_classes, repeat, skip_bad, drop_remainder, source_options):
+                    cache, fractions, num_classes, repeat, skip_bad, drop_remainder, source_options,
+                    image_size=None):
     """:func:`load_dataset` at native resolution: random patches (``patch_size``) or whole images (batch 1).
 
     The stages: examples (original size) -> storage form (uint8, mask {0,1}/ids) -> ``scale``
@@ -184,7 +186,9 @@ def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch
         config = None  # whole images are scored as they are
     shuffle = split == "train" if shuffle is None else bool(shuffle)
 
-    opened = open_dataset_source(source, num_classes=num_classes, skip_bad=skip_bad, **source_options)
+    # image_size only reaches ``synthetic``, which is generated at one size (its native size here).
+    opened = open_dataset_source(source, image_size=image_size, num_classes=num_classes, skip_bad=skip_bad,
+                                 **source_options)
     classes = resolve_num_classes(opened, num_classes)
     ids = opened.split_ids(split, seed=0 if seed is None else seed, fractions=fractions)
     if not ids:

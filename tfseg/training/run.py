@@ -156,6 +156,11 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
             "split_sizes": {split: len(ids[split]) for split in SPLITS},
             "run_dir": run_dir,
         }
+        if config.patch_size is not None:
+            from tfseg.tiling import DEFAULT_BLEND, DEFAULT_OVERLAP
+
+            metrics["scored_on"] = {"whole_images": True, "window": config.patch_size, "scale": config.scale,
+                                    "overlap": DEFAULT_OVERLAP, "blend": DEFAULT_BLEND}
         write_figures(run_dir, best, datasets["test"], num_classes,
                       predict=None if config.patch_size is None else whole_image_predict(best, scale=config.scale))
         from tfseg.export import export_saved_model
