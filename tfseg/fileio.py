@@ -33,7 +33,7 @@ import os
 import posixpath
 import re
 import uuid
-from typing import Any, Iterator, List, Optional
+from typing import Any, Iterator, List, Optional, Sequence
 
 from tfseg.errors import TfsegError
 
@@ -114,6 +114,11 @@ def size(path) -> int:
     return int(_gfile().stat(fspath(path)).length)
 
 
+def stat(path):
+    """``tf.io.gfile.stat``: ``.length`` (bytes), ``.mtime_nsec``, ``.is_directory``."""
+    return _gfile().stat(fspath(path))
+
+
 def writable(folder) -> bool:
     """Whether this process may create files in the existing folder ``folder`` (a URL: True, the store decides)."""
     folder = fspath(folder)
@@ -138,11 +143,12 @@ def rmtree(path) -> None:
         _gfile().rmtree(path)
 
 
-def rename(source, target, overwrite: bool = False) -> None:
+def rename(source, target, overwrite: bool = False, last: Sequence[str] = ()) -> None:
     """Rename a file or folder (atomic on a local disk; copy + delete on an object store).
 
     A folder on a URL file system is moved file by file (object stores and ``ram://``
-    rename single objects only).
+    rename single objects only), the files named in ``last`` (paths relative to
+    ``source``) after every other one: a marker moved last is the folder's commit point.
     """
     source, target = fspath(source), fspath(target)
     if not (is_url(source) and isdir(source)):
@@ -150,11 +156,18 @@ def rename(source, target, overwrite: bool = False) -> None:
         return
     if exists(target) and not overwrite:
         raise FileExistsError(target)
+    deferred = []
     for folder, _, files in walk(source):
-        relative = folder[len(source):].lstrip("/")
+        relative = folder[len(source):].strip("/")
         makedirs(join(target, relative) if relative else target)
         for name in files:
-            _gfile().rename(join(folder, name), join(target, relative, name), overwrite=overwrite)
+            moves = (join(folder, name), join(target, relative, name) if relative else join(target, name))
+            if posixpath.join(relative, name) in last:
+                deferred.append(moves)
+            else:
+                _gfile().rename(*moves, overwrite=overwrite)
+    for moves in deferred:
+        _gfile().rename(*moves, overwrite=overwrite)
     rmtree(source)
 
 
@@ -203,12 +216,13 @@ def is_temporary(name: str) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_path(path) -> Iterator[str]:
+def atomic_path(path, last: Sequence[str] = ()) -> Iterator[str]:
     """Yield a temporary path next to ``path``; on success rename it onto ``path``.
 
     Whatever is written to the temporary path (a file, or a folder) replaces ``path``
     only when the block succeeds. On an exception the temporary is removed and
-    ``path`` is untouched.
+    ``path`` is untouched. For a folder on an object store, ``last`` names the files
+    (relative to the folder) moved after all others: the marker that says it is complete.
     """
     path = fspath(path)
     tmp = temp_path(path)
@@ -217,7 +231,7 @@ def atomic_path(path) -> Iterator[str]:
         if isdir(tmp):
             if exists(path):
                 rmtree(path)
-            rename(tmp, path)
+            rename(tmp, path, last=last)
         else:
             rename(tmp, path, overwrite=True)
     finally:
