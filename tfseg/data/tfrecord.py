@@ -33,14 +33,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from tfseg import fileio
 from tfseg.data.sources import Source, open_source, register_source
 from tfseg.data.spec import SourceSpec
 from tfseg.errors import ConfigError, DataError, TfsegError
@@ -118,23 +116,23 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def _check_out_dir(out: Path, overwrite: bool, inputs: Sequence[str] = ()):
+def _check_out_dir(out: str, overwrite: bool, inputs: Sequence[str] = ()):
     """Refuse an ``out`` that is not safe to write or replace (see :mod:`tfseg.outputs`).
 
     A non-empty ``out`` is replaced only with ``overwrite``, and only when it is a shard
     folder this function's writer made: ``manifest.json`` and the shards it names, nothing else.
     """
-    from tfseg import fileio, outputs
+    from tfseg import outputs
 
-    outputs.check_output_folder(str(out))
-    outputs.refuse_run_folder(str(out))
+    outputs.check_output_folder(out)
+    outputs.refuse_run_folder(out)
     for source in inputs:
         if outputs.is_within(source, out):
             raise TfsegError(f"out {out}: holds the input {source}; tfseg never deletes or replaces an input "
                              "(choose another folder)")
-    if not (out.is_dir() and any(out.iterdir())):
+    if not (fileio.isdir(out) and fileio.listdir(out)):
         return
-    if not (out / MANIFEST).is_file():
+    if not fileio.isfile(fileio.join(out, MANIFEST)):
         raise TfsegError(f"out {out}: folder is not empty and is not a tfseg shard folder (no {MANIFEST}); "
                          "it is left alone (choose another folder)")
     try:
@@ -142,7 +140,7 @@ def _check_out_dir(out: Path, overwrite: bool, inputs: Sequence[str] = ()):
     except DataError as err:
         raise TfsegError(f"out {out}: not recognisable as a tfseg shard folder ({str(err).splitlines()[0]}); "
                          "it is left alone (choose another folder)") from None
-    foreign = [name for name in sorted(os.listdir(out)) if name not in own and not fileio.is_temporary(name)]
+    foreign = [name for name in fileio.listdir(out) if name not in own and not fileio.is_temporary(name)]
     if foreign:
         more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
         raise TfsegError(f"out {out}: holds {foreign[0]}{more}, which tfseg prepare did not write; the folder is "
@@ -152,26 +150,41 @@ def _check_out_dir(out: Path, overwrite: bool, inputs: Sequence[str] = ()):
                          "to replace them")
 
 
-def _replace_dir(tmp: Path, out: Path):
-    """Move the finished ``tmp`` folder to ``out``; the old ``out`` disappears only once the new one is in place."""
+def _temporary_dir(out: str, tag: str) -> str:
+    """``PARENT/.NAME.tmp-<tag>-<random>`` next to ``out`` (a name :func:`_remove_stale_temporaries` cleans)."""
+    return fileio.join(fileio.dirname(out), f".{fileio.basename(out)}.tmp-{tag}{uuid.uuid4().hex[:8]}")
+
+
+def _replace_dir(tmp: str, out: str):
+    """Move the finished ``tmp`` folder to ``out``; the manifest is its commit marker.
+
+    Local disk: the old ``out`` disappears only once the new one is in place (two renames).
+    URL (``gs://``): a rename is a copy, so the old manifest goes first (the folder then reads
+    as unfinished, never as old manifest + new shards), the old shards next, and the new
+    shards are moved in before the new manifest.
+    """
+    if fileio.is_url(out):
+        fileio.remove(fileio.join(out, MANIFEST))
+        fileio.rmtree(out)
+        fileio.rename(tmp, out, last=[MANIFEST])
+        return
     old = None
-    if out.exists():
+    if fileio.exists(out):
         # a temporary's name: a kill between the renames leaves it for the next write_shards to clean
-        old = out.with_name(f".{out.name}.tmp-old-{uuid.uuid4().hex[:8]}")
-        os.replace(out, old)
-    os.replace(tmp, out)
+        old = _temporary_dir(out, "old-")
+        fileio.rename(out, old)
+    fileio.rename(tmp, out)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        fileio.rmtree(old)
 
 
-def _remove_stale_temporaries(out: Path):
+def _remove_stale_temporaries(out: str):
     # Only this folder's own temporaries (.NAME.tmp-...) in the parent: the parent is the user's.
-    from tfseg import fileio
-
-    if out.parent.is_dir():
-        for entry in out.parent.iterdir():
-            if entry.name.startswith(f".{out.name}.tmp-") and fileio.is_temporary(entry.name):
-                shutil.rmtree(entry, ignore_errors=True)
+    parent, prefix = fileio.dirname(out), f".{fileio.basename(out)}.tmp-"
+    if parent and fileio.isdir(parent):
+        for name in fileio.listdir(parent):
+            if name.startswith(prefix) and fileio.is_temporary(name):
+                fileio.rmtree(fileio.join(parent, name))
 
 
 def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Optional[int] = None,
@@ -179,7 +192,9 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
     """Write every sample of ``source`` to TFRecord shards plus ``manifest.json``.
 
     Written to a temporary folder next to ``out_dir`` and renamed at the end:
-    an interrupted run leaves no half-written ``out_dir``.
+    an interrupted run leaves no half-written ``out_dir``. On an object store
+    (``gs://``) the rename is a copy; ``manifest.json`` is moved last, so a folder
+    without it is unfinished (and refused by the ``tfrecord:`` source).
 
     Args:
         source: a SOURCE string, a :class:`~tfseg.data.spec.SourceSpec` or an opened Source.
@@ -203,21 +218,22 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
         raise ConfigError(f"shards {shards!r}: must be a positive integer")
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
         raise ConfigError(f"image_size {image_size!r}: must be a positive integer")
-    out = Path(out_dir).expanduser()
+    out = fileio.fspath(out_dir).rstrip("/") if fileio.is_url(out_dir) else fileio.fspath(out_dir)
     _check_out_dir(out, overwrite, inputs=[src.spec.path] if getattr(src.spec, "path", None) else [])
     ids = src.ids()
     count = min(shards or -(-len(ids) // SAMPLES_PER_SHARD), len(ids))
     names = [shard_name(i, count) for i in range(count)]
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if fileio.dirname(out):
+        fileio.makedirs(fileio.dirname(out))
     _remove_stale_temporaries(out)
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
+    tmp = _temporary_dir(out, "")
+    fileio.makedirs(tmp)
     try:
         groups = [src.group(i) for i in ids]
         counts = [0] * count
         written = src.examples(ids).map(lambda ex: _encode(ex, image_size), num_parallel_calls=tf.data.AUTOTUNE)
         bar = _Progress(len(ids), progress, f"writing {len(ids)} samples to {count} shard(s)")
-        writers = [tf.io.TFRecordWriter(str(tmp / name)) for name in names]
+        writers = [tf.io.TFRecordWriter(fileio.join(tmp, name)) for name in names]
         try:
             for index, (sample_id, image, mask, height, width) in enumerate(written.as_numpy_iterator()):
                 if sample_id.decode() != ids[index]:
@@ -244,25 +260,25 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
             "num_samples": len(ids),
             "num_classes": int(src.num_classes),
             "image_size": image_size,
-            "shards": [{"file": name, "num_samples": n, **shard_digest(tmp / name)} for name, n in zip(names, counts)],
+            "shards": [{"file": name, "num_samples": n, **shard_digest(fileio.join(tmp, name))}
+                       for name, n in zip(names, counts)],
             "ids": list(ids),
             "groups": groups,
             "skipped": [list(item) for item in getattr(src, "skipped", [])],
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        with fileio.open_file(fileio.join(tmp, MANIFEST), "w") as f:
+            f.write(json.dumps(manifest, indent=1) + "\n")
         _replace_dir(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        fileio.rmtree(tmp)
         raise
-    return {**manifest, "path": str(out)}
+    return {**manifest, "path": out}
 
 
 def shard_digest(path) -> Dict:
     """``{"bytes": size, "sha256": hex digest}`` of one shard file (kept in the manifest, verified on open)."""
-    from tfseg import fileio
-
     digest, size = hashlib.sha256(), 0
-    with fileio.open_file(str(path), "rb") as f:
+    with fileio.open_file(path, "rb") as f:
         for block in iter(lambda: f.read(4 * 2**20), b""):
             digest.update(block)
             size += len(block)
@@ -272,7 +288,7 @@ def shard_digest(path) -> Dict:
 _VERIFIED: Dict[tuple, str] = {}
 
 
-def shard_problem(path: Path, shard: Dict) -> str:
+def shard_problem(path: str, shard: Dict) -> str:
     """Why a shard differs from what the manifest recorded (``""`` when it is intact).
 
     Manifests with ``bytes``/``sha256`` are checked by size, then by checksum
@@ -281,23 +297,22 @@ def shard_problem(path: Path, shard: Dict) -> str:
     """
     import tensorflow as tf
 
-    try:
-        stat = path.stat()
-    except OSError:
+    if not fileio.exists(path):
         return "missing shard"
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, shard.get("sha256"))
+    stat = fileio.stat(path)
+    key = (fileio.abspath(path), stat.length, stat.mtime_nsec, shard.get("sha256"))
     if key in _VERIFIED:
         return _VERIFIED[key]
     if "sha256" in shard:
-        if stat.st_size != shard.get("bytes"):
-            why = f"damaged shard: {stat.st_size} bytes, the manifest says {shard.get('bytes')} (truncated or replaced)"
+        if stat.length != shard.get("bytes"):
+            why = f"damaged shard: {stat.length} bytes, the manifest says {shard.get('bytes')} (truncated or replaced)"
         elif shard_digest(path)["sha256"] != shard["sha256"]:
             why = "damaged shard: its checksum differs from the manifest's (corrupted)"
         else:
             why = ""
     else:
         try:
-            found = int(tf.data.TFRecordDataset(str(path)).reduce(0, lambda n, _: n + 1))
+            found = int(tf.data.TFRecordDataset(path).reduce(0, lambda n, _: n + 1))
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as err:
             return f"damaged shard: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
         expected = shard.get("num_samples")
@@ -308,14 +323,18 @@ def shard_problem(path: Path, shard: Dict) -> str:
 
 def read_manifest(folder) -> Dict:
     """The manifest of a prepared folder; :class:`DataError` naming the file when it is missing or wrong."""
-    path = Path(folder).expanduser() / MANIFEST
-    if not path.parent.is_dir():
-        raise DataError(f"{path.parent}: no such folder (write one with `tfseg prepare --data SOURCE --out DIR`)")
+    import tensorflow as tf
+
+    folder = fileio.fspath(folder)
+    path = fileio.join(folder, MANIFEST)
+    if not fileio.isdir(folder):
+        raise DataError(f"{folder}: no such folder (write one with `tfseg prepare --data SOURCE --out DIR`)")
+    if not fileio.exists(path):
+        # on an object store the manifest is copied last: a folder without it is unfinished
+        raise DataError(f"{path}: missing; {folder} was not written (or not finished) by `tfseg prepare`")
     try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: missing; {path.parent} was not written by `tfseg prepare`") from None
-    except (OSError, ValueError) as err:
+        manifest = json.loads(fileio.read_text(path))
+    except (OSError, tf.errors.OpError, ValueError) as err:
         raise DataError(f"{path}: unreadable ({err})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise DataError(f"{path}: not a tfseg shard manifest (format {FORMAT!r} expected)")
@@ -348,16 +367,17 @@ class TfrecordSource(Source):
 
     def __init__(self, spec: SourceSpec, num_classes: Optional[int] = None, skip_bad: bool = False):
         self.spec = spec
-        self.folder = Path(spec.path).expanduser()
+        self.folder = fileio.fspath(spec.path)
         self.manifest = read_manifest(self.folder)
         self.num_classes = int(self.manifest["num_classes"])
         if num_classes is not None and num_classes != self.num_classes:
             raise ConfigError(f"num_classes={num_classes!r}: {self.folder} holds {self.num_classes}-class masks")
         self.skipped = [tuple(item) for item in self.manifest.get("skipped", [])]
         shards = self.manifest["shards"]
-        found = {index: shard_problem(self.folder / shard["file"], shard) for index, shard in enumerate(shards)}
+        found = {index: shard_problem(fileio.join(self.folder, shard["file"]), shard)
+                 for index, shard in enumerate(shards)}
         bad = sorted(index for index, why in found.items() if why)
-        self._problems = [(str(self.folder / shards[i]["file"]), found[i]) for i in bad]
+        self._problems = [(fileio.join(self.folder, shards[i]["file"]), found[i]) for i in bad]
         ids, groups = self.manifest["ids"], self.manifest["groups"]
         if self._problems:
             message = f"data source {spec.text!r}: {len(self._problems)} damaged or missing shard(s)"
@@ -366,11 +386,11 @@ class TfrecordSource(Source):
                                 "with --skip-bad)", self._problems)
             if len(bad) == len(shards):
                 raise DataError(message + ": no usable samples left", self._problems)
-            self.skipped += [(str(self.folder / shards[i]["file"]),
+            self.skipped += [(fileio.join(self.folder, shards[i]["file"]),
                               f"{found[i]} ({shards[i]['num_samples']} samples dropped)") for i in bad]
         # Sample i was written to shard i % N (see write_shards).
         keep = [i for i in range(len(ids)) if i % len(shards) not in bad]
-        self.files = [self.folder / shard["file"] for i, shard in enumerate(shards) if i not in bad]
+        self.files = [fileio.join(self.folder, shard["file"]) for i, shard in enumerate(shards) if i not in bad]
         self._groups = {ids[i]: groups[i] for i in keep}
         self._order = {ids[i]: rank for rank, i in enumerate(keep)}
 
@@ -394,7 +414,7 @@ class TfrecordSource(Source):
         if [self._order[i] for i in ids] != sorted(self._order[i] for i in ids):
             logger.warning("%s: examples come in the order they were written, not in the order asked",
                            self.spec.text)
-        files = tf.data.Dataset.from_tensor_slices([str(f) for f in self.files])
+        files = tf.data.Dataset.from_tensor_slices(self.files)
         # Round-robin over the shards, one record each, undoes the i % N assignment of write_shards.
         records = files.interleave(tf.data.TFRecordDataset, cycle_length=max(len(self.files), 1), block_length=1,
                                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
