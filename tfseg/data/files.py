@@ -91,11 +91,11 @@ import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tfseg import fileio
 from tfseg.data.sources import Source, register_source
 from tfseg.data.spec import SourceSpec
 from tfseg.errors import ConfigError, DataError
@@ -219,7 +219,7 @@ def _bmp_header(path) -> Optional[Tuple[int, int, int, int, int, int]]:
     if isinstance(path, bytes):
         header = path[:34]
     else:
-        with open(path, "rb") as f:
+        with fileio.open_file(path, "rb") as f:
             header = f.read(34)
     if len(header) < 34:
         return None
@@ -357,7 +357,7 @@ def png_problem(data: bytes) -> str:
     return ""
 
 
-def _bmp_problem(path: Path, file_size: int) -> Optional[str]:
+def _bmp_problem(path, file_size: int) -> Optional[str]:
     """For an uncompressed BMP: ``""`` if its pixel bytes are all there, else why; None: needs a full decode.
 
     Any byte values are valid pixels of an uncompressed BMP, so a header that
@@ -375,12 +375,12 @@ def _bmp_problem(path: Path, file_size: int) -> Optional[str]:
     return ""
 
 
-def _verify_image(path: Path, image, fmt: str) -> None:
+def _verify_image(path, image, fmt: str) -> None:
     """Raise when the image's pixel data cannot be decoded, as cheaply as that can be known."""
     if fmt == "PNG":
-        why = png_problem(path.read_bytes())
+        why = png_problem(fileio.read_bytes(path))
     elif fmt == "BMP":
-        why = _bmp_problem(path, path.stat().st_size)
+        why = _bmp_problem(path, fileio.size(path))
         if why is None:
             image.load()
             why = ""
@@ -396,12 +396,12 @@ def _verify_image(path: Path, image, fmt: str) -> None:
         raise ValueError(why)
 
 
-def _check_file(path: Path, is_mask: bool) -> FileInfo:
+def _check_file(path: str, is_mask: bool) -> FileInfo:
     """Check one file with Pillow (see :func:`check_file`); never raises for a bad file."""
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with fileio.open_file(path, "rb") as f, Image.open(f) as image:
             fmt, mode, (width, height) = image.format or "", image.mode, image.size
             if not is_mask:
                 _verify_image(path, image, fmt)
@@ -425,13 +425,13 @@ def _check_file(path: Path, is_mask: bool) -> FileInfo:
         return FileInfo(error=reason if isinstance(err, ValueError) else f"{type(err).__name__}: {reason}")
 
 
-def check_file(path: Path, is_mask: bool) -> FileInfo:
+def check_file(path: str, is_mask: bool) -> FileInfo:
     """:func:`_check_file`, cached by ``(path, size, mtime)``."""
     try:
-        stat = path.stat()
-    except OSError as err:
-        return FileInfo(error=f"cannot read: {err.strerror or err}")
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, is_mask)
+        stat = fileio.stat(path)
+    except Exception as err:  # noqa: BLE001 - OSError or tf.errors.OpError: reported per file
+        return FileInfo(error=f"cannot read: {getattr(err, 'strerror', None) or getattr(err, 'message', None) or err}")
+    key = (fileio.abspath(path), stat.length, stat.mtime_nsec, is_mask)
     info = _INFO_CACHE.get(key)
     if info is None:
         info = _check_file(path, is_mask)
@@ -441,7 +441,7 @@ def check_file(path: Path, is_mask: bool) -> FileInfo:
     return info
 
 
-def _check_files(paths_and_kinds: Sequence[Tuple[Path, bool]]) -> List[FileInfo]:
+def _check_files(paths_and_kinds: Sequence[Tuple[str, bool]]) -> List[FileInfo]:
     workers = min(16, 2 * (os.cpu_count() or 1))
     if len(paths_and_kinds) < 8:
         return [check_file(p, m) for p, m in paths_and_kinds]
@@ -503,9 +503,9 @@ def _decode_in_graph(image_path, mask_path):
 def _decode_with_pillow_numpy(image_path: bytes, mask_path: bytes):
     from PIL import Image
 
-    with Image.open(image_path.decode()) as image:
+    with Image.open(io.BytesIO(fileio.read_bytes(image_path.decode()))) as image:
         rgb = rgb_array(image)
-    with Image.open(mask_path.decode()) as mask:
+    with Image.open(io.BytesIO(fileio.read_bytes(mask_path.decode()))) as mask:
         values = mask_array(mask)
     return rgb, values[..., None]
 
@@ -554,8 +554,8 @@ class Pair:
 
     id: str
     group: str
-    image: Path
-    mask: Path
+    image: str
+    mask: str
     image_info: FileInfo = field(default_factory=FileInfo)
     mask_info: FileInfo = field(default_factory=FileInfo)
 
@@ -590,7 +590,7 @@ class FileSource(Source):
             mask_threshold = int(mask_threshold)
         self.mask_threshold = mask_threshold
         self.skip_bad = bool(skip_bad)
-        self.root = self._find_root(Path(spec.path).expanduser())
+        self.root = self._find_root(fileio.fspath(spec.path))
         pairs, problems, self.warnings = self._list()
         if not pairs and not problems:
             raise DataError(f"data source {spec.text!r}: no images found in {self.root}")
@@ -602,7 +602,7 @@ class FileSource(Source):
             self._handle_problems()
 
     # -- subclass hooks
-    def _find_root(self, path: Path) -> Path:
+    def _find_root(self, path: str) -> str:
         raise NotImplementedError
 
     def _list(self) -> Tuple[List[Pair], List[Tuple[str, str]], List[Tuple[str, str]]]:
@@ -731,25 +731,26 @@ def _empty_examples():
                         "mask": tf.ensure_shape(row["mask"], [None, None, 1])})
 
 
-def _is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+def _is_image_file(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _is_ignored(path: Path) -> bool:
-    return path.name.startswith(".") or path.name.lower() in _IGNORED_NAMES
+def _is_ignored(path: str) -> bool:
+    name = fileio.basename(path)
+    return name.startswith(".") or name.lower() in _IGNORED_NAMES
 
 
-def _files_by_stem(folder: Path, warnings) -> Dict[str, List[Path]]:
-    found: Dict[str, List[Path]] = {}
-    for path in sorted(folder.iterdir()):
+def _files_by_stem(folder: str, warnings) -> Dict[str, List[str]]:
+    found: Dict[str, List[str]] = {}
+    for path in (fileio.join(folder, name) for name in fileio.listdir(folder)):
         if _is_ignored(path):
             continue
-        if path.is_dir():
-            warnings.append((str(path), "subfolder ignored (images and masks are read from one level)"))
-        elif not _is_image_file(path):
-            warnings.append((str(path), f"ignored: not an image file type ({', '.join(IMAGE_EXTENSIONS)})"))
+        if _is_image_file(path):  # no per-file folder test: one request each on an object store
+            found.setdefault(fileio.stem(path), []).append(path)
+        elif fileio.isdir(path):
+            warnings.append((path, "subfolder ignored (images and masks are read from one level)"))
         else:
-            found.setdefault(path.stem, []).append(path)
+            warnings.append((path, f"ignored: not an image file type ({', '.join(IMAGE_EXTENSIONS)})"))
     return found
 
 
@@ -764,10 +765,10 @@ def _strip_mask_suffix(stem: str) -> Optional[str]:
 class FolderSource(FileSource):
     """``folder:PATH``: ``PATH/images/*`` + ``PATH/masks/*`` matched by stem (see the module docstring)."""
 
-    def _find_root(self, path: Path) -> Path:
-        if not path.is_dir():
+    def _find_root(self, path: str) -> str:
+        if not fileio.isdir(path):
             raise DataError(f"data source {self.spec.text!r}: {path} is not a folder")
-        missing = [name for name in ("images", "masks") if not (path / name).is_dir()]
+        missing = [name for name in ("images", "masks") if not fileio.isdir(fileio.join(path, name))]
         if missing:
             raise DataError(f"data source {self.spec.text!r}: {path} has no {' and no '.join(missing)} folder "
                             "(expected PATH/images/* and PATH/masks/*)")
@@ -779,29 +780,29 @@ class FolderSource(FileSource):
     def _list(self):
         warnings: List[Tuple[str, str]] = []
         problems: List[Tuple[str, str]] = []
-        images = _files_by_stem(self.root / "images", warnings)
-        masks = _files_by_stem(self.root / "masks", warnings)
-        claims: Dict[str, List[Path]] = {}
+        images = _files_by_stem(fileio.join(self.root, "images"), warnings)
+        masks = _files_by_stem(fileio.join(self.root, "masks"), warnings)
+        claims: Dict[str, List[str]] = {}
         for stem, paths in masks.items():
             base = stem if stem in images else _strip_mask_suffix(stem)
             claims.setdefault(base if base in images else stem, []).extend(paths)
         pairs = []
         for stem, paths in images.items():
             if len(paths) > 1:
-                problems.extend((str(p), f"{len(paths)} images share the stem {stem!r}") for p in paths)
+                problems.extend((p, f"{len(paths)} images share the stem {stem!r}") for p in paths)
                 continue
             candidates = claims.get(stem, [])
             if not candidates:
-                problems.append((str(paths[0]), f"no mask (looked for masks/{stem}.* and {stem}_mask.*, "
+                problems.append((paths[0], f"no mask (looked for masks/{stem}.* and {stem}_mask.*, "
                                                  f"{stem}_segmentation.* ...)"))
             elif len(candidates) > 1:
-                names = ", ".join(p.name for p in candidates)
-                problems.append((str(paths[0]), f"{len(candidates)} masks match: {names}"))
+                names = ", ".join(fileio.basename(p) for p in candidates)
+                problems.append((paths[0], f"{len(candidates)} masks match: {names}"))
             else:
                 pairs.append(Pair(stem, self.group_of(stem), paths[0], candidates[0]))
         for stem, paths in claims.items():
             if stem not in images:
-                problems.extend((str(p), "no image for this mask") for p in paths)
+                problems.extend((p, "no image for this mask") for p in paths)
         return pairs, problems, warnings
 
 
@@ -823,10 +824,10 @@ class MadsSource(FolderSource):
         self._unmatched: List[str] = []
         super().__init__(spec, **options)
 
-    def _find_root(self, path: Path) -> Path:
+    def _find_root(self, path: str) -> str:
         # The Kaggle archive nests images/ and masks/ one or two folders down.
-        for candidate in (path, *sorted(path.glob("*")), *sorted(path.glob("*/*"))):
-            if (candidate / "images").is_dir() and (candidate / "masks").is_dir():
+        for candidate in (path, *fileio.glob(fileio.join(path, "*")), *fileio.glob(fileio.join(path, "*", "*"))):
+            if fileio.isdir(fileio.join(candidate, "images")) and fileio.isdir(fileio.join(candidate, "masks")):
                 return candidate
         return super()._find_root(path)
 
@@ -840,7 +841,7 @@ class MadsSource(FolderSource):
     def _list(self):
         pairs, problems, warnings = super()._list()
         if self._unmatched:
-            warnings.append((str(self.root / "images"), f"{len(self._unmatched)} file name(s) do not match "
+            warnings.append((fileio.join(self.root, "images"), f"{len(self._unmatched)} file name(s) do not match "
                              f"group_pattern {self.group_pattern.pattern!r} and form their own group "
                              f"(e.g. {self._unmatched[0]!r})"))
         return pairs, problems, warnings
@@ -852,11 +853,13 @@ PH2_IMAGES_FOLDER = "PH2 Dataset images"
 class Ph2Source(FileSource):
     """``ph2:PATH``: the PH2 archive as unpacked (see the module docstring)."""
 
-    def _find_root(self, path: Path) -> Path:
-        if not path.is_dir():
+    def _find_root(self, path: str) -> str:
+        if not fileio.isdir(path):
             raise DataError(f"data source {self.spec.text!r}: {path} is not a folder")
-        for candidate in (path / PH2_IMAGES_FOLDER, path / "PH2Dataset" / PH2_IMAGES_FOLDER, path):
-            if candidate.is_dir() and (candidate.name == PH2_IMAGES_FOLDER or _ph2_cases(candidate)):
+        for candidate in (fileio.join(path, PH2_IMAGES_FOLDER), fileio.join(path, "PH2Dataset", PH2_IMAGES_FOLDER),
+                          path):
+            if fileio.isdir(candidate) and (fileio.basename(candidate) == PH2_IMAGES_FOLDER
+                                            or _ph2_cases(candidate)):
                 return candidate
         raise DataError(f"data source {self.spec.text!r}: no '{PH2_IMAGES_FOLDER}' folder in {path} (expected "
                         f"PATH/{PH2_IMAGES_FOLDER}/IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp)")
@@ -867,29 +870,30 @@ class Ph2Source(FileSource):
         if not cases:
             raise DataError(f"data source {self.spec.text!r}: no IMDxxx folders in {self.root}")
         for case in cases:
-            name = case.name
-            image = _find_by_stem(case / f"{name}_Dermoscopic_Image", name)
-            mask = _find_by_stem(case / f"{name}_lesion", f"{name}_lesion")
+            name = fileio.basename(case)
+            image = _find_by_stem(fileio.join(case, f"{name}_Dermoscopic_Image"), name)
+            mask = _find_by_stem(fileio.join(case, f"{name}_lesion"), f"{name}_lesion")
             if image is None:
-                problems.append((str(case / f"{name}_Dermoscopic_Image" / f"{name}.bmp"), "missing image"))
+                problems.append((fileio.join(case, f"{name}_Dermoscopic_Image", f"{name}.bmp"), "missing image"))
             if mask is None:
-                problems.append((str(case / f"{name}_lesion" / f"{name}_lesion.bmp"), "missing mask"))
+                problems.append((fileio.join(case, f"{name}_lesion", f"{name}_lesion.bmp"), "missing mask"))
             if image is not None and mask is not None:
                 pairs.append(Pair(name, name, image, mask))
         return pairs, problems, []
 
 
-def _ph2_cases(folder: Path) -> List[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"IMD\d+", p.name))
+def _ph2_cases(folder: str) -> List[str]:
+    return [fileio.join(folder, name) for name in fileio.listdir(folder)
+            if re.fullmatch(r"IMD\d+", name) and fileio.isdir(fileio.join(folder, name))]
 
 
-def _find_by_stem(folder: Path, stem: str) -> Optional[Path]:
+def _find_by_stem(folder: str, stem: str) -> Optional[str]:
     """``folder/stem.<any image extension>`` (case-insensitive extension), else None."""
-    if not folder.is_dir():
+    if not fileio.isdir(folder):
         return None
-    for path in sorted(folder.iterdir()):
-        if path.stem == stem and _is_image_file(path):
-            return path
+    for name in fileio.listdir(folder):
+        if fileio.stem(name) == stem and _is_image_file(name):
+            return fileio.join(folder, name)
     return None
 
 
