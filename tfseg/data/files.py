@@ -401,7 +401,8 @@ def _check_file(path: str, is_mask: bool) -> FileInfo:
     from PIL import Image
 
     try:
-        with fileio.open_file(path, "rb") as f, Image.open(f) as image:
+        # read whole: one request on an object store, and Pillow's decoders seek freely in memory
+        with Image.open(io.BytesIO(fileio.read_bytes(path))) as image:
             fmt, mode, (width, height) = image.format or "", image.mode, image.size
             if not is_mask:
                 _verify_image(path, image, fmt)
