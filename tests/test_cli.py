@@ -41,6 +41,42 @@ def test_tfseg_help_lists_every_verb():
         assert verb in result.stdout
 
 
+# Prints which heavy modules a `tfseg ARGV` process had imported when it exited (help or argument error).
+IMPORTED_AT_EXIT = (
+    "import atexit, runpy, sys\n"
+    "atexit.register(lambda: print('IMPORTED', sorted(m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules),"
+    " file=sys.stderr))\n"
+    "sys.argv = ['tfseg', *sys.argv[1:]]\n"
+    "runpy.run_module('tfseg', run_name='__main__', alter_sys=True)\n"
+)
+
+
+@pytest.mark.parametrize("argv, code", [
+    (["--help"], 0), (["train", "--help"], 0), (["--version"], 0),
+    (["train", "--epochs", "many"], 2), (["no-such-verb"], 2), (["predict"], 2),
+])
+def test_help_and_argument_errors_answer_before_tensorflow_loads(argv, code):
+    result = subprocess.run([sys.executable, "-c", IMPORTED_AT_EXIT, *argv], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == code, result.stderr
+    assert "IMPORTED []" in result.stderr, result.stderr
+
+
+def test_python_dash_m_tfseg_help_imports_no_tensorflow():
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "tfseg", "--help"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and "train" in result.stdout
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line]
+    assert "tfseg.cli" in imported
+    assert not [name for name in imported if name.split(".")[0] in ("tensorflow", "keras")], imported
+
+
+def test_import_tfseg_outside_the_command_still_registers_keras_objects():
+    code = "import tfseg, keras; print(keras.saving.get_registered_object('tfseg>DiceLoss') is not None)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["True"], result.stderr
+
+
 @pytest.mark.parametrize("verb", cli.VERBS)
 def test_every_verb_has_help(capsys, verb):
     code, out, _ = run_cli(capsys, verb, "--help")

@@ -17,7 +17,8 @@ The data flow is the module list::
 Keras-only modules ``layers``, ``losses``, ``metrics`` and ``models``), so that
 ``keras.models.load_model("model.keras")`` works with ``safe_mode=True`` and no
 ``custom_objects``; Keras finds registered objects only once their module has
-been imported. The TensorFlow-only parts (``data``, ``training``, ``export``,
+been imported. (The ``tfseg`` command defers this until its arguments are
+parsed, so that ``tfseg --help`` answers without loading TensorFlow.) The TensorFlow-only parts (``data``, ``training``, ``export``,
 ``inference``) load on first attribute access, so under the JAX or PyTorch
 backend ``import tfseg`` never imports TensorFlow.
 """
@@ -73,4 +74,12 @@ def _register_keras_objects():
     from tfseg import layers, losses, metrics, models  # noqa: F401
 
 
-_register_keras_objects()
+
+def _launched_as_command() -> bool:
+    from tfseg._quiet import running_as_cli
+
+    return running_as_cli()
+
+
+if not _launched_as_command():
+    _register_keras_objects()

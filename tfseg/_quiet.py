@@ -19,7 +19,13 @@ import sys
 def running_as_cli() -> bool:
     """True inside the ``tfseg`` console script or ``python -m tfseg``."""
     prog = os.path.basename(sys.argv[0]) if sys.argv else ""
-    return prog in ("tfseg", "-m") or (prog == "__main__.py" and "tfseg" in sys.argv[0])
+    if prog == "tfseg":
+        return True
+    original = list(getattr(sys, "orig_argv", ()))  # Python >= 3.10: the interpreter's own arguments
+    if original:
+        # ``python -m tfseg`` (and not ``python -m other`` whose code imports tfseg)
+        return any(a == "-m" and b in ("tfseg", "tfseg.cli") for a, b in zip(original, original[1:]))
+    return prog == "-m" or (prog == "__main__.py" and "tfseg" in sys.argv[0])
 
 
 def wanted() -> bool:

@@ -48,6 +48,9 @@ def _quiet_tensorflow():
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import_quietly("tensorflow")
+    import tfseg
+
+    tfseg._register_keras_objects()  # deferred by ``import tfseg`` under the command (see tfseg/__init__.py)
 
 
 def as_flags(message: str, args) -> str:
@@ -91,9 +94,10 @@ def file_system_error(err: BaseException):
 
 
 def main(argv=None) -> int:
-    _quiet_tensorflow()
+    # Parsing first: --help, --version and argument errors answer before TensorFlow loads (seconds).
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_tensorflow()
     from tfseg.errors import TfsegError
 
     try:
