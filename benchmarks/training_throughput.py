@@ -24,6 +24,12 @@ Two widths by default: ``tfseg train``'s default (8 filters in the first stage) 
 lesson's reference networks (16-32-64-128, ``../shared/LESSON.md``). float16 rows use
 ``--float16-budget``: on a CPU they are several times slower.
 
+Every grid also has a ``plain Keras U-Net`` row for each U-Net width, size and precision: the
+same U-Net (width, depth, transposed convolutions, BatchNorm, ReLU, sigmoid head) written as the
+keras-io examples write it, with ``keras.layers`` only (:func:`plain_keras_unet`), compiled with
+the same loss, metrics and optimizer; ``vs_tfseg`` is tfseg's U-Net over it (images/s), measured
+side by side in the same run.
+
 ``--ablations`` adds U-Net rows at the largest size and width with Keras' own
 ``keras.layers.BatchNormalization`` in place of :class:`tfseg.layers.BatchNorm`; ``--ops``
 adds the "why": forward + backward time of each layer type at the U-Net's shapes, float32
@@ -68,7 +74,7 @@ from machine import (  # noqa: E402
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 ROW_COLUMNS = ("model", "options", "base_filters", "size", "precision", "xla", "steps", "images_per_second", "vs_float32",
-               "vs_no_xla", "dice", "dice_spread", "first_epoch_s", "others_share")
+               "vs_no_xla", "vs_tfseg", "dice", "dice_spread", "first_epoch_s", "others_share")
 
 
 def parse_args(argv=None):
@@ -173,6 +179,34 @@ class FirstEpochTimer(keras.callbacks.Callback):
             self.seconds = time.perf_counter() - self._start
 
 
+PLAIN = "plain Keras U-Net"
+
+
+def plain_keras_unet(size: int, base_filters: int, depth: int) -> keras.Model:
+    """The U-Net of a keras-io example: Conv-BN-ReLU x2 per stage, MaxPool, Conv2DTranspose, concat, sigmoid."""
+    layers = keras.layers
+
+    def block(x, filters):
+        for _ in range(2):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.Activation("relu")(x)
+        return x
+
+    inputs = keras.Input((size, size, 3))
+    x, skips = inputs, []
+    for stage in range(depth):
+        x = block(x, base_filters * 2**stage)
+        skips.append(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = block(x, base_filters * 2**depth)
+    for stage in reversed(range(depth)):
+        x = layers.Conv2DTranspose(base_filters * 2**stage, 2, strides=2, padding="same")(x)
+        x = block(layers.Concatenate()([x, skips[stage]]), base_filters * 2**stage)
+    outputs = layers.Activation("sigmoid", dtype="float32")(layers.Conv2D(1, 1)(x))
+    return keras.Model(inputs, outputs)
+
+
 def measure_run(row: Dict[str, Any], data, args, seed: int) -> Dict[str, Any]:
     """Train one configuration for its budget with ``seed``: images/s, Dice (scored rows), CPU share of others."""
     from tfseg.config import TrainConfig
@@ -188,8 +222,14 @@ def measure_run(row: Dict[str, Any], data, args, seed: int) -> Dict[str, Any]:
                          precision=row["precision"], jit_compile=row["xla"] == "on", seed=seed,
                          base_filters=row["base_filters"], depth=args.depth, **options)
     with precision_policy(config.precision) as policy, CpuMeter() as meter:
-        with batch_norm_layer(keras.layers.BatchNormalization if keras_batch_norm else None):
-            model = build_compiled_model(config, 1, training_phases(config)[0])
+        if row["options"] == PLAIN:
+            from tfseg.training import compile_model
+
+            model = plain_keras_unet(config.image_size, config.base_filters, config.depth)
+            compile_model(model, config, 1, config.learning_rate)
+        else:
+            with batch_norm_layer(keras.layers.BatchNormalization if keras_batch_norm else None):
+                model = build_compiled_model(config, 1, training_phases(config)[0])
         throughput, first = Throughput(config.batch_size), FirstEpochTimer()
         model.fit(train_batches(data["train"], config.batch_size, seed), epochs=epochs,
                   steps_per_epoch=steps, callbacks=[throughput, first], verbose=0)
@@ -204,9 +244,9 @@ def measure_run(row: Dict[str, Any], data, args, seed: int) -> Dict[str, Any]:
 @contextlib.contextmanager
 def batch_norm_layer(layer_class):
     """Build the models with ``layer_class`` in place of :class:`tfseg.layers.BatchNorm` (None: unchanged)."""
-    from tfseg.models import blocks, encoder_unet, segnet
+    from tfseg.models import blocks, segnet
 
-    modules = (blocks, segnet, encoder_unet)
+    modules = (blocks, segnet)  # every model builds its BatchNorm through these
     saved = [module.BatchNorm for module in modules]
     try:
         if layer_class is not None:
@@ -271,6 +311,8 @@ def grid(args) -> List[Dict[str, Any]]:
                                      "precision": precision, "xla": xla, "score": score, "config": {},
                                      "budget": budget if score else float16 if precision == "mixed_float16"
                                      else speed})
+                        if model == "unet" and xla == "off" and precision != "mixed_float16":
+                            rows.append({**rows[-1], "options": PLAIN, "score": False, "budget": speed})
     if args.ablations:
         for precision in ("float32", "mixed_bfloat16"):
             rows.append({"model": "unet", "options": "keras.layers.BatchNormalization", "base_filters": max(widths),
@@ -290,6 +332,14 @@ def add_speedups(rows: List[Dict[str, Any]]) -> None:
             base = bases.get((row["model"], row["options"], row.get("base_filters"), row["size"], row[key]))
             rate = row["images_per_second"]
             row[column] = round(rate / base, 2) if base and rate else None
+    plain = {(r["base_filters"], r["size"], r["precision"]): r["images_per_second"]
+             for r in rows if r["options"] == PLAIN}
+    for row in rows:
+        base = plain.get((row.get("base_filters"), row["size"], row["precision"]))
+        own = row["images_per_second"]
+        row["vs_tfseg"] = None
+        if row["model"] == "unet" and row["options"] == "" and row["xla"] == "off" and base and own:
+            row["vs_tfseg"] = round(own / base, 2)  # tfseg's U-Net over the plain one
 
 
 # --------------------------------------------------------------------------- full runs of tfseg train

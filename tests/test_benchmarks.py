@@ -38,8 +38,14 @@ def run_quick(script: str, tmp_path: Path, *extra: str) -> dict:
 @pytest.mark.slow
 def test_training_throughput_quick_measures_every_row(tmp_path):
     report = run_quick("training_throughput", tmp_path, "--ops")
-    rows = report["rows"]
+    rows = [r for r in report["rows"] if r["options"] == ""]
+    plain = [r for r in report["rows"] if r["options"] == training_throughput.PLAIN]
     assert [(r["model"], r["precision"]) for r in rows] == [("unet", "float32"), ("unet", "mixed_bfloat16")]
+    # the plain Keras U-Net measured beside each tfseg U-Net row, and tfseg's rate over it
+    assert [r["precision"] for r in plain] == ["float32", "mixed_bfloat16"]
+    for own, other in zip(rows, plain):
+        assert other["images_per_second"] > 0
+        assert own["vs_tfseg"] == pytest.approx(own["images_per_second"] / other["images_per_second"], abs=0.01)
     for row in rows:
         assert row["images_per_second"] > 0
         assert isinstance(row["dice"], float)  # scored (a benchmark figure: its value is not a contract)
@@ -91,6 +97,12 @@ def test_grid_scores_only_the_requested_rows():
                                            "--dice-sizes", "128", "--budget", "6x12", "--speed-budget", "2x3",
                                            "--float16-budget", "2x1", "--base-filters", "8,16", "--ablations"])
     rows = training_throughput.grid(args)
+    plain = [r for r in rows if r["options"] == training_throughput.PLAIN]
+    # a plain Keras U-Net beside every U-Net row without XLA, except float16
+    assert [(r["base_filters"], r["size"], r["precision"]) for r in plain] == [
+        (w, s, p) for w in (8, 16) for s in (128, 256) for p in ("float32", "mixed_bfloat16")]
+    assert not any(r["score"] for r in plain)
+    rows = [r for r in rows if r["options"] != training_throughput.PLAIN]
     per_width = [(128, "off")] * 3 + [(128, "on")] * 3 + [(256, "off")] * 3
     assert [(r["size"], r["xla"]) for r in rows[:18]] == per_width * 2
     assert [r["base_filters"] for r in rows[:18]] == [8] * 9 + [16] * 9
