@@ -91,13 +91,6 @@ def open_source(source, **options) -> Source:
 
 
 def _load_builtin_openers():
-    # Each module registers its opener on import; import lazily so that a
-    # missing optional dependency of one kind never breaks the others.
-    import importlib
-
-    for module in ("synthetic", "files", "tfds_source", "tfrecord"):
-        try:
-            importlib.import_module(f"tfseg.data.{module}")
-        except ModuleNotFoundError as err:
-            if err.name != f"tfseg.data.{module}":
-                raise
+    # Each module registers its opener on import; imported here, on first use, so that
+    # `import tfseg.data.sources` stays cheap (TFDS is imported only when a source is opened).
+    from tfseg.data import files, synthetic, tfds_source, tfrecord  # noqa: F401
