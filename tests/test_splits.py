@@ -55,6 +55,14 @@ def test_golden_split_default_fractions_and_other_fractions():
     assert _all_splits(ids, seed=3, fractions=(0.5, 0.25, 0.25)) == GOLDEN_SEED_3_HALF
 
 
+def test_golden_split_of_tiny_sets_keeps_one_group_in_val_and_test():
+    # 3, 5 and 7 samples: the cuts are nudged so that val and test are not empty, and no further
+    assert _all_splits(["a", "b", "c"], seed=0) == {"train": ["a"], "val": ["c"], "test": ["b"]}
+    five, seven = [f"s{i}" for i in range(5)], [f"s{i}" for i in range(7)]
+    assert _all_splits(five, seed=0) == {"train": ["s0", "s3", "s4"], "val": ["s1"], "test": ["s2"]}
+    assert _all_splits(seven, seed=0) == {"train": ["s0", "s3", "s4", "s5", "s6"], "val": ["s1"], "test": ["s2"]}
+
+
 def test_golden_group_positions():
     # sha256("7:seqA") and sha256("0:IMD002"), first 8 bytes big-endian
     assert group_position(7, "seqA") == 10215708210128005259
@@ -132,7 +140,7 @@ def test_split_does_not_depend_on_python_hash_seed():
 
 
 @pytest.mark.parametrize(
-    "fractions", [(0.7, 0.3), (0.7, 0.2, 0.2), (1.0, 0.0, 0.0), (0.8, -0.1, 0.3), ("a", "b", "c"), 0.7]
+    "fractions", [(0.7, 0.3), (0.7, 0.2, 0.2), (1.0, 0.0, 0.0), (0.5, 0.5, 0.0), (0.8, -0.1, 0.3), ("a", "b", "c"), 0.7]
 )
 def test_bad_fractions_raise_config_error(fractions):
     with pytest.raises(ConfigError, match="fractions"):

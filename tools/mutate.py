@@ -1,0 +1,316 @@
+"""Mutation testing for tfseg: plant one small bug at a time and check that a test fails.
+
+Each mutant changes one token of one module (the operators, constants and names a
+plausible slip would change), in a scratch copy of the repository; the module's own
+test files then run against that copy. A mutant is *killed* when a test fails, and
+*survives* when every test passes: then either a test is missing or the mutant is
+equivalent (it cannot change any observable result). See docs/testing.md.
+
+Mutations (one token each):
+    comparisons   < <=  > >=  == !=  (each to its neighbour)
+    arithmetic    + -   * /          (binary; ``*`` in ``*args`` and ``f(*, x)`` is left alone)
+    booleans      and or  (swapped); ``not`` dropped; True False (swapped)
+    constants     integers n -> n + 1 (0 -> 1, 1 -> 2, 2 -> 1, so also axis numbers);
+                  floats x -> 2x (0.0 -> 1.0); floats below 1e-3 (round-off guards) are left alone
+    names         round floor ceil (round <-> floor, ceil -> floor); maximum <-> minimum; max <-> min
+    strings       "nearest" <-> "bilinear" (any case); "big" <-> "little"
+
+Usage (from the repository root; one process, tests run one mutant at a time):
+    python tools/mutate.py                       # every target, every mutant
+    python tools/mutate.py --sample 40 --seed 0  # at most 40 mutants per target, drawn at random
+    python tools/mutate.py --targets splits,augment --json mutants.json
+    python tools/mutate.py --list                # the mutants, without running anything
+
+The runner imports TensorFlow and Keras once, then forks one child per mutant, which
+imports tfseg from the scratch copy and runs pytest (``-x``: the first failure kills).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import tokenize
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+# target name -> (module file, functions to mutate (None = the whole module), test files, extra pytest args)
+TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[str]]] = {
+    "metrics": ("tfseg/metrics.py", None, ["tests/test_metrics.py"], ["-k", "not jax"]),
+    "losses": ("tfseg/losses.py", None, ["tests/test_losses.py"], []),
+    "layers": ("tfseg/layers.py", None, ["tests/test_layers.py", "tests/test_batchnorm.py"], []),
+    "splits": ("tfseg/data/splits.py", None, ["tests/test_splits.py"], []),
+    "augment": ("tfseg/data/augment.py", None, ["tests/test_augment.py"], []),
+    "pipeline_resize": (
+        "tfseg/data/pipeline.py",
+        ["resize_example", "scale_example", "_rgb_float", "_mask_values", "image_size_pair", "_image_rank3"],
+        ["tests/test_pipeline.py"],
+        [],
+    ),
+    "export_preprocess": (
+        "tfseg/export.py",
+        ["preprocess", "serving_functions", "check_threshold"],
+        ["tests/test_serving_parity.py", "tests/test_export.py"],
+        ["-k", "not onnx"],
+    ),
+}
+
+SWAPS = {
+    "<": "<=", "<=": "<", ">": ">=", ">=": ">", "==": "!=", "!=": "==",
+    "+": "-", "-": "+", "*": "/", "/": "*",
+    "and": "or", "or": "and", "True": "False", "False": "True",
+    "round": "floor", "floor": "round", "ceil": "floor",
+    "maximum": "minimum", "minimum": "maximum", "max": "min", "min": "max",
+}
+STRING_SWAPS = {"nearest": "bilinear", "bilinear": "nearest", "NEAREST": "BILINEAR", "BILINEAR": "NEAREST",
+                "big": "little", "little": "big"}
+TIMEOUT_S = 600
+
+
+@dataclass
+class Mutant:
+    target: str
+    path: str
+    line: int
+    col: int
+    original: str
+    replacement: str
+    source_line: str
+    outcome: str = ""
+    seconds: float = 0.0
+
+    def label(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}: {self.original!s} -> {self.replacement or '(dropped)'}"
+
+
+def function_lines(tree: ast.AST, names: Optional[Sequence[str]]) -> Optional[List[Tuple[int, int]]]:
+    """Line ranges of the named top-level functions (None: the whole module)."""
+    if names is None:
+        return None
+    ranges = [(node.lineno, node.end_lineno) for node in ast.walk(tree)
+              if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in names]
+    missing = set(names) - {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+    if missing:
+        raise SystemExit(f"mutate: functions not found: {', '.join(sorted(missing))}")
+    return ranges
+
+
+def docstring_lines(tree: ast.AST) -> set:
+    """Lines of every docstring (never mutated)."""
+    lines = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = getattr(node, "body", [])
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                lines.update(range(body[0].lineno, body[0].end_lineno + 1))
+    return lines
+
+
+def number_mutant(text: str) -> Optional[str]:
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None
+    if isinstance(value, bool) or isinstance(value, complex):
+        return None
+    if isinstance(value, int):
+        return {0: "1", 1: "2", 2: "1"}.get(value, str(value + 1))
+    if value == 0.0:
+        return "1.0"
+    if abs(value) < 1e-3:
+        return None
+    return repr(value * 2.0)
+
+
+def find_mutants(target: str, root: str = ".") -> List[Mutant]:
+    path, functions, _, _ = TARGETS[target]
+    with open(os.path.join(root, path), encoding="utf-8") as handle:
+        source = handle.read()
+    tree = ast.parse(source)
+    ranges = function_lines(tree, functions)
+    skip = docstring_lines(tree)
+    lines = source.splitlines()
+    tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    mutants = []
+    for index, token in enumerate(tokens):
+        line, col = token.start
+        if line > len(lines) or line in skip or (ranges is not None and not any(a <= line <= b for a, b in ranges)):
+            continue
+        text = lines[line - 1]
+        stripped = text.strip()
+        if stripped.startswith(("import ", "from ", "@", "raise ", "__all__")):
+            continue
+        previous = tokens[index - 1].string if index else ""
+        replacement = None
+        if token.type == tokenize.OP and token.string in SWAPS:
+            if token.string in ("*", "-", "+") and previous in ("(", ",", "[", "=", "", ":"):
+                if token.string == "*":
+                    continue  # *args / keyword-only marker
+                if token.string == "+":
+                    continue
+            replacement = SWAPS[token.string]
+        elif token.type == tokenize.NAME and token.string in SWAPS:
+            if token.string in ("round", "floor", "ceil", "maximum", "minimum") and previous != ".":
+                if token.string != "round":  # round() the builtin may also be swapped
+                    continue
+            if token.string in ("max", "min") and previous == ".":
+                continue  # a method, e.g. array.max()
+            replacement = SWAPS[token.string]
+        elif token.type == tokenize.NAME and token.string == "not":
+            replacement = ""
+        elif token.type == tokenize.NUMBER:
+            replacement = number_mutant(token.string)
+        elif token.type == tokenize.STRING:
+            inner = token.string.strip("\"'")
+            if inner in STRING_SWAPS and token.string[0] in "\"'":
+                replacement = token.string.replace(inner, STRING_SWAPS[inner])
+        if replacement is None:
+            continue
+        mutants.append(Mutant(target, path, line, col, token.string, replacement, stripped))
+    return mutants
+
+
+def mutated_source(source: str, mutant: Mutant) -> str:
+    lines = source.splitlines(keepends=True)
+    text = lines[mutant.line - 1]
+    end = mutant.col + len(mutant.original)
+    assert text[mutant.col:end] == mutant.original, (mutant.label(), text)
+    new = text[: mutant.col] + mutant.replacement + text[end:]
+    if mutant.replacement == "":  # dropped `not `: also drop the space after it
+        new = text[: mutant.col] + text[end:].lstrip(" ")
+    lines[mutant.line - 1] = new
+    return "".join(lines)
+
+
+def run_tests(copy: str, tests: Sequence[str], extra: Sequence[str]) -> str:
+    """Fork, run pytest on the scratch copy; ``killed``/``survived``/``timeout``."""
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.chdir(copy)
+            sys.path.insert(0, copy)
+            sys.path.insert(0, os.path.join(copy, "tests"))
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            import pytest
+
+            code = pytest.main(["-x", "-q", "-p", "no:cacheprovider", "-m", "not slow", *extra, *tests])
+        except BaseException:  # noqa: BLE001 - an import error of the mutant is a failing test too
+            code = 1
+        os._exit(int(code))
+    deadline = time.time() + TIMEOUT_S
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.time() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return "timeout"
+        time.sleep(0.05)
+    code = os.waitstatus_to_exitcode(status)
+    if code == 5:  # nothing collected: a broken selection, not a result
+        return "error"
+    return "survived" if code == 0 else "killed"
+
+
+def scratch_copy(root: str) -> str:
+    copy = tempfile.mkdtemp(prefix="tfseg-mutate-")
+    for name in ("tfseg", "tests", "setup.cfg"):
+        source = os.path.join(root, name)
+        if os.path.isdir(source):
+            shutil.copytree(source, os.path.join(copy, name), ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, copy)
+    return copy
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated of {', '.join(TARGETS)}")
+    parser.add_argument("--sample", type=int, default=None, help="at most N mutants per target, drawn with --seed")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", default=None, help="run only mutants whose label contains this text")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--json", default=None, help="write every mutant and its outcome to this file")
+    args = parser.parse_args(argv)
+    root = os.getcwd()
+    chosen = []
+    for target in args.targets.split(","):
+        if target not in TARGETS:
+            parser.error(f"--targets: unknown {target!r}")
+        found = find_mutants(target, root)
+        if args.sample is not None and len(found) > args.sample:
+            picked = sorted(random.Random(f"{args.seed}:{target}").sample(range(len(found)), args.sample))
+            sampled = [found[i] for i in picked]
+        else:
+            sampled = found
+        if args.only:
+            sampled = [m for m in sampled if args.only in m.label()]
+        print(f"{target}: {len(found)} mutants, running {len(sampled)}", flush=True)
+        chosen.extend(sampled)
+    if args.list:
+        for mutant in chosen:
+            print(f"  {mutant.label():70s}  | {mutant.source_line[:70]}")
+        return 0
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras  # noqa: F401  (imported once here; every forked child reuses it)
+    import tensorflow  # noqa: F401
+
+    copy = scratch_copy(root)
+    try:
+        for number, mutant in enumerate(chosen, 1):
+            _, _, tests, extra = TARGETS[mutant.target]
+            target_file = os.path.join(copy, mutant.path)
+            with open(target_file, encoding="utf-8") as handle:
+                original = handle.read()
+            new_source = mutated_source(original, mutant)
+            start = time.time()
+            try:
+                compile(new_source, mutant.path, "exec")
+            except SyntaxError:
+                mutant.outcome = "invalid"
+            else:
+                with open(target_file, "w", encoding="utf-8") as handle:
+                    handle.write(new_source)
+                try:
+                    mutant.outcome = run_tests(copy, tests, extra)
+                finally:
+                    with open(target_file, "w", encoding="utf-8") as handle:
+                        handle.write(original)
+            mutant.seconds = round(time.time() - start, 1)
+            print(f"[{number}/{len(chosen)}] {mutant.outcome:8s} {mutant.seconds:6.1f}s  {mutant.label()}"
+                  f"  | {mutant.source_line[:60]}", flush=True)
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+
+    print("\ntarget              tried  killed  survived  other")
+    for target in dict.fromkeys(m.target for m in chosen):
+        rows = [m for m in chosen if m.target == target and m.outcome != "invalid"]
+        count = {o: sum(m.outcome == o for m in rows) for o in ("killed", "survived")}
+        other = len(rows) - count["killed"] - count["survived"]
+        print(f"{target:18s} {len(rows):6d}  {count['killed']:6d}  {count['survived']:8d}  {other:5d}")
+    survivors = [m for m in chosen if m.outcome == "survived"]
+    if survivors:
+        print("\nsurvivors:")
+        for mutant in survivors:
+            print(f"  {mutant.label()}  | {mutant.source_line}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump([asdict(m) for m in chosen], handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
