@@ -409,3 +409,30 @@ def test_every_loss_name_of_the_cli_has_a_loss_and_back():
     assert set(LOSSES) == set(losses._CATEGORICAL) >= set(losses._BINARY)
     for name in LOSSES:
         assert losses.get_loss(name, num_classes=3) is not None
+
+
+@pytest.mark.parametrize("loss_class", BINARY_LOSSES, ids=lambda c: c.__name__)
+def test_binary_targets_without_channel_axis_give_the_same_loss(loss_class):
+    y_true, y_pred = binary_data(26)
+    assert float(loss_class()(y_true[..., 0], y_pred)) == pytest.approx(float(loss_class()(y_true, y_pred)), rel=1e-6)
+
+
+@pytest.mark.parametrize("loss_class", [CategoricalDiceLoss, CCEDiceLoss, TverskyLoss, CrossEntropyLoss, FocalLoss],
+                         ids=lambda c: c.__name__)
+def test_class_id_targets_without_channel_axis_give_the_same_loss(loss_class):
+    ids, probs, _ = categorical_data(27)
+    loss = loss_class(num_classes=3)
+    assert float(loss(ids[..., 0], probs)) == pytest.approx(float(loss(ids, probs)), rel=1e-6)
+
+
+FUNCTION_FORMS = [
+    (losses.dice_loss, DiceLoss), (losses.tversky_loss, TverskyLoss), (losses.focal_tversky_loss, FocalTverskyLoss),
+    (losses.cross_entropy_loss, CrossEntropyLoss), (losses.focal_loss, FocalLoss), (losses.bce_dice_loss, BCEDiceLoss),
+]
+
+
+@pytest.mark.parametrize("function,loss_class", FUNCTION_FORMS, ids=lambda x: getattr(x, "__name__", ""))
+def test_function_form_defaults_equal_the_class_defaults(function, loss_class):
+    y_true, y_pred = binary_data(28)
+    assert float(np.mean(as_float(function(y_true, y_pred)))) == pytest.approx(
+        float(loss_class()(y_true, y_pred)), rel=1e-6)

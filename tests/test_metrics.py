@@ -341,6 +341,50 @@ def test_channel_mismatch_names_the_fix():
         Dice().update_state(np.zeros((1, 4, 4, 1)), np.zeros((1, 4, 4, 3)))
 
 
+@pytest.mark.parametrize("channel_axis", [True, False], ids=["BHW1", "BHW"])
+def test_binary_ignore_class_255_leaves_void_pixels_out(channel_axis):
+    # binary masks with a void value (e.g. 255 on uncertain borders): the raw label is compared, not the
+    # thresholded one (255 > 0.5 would count as foreground)
+    (y_true, y_pred), = binary_batches(30, n_batches=1)
+    void = np.random.default_rng(31).uniform(size=y_true.shape) < 0.2
+    labels = np.where(void, 255.0, y_true).astype("float32")
+    given = labels if channel_axis else labels[..., 0]
+    keep = ~void
+    expected = np_f1((y_true > 0.5)[keep], (y_pred >= 0.5)[keep])
+    metric = Dice(ignore_class=255)
+    metric.update_state(given, y_pred)
+    assert float(metric.result()) == pytest.approx(expected, abs=TOL)
+
+
+@pytest.mark.parametrize("threshold,foreground", [(0.0, True), (1.0, False)])
+def test_from_logits_threshold_at_the_ends(threshold, foreground):
+    # t = 0: every pixel is foreground (logit(0) = -inf); t = 1: none is, but for p = 1 exactly
+    y_true = np.array([1.0, 0.0, 1.0, 0.0]).reshape(1, 2, 2, 1)
+    logits = np.array([-30.0, -1.0, 2.0, 30.0]).reshape(1, 2, 2, 1).astype("float32")
+    metric = Precision(threshold=threshold, from_logits=True, class_ids=[1])
+    metric.update_state(y_true, logits)
+    assert float(metric.result()) == pytest.approx(0.5 if foreground else 0.0, abs=TOL)
+
+
+def test_global_dice_after_an_update_whose_background_class_has_more_fp_than_the_rest():
+    # truth all foreground, one pixel of three found: for class 0, FP (2) > TP + FN + TN (1);
+    # the result is the Dice of class 1, 2 * 1 / (2 * 1 + 2) = 0.5 (not "nothing seen yet")
+    y_true = np.ones((1, 1, 3, 1), "float32")
+    y_pred = np.array([0.9, 0.1, 0.2], "float32").reshape(1, 1, 3, 1)
+    for metric, expected in ((Dice(), 0.5), (IoU(), 1 / 3), (Recall(), 1 / 3), (PixelAccuracy(), 1 / 3)):
+        metric.update_state(y_true, y_pred)
+        assert float(metric.result()) == pytest.approx(expected, abs=TOL), metric.name
+
+
+def test_pixel_accuracy_without_selected_true_pixels_or_predictions_is_one():
+    ids = np.zeros((1, 4, 4, 1), "int32")
+    probs = np.eye(3, dtype="float32")[np.zeros((1, 4, 4), int)]
+    for per_image in (False, True):
+        metric = PixelAccuracy(num_classes=3, include_background=False, per_image=per_image)
+        metric.update_state(ids, probs)
+        assert float(metric.result()) == 1.0
+
+
 @pytest.mark.parametrize("module", [metrics, losses, boundary])
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

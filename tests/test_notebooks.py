@@ -59,6 +59,7 @@ def printed(notebook) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.notebooks
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_in_quick_mode(name, tmp_path, monkeypatch):
     from nbclient import NotebookClient
