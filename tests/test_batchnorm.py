@@ -151,3 +151,32 @@ def test_gradients_match_keras_under_jax():
     diffs = json.loads(done.stdout.strip().splitlines()[-1])
     assert diffs.keys() == {"True", "False"}
     assert max(diffs.values()) < 1e-4, diffs
+
+
+@pytest.mark.parametrize("axis", [1, 2, 3, -1])
+def test_any_channel_axis_matches_keras(axis):
+    # the fast path assumes channels last; any other axis must give Keras' numbers too
+    x, weights = data()
+    ref, new = keras.layers.BatchNormalization(axis=axis), BatchNorm(axis=axis)
+    for layer in (ref, new):
+        layer.build(SHAPE)
+    y_ref, g_ref, _ = forward_backward(ref, x, weights, True, False)
+    y_new, g_new, _ = forward_backward(new, x, weights, True, False)
+    np.testing.assert_allclose(y_new, y_ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g_new, g_ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("axis", [-1, 3])
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_channels_last_takes_the_own_path_not_keras(axis, dtype, monkeypatch):
+    # the layer exists for this path (bfloat16 activations, float32 statistics): it must not fall back
+    def fallback(*args, **kwargs):
+        raise AssertionError("fell back to keras.layers.BatchNormalization.call")
+
+    layer = BatchNorm(axis=axis, dtype=dtype)
+    layer.build(SHAPE)
+    monkeypatch.setattr(keras.layers.BatchNormalization, "call", fallback)
+    x, _ = data()
+    for training in (True, False):
+        assert np.isfinite(np.asarray(tf.cast(layer(x, training=training), "float32"))).all()

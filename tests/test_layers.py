@@ -136,3 +136,18 @@ def test_layers_survive_keras_file(tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 6, 3), (None, 8, 10, 1), (1, None, None, 2)])
+def test_declared_output_shapes_match_what_the_layers_compute(shape):
+    pool, unpool = MaxPoolingWithArgmax2D(), MaxUnpooling2D()
+    pooled_spec, indices_spec = pool.compute_output_spec(keras.KerasTensor(shape))
+    half = tuple(None if d is None else d // 2 for d in shape[1:3])
+    assert pooled_spec.shape == indices_spec.shape == (shape[0], *half, shape[3])
+    assert unpool.compute_output_shape(shape, shape) == (
+        shape[0], *(None if d is None else 2 * d for d in shape[1:3]), shape[3])
+    concrete = tuple(d or 4 for d in shape)
+    x = np.random.default_rng(0).normal(size=concrete).astype("float32")
+    pooled, indices = pool(x)
+    assert tuple(pooled.shape) == (concrete[0], concrete[1] // 2, concrete[2] // 2, concrete[3])
+    assert tuple(unpool(pooled, indices).shape) == concrete

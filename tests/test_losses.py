@@ -436,3 +436,12 @@ def test_function_form_defaults_equal_the_class_defaults(function, loss_class):
     y_true, y_pred = binary_data(28)
     assert float(np.mean(as_float(function(y_true, y_pred)))) == pytest.approx(
         float(loss_class()(y_true, y_pred)), rel=1e-6)
+
+
+@pytest.mark.parametrize("loss_class", [DiceLoss, CategoricalDiceLoss, TverskyLoss, FocalTverskyLoss, CCEDiceLoss],
+                         ids=lambda c: c.__name__)
+def test_categorical_losses_include_the_background_by_default(loss_class):
+    ids, probs, _ = categorical_data(29)
+    default = float(loss_class(num_classes=3)(ids, probs))
+    assert default == pytest.approx(float(loss_class(num_classes=3, include_background=True)(ids, probs)), rel=1e-6)
+    assert default != pytest.approx(float(loss_class(num_classes=3, include_background=False)(ids, probs)), rel=1e-3)
