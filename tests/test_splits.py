@@ -63,6 +63,18 @@ def test_golden_split_of_tiny_sets_keeps_one_group_in_val_and_test():
     assert _all_splits(seven, seed=0) == {"train": ["s0", "s3", "s4", "s5", "s6"], "val": ["s1"], "test": ["s2"]}
 
 
+def test_a_group_whose_middle_falls_on_a_cut_goes_to_the_later_split():
+    # 5 groups of 4 samples, fractions (0.5, 0.3, 0.2): cuts at 10 and 16; the middles are 2, 6, 10, 14, 18,
+    # so the third group (middle exactly 10) goes to val: 8 / 8 / 4 samples, not 12 / 4 / 4
+    ids = [f"g{g}-{j}" for g in range(5) for j in range(4)]
+    for seed in range(3):
+        splits = _all_splits(ids, seed=seed, fractions=(0.5, 0.3, 0.2), group_of=lambda i: i.split("-")[0])
+        assert [len(splits[s]) for s in ("train", "val", "test")] == [8, 8, 4]
+        # cuts at 6 and 14: the middles 6 and 14 fall on both cuts: 4 / 8 / 8
+        splits = _all_splits(ids, seed=seed, fractions=(0.3, 0.4, 0.3), group_of=lambda i: i.split("-")[0])
+        assert [len(splits[s]) for s in ("train", "val", "test")] == [4, 8, 8]
+
+
 def test_golden_group_positions():
     # sha256("7:seqA") and sha256("0:IMD002"), first 8 bytes big-endian
     assert group_position(7, "seqA") == 10215708210128005259
