@@ -230,3 +230,12 @@ def test_zoom_resamples_a_0_3_mask_without_inventing_ids():
         for s in range(4):
             _, out = augment_example(image, tf.constant(ids), tf.constant([s, 3]), GEOMETRY[name])
             assert set(np.unique(out.numpy())) == {0, 3}, (name, s)
+
+
+def test_default_augmentation_is_pinned():
+    # The defaults are part of every run's config: a changed value changes what `tfseg train` does.
+    assert AugmentConfig().to_dict() == {
+        "flip": True, "rotate90": True, "zoom": (0.8, 1.0), "rotation": 20.0, "shear": 0.05,
+        "transform_probability": 0.75, "fill_mode": "reflect", "elastic": 0.0, "elastic_grid": 4,
+        "brightness": 0.08, "contrast": 0.15, "saturation": 0.15, "hue": 0.02, "gamma": 0.15,
+    }
