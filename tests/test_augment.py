@@ -239,3 +239,108 @@ def test_default_augmentation_is_pinned():
         "transform_probability": 0.75, "fill_mode": "reflect", "elastic": 0.0, "elastic_grid": 4,
         "brightness": 0.08, "contrast": 0.15, "saturation": 0.15, "hue": 0.02, "gamma": 0.15,
     }
+
+
+# --------------------------------------------------------------------------
+# The transforms drawn: recovered from the coordinate-ramp image
+# --------------------------------------------------------------------------
+def _positions(image, mask, seed, config):
+    """Where each output pixel was read from, ``(rows, cols)`` in input pixels (from the ramp image)."""
+    out_image, _ = augment_example(image, mask, tf.constant(seed), config)
+    height, width = image.shape[:2]
+    return out_image.numpy()[..., 0] * (height - 1), out_image.numpy()[..., 1] * (width - 1)
+
+
+def _fit_affine(rows, cols, margin):
+    """Least-squares ``(M, t)`` with ``[x_in, y_in] = M [x_out, y_out] + t`` (x = column) on the centre pixels."""
+    height, width = rows.shape
+    out_r, out_c = np.mgrid[margin:height - margin, margin:width - margin]
+    inner = (slice(margin, height - margin), slice(margin, width - margin))
+    design = np.stack([out_c.ravel(), out_r.ravel(), np.ones(out_r.size)], 1)
+    solution, *_ = np.linalg.lstsq(design, np.stack([cols[inner].ravel(), rows[inner].ravel()], 1), rcond=None)
+    return solution[:2].T, solution[2]
+
+
+def test_affine_matrix_is_the_documented_map():
+    from tfseg.data.augment import affine_matrix
+
+    height, width, scale, angle, shear, offset = 30, 50, 0.8, 0.3, 0.1, (2.0, -3.0)
+    got = affine_matrix(height, width, tf.constant(scale), tf.constant(angle), tf.constant(shear),
+                        tf.constant(offset)).numpy()
+    centre = np.array([(width - 1) / 2, (height - 1) / 2])
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    m = scale * rotation @ np.array([[1.0, shear], [0.0, 1.0]])
+    for x, y in [(0, 0), (49, 0), (0, 29), (17, 11), (centre[0], centre[1])]:
+        expected = centre + np.array(offset) + m @ (np.array([x, y]) - centre)
+        mapped = np.array([got[0] * x + got[1] * y + got[2], got[3] * x + got[4] * y + got[5]])
+        np.testing.assert_allclose(mapped, expected, atol=1e-4)
+    assert got[6] == got[7] == 0.0
+
+
+def test_random_affine_draws_cover_the_configured_ranges():
+    config = AugmentConfig(flip=False, rotate90=False, zoom=(0.6, 0.9), rotation=15.0, shear=0.1,
+                           transform_probability=1.0, **NO_COLOUR)
+    size = 40
+    image, mask = _coordinate_pair(size, size)
+    scales, angles, shears, offsets = [], [], [], []
+    for s in range(16):
+        m, t = _fit_affine(*_positions(image, mask, [s, 21], config), margin=12)
+        scale = np.sqrt(np.linalg.det(m))
+        angle = np.arctan2(m[1, 0], m[0, 0])
+        shear = (m[0, 1] / scale + np.sin(angle)) / np.cos(angle)
+        centre = np.array([(size - 1) / 2] * 2)
+        offset = m @ centre + t - centre
+        room = (1 - scale) * (size - 1) / 2
+        assert np.all(np.abs(offset) <= room + 0.05), (s, offset, room)
+        scales.append(scale), angles.append(np.degrees(angle)), shears.append(shear), offsets.append(offset)
+    assert 0.6 - 1e-3 <= min(scales) and max(scales) <= 0.9 + 1e-3 and max(scales) - min(scales) > 0.15
+    assert -15 - 0.1 <= min(angles) and max(angles) <= 15 + 0.1 and max(angles) - min(angles) > 10
+    assert -0.1 - 1e-3 <= min(shears) and max(shears) <= 0.1 + 1e-3 and max(shears) - min(shears) > 0.05
+    assert np.abs(offsets).max() > 1.0  # the crop window moves
+
+
+def test_transform_probability_leaves_the_other_draws_exactly_untouched():
+    config = AugmentConfig(flip=False, rotate90=False, transform_probability=0.5, **NO_COLOUR)
+    image, mask = _coordinate_pair(24, 24)
+    untouched = 0
+    for s in range(16):
+        rows, cols = _positions(image, mask, [s, 22], config)
+        grid_r, grid_c = np.mgrid[:24, :24]
+        if np.allclose(rows, grid_r, atol=1e-4) and np.allclose(cols, grid_c, atol=1e-4):
+            untouched += 1
+    assert 3 <= untouched <= 13  # about half, and those exactly the identity
+
+
+def test_rotate90_with_unknown_static_shape():
+    from tfseg.data.augment import random_rotate90
+
+    rotate = tf.function(random_rotate90, input_signature=[tf.TensorSpec([None, None, 1], tf.float32),
+                                                           tf.TensorSpec([None, None, 1], tf.int32),
+                                                           tf.TensorSpec([2], tf.int32)])
+    square = np.arange(16, dtype="float32").reshape(4, 4, 1)
+    turned = {np.asarray(rotate(square, square.astype("int32"), tf.constant([s, 0])))[0].tobytes()
+              for s in range(8)}
+    assert len(turned) >= 3  # several quarter turns drawn
+    wide = np.arange(12, dtype="float32").reshape(3, 4, 1)
+    for s in range(4):
+        out_image, out_mask = rotate(wide, wide.astype("int32"), tf.constant([s, 0]))
+        assert np.array_equal(out_image.numpy(), wide) and np.array_equal(out_mask.numpy(), wide.astype("int32"))
+
+
+def _elastic_displacements(height, width, seeds=8):
+    config = AugmentConfig(flip=False, rotate90=False, transform_probability=0.0, elastic=0.03, **NO_COLOUR)
+    image, mask = _coordinate_pair(height, width)
+    grid_r, grid_c = np.mgrid[:height, :width]
+    moved = [_positions(image, mask, [s, 23], config) for s in range(seeds)]
+    return np.stack([r - grid_r for r, _ in moved]), np.stack([c - grid_c for _, c in moved])
+
+
+def test_elastic_strength_follows_the_larger_side_and_rows_and_columns_move_independently():
+    square_r, square_c = _elastic_displacements(48, 48)
+    wide_r, wide_c = _elastic_displacements(16, 48)
+    # std = elastic x the larger side: a 16x48 image moves as much as a 48x48 one (not a third)
+    ratio = np.std(wide_c) / np.std(square_c)
+    assert 0.6 < ratio < 1.6, ratio
+    assert 0.3 * 0.03 * 48 < np.std(square_c) < 1.5 * 0.03 * 48
+    # two independent fields: rows and columns are not displaced alike
+    assert abs(np.corrcoef(square_r.ravel(), square_c.ravel())[0, 1]) < 0.5

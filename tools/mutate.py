@@ -240,7 +240,8 @@ def main(argv=None) -> int:
     parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated of {', '.join(TARGETS)}")
     parser.add_argument("--sample", type=int, default=None, help="at most N mutants per target, drawn with --seed")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", default=None, help="run only mutants whose label contains this text")
+    parser.add_argument("--only", default=None, help="run only mutants whose label contains one of these comma-separated texts "
+                        "(e.g. tfseg/metrics.py:206:9:)")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--json", default=None, help="write every mutant and its outcome to this file")
     args = parser.parse_args(argv)
@@ -256,7 +257,8 @@ def main(argv=None) -> int:
         else:
             sampled = found
         if args.only:
-            sampled = [m for m in sampled if args.only in m.label()]
+            wanted = args.only.split(",")
+            sampled = [m for m in sampled if any(text in m.label() for text in wanted)]
         print(f"{target}: {len(found)} mutants, running {len(sampled)}", flush=True)
         chosen.extend(sampled)
     if args.list:
