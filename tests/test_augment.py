@@ -344,3 +344,93 @@ def test_elastic_strength_follows_the_larger_side_and_rows_and_columns_move_inde
     assert 0.3 * 0.03 * 48 < np.std(square_c) < 1.5 * 0.03 * 48
     # two independent fields: rows and columns are not displaced alike
     assert abs(np.corrcoef(square_r.ravel(), square_c.ravel())[0, 1]) < 0.5
+
+
+# --------------------------------------------------------------------------
+# Colour jitter: each step alone has its documented form
+# --------------------------------------------------------------------------
+COLOUR_OFF = dict(flip=False, rotate90=False, transform_probability=0.0, brightness=0, contrast=0, saturation=0,
+                  hue=0, gamma=0)
+
+
+def _colour_only(step, spread, image, seed):
+    config = AugmentConfig(**{**COLOUR_OFF, step: spread})
+    out, _ = augment_example(tf.constant(image), tf.zeros(image.shape[:2] + (1,)), tf.constant([seed, 31]), config)
+    return out.numpy().astype("float64")
+
+
+def _hsv(image):
+    import colorsys
+
+    return np.array([colorsys.rgb_to_hsv(*pixel) for pixel in image.reshape(-1, 3)]).reshape(image.shape)
+
+
+def _colour_image():
+    return np.random.default_rng(40).uniform(0.1, 0.9, (6, 6, 3)).astype("float32")
+
+
+def test_brightness_adds_one_shift_within_its_range():
+    image = _colour_image()
+    shifts = []
+    for s in range(8):
+        shift = _colour_only("brightness", 0.08, image, s) - image
+        assert np.ptp(shift) < 1e-5 and abs(shift.mean()) <= 0.08 + 1e-6
+        shifts.append(shift.mean())
+    assert np.ptp(shifts) > 0.04
+
+
+def test_contrast_scales_around_the_image_mean_within_its_range():
+    image = _colour_image()
+    mean = image.mean(axis=(0, 1))
+    factors = []
+    for s in range(8):
+        out = _colour_only("contrast", 0.15, image, s)
+        factor = (out - mean) / (image - mean)
+        assert np.ptp(factor) < 1e-3 and abs(factor.mean() - 1) <= 0.15 + 1e-4
+        factors.append(factor.mean())
+    assert np.ptp(factors) > 0.08
+
+
+def test_gamma_is_one_power_within_its_range():
+    image = _colour_image()
+    exponents = []
+    for s in range(8):
+        exponent = np.log(_colour_only("gamma", 0.15, image, s)) / np.log(image)
+        assert np.ptp(exponent) < 1e-3 and abs(np.log(exponent.mean())) <= 0.15 + 1e-4
+        exponents.append(exponent.mean())
+    assert np.ptp(exponents) > 0.08
+
+
+def test_saturation_scales_saturation_only_and_hue_turns_hue_only():
+    image = _colour_image()
+    before = _hsv(image)
+    factors, turns = [], []
+    for s in range(8):
+        after = _hsv(_colour_only("saturation", 0.15, image, s))
+        np.testing.assert_allclose(after[..., [0, 2]], before[..., [0, 2]], atol=1e-4)
+        factor = after[..., 1] / before[..., 1]
+        assert np.ptp(factor) < 1e-3 and abs(factor.mean() - 1) <= 0.15 + 1e-4
+        factors.append(factor.mean())
+        after = _hsv(_colour_only("hue", 0.02, image, s))
+        np.testing.assert_allclose(after[..., 1:], before[..., 1:], atol=1e-4)
+        turn = (after[..., 0] - before[..., 0] + 0.5) % 1.0 - 0.5
+        assert np.ptp(turn) < 1e-3 and abs(turn.mean()) <= 0.02 + 1e-4
+        turns.append(turn.mean())
+    assert np.ptp(factors) > 0.08 and np.ptp(turns) > 0.01
+
+
+def test_saturation_sees_the_clipped_brightness():
+    # Brightness then clip, then saturation: two pixels that differ only above the clip give the same colour.
+    grey = [0.5, 0.5, 0.5]
+    config = AugmentConfig(**{**COLOUR_OFF, "brightness": 0.3, "saturation": 0.5})
+    compared = 0
+    for s in range(16):
+        outs = []
+        for red in (1.0, 0.9):
+            image = tf.constant([[[red, 0.4, 0.4], grey]], tf.float32)
+            out, _ = augment_example(image, tf.zeros([1, 2, 1]), tf.constant([s, 32]), config)
+            outs.append(out.numpy())
+        if outs[0][0, 1, 0] - 0.5 > 0.1 + 1e-4:  # the shift pushed both reds past 1
+            np.testing.assert_allclose(outs[0][0, 0], outs[1][0, 0], atol=1e-5)
+            compared += 1
+    assert compared >= 2

@@ -338,3 +338,12 @@ def test_pipeline_downscales_images_with_antialiasing():
     out, _ = resize_example(image, np.zeros((192, 192, 1), np.uint8), 24)
     inner = out.numpy()[:, 1:-1].astype(float)  # the border columns see a truncated filter
     assert np.abs(inner - 255 * 2 / 8).max() <= 1.0
+
+
+def test_images_at_the_size_pass_through_and_float_images_round_to_nearest():
+    every_value = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, -1)
+    out, _ = resize_example(every_value, np.zeros((16, 16, 1), np.uint8), 16)
+    assert np.array_equal(out.numpy(), every_value)
+    # float in [0, 1]: 100.7 / 255 -> 101 (nearest), not 100
+    out, _ = resize_example(np.full((16, 16, 3), 100.7 / 255, np.float32), np.zeros((16, 16, 1), np.uint8), 16)
+    assert np.all(out.numpy() == 101)
