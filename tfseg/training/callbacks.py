@@ -2,6 +2,8 @@
 
 - :class:`BestCheckpoint`: ``model.keras`` = best weights by validation Dice, written
   through a temporary file and a rename;
+- :class:`HistoryLog`: ``history.csv``, one row per epoch, rewritten whole through a
+  temporary file (Keras' ``CSVLogger`` appends to an open file, which object stores cannot);
 - :class:`NaNGuard`: stops on a NaN/Inf loss and remembers why;
 - :class:`Throughput`: training images per second;
 - :class:`WholeImageValidation`: validation scores of a patch-trained model on whole images
@@ -12,6 +14,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import time
 import warnings
@@ -71,6 +75,38 @@ class LearningRateLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class HistoryLog(keras.callbacks.Callback):
+    """``history.csv``: ``epoch`` (as Keras counts, from 0) and the epoch logs, sorted by name.
+
+    The columns of an existing file are kept (a resumed run appends to it). Each row is
+    written by rewriting the whole file through :func:`tfseg.fileio.write_text_atomic`:
+    a kill never leaves half a row, and it works where files cannot be appended to
+    (``gs://``). Values as ``keras.callbacks.CSVLogger`` writes them; a missing one is ``NA``.
+    """
+
+    def __init__(self, filepath: str):
+        super().__init__()
+        self.filepath = filepath
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        rows = list(csv.reader(io.StringIO(fileio.read_text(self.filepath)))) if fileio.exists(self.filepath) else []
+        rows = [row for row in rows if row]
+        header = rows[0] if rows else ["epoch", *sorted(logs)]
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerows(rows or [header])
+        writer.writerow([epoch, *(_csv_value(logs.get(key, "NA")) for key in header[1:])])
+        fileio.write_text_atomic(self.filepath, text.getvalue())
+
+
+def _csv_value(value):
+    # as keras.callbacks.CSVLogger: a sequence becomes "[a, b]", a number its repr
+    if isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim > 0):
+        return f"[{', '.join(map(str, value))}]"
+    return value
 
 
 class NaNGuard(keras.callbacks.Callback):

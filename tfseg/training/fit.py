@@ -12,6 +12,7 @@ from tfseg.config import TrainConfig
 from tfseg.training.callbacks import (
     MONITOR,
     BestCheckpoint,
+    HistoryLog,
     LearningRateLog,
     NaNGuard,
     RunBackup,
@@ -183,10 +184,10 @@ def make_callbacks(config, run_dir, throughput, nan_guard, backup, val_dataset, 
         throughput,
         nan_guard,
         *validation,
-        tracked.get("reduce_lr") or LearningRateLog(),  # before CSVLogger: adds learning_rate to the epoch logs
+        tracked.get("reduce_lr") or LearningRateLog(),  # before HistoryLog: adds learning_rate to the epoch logs
         tracked["checkpoint"],
         tracked["early_stopping"],
-        keras.callbacks.CSVLogger(fileio.join(run_dir, HISTORY_FILE), append=True),
+        HistoryLog(fileio.join(run_dir, HISTORY_FILE)),
     ]
     if config.tensorboard and config.patch_size is None:  # its images need model-sized inputs
         callbacks += tensorboard_callbacks(run_dir, val_dataset)
