@@ -19,20 +19,22 @@ Conventions: images are ``uint8`` or float in ``[0, 1]``, ``[H, W, 3]`` or
 pixel is foreground when it is ``True`` (bool), ``> 0`` (integers: 0/1, 0/255 or
 class ids, so multi-class masks show their non-background region) or ``>= 0.5``
 (floats: 0/1 masks or probabilities). A stack of per-class probabilities
-``[H, W, C>1]`` is reduced with argmax first. No TensorFlow here.
+``[H, W, C>1]`` is reduced with argmax first. No TensorFlow here, but for
+file paths (local or ``gs://``), which go through :mod:`tfseg.fileio`.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
-from pathlib import Path
 from typing import Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from matplotlib.figure import Figure as _MatplotlibFigure
 
+from tfseg import fileio
 from tfseg.errors import TfsegError
 
 TRUE_COLOR = (0, 200, 0)
@@ -287,8 +289,6 @@ class Figure(_MatplotlibFigure):
     """
 
     def _repr_png_(self):
-        import io
-
         buffer = io.BytesIO()
         _attach_agg(self)
         self.savefig(buffer, format="png", dpi=DPI)
@@ -313,19 +313,16 @@ def save_figure(fig, path) -> str:
 
     The file is written next to ``path`` under a temporary name and renamed, so
     an interrupted run never leaves half a picture. Parent folders are created.
+    ``path`` may be a URL (``gs://...``): it is written through :mod:`tfseg.fileio`.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    path = fileio.fspath(path)
+    if fileio.dirname(path):
+        fileio.makedirs(fileio.dirname(path))
+    fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
     _attach_agg(fig)
-    try:
-        fig.savefig(tmp, format=fmt, dpi=DPI)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return str(path)
+    with fileio.atomic_path(path) as tmp, fileio.open_file(tmp, "wb") as handle:
+        fig.savefig(handle, format=fmt, dpi=DPI)
+    return path
 
 
 def _finish(fig, path):
@@ -356,11 +353,10 @@ def read_history(history: History) -> Dict[str, np.ndarray]:
         history = history.history
     if isinstance(history, Mapping):
         return {str(k): np.asarray(v, np.float64).reshape(-1) for k, v in history.items()}
-    path = Path(history)
-    if not path.is_file():
+    path = fileio.fspath(history)
+    if not fileio.isfile(path):
         raise TfsegError(f"{path}: no such history file")
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = list(csv.DictReader(io.StringIO(fileio.read_text(path), newline="")))
     if not rows:
         raise TfsegError(f"{path}: the history has no rows")
     return {key: np.asarray([_float_or_nan(row.get(key)) for row in rows]) for key in rows[0]}
