@@ -17,7 +17,7 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tfseg import export
+from tfseg import export, fileio
 from tfseg.cli import main
 from tfseg.errors import ConfigError, TfsegError
 
@@ -246,14 +246,14 @@ def test_failed_export_leaves_previous_version_and_no_temp_folder(monkeypatch, t
 def test_failed_swap_puts_the_previous_version_back(monkeypatch, tmp_path):
     model = red_detector()
     previous = export.export_saved_model(model, str(tmp_path), version=1)
-    real_rename = os.rename
+    real_rename = fileio.rename
 
-    def rename(source, target):
+    def rename(source, target, **options):
         if os.path.basename(source).startswith(".tmp-") and "-export-" in os.path.basename(source):
             raise OSError("rename failed (simulated)")
-        return real_rename(source, target)
+        return real_rename(source, target, **options)
 
-    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(fileio, "rename", rename)
     with pytest.raises(OSError, match="simulated"):
         export.export_saved_model(model, str(tmp_path), version=1, overwrite=True)
     monkeypatch.undo()

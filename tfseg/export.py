@@ -48,9 +48,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import os
-import shutil
 import tempfile
+import uuid
 import warnings
 from typing import Dict, Optional, Tuple
 
@@ -240,9 +241,11 @@ def tiled_serving_functions(model, threshold: float = 0.5, scale: float = 1.0) -
 
 def next_version(export_dir: str) -> int:
     """1 + the largest integer-named folder in ``export_dir`` (1 when there is none)."""
-    if not os.path.isdir(export_dir):
+    from tfseg import fileio
+
+    if not fileio.isdir(export_dir):
         return 1
-    versions = [int(name) for name in os.listdir(export_dir) if name.isdigit()]
+    versions = [int(name) for name in fileio.listdir(export_dir) if name.isdigit()]
     return max(versions, default=0) + 1
 
 
@@ -289,31 +292,32 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
     """
     from tfseg import fileio, outputs
 
-    export_dir = os.fspath(export_dir)
+    export_dir = fileio.fspath(export_dir)
     outputs.check_output_folder(export_dir)
     if not into_run_folder:
         outputs.refuse_run_folder(export_dir)
     version = next_version(export_dir) if version is None else check_version(version)
-    target = os.path.join(export_dir, str(version))
+    target = fileio.join(export_dir, str(version))
     outputs.check_targets(export_dir, [str(version)], overwrite, owned=is_tfseg_saved_model)
 
     archive = keras_export_archive(model, threshold, tiled=tiled, scale=scale)
-    os.makedirs(export_dir, exist_ok=True)
+    fileio.makedirs(export_dir)
     fileio.remove_stale_temporaries(export_dir)  # staging folders of a killed export
     # A non-numeric name inside export_dir: TF Serving ignores it while it is written.
-    staging = tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-export-", dir=export_dir)
-    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the version from a serving user
+    # tf.saved_model.save writes to any URL TensorFlow knows (gs://, ram://) directly.
+    staging = _hidden_folder(export_dir, "export")
     try:
         with _quiet_stdout():
             archive.write_out(staging, verbose=False)
         _publish_folder(staging, target)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        fileio.rmtree(staging)
     return target
 
 
 # What a SavedModel version folder holds (anything else in it is not tfseg's).
-SAVED_MODEL_ENTRIES = {"saved_model.pb", "variables", "assets", "assets.extra", "fingerprint.pb"}
+SAVED_MODEL_PB = "saved_model.pb"
+SAVED_MODEL_ENTRIES = {SAVED_MODEL_PB, "variables", "assets", "assets.extra", "fingerprint.pb"}
 
 
 def is_tfseg_saved_model(path: str) -> bool:
@@ -342,38 +346,51 @@ def keras_export_archive(model, threshold: float = 0.5, tiled: bool = False, sca
     return archive
 
 
+def _hidden_folder(parent: str, what: str) -> str:
+    """A new folder ``parent/.tmp-<pid>-<what>-<random>`` (a temporary name :mod:`tfseg.fileio` cleans up)."""
+    from tfseg import fileio
+
+    path = fileio.join(parent, f"{fileio.TEMP_MARK}{os.getpid()}-{what}-{uuid.uuid4().hex[:8]}")
+    fileio.makedirs(path)
+    return path
+
+
 def _publish_folder(staging: str, target: str) -> None:
     """Rename the complete ``staging`` folder to ``target``.
 
-    An existing ``target`` is moved aside, the new one renamed in, then the old one
-    deleted; if renaming the new one fails, the old one is put back.
+    Local disk: an existing ``target`` is moved aside, the new one renamed in, then the
+    old one deleted; if renaming the new one fails, the old one is put back.
+    URL (``gs://``): a rename is a copy there, so the old version stops being a SavedModel
+    first (its ``saved_model.pb`` goes), and the new ``saved_model.pb`` is copied last:
+    a version folder with a ``saved_model.pb`` is complete.
     """
-    if not os.path.exists(target):
-        os.rename(staging, target)
+    from tfseg import fileio
+
+    if fileio.is_url(target):
+        fileio.remove(fileio.join(target, SAVED_MODEL_PB))
+        fileio.rmtree(target)
+        fileio.rename(staging, target, last=[SAVED_MODEL_PB])
         return
-    parent, name = os.path.split(target)
+    if not fileio.exists(target):
+        fileio.rename(staging, target)
+        return
+    name = fileio.basename(target)
     # a temporary's name: an export killed between the two renames leaves it for the next one to clean
-    retired = tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-old-{name}-", dir=parent)
-    os.rename(target, os.path.join(retired, name))
+    retired = _hidden_folder(fileio.dirname(target), f"old-{name}")
+    fileio.rename(target, fileio.join(retired, name))
     try:
-        os.rename(staging, target)
+        fileio.rename(staging, target)
     except BaseException:
-        os.rename(os.path.join(retired, name), target)  # put the previous version back
+        fileio.rename(fileio.join(retired, name), target)  # put the previous version back
         raise
     finally:
-        shutil.rmtree(retired, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        fileio.rmtree(retired)
 
 
 @contextlib.contextmanager
 def _quiet_stdout():
     # tf.saved_model.save / the TFLite converter print progress a CLI user does not need.
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+    with contextlib.redirect_stdout(io.StringIO()):
         yield
 
 
@@ -449,26 +466,36 @@ def _rename_onnx_output(path: str, new_name: str) -> None:
 
 
 def _write_file_atomically(path, suffix: str, overwrite: bool, write) -> str:
+    """Call ``write(local_file)`` and put that file at ``path`` through a temporary name and a rename.
+
+    The converters (TFLite, tf2onnx) write local files only: for a URL ``path``
+    (``gs://``) the file is written to a local temporary folder and copied.
+    """
     from tfseg import fileio, outputs
 
-    path = os.fspath(path)
+    path = fileio.fspath(path)
     if not path.endswith(suffix):
         raise TfsegError(f"out {path}: the file name must end with {suffix}")
-    parent = os.path.dirname(os.path.abspath(path))
+    parent = fileio.dirname(fileio.abspath(path))
+    name = fileio.basename(path)
     outputs.check_output_folder(parent)
     outputs.refuse_run_folder(parent)
-    outputs.check_targets(parent, [os.path.basename(path)], overwrite)
-    os.makedirs(parent, exist_ok=True)
+    outputs.check_targets(parent, [name], overwrite)
+    fileio.makedirs(parent)
     fileio.remove_stale_temporaries(parent)
-    temp = fileio.temp_path(path)
-    try:
+    if fileio.is_url(path):
+        with tempfile.TemporaryDirectory() as local:
+            temp = os.path.join(local, name)
+            with _quiet_stdout():
+                write(temp)
+            outputs.claim(parent, [name], "tfseg export")
+            with fileio.atomic_path(path) as target:
+                fileio.copy(temp, target)
+        return path
+    with fileio.atomic_path(path) as temp:
         with _quiet_stdout():
             write(temp)
-        outputs.claim(parent, [os.path.basename(path)], "tfseg export")
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
+        outputs.claim(parent, [name], "tfseg export")
     return path
 
 
@@ -526,14 +553,20 @@ def tflite_probabilities(interpreter, inputs: np.ndarray) -> np.ndarray:
 
 
 def tflite_interpreter(path: str, num_threads: Optional[int] = None):
-    """A TFLite interpreter: ``ai_edge_litert`` when installed, else ``tf.lite.Interpreter``."""
+    """A TFLite interpreter: ``ai_edge_litert`` when installed, else ``tf.lite.Interpreter``.
+
+    The file is read through :mod:`tfseg.fileio`, so ``path`` may be a URL.
+    """
+    from tfseg import fileio
+
+    content = fileio.read_bytes(path)
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
-            return tf.lite.Interpreter(model_path=path, num_threads=num_threads)
-    return Interpreter(model_path=path, num_threads=num_threads)
+            return tf.lite.Interpreter(model_content=content, num_threads=num_threads)
+    return Interpreter(model_content=content, num_threads=num_threads)
 
 
 def tflite_max_abs_diff(model, path: str, images: Optional[np.ndarray] = None) -> float:
@@ -550,6 +583,8 @@ def onnx_max_abs_diff(model, path: str, images: Optional[np.ndarray] = None) -> 
     import onnxruntime
 
     images = sample_images(model) if images is None else images
-    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    from tfseg import fileio
+
+    session = onnxruntime.InferenceSession(fileio.read_bytes(path), providers=["CPUExecutionProvider"])
     served = session.run(["probabilities"], {"images": images.astype(np.float32) / 255.0})[0]
     return float(np.max(np.abs(served - keras_probabilities(model, images))))

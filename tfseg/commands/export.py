@@ -8,7 +8,6 @@ printed, so a broken conversion shows up at export time, not in production.
 from __future__ import annotations
 
 import argparse
-import os
 
 from tfseg.errors import TfsegError
 
@@ -90,4 +89,6 @@ def _file_path(out: str, default_name: str) -> str:
     # --out may name the file itself or the folder to put it in.
     if out.endswith((".tflite", ".onnx")):
         return out
-    return os.path.join(out, default_name)
+    from tfseg import fileio
+
+    return fileio.join(out, default_name)
