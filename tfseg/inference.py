@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -237,18 +236,19 @@ def list_images(inputs: Iterable[str]) -> List[str]:
 
     Raises :class:`DataError` listing every input that does not exist or is an empty folder.
     """
+    from tfseg import fileio
+
     paths, problems = [], []
     for item in inputs:
-        item = os.fspath(item)
-        if os.path.isdir(item):
-            found = sorted(
-                os.path.join(item, name) for name in os.listdir(item)
-                if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(item, name))
-            )
+        item = fileio.fspath(item)
+        if fileio.isdir(item):
+            # by name only: one request per file on an object store would be slow
+            found = [fileio.join(item, name) for name in fileio.listdir(item)
+                     if name.lower().endswith(IMAGE_EXTENSIONS)]
             if not found:
                 problems.append((item, f"folder has no images ({', '.join(IMAGE_EXTENSIONS)})"))
             paths.extend(found)
-        elif os.path.isfile(item):
+        elif fileio.exists(item):
             paths.append(item)
         else:
             problems.append((item, "no such file or folder"))

@@ -70,7 +70,7 @@ def run(args):
     outputs_module.refuse_run_folder(args.out)
     outputs_module.check_targets(args.out, names, args.overwrite, inputs=paths)
     predictor = load_predictor(args.model, tiled=args.tiled, tta=args.tta, scale=args.scale)
-    show_progress = any(os.path.isdir(item) for item in args.inputs)
+    show_progress = any(fileio.isdir(item) for item in args.inputs)
     done = 0
     for path, probabilities, mask in predict_images(predictor, paths, args.batch_size, args.threshold):
         if done == 0:  # every image decoded: claim the outputs, then write them
@@ -97,7 +97,7 @@ def _check_unique_stems(paths):
     # a.png and a.jpg (or two folders with the same names) would overwrite each other's outputs.
     seen, clashes = {}, []
     for path in paths:
-        stem = os.path.splitext(os.path.basename(path))[0]
+        stem = os.path.splitext(fileio.basename(path))[0]
         if stem in seen:
             clashes.append((path, f"same output name '{stem}_mask.png' as {seen[stem]}"))
         seen.setdefault(stem, path)
