@@ -41,7 +41,8 @@ def test_an_old_run_folder_resumes_and_completes(old_run):
     metrics = train(config, verbose=0)
     assert metrics["epochs_completed"] == 2
     with open(os.path.join(old_run, "history.csv")) as f:
-        assert [line.split(",")[0] for line in f.read().split()[1:]] == ["0", "1"]  # epoch 0 kept, 1 added
+        # the 0-based history of tfseg 0.1.0 renumbered from 1 (epoch 1 kept, 2 added)
+        assert [line.split(",")[0] for line in f.read().split()[1:]] == ["1", "2"]
     assert json.load(open(os.path.join(old_run, "splits.json"))) == json.load(
         open(os.path.join(FIXTURE, "splits.json")))
     assert os.path.isdir(os.path.join(old_run, "saved_model", "1"))

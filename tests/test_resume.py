@@ -64,7 +64,7 @@ def test_kill_minus_9_then_the_same_command_resumes(tmp_path, capsys):
     code, err = run_cli(capsys, args)
     assert code == 0, err
     assert "resuming after epoch" in err
-    assert history_epochs(run) == [0, 1, 2, 3, 4, 5]
+    assert history_epochs(run) == [1, 2, 3, 4, 5, 6]
     with open(os.path.join(run, "metrics.json")) as f:
         assert json.load(f)["epochs_completed"] == 6
     model = keras.models.load_model(os.path.join(run, "model.keras"))
@@ -77,14 +77,14 @@ def test_kill_minus_9_then_the_same_command_resumes(tmp_path, capsys):
     # A changed setting is refused, naming it; nothing is touched.
     code, err = run_cli(capsys, [*args, "--learning-rate", "0.01"])
     assert code == 2 and f"learning_rate {TrainConfig().learning_rate!r} -> 0.01" in err
-    assert history_epochs(run) == [0, 1, 2, 3, 4, 5]
+    assert history_epochs(run) == [1, 2, 3, 4, 5, 6]
 
     # --force-new moves the old run aside and trains the new settings.
     code, err = run_cli(capsys, [*args, "--epochs", "1", "--force-new"])
     assert code == 0, err
-    assert history_epochs(run) == [0]
+    assert history_epochs(run) == [1]
     old = [name for name in os.listdir(tmp_path) if name.startswith("run.old-")]
-    assert len(old) == 1 and history_epochs(str(tmp_path / old[0])) == [0, 1, 2, 3, 4, 5]
+    assert len(old) == 1 and history_epochs(str(tmp_path / old[0])) == [1, 2, 3, 4, 5, 6]
 
 
 def _tiny_model():

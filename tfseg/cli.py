@@ -38,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
     for verb in VERBS:
-        importlib.import_module(f"tfseg.commands.{verb}").register(sub)
+        verb_parser = importlib.import_module(f"tfseg.commands.{verb}").register(sub)
+        # One name on every verb (tfseg/progress.py); train's --verbose 0 means the same.
+        verb_parser.add_argument("--quiet", action="store_true",
+                                 help="no progress bars or step messages (results and errors still print)")
     return parser
 
 
@@ -97,6 +100,9 @@ def main(argv=None) -> int:
     # Parsing first: --help, --version and argument errors answer before TensorFlow loads (seconds).
     parser = build_parser()
     args = parser.parse_args(argv)
+    from tfseg import progress
+
+    progress.set_quiet(args.quiet)
     _quiet_tensorflow()
     from tfseg.errors import TfsegError
 

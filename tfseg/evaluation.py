@@ -17,13 +17,31 @@ PER_IMAGE_COLUMNS = ("id", "dice", "iou", "hausdorff95", "mean_surface_distance"
 OUTPUT_FILES = ("metrics.json", "per_image.csv", "dice_histogram.png", "best_worst.png")
 
 
-def evaluate_dataset(model, dataset) -> Dict[str, float]:
-    """``model.evaluate`` as ``{"dice", "iou", "loss", ...}`` (floats)."""
-    values = model.evaluate(dataset, verbose=0, return_dict=True)
+def evaluate_dataset(model, dataset, desc: str = "scoring") -> Dict[str, float]:
+    """``model.evaluate`` as ``{"dice", "iou", "loss", ...}`` (floats), with a :mod:`tfseg.progress` bar."""
+    import keras
+
+    from tfseg import progress
+
+    with progress.bar(num_batches(dataset), desc, unit="batch") as counter:
+        class CountBatches(keras.callbacks.Callback):
+            def on_test_batch_end(self, batch, logs=None):
+                counter.update()
+
+        values = model.evaluate(dataset, verbose=0, return_dict=True, callbacks=[CountBatches()])
     return {name: float(value) for name, value in values.items()}
 
 
-def scores_of_predictions(predict, dataset, num_classes: int, loss=None) -> Dict[str, float]:
+def num_batches(dataset) -> Optional[int]:
+    """The batches of a finite ``tf.data.Dataset`` when tf.data knows them, else ``None`` (no time estimate)."""
+    try:
+        count = int(dataset.cardinality())
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return count if count >= 0 else None
+
+
+def scores_of_predictions(predict, dataset, num_classes: int, loss=None, desc: str = "scoring") -> Dict[str, float]:
     """Dice, IoU (and ``loss`` when given) of ``predict(images)`` over a dataset, like ``model.evaluate``.
 
     Dice and IoU accumulate their pixel counts over the whole split (:func:`tfseg.metrics.default_metrics`),
@@ -35,6 +53,7 @@ def scores_of_predictions(predict, dataset, num_classes: int, loss=None) -> Dict
         dataset: ``(images, masks)`` batches (whole images of any size with batch 1).
         num_classes: the model's classes.
         loss: a Keras loss, or ``None`` (no ``loss`` entry).
+        desc: the progress bar's words (:mod:`tfseg.progress`).
 
     Returns:
         ``{"dice", "iou"}`` (+ ``"loss"``) as floats.
@@ -43,9 +62,11 @@ def scores_of_predictions(predict, dataset, num_classes: int, loss=None) -> Dict
 
     from tfseg.metrics import default_metrics
 
+    from tfseg import progress
+
     metrics = default_metrics(num_classes)
     losses = []
-    for images, masks in dataset:
+    for images, masks in progress.bar(num_batches(dataset), desc, unit="batch", iterable=dataset):
         probabilities = keras.ops.convert_to_tensor(predict(images))
         for metric in metrics:
             metric.update_state(masks, probabilities)
@@ -97,8 +118,12 @@ def predicted_masks(probabilities, threshold: float = 0.5) -> np.ndarray:
     return keras.ops.convert_to_numpy(probabilities_to_mask(np.asarray(probabilities), threshold))
 
 
-def write_figures(run_dir: str, model, test_dataset, num_classes: int, count: int = 4, predict=None) -> None:
+def write_figures(run_dir: str, model, test_dataset, num_classes: int, count: int = 4, predict=None,
+                  ids: Optional[Sequence[str]] = None) -> None:
     """``curves.png`` from ``history.csv`` and ``predictions.png`` for ``count`` test images.
+
+    ``ids``: the test split's sample ids in dataset order, shown in the picture titles (as in
+    ``per_image.csv``).
 
     ``predict``: ``images -> probabilities`` for whole images of any size (e.g.
     :func:`whole_image_predict`); the test dataset then holds one image per batch, and
@@ -115,14 +140,14 @@ def write_figures(run_dir: str, model, test_dataset, num_classes: int, count: in
         images, true, probabilities = (_stacked([pair[i] for pair in pairs]) for i in range(3))
         dice = [dice_score(t, p, num_classes=num_classes) for t, p in zip(true, probabilities)]
         plot_predictions(images, true, predicted_masks(probabilities), fileio.join(run_dir, "predictions.png"),
-                         dice=dice)
+                         dice=dice, ids=ids)
         return
     images, masks = next(iter(test_dataset.unbatch().batch(count).take(1)))
     images, true = images.numpy(), masks.numpy()[..., 0]
     probabilities = np.asarray(model.predict(images, verbose=0))
     dice = [dice_score(t, p, num_classes=num_classes) for t, p in zip(true, probabilities)]
     plot_predictions(images, true, predicted_masks(probabilities), fileio.join(run_dir, "predictions.png"),
-                     dice=dice)
+                     dice=dice, ids=ids)
 
 
 def model_image_size(model) -> int:
@@ -139,7 +164,8 @@ def model_image_size(model) -> int:
     return height
 
 
-def per_image_rows(model, dataset, ids: Sequence[str], num_classes: int, predict=None):
+def per_image_rows(model, dataset, ids: Sequence[str], num_classes: int, predict=None,
+                   desc: str = "per-image scores"):
     """One row per image: ``{"id", "dice", "iou", "hausdorff95", "mean_surface_distance"}``, plus the
     arrays for figures (``images uint8 [N,H,W,3]``, ``true``, ``predicted`` ``[N,H,W]``; images of
     different sizes are cut to the smallest height and width, from the top left, for the figures).
@@ -154,8 +180,11 @@ def per_image_rows(model, dataset, ids: Sequence[str], num_classes: int, predict
     from tfseg.boundary import surface_metrics
     from tfseg.metrics import dice_score, iou_score
 
+    from tfseg import progress
+
     predict = model.predict_on_batch if predict is None else predict
     rows, images, trues, preds = [], [], [], []
+    counter = progress.bar(len(ids), desc, unit="image")
     for batch_images, batch_masks in dataset:
         probabilities = np.asarray(predict(batch_images))
         predicted = predicted_masks(probabilities)
@@ -169,6 +198,8 @@ def per_image_rows(model, dataset, ids: Sequence[str], num_classes: int, predict
             images.append(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
             trues.append(true.astype(np.uint8))
             preds.append(pred)
+        counter.update(len(batch_masks))
+    counter.close()
     if len(rows) != len(ids):
         raise TfsegError(f"evaluate: the pipeline gave {len(rows)} images for {len(ids)} sample ids")
     for sample_id, row in zip(ids, rows):
@@ -311,13 +342,14 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     if tiled or tta != "none":
         predict = whole_image_predict(model, scale=scale, tta=tta, tiled=tiled)
         scores = scores_of_predictions(predict, dataset, num_classes,
-                                       loss=None if bare else getattr(model, "loss", None))
+                                       loss=None if bare else getattr(model, "loss", None), desc=f"scoring {split}")
     else:
-        scores = evaluate_dataset(model, dataset)
+        scores = evaluate_dataset(model, dataset, desc=f"scoring {split}")
         if bare:
             scores["loss"] = None
     scores = {**scores, "num_images": len(ids)}
-    rows, images, trues, preds = per_image_rows(model, dataset, ids, num_classes, predict=predict)
+    rows, images, trues, preds = per_image_rows(model, dataset, ids, num_classes, predict=predict,
+                                                desc=f"per-image scores of {split}")
     result = {split: scores, "per_image": summarize_rows(rows), "model": path, "data": str(data),
               "tiled": tiled, "tta": tta}
     if tiled:
@@ -336,5 +368,6 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
         write_rows_csv(fileio.join(out, "per_image.csv"), rows)
         dice = np.array([row["dice"] for row in rows])
         plot_dice_histogram(dice, fileio.join(out, "dice_histogram.png"))
-        plot_best_worst(images, trues, preds, dice, fileio.join(out, "best_worst.png"))
+        plot_best_worst(images, trues, preds, dice, fileio.join(out, "best_worst.png"),
+                        ids=[row["id"] for row in rows])
     return result

@@ -270,13 +270,18 @@ def read_image(path: str) -> np.ndarray:
 
 
 def image_problem(path: str) -> Optional[str]:
-    """Why ``path`` cannot be read as an image, or None when it can."""
-    try:
-        image = read_image(path)
-    except Exception as err:  # noqa: BLE001 - TF, Pillow and OS errors all mean "unreadable"
-        return f"cannot decode: {_first_line(err)}"
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        return f"empty image {image.shape}"
+    """Why ``path`` cannot be read as an image, or None when it can.
+
+    The up-front check of the file sources (:func:`tfseg.data.files.check_file`): the pixel
+    data is known to decode without being decoded in full, so predicting decodes each image once.
+    """
+    from tfseg.data.files import check_file
+
+    info = check_file(path, is_mask=False)
+    if info.error:
+        return f"cannot decode: {info.error}"
+    if not info.width or not info.height:
+        return f"empty image ({info.height}x{info.width})"
     return None
 
 
@@ -291,6 +296,18 @@ def predict_images(predictor: Predictor, paths: Sequence[str], batch_size: int =
                    threshold: float = 0.5) -> Iterator[Tuple[str, np.ndarray, np.ndarray]]:
     """Yield ``(path, probabilities [h, w, C] float32, mask [h, w] uint8)`` per image, in order.
 
+    :func:`predict_files` without the decoded images (same arguments and errors).
+    """
+    for path, _, probabilities, mask in predict_files(predictor, paths, batch_size, threshold):
+        yield path, probabilities, mask
+
+
+def predict_files(predictor: Predictor, paths: Sequence[str], batch_size: int = 8,
+                  threshold: float = 0.5) -> Iterator[Tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield ``(path, image [h, w, 3] uint8, probabilities [h, w, C] float32, mask [h, w] uint8)`` per image.
+
+    Each file is decoded once (:func:`read_image`); the image comes back for drawing on it.
+
     Every file is checked first, so a bad file raises :class:`DataError` (listing
     all of them) before anything is predicted; a model that gives NaN/Inf probabilities (a
     diverged run, whatever its kind) raises :class:`TfsegError`. The mask is ``p >= threshold``
@@ -301,6 +318,10 @@ def predict_images(predictor: Predictor, paths: Sequence[str], batch_size: int =
         paths: image files (see :func:`list_images` for folders).
         batch_size: images per model call.
         threshold: binary threshold in (0, 1).
+
+    Raises:
+        DataError: a file that cannot be read as an image (all of them listed, before any prediction).
+        TfsegError: a bad ``batch_size``, or NaN/Inf probabilities.
     """
     threshold = check_threshold(threshold)
     if int(batch_size) < 1:
@@ -309,9 +330,17 @@ def predict_images(predictor: Predictor, paths: Sequence[str], batch_size: int =
     check_images(paths)
     for start in range(0, len(paths), int(batch_size)):
         chunk = paths[start : start + int(batch_size)]
-        images = [read_image(path) for path in chunk]
-        for path, probabilities in zip(chunk, predictor.probabilities(images)):
+        images = [_decoded(path) for path in chunk]
+        for path, image, probabilities in zip(chunk, images, predictor.probabilities(images)):
             if not np.isfinite(probabilities).all():  # any kind of model: a SavedModel/TFLite has no weights to check
                 raise TfsegError(f"model {predictor.path}: gives NaN/Inf probabilities for {path}; its weights are "
                                  "not finite (the training diverged): retrain with a lower learning rate or float32")
-            yield path, probabilities, probabilities_to_mask(tf.constant(probabilities), threshold).numpy()
+            yield path, image, probabilities, probabilities_to_mask(tf.constant(probabilities), threshold).numpy()
+
+
+def _decoded(path: str) -> np.ndarray:
+    # The up-front check proves the pixel data decodes; a file changed since then still fails with its name.
+    try:
+        return read_image(path)
+    except Exception as err:  # noqa: BLE001 - TF, Pillow and OS errors all mean "unreadable"
+        raise DataError(f"{path}: cannot decode: {_first_line(err)}") from None

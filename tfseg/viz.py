@@ -363,10 +363,11 @@ def read_history(history: History) -> Dict[str, np.ndarray]:
 
 
 def _epochs(values: Dict[str, np.ndarray]) -> np.ndarray:
-    """1-based epoch numbers (CSVLogger's ``epoch`` column is 0-based)."""
+    """1-based epoch numbers: tfseg's ``history.csv`` counts from 1; one counting from 0 (Keras'
+    ``CSVLogger``, tfseg 0.1.0) is shifted by one."""
     length = max(len(v) for k, v in values.items() if k != "epoch")
     if "epoch" in values and len(values["epoch"]) == length and not np.isnan(values["epoch"]).any():
-        return values["epoch"] + 1
+        return values["epoch"] + (1 if values["epoch"][0] == 0 else 0)
     return np.arange(1, length + 1, dtype=np.float64)
 
 
@@ -515,9 +516,26 @@ def _legend_handles():
     ]
 
 
+def outline_width(shape) -> int:
+    """Outline thickness for an overlay viewed at the image's own size: 1 pixel per 400 of the longer side.
+
+    ``max(1, round(max(H, W) / 400))``: 1 up to 599 pixels, 3 at 1024, 10 at 4000 (a 1-pixel
+    line disappears when a photo is shown scaled to a screen).
+    """
+    return max(1, int(round(max(int(shape[0]), int(shape[1])) / 400)))
+
+
 def _outline_width(height: int) -> int:
     # A 1-pixel line vanishes once a 256-pixel image is drawn 2.5 inches wide.
     return max(1, int(round(height / 128)))
+
+
+def _label(ids, index: int) -> str:
+    # Sample ids name the same images as per_image.csv; long ones are cut to fit a title.
+    if ids is None:
+        return f"#{index}"
+    text = str(ids[index])
+    return text if len(text) <= 24 else text[:11] + "..." + text[-10:]
 
 
 def _overlay_grid(fig, cells, columns: int):
@@ -533,11 +551,11 @@ def _overlay_grid(fig, cells, columns: int):
 
 
 def plot_predictions(images, true_masks, pred_masks, path=None, dice=None, max_images: int = 8,
-                     columns: int = 4, title: Optional[str] = None):
+                     columns: int = 4, title: Optional[str] = None, ids: Optional[Sequence[str]] = None):
     """A grid of images with the true (green) and predicted (red) outlines.
 
-    Each title gives the image's index and its Dice (``dice`` if given, else
-    :func:`per_image_dice` of the masks).
+    Each title gives the image's sample id (``ids``, as in ``per_image.csv``; else ``#index``)
+    and its Dice (``dice`` if given, else :func:`per_image_dice` of the masks).
 
     Args:
         images: ``[N, H, W, 3]`` ``uint8`` or float ``[0, 1]``.
@@ -548,6 +566,7 @@ def plot_predictions(images, true_masks, pred_masks, path=None, dice=None, max_i
         max_images: the first ``max_images`` are drawn.
         columns: images per row.
         title: figure title.
+        ids: the sample id of each image (``None``: ``#0``, ``#1``...).
 
     Returns:
         the :class:`matplotlib.figure.Figure`.
@@ -558,7 +577,8 @@ def plot_predictions(images, true_masks, pred_masks, path=None, dice=None, max_i
     scores = per_image_dice(true_masks[:count], pred_masks[:count]) if dice is None else np.asarray(dice)
     width = _outline_width(np.asarray(images[0]).shape[0])
     cells = [
-        (compare_overlay(images[i], true_masks[i], pred_masks[i], width=width), f"#{i}  Dice {scores[i]:.3f}")
+        (compare_overlay(images[i], true_masks[i], pred_masks[i], width=width),
+         f"{_label(ids, i)}  Dice {scores[i]:.3f}")
         for i in range(count)
     ]
     columns = min(int(columns), count)
@@ -572,7 +592,7 @@ def plot_predictions(images, true_masks, pred_masks, path=None, dice=None, max_i
 
 
 def plot_best_worst(images, true_masks, pred_masks, dice, path=None, k: int = 4,
-                    title: Optional[str] = None):
+                    title: Optional[str] = None, ids: Optional[Sequence[str]] = None):
     """The ``k`` best and ``k`` worst predictions by Dice (top row best, bottom worst).
 
     Args:
@@ -580,6 +600,7 @@ def plot_best_worst(images, true_masks, pred_masks, dice, path=None, k: int = 4,
         dice: per-image Dice ``[N]`` (e.g. :func:`per_image_dice`).
         path: where to write the PNG.
         k: images per row (fewer when ``N < 2k``: the rows then overlap).
+        ids: the sample id of each image, shown in its title (``None``: ``#index``).
 
     Returns:
         the :class:`matplotlib.figure.Figure`.
@@ -594,7 +615,7 @@ def plot_best_worst(images, true_masks, pred_masks, dice, path=None, k: int = 4,
     for label, picks in (("best", order[:k]), ("worst", order[::-1][:k])):
         for rank, i in enumerate(picks, 1):
             overlay = compare_overlay(images[i], true_masks[i], pred_masks[i], width=width)
-            cells.append((overlay, f"{label} {rank}: #{i}  Dice {scores[i]:.3f}"))
+            cells.append((overlay, f"{label} {rank}: {_label(ids, i)}  Dice {scores[i]:.3f}"))
     fig = _new_figure(2.6 * k, 2 * 2.6 + 0.9)
     _overlay_grid(fig, cells, k)
     fig.legend(handles=_legend_handles(), loc="outside lower center", ncol=3, fontsize=9, frameon=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 
 from tfseg import fileio
 from tfseg.errors import DataError, TfsegError
@@ -54,8 +53,9 @@ def run(args):
 
     from tfseg import outputs as outputs_module
     from tfseg.export import check_threshold
-    from tfseg.inference import list_images, load_predictor, predict_images, read_image
-    from tfseg.viz import outline_overlay
+    from tfseg import progress
+    from tfseg.inference import list_images, load_predictor, predict_files
+    from tfseg.viz import outline_overlay, outline_width
 
     check_threshold(args.threshold)
     if args.batch_size < 1:
@@ -70,9 +70,9 @@ def run(args):
     outputs_module.refuse_run_folder(args.out)
     outputs_module.check_targets(args.out, names, args.overwrite, inputs=paths)
     predictor = load_predictor(args.model, tiled=args.tiled, tta=args.tta, scale=args.scale)
-    show_progress = any(fileio.isdir(item) for item in args.inputs)
     done = 0
-    for path, probabilities, mask in predict_images(predictor, paths, args.batch_size, args.threshold):
+    counter = progress.bar(len(paths), "predicting", unit="image")
+    for path, image, probabilities, mask in predict_files(predictor, paths, args.batch_size, args.threshold):
         if done == 0:  # every image decoded: claim the outputs, then write them
             fileio.makedirs(args.out)
             fileio.remove_stale_temporaries(args.out)
@@ -80,11 +80,11 @@ def run(args):
         mask_name, overlay_name = outputs[path]
         binary = probabilities.shape[-1] == 1
         _write_png(fileio.join(args.out, mask_name), mask * 255 if binary else mask)
-        overlay = outline_overlay(read_image(path), mask > 0, color=(255, 0, 0), width=1)
+        overlay = outline_overlay(image, mask > 0, color=(255, 0, 0), width=outline_width(image.shape))
         _write_png(fileio.join(args.out, overlay_name), np.asarray(overlay, dtype=np.uint8))
         done += 1
-        if show_progress and (done % args.batch_size == 0 or done == len(paths)):
-            print(f"predict: {done}/{len(paths)} images", file=sys.stderr, flush=True)
+        counter.update()
+    counter.close()
     print(f"wrote {done} mask(s) and overlay(s) to {args.out} ({predictor.kind} model {predictor.path})")
     return 0
 

@@ -23,7 +23,6 @@ def register(subparsers):
                         help="masks hold class ids 0..N-1 (default: binary masks)")
     parser.add_argument("--skip-bad", action="store_true", help="leave out samples with problems (listed)")
     parser.add_argument("--overwrite", action="store_true", help="replace DIR if it is not empty")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
     return parser
 

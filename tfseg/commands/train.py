@@ -65,7 +65,7 @@ def register(subparsers):
     parser.add_argument("--force-new", action="store_true",
                         help="RUN_DIR holds a run: move it aside to RUN_DIR.old-<time> and start over")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
-                        help="0 quiet, 1 progress bar, 2 one line per epoch (default: 1 on a terminal, else 2)")
+                        help="0 quiet (= --quiet), 1 progress bar, 2 one line per epoch (default: 1 on a terminal, else 2)")
     parser.set_defaults(run=run)
     return parser
 
@@ -79,14 +79,15 @@ def run(args) -> int:
     from tfseg.training import train
 
     config = config_from_args(args)
-    verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    verbose = 0 if args.quiet else (args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2))
     try:
         metrics = train(config, verbose=verbose, force_new=args.force_new)
     except KeyboardInterrupt:
         print("tfseg train: interrupted; run the same command again to resume after the last completed epoch",
               file=sys.stderr)
         return 130
-    test = metrics["test"]
-    print(f"test dice {test['dice']:.4f}  iou {test['iou']:.4f}  loss {test['loss']:.4f}  "
-          f"({test['num_images']} images)  run folder: {metrics.get('run_dir', config.out)}")
+    if not verbose:  # the run printed its own summary line otherwise
+        from tfseg.training.run import summary_line
+
+        print(summary_line({"run_dir": config.out, **metrics}))
     return 0

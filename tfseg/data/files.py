@@ -443,11 +443,19 @@ def check_file(path: str, is_mask: bool) -> FileInfo:
 
 
 def _check_files(paths_and_kinds: Sequence[Tuple[str, bool]]) -> List[FileInfo]:
+    from tfseg import progress
+
     workers = min(16, 2 * (os.cpu_count() or 1))
-    if len(paths_and_kinds) < 8:
-        return [check_file(p, m) for p, m in paths_and_kinds]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda item: check_file(*item), paths_and_kinds))
+    with progress.bar(len(paths_and_kinds), "checking files", unit="file") as counter:
+        def check(item):
+            info = check_file(*item)
+            counter.update()
+            return info
+
+        if len(paths_and_kinds) < 8:
+            return [check(item) for item in paths_and_kinds]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(check, paths_and_kinds))
 
 
 def _describe_values(values: Sequence[int]) -> str:

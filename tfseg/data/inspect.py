@@ -145,8 +145,11 @@ def _file_stats(src) -> Dict:
 
 def _decoded_stats(src, ids) -> Dict:
     """By decoding through ``src.examples`` (TFDS, TFRecord, synthetic)."""
+    from tfseg import progress
+
     sizes, values, pixels = Counter(), Counter(), Counter()
-    for example in src.examples(ids).as_numpy_iterator() if ids else []:
+    examples = src.examples(ids).as_numpy_iterator() if ids else []
+    for example in progress.bar(len(ids), "reading samples", unit="sample", iterable=examples):
         height, width = example["image"].shape[:2]
         sizes[f"{width}x{height}"] += 1
         counts = np.bincount(example["mask"].ravel().astype(np.int64), minlength=1)

@@ -33,12 +33,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sys
-import time
 import uuid
 from typing import Dict, List, Optional, Sequence
 
 from tfseg import fileio
+from tfseg.progress import bar as progress_bar
 from tfseg.data.sources import Source, open_source, register_source
 from tfseg.data.spec import SourceSpec
 from tfseg.errors import ConfigError, DataError, TfsegError
@@ -84,36 +83,6 @@ def _feature_int(value: int):
     import tensorflow as tf
 
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
-
-
-class _Progress:
-    """tqdm when installed (it is optional), else one self-updating stderr line."""
-
-    def __init__(self, total: int, enabled: bool, what: str):
-        self.total, self.done, self.enabled, self.what = total, 0, enabled, what
-        self.bar = None
-        self._last = 0.0
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=total, desc=what, unit="sample")
-            except ImportError:
-                pass
-
-    def update(self):
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(1)
-        elif self.enabled and (time.monotonic() - self._last > 0.5 or self.done == self.total):
-            self._last = time.monotonic()
-            print(f"\r{self.what}: {self.done}/{self.total}", end="", file=sys.stderr, flush=True)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-        elif self.enabled:
-            print(file=sys.stderr)
 
 
 def _check_out_dir(out: str, overwrite: bool, inputs: Sequence[str] = ()):
@@ -202,7 +171,7 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
         shards: number of files (default: one per :data:`SAMPLES_PER_SHARD` samples); at most one per sample.
         image_size: resize to ``image_size`` x ``image_size`` (image bilinear with antialiasing,
             mask nearest neighbour) before encoding; default: keep the original size.
-        progress: show a progress bar on stderr.
+        progress: ``False`` hides the progress bar (otherwise shown as :mod:`tfseg.progress` decides).
         overwrite: replace a non-empty ``out_dir`` that is a shard folder written by this function
             (and holds nothing else); any other non-empty folder is refused, and so is an ``out_dir``
             that holds the input.
@@ -232,7 +201,8 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
         groups = [src.group(i) for i in ids]
         counts = [0] * count
         written = src.examples(ids).map(lambda ex: _encode(ex, image_size), num_parallel_calls=tf.data.AUTOTUNE)
-        bar = _Progress(len(ids), progress, f"writing {len(ids)} samples to {count} shard(s)")
+        bar = progress_bar(len(ids), f"writing {len(ids)} samples to {count} shard(s)", unit="sample",
+                           show=progress)
         writers = [tf.io.TFRecordWriter(fileio.join(tmp, name)) for name in names]
         try:
             for index, (sample_id, image, mask, height, width) in enumerate(written.as_numpy_iterator()):

@@ -78,7 +78,8 @@ class LearningRateLog(keras.callbacks.Callback):
 
 
 class HistoryLog(keras.callbacks.Callback):
-    """``history.csv``: ``epoch`` (as Keras counts, from 0) and the epoch logs, sorted by name.
+    """``history.csv``: ``epoch`` (numbered from 1, as the log lines, ``best_epoch`` and the plots
+    number them; Keras' ``on_epoch_end`` index + 1) and the epoch logs, sorted by name.
 
     The columns of an existing file are kept (a resumed run appends to it). Each row is
     written by rewriting the whole file through :func:`tfseg.fileio.write_text_atomic`:
@@ -98,7 +99,7 @@ class HistoryLog(keras.callbacks.Callback):
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerows(rows or [header])
-        writer.writerow([epoch, *(_csv_value(logs.get(key, "NA")) for key in header[1:])])
+        writer.writerow([epoch + 1, *(_csv_value(logs.get(key, "NA")) for key in header[1:])])
         fileio.write_text_atomic(self.filepath, text.getvalue())
 
 

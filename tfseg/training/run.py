@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Dict, List, Optional
 
@@ -73,6 +74,13 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
         ['dice', 'iou', 'loss', 'num_images']
     """
     config.validate()
+    from tfseg import progress
+
+    with progress.quiet(True) if not verbose else contextlib.nullcontext():
+        return _train(config, verbose, force_new)
+
+
+def _train(config: TrainConfig, verbose: int, force_new: bool) -> Dict[str, Any]:
     log = _logger(verbose)
     from tfseg import distribute
 
@@ -86,7 +94,9 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
     if status == "complete":
         log(f"{run_dir}: already complete ({state.get('epoch')} epochs); nothing to do "
             "(--force-new starts over)")
-        return fileio.read_json(fileio.join(run_dir, METRICS_FILE))
+        metrics = fileio.read_json(fileio.join(run_dir, METRICS_FILE))
+        log(summary_line({"run_dir": run_dir, **metrics}))
+        return metrics
     start = time.perf_counter()
     from tfseg.data.pipeline import open_dataset_source, resolve_num_classes
     from tfseg.models.registry import get_builder
@@ -110,7 +120,7 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
             steps = steps_per_epoch(config, len(ids["train"]), strategy)
             model = build_compiled_model(config, num_classes, phases[0], steps) if phases else None
 
-        log(distribute.describe(strategy, config.batch_size))
+        log(describe_run(config, ids, num_classes, policy, strategy))
         start_run_dir(config, status, log)
         if not splits_stored:
             fileio.write_json_atomic(fileio.join(run_dir, SPLITS_FILE), ids)
@@ -137,20 +147,23 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
         if config.patch_size is not None:  # whole images by sliding window, as validated during training
             from tfseg.evaluation import scores_of_predictions, whole_image_predict
 
-            def scores(model, dataset):
+            def scores(model, dataset, desc):
                 predict = whole_image_predict(model, scale=config.scale, tiled=True)
-                return scores_of_predictions(predict, dataset, num_classes, loss=model.loss)
+                return scores_of_predictions(predict, dataset, num_classes, loss=model.loss, desc=desc)
 
+        best_epoch = _best_epoch(final)
+        log(f"scoring the best model{'' if best_epoch is None else f' (epoch {best_epoch})'} on val "
+            f"({len(ids['val'])} images) and test ({len(ids['test'])} images)")
         metrics = {
-            "val": scores(best, datasets["val"]),
-            "test": {**scores(best, datasets["test"]), "num_images": len(ids["test"])},
+            "val": scores(best, datasets["val"], desc="scoring val"),
+            "test": {**scores(best, datasets["test"], desc="scoring test"), "num_images": len(ids["test"])},
             "train_images_per_second": _rate(final),
             "precision": policy,
             "strategy": distribute.strategy_name(strategy),
             "replicas": int(strategy.num_replicas_in_sync),
             "global_batch_size": distribute.global_batch_size(config.batch_size, strategy),
             "epochs_completed": int(final.get("epoch", 0)),
-            "best_epoch": _best_epoch(final),
+            "best_epoch": best_epoch,
             "stopped_early": bool(final.get("stopped_early")),
             "num_classes": num_classes,
             "split_sizes": {split: len(ids[split]) for split in SPLITS},
@@ -161,18 +174,56 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
 
             metrics["scored_on"] = {"whole_images": True, "window": config.patch_size, "scale": config.scale,
                                     "overlap": DEFAULT_OVERLAP, "blend": DEFAULT_BLEND}
-        write_figures(run_dir, best, datasets["test"], num_classes,
+        log("drawing curves.png and predictions.png")
+        write_figures(run_dir, best, datasets["test"], num_classes, ids=ids["test"],
                       predict=None if config.patch_size is None else whole_image_predict(best, scale=config.scale))
         from tfseg.export import export_saved_model
 
+        log("exporting the SavedModel to saved_model/1")
         export_saved_model(best, fileio.join(run_dir, "saved_model"), version=1, overwrite=True,
                            into_run_folder=True, **tiling_options(config))
     metrics["seconds"] = float(state.get("seconds", 0.0)) + time.perf_counter() - start
     fileio.write_json_atomic(fileio.join(run_dir, METRICS_FILE), metrics)
-    log(f"{run_dir}: test dice {metrics['test']['dice']:.4f}  iou {metrics['test']['iou']:.4f}  "
-        f"({metrics['epochs_completed']} epochs, {metrics['seconds']:.0f} s)")
+    log(summary_line(metrics))
     distribute.remove_worker_dir(run_dir, strategy)  # a non-chief worker's copy is done with
     return metrics
+
+
+def summary_line(metrics: Dict[str, Any]) -> str:
+    """The one line a finished run ends with: test scores, epochs, best epoch, time and the run folder."""
+    test = metrics.get("test", {})
+    loss = test.get("loss")
+    scores = f"test dice {test.get('dice', float('nan')):.4f}  iou {test.get('iou', float('nan')):.4f}"
+    if loss is not None and loss == loss:
+        scores += f"  loss {loss:.4f}"
+    epochs = metrics.get("epochs_completed")
+    best = metrics.get("best_epoch")
+    trained = f"{epochs} epoch{'s' if epochs != 1 else ''}" + (f", best {best}" if best is not None else "")
+    if metrics.get("stopped_early"):
+        trained += ", stopped early"
+    seconds = metrics.get("seconds")
+    took = f", {seconds:.0f} s" if seconds is not None else ""
+    return (f"done: {scores} ({test.get('num_images', '?')} test images; {trained}{took}); "
+            f"run folder {metrics.get('run_dir')}")
+
+
+def describe_run(config: TrainConfig, ids: Dict[str, List[str]], num_classes: int, policy: str, strategy) -> str:
+    """What a run is about to train on, in plain words (the first line ``train`` prints)."""
+    from tfseg import distribute
+
+    total = sum(len(ids[split]) for split in SPLITS)
+    classes = "binary masks (1 class)" if num_classes == 1 else f"{num_classes} classes"
+    if config.patch_size is not None:
+        size = (f"random {config.patch_size}x{config.patch_size} patches at scale {config.scale:g}, "
+                "val/test on whole images")
+    else:
+        size = f"images resized to {config.image_size}x{config.image_size}"
+    replicas = int(strategy.num_replicas_in_sync)
+    return (f"training {config.model} on {config.data}: {total} samples, split train {len(ids['train'])} / "
+            f"val {len(ids['val'])} / test {len(ids['test'])}; {classes}; {size}; precision {policy}; "
+            f"strategy {distribute.strategy_name(strategy)} ({replicas} replica{'s' if replicas != 1 else ''}, "
+            f"batch {config.batch_size} per replica, {distribute.global_batch_size(config.batch_size, strategy)} "
+            f"in all); {config.epochs} epochs into {run_dir_of(config)}")
 
 
 def tiling_options(config: TrainConfig) -> Dict[str, Any]:

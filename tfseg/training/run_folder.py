@@ -6,7 +6,7 @@ RUN_DIR (``config.out``, default ``runs/<model>-<data kind>``, e.g. ``runs/unet-
     splits.json      the sample ids of train/val/test, written when the run starts; a resumed
                      run and ``evaluate`` compare their split with it (never rewrite it)
     model.keras      best weights by validation Dice (written atomically)
-    history.csv      one row per epoch (appended on resume)
+    history.csv      one row per epoch, numbered from 1 (appended on resume)
     metrics.json     final scores and timings (see :func:`tfseg.training.train`)
     curves.png       loss and Dice per epoch
     predictions.png  test images with true and predicted outlines
@@ -145,7 +145,12 @@ def start_run_dir(config: TrainConfig, status: str, log=print) -> None:
 
 
 def truncate_history(path: str, epochs: int) -> None:
-    """Keep the rows of epochs ``< epochs`` in ``history.csv`` (an interrupted epoch may have logged)."""
+    """Keep the rows of epochs ``1..epochs`` in ``history.csv`` (an interrupted epoch may have logged).
+
+    ``history.csv`` numbers epochs from 1, as the log lines, ``best_epoch`` and the plots do.
+    A history written by tfseg 0.1.0 counts from 0 (Keras' ``CSVLogger``): it is renumbered
+    here, so the rows a resumed run appends continue it.
+    """
     if not fileio.exists(path):
         return
     if epochs <= 0:
@@ -154,12 +159,14 @@ def truncate_history(path: str, epochs: int) -> None:
     rows = list(csv.reader(io.StringIO(fileio.read_text(path))))
     if not rows:
         return
-    header, body = rows[0], rows[1:]
+    header, body = rows[0], [row for row in rows[1:] if row]
     try:
-        kept = [row for row in body if row and int(float(row[0])) < epochs]
+        numbers = [int(float(row[0])) for row in body]
     except ValueError:
         raise TfsegError(f"{path}: damaged history file (an epoch number does not read as a number); "
                          "rerun with --force-new to start over") from None
+    shift = 1 if numbers and numbers[0] == 0 else 0  # a 0-based history (tfseg 0.1.0)
+    kept = [[str(number + shift), *row[1:]] for number, row in zip(numbers, body) if number + shift <= epochs]
     text = io.StringIO()
     csv.writer(text).writerows([header, *kept])
     fileio.write_text_atomic(path, text.getvalue())
