@@ -180,3 +180,14 @@ def test_channels_last_takes_the_own_path_not_keras(axis, dtype, monkeypatch):
     x, _ = data()
     for training in (True, False):
         assert np.isfinite(np.asarray(tf.cast(layer(x, training=training), "float32"))).all()
+
+
+def test_bfloat16_batch_statistics_are_float32_accurate():
+    # mean 100 in bfloat16 (steps of 0.5 there): the statistics must not inherit bfloat16's rounding
+    x = tf.cast(np.random.default_rng(3).normal(100.0, 1.0, (64, 8, 8, 4)), "bfloat16")
+    layer = BatchNorm(momentum=0.0, dtype="mixed_bfloat16")
+    layer.build(x.shape)
+    layer(x, training=True)
+    values = np.asarray(tf.cast(x, "float64"))
+    np.testing.assert_allclose(layer.moving_mean.numpy(), values.mean(axis=(0, 1, 2)), atol=2e-3)
+    np.testing.assert_allclose(layer.moving_variance.numpy(), values.var(axis=(0, 1, 2)), rtol=2e-2)

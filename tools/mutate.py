@@ -271,6 +271,7 @@ def main(argv=None) -> int:
     import tensorflow  # noqa: F401
 
     copy = scratch_copy(root)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # `kill` still removes the scratch copy
     try:
         for number, mutant in enumerate(chosen, 1):
             _, _, tests, extra = TARGETS[mutant.target]
