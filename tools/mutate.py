@@ -51,7 +51,8 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
     "augment": ("tfseg/data/augment.py", None, ["tests/test_augment.py"], []),
     "pipeline_resize": (
         "tfseg/data/pipeline.py",
-        ["resize_example", "scale_example", "_rgb_float", "_mask_values", "image_size_pair", "_image_rank3"],
+        ["resize_image", "resize_example", "scale_example", "_rgb_float", "_mask_values", "image_size_pair",
+         "_image_rank3"],
         ["tests/test_pipeline.py"],
         [],
     ),
