@@ -140,3 +140,13 @@ def test_served_multiclass_mask_has_no_invented_class_up_or_down(tmp_path):
         _, expected_mask = reference(model, image)
         assert np.mean(mask != expected_mask) <= 1e-3
         np.testing.assert_allclose(out["probabilities"][0].numpy(), reference(model, image)[0], atol=TOLERANCE)
+
+
+def test_empty_batches_return_empty_results(exported):
+    root, _, _ = exported
+    loaded = tf.saved_model.load(str(root / "serving" / "1"))
+    out = loaded.signatures["serving_default"](images=tf.zeros([0, 50, 70, 3], tf.uint8))
+    assert out["probabilities"].shape == (0, 50, 70, 1) and out["mask"].shape == (0, 50, 70)
+    out = loaded.signatures["serving_bytes"](image_bytes=tf.constant([], tf.string))
+    assert out["probabilities"].shape[0] == 0 and out["mask"].shape[0] == 0
+    assert out["height"].shape == (0,) and out["width"].shape == (0,)
