@@ -22,6 +22,7 @@ This module uses ``keras`` only (never TensorFlow), so it runs under the JAX bac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -256,19 +257,53 @@ def _missing_weights_error(name: str, image_size, reason: Exception) -> ConfigEr
     )
 
 
+@contextlib.contextmanager
+def _local_weights_file(weights: Optional[str]):
+    """``weights`` as keras.applications reads it: ``None``, ``"imagenet"`` or a local file.
+
+    A local path is checked without TensorFlow (this module runs under JAX); a URL
+    (``gs://...``) is copied through :mod:`tfseg.fileio` (TensorFlow's file system
+    layer, imported only then) to a local temporary file, since Keras reads ``.h5``
+    weights with h5py.
+
+    Raises:
+        ConfigError: no such file.
+    """
+    if weights is None or weights == "imagenet":
+        yield weights
+        return
+    missing = ConfigError(f"encoder_weights {weights!r}: no such file (use imagenet, none or a .h5/.weights.h5 path)")
+    path = str(weights)
+    if "://" not in path:
+        path = os.path.expanduser(path)
+        if not os.path.isfile(path):
+            raise missing
+        yield path
+        return
+    from tfseg import fileio
+
+    if not fileio.isfile(path):
+        raise missing
+    with tempfile.TemporaryDirectory() as folder:
+        local = os.path.join(folder, fileio.basename(path))  # the same name: Keras picks the format by it
+        fileio.copy(path, local)
+        yield local
+
+
 def _backbone(name: str, image_size, weights: Optional[str]) -> keras.Model:
-    """The keras.applications model without its classifier, with ``weights`` loaded."""
+    """The keras.applications model without its classifier, with ``weights`` loaded (a local path or a URL)."""
     spec = get_encoder_spec(name)
-    if weights is not None and weights != "imagenet" and not os.path.isfile(str(weights)):
-        raise ConfigError(f"encoder_weights {weights!r}: no such file (use imagenet, none or a .h5/.weights.h5 path)")
     constructor = getattr(keras.applications, spec.constructor)
     try:
-        return constructor(
-            include_top=False,
-            weights=weights,
-            input_shape=(*image_hw(image_size), 3),
-            **dict(spec.options),
-        )
+        with _local_weights_file(weights) as local_weights:
+            return constructor(
+                include_top=False,
+                weights=local_weights,
+                input_shape=(*image_hw(image_size), 3),
+                **dict(spec.options),
+            )
+    except ConfigError:
+        raise
     except Exception as error:
         if weights not in (None, "imagenet"):
             reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
