@@ -206,3 +206,20 @@ def test_evaluate_writes_to_ram(ram_run, capsys):
     assert code == 0, text
     names = [n for n in tree(out) if not n.startswith(".")]
     assert "per_image.csv" in names and any(n.endswith(".json") for n in names), names
+
+
+def test_encoder_weights_from_ram(tmp_path):
+    import keras
+
+    from tfseg.models.encoder_unet import build_encoder_unet
+    from tfseg.models.encoders import get_encoder
+
+    backbone = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    local = str(tmp_path / "mobilenetv2.weights.h5")
+    backbone.save_weights(local)
+    remote = f"{ram_root()}/weights/mobilenetv2.weights.h5"
+    tf.io.gfile.makedirs(fileio.dirname(remote))
+    tf.io.gfile.copy(local, remote)
+    model = build_encoder_unet(32, encoder="mobilenetv2", encoder_weights=remote, decoder_filters=(4,) * 5)
+    np.testing.assert_array_equal(get_encoder(model).get_layer("Conv1").get_weights()[0],
+                                  backbone.get_layer("Conv1").get_weights()[0])
