@@ -135,7 +135,7 @@ class TrainConfig:
     lr_schedule: str = _setting("cosine", "cosine: linear warm-up for one epoch, then cosine decay to 0 at the "
                                 "last epoch; plateau: constant, halved when validation Dice stalls",
                                 LR_SCHEDULES)
-    epochs: int = _setting(25, "maximum number of epochs")
+    epochs: int = _setting(15, "maximum number of epochs")
     steps_per_epoch: Optional[int] = _setting(None, "training steps per epoch (default: one pass over the data)")
     patience: int = _setting(8, "stop after N epochs without a better validation Dice")
     # execution
