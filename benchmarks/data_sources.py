@@ -29,6 +29,7 @@ interleaved; the table gives medians and the ratios the medians give.
 Usage:
     python benchmarks/data_sources.py --count 300 --format png
     python benchmarks/data_sources.py --ph2-cold --out benchmarks/cpu_results/data_sources_cold.json
+    python benchmarks/data_sources.py --ph2-cold --baseline OLD_CHECKOUT   # + an older tfseg, same run
 
 Prints a Markdown table with the command and the machine in its header.
 """
@@ -58,6 +59,8 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per loader (median)")
     parser.add_argument("--out", default=None, help="--ph2-cold: write the results as JSON here")
+    parser.add_argument("--baseline", default=None, metavar="DIR",
+                        help="--ph2-cold: also time the tfseg loader of another checkout (DIR holds its tfseg/)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--root", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -91,12 +94,21 @@ def _minimal_loader(root: Path, size: int, batch_size: int):
     images = sorted(str(p) for p in root.glob("PH2 Dataset images/*/*_Dermoscopic_Image/*.bmp"))
     masks = sorted(str(p) for p in root.glob("PH2 Dataset images/*/*_lesion/*.bmp"))
 
-    def load(image_path, mask_path):
-        return resize_example(image_rgb(tf.io.read_file(image_path)), palette_bmp_mask(tf.io.read_file(mask_path)),
-                              size)
+    def loader(decode_mask):
+        def load(image_path, mask_path):
+            return resize_example(image_rgb(tf.io.read_file(image_path)), decode_mask(tf.io.read_file(mask_path)),
+                                  size)
+        return load
 
-    ds = tf.data.Dataset.from_tensor_slices((images, masks)).map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    # Each mask kind with its fastest decoder: TensorFlow's for 8-bit BMPs, the palette lookup for 1-bit ones.
+    eight = [open(m, "rb").read(30)[28] == 8 for m in masks]
+    parts = [
+        tf.data.Dataset.from_tensor_slices(([i for i, e in zip(images, eight) if e == kind],
+                                            [m for m, e in zip(masks, eight) if e == kind]))
+        .map(loader(decoder), num_parallel_calls=tf.data.AUTOTUNE)
+        for kind, decoder in ((True, lambda data: tf.io.decode_bmp(data, channels=0)), (False, palette_bmp_mask))
+    ]
+    return parts[0].concatenate(parts[1]).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def worker(args) -> None:
@@ -171,30 +183,44 @@ def cold_load(args) -> dict:
     report = {"command": "python benchmarks/data_sources.py " + " ".join(sys.argv[1:]), "count": args.count,
               "image_size": args.image_size, "batch_size": args.batch_size, "machine": machine_info(),
               "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
-    kinds = ("lesson", "tfseg", "check", "minimal")
+    kinds = ("lesson", "tfseg", "check", "minimal") + (("baseline",) if args.baseline else ())
     with tempfile.TemporaryDirectory() as tmp:
         root = write_ph2_bmps(Path(tmp), args.count)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH", "")])}
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         seconds = {kind: [] for kind in kinds}
+        cpu = {kind: [] for kind in kinds}
         for _ in range(args.repeats):
             for kind in kinds:  # interleaved: a noisy moment hits every loader alike
+                package = os.path.abspath(args.baseline) if kind == "baseline" else here
+                env = {**os.environ, "PYTHONPATH": os.pathsep.join([package, os.environ.get("PYTHONPATH", "")])}
                 out = subprocess.run(
-                    [sys.executable, os.path.abspath(__file__), "--worker", kind, "--root", str(root),
+                    [sys.executable, os.path.abspath(__file__), "--worker", "tfseg" if kind == "baseline" else kind,
+                     "--root", str(root),
                      "--image-size", str(args.image_size), "--batch-size", str(args.batch_size)],
                     capture_output=True, text=True, env=env, check=True).stdout
                 result = json.loads(out.strip().splitlines()[-1])
                 assert result["images"] == args.count, (kind, result)
                 seconds[kind].append(result["seconds"])
+                cpu[kind].append(result["cpu_seconds"])
         report["resize"] = resize_quality(root, args.image_size)
     medians = {kind: sorted(values)[len(values) // 2] for kind, values in seconds.items()}
+    cpu_medians = {kind: sorted(values)[len(values) // 2] for kind, values in cpu.items()}
     report["seconds"] = {kind: [round(v, 3) for v in values] for kind, values in seconds.items()}
+    report["cpu_seconds"] = {kind: [round(v, 3) for v in values] for kind, values in cpu.items()}
     report["median_seconds"] = {kind: round(v, 3) for kind, v in medians.items()}
+    report["median_cpu_seconds"] = {kind: round(v, 3) for kind, v in cpu_medians.items()}
     report["ratios"] = {
         "tfseg_vs_lesson": round(medians["lesson"] / medians["tfseg"], 2),
         "tfseg_vs_minimal_tf_data": round(medians["minimal"] / medians["tfseg"], 2),
         "check_share_of_tfseg": round(medians["check"] / medians["tfseg"], 2),
+        "tfseg_vs_lesson_cpu": round(cpu_medians["lesson"] / cpu_medians["tfseg"], 2),
+        "tfseg_vs_minimal_tf_data_cpu": round(cpu_medians["minimal"] / cpu_medians["tfseg"], 2),
+        "check_share_of_tfseg_cpu": round(cpu_medians["check"] / cpu_medians["tfseg"], 2),
     }
+    if args.baseline:
+        report["baseline"] = args.baseline
+        report["ratios"]["tfseg_vs_baseline"] = round(medians["baseline"] / medians["tfseg"], 2)
+        report["ratios"]["tfseg_vs_baseline_cpu"] = round(cpu_medians["baseline"] / cpu_medians["tfseg"], 2)
     report["load_average_at_end"] = load_average()
     return report
 
@@ -209,13 +235,19 @@ def cold_markdown(report: dict) -> str:
         "check": "tfseg: open_source alone (the up-front check)",
         "minimal": "minimal tf.data: decode + resize, no check, no splits",
     }
-    rows = [{"loader": names[k], "median seconds": med[k], "images/s": round(report["count"] / med[k]),
-             "vs lesson": round(med["lesson"] / med[k], 2)} for k in names]
+    if "baseline" in med:
+        names["baseline"] = f"tfseg loader of {report['baseline']} (same calls as the tfseg row)"
+    cpu = report["median_cpu_seconds"]
+    rows = [{"loader": names[k], "wall s": med[k], "images/s": round(report["count"] / med[k]),
+             "wall vs lesson": round(med["lesson"] / med[k], 2), "CPU s": cpu[k],
+             "CPU vs lesson": round(cpu["lesson"] / cpu[k], 2)} for k in names]
     return "\n".join([
         header(report), "", f"`uptime`: {report['uptime']}", "",
         f"Cold load (fresh process each, imports excluded) of {report['count']} PH2-size samples (768x560 BMP, "
         f"every third mask 1-bit) at {report['image_size']} px, median of {len(report['seconds']['lesson'])}:", "",
-        markdown_table(rows, ["loader", "median seconds", "images/s", "vs lesson"]), "",
+        markdown_table(rows, ["loader", "wall s", "images/s", "wall vs lesson", "CPU s", "CPU vs lesson"]), "",
+        "CPU s: CPU seconds of all the process's threads (less sensitive than wall time to other load "
+        "on the machine; the lesson's loop runs on one core, tf.data on all).", "",
         "Ratios: " + ", ".join(f"{k} {v}" for k, v in report["ratios"].items()), "",
         "Image resize methods (768x560 -> 256 px, one thread of calls; PSNR against Pillow's Lanczos):", "",
         markdown_table(report["resize"], ["method", "images_per_second", "psnr_db_vs_lanczos"]),
