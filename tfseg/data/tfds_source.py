@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
@@ -459,8 +458,10 @@ def open_tfds(spec: SourceSpec, **options) -> TfdsSource:
 def _string_option(key: str, text: str):
     if key == "tfds_splits":
         return tuple(s.strip() for s in text.split(",") if s.strip())
-    if key in ("manual_dir", "data_dir") and "://" not in text:
-        return os.path.expanduser(text)  # "~/data/PH2" in a quoted --data is not expanded by the shell
+    if key in ("manual_dir", "data_dir"):
+        from tfseg import fileio
+
+        return fileio.fspath(text)  # "~/data/PH2" in a quoted --data is not expanded by the shell; URLs kept
     return text
 
 
