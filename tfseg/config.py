@@ -109,6 +109,8 @@ class TrainConfig:
     val_fraction: float = _setting(0.15, "fraction of the samples (by group) in the validation split")
     test_fraction: float = _setting(0.15, "fraction of the samples (by group) in the test split")
     num_classes: int = _setting(1, "classes of class-id masks; 1 = binary, or as many as the data holds")
+    ignore_class: Optional[int] = _setting(None, "mask value left out of the loss and the metrics (e.g. 255, "
+                                                 "VOC's object borders); class-id masks only")
     cache: str = _setting("auto", "cache decoded images: in memory, not at all, or auto (memory when small)",
                           CACHES)
     skip_bad: bool = _setting(False, "skip unreadable or mismatched samples instead of stopping")
@@ -189,6 +191,8 @@ class TrainConfig:
             raise ConfigError(f"--scale {self.scale!r}: only applies with --patch-size")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate {self.learning_rate!r}: must be positive")
+        if self.ignore_class is not None:
+            check_ignore_class(self.ignore_class, self.num_classes)
         if self.freeze_encoder_epochs and not self.encoder and self.model == "unet":
             raise ConfigError("freeze_encoder_epochs: needs a pretrained --encoder")
 
@@ -249,3 +253,16 @@ class TrainConfig:
         """Settings that differ: ``{name: (self_value, other_value)}``."""
         a, b = self.to_dict(), other.to_dict()
         return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b.get(k)}
+
+
+def check_ignore_class(ignore_class, num_classes: int) -> int:
+    """``ignore_class`` as an int: a mask value 0..255, for class-id masks (``num_classes >= 2``).
+
+    Raises:
+        ConfigError: not an integer in 0..255, or binary masks (their 0/255 encoding has no spare value).
+    """
+    if isinstance(ignore_class, bool) or not isinstance(ignore_class, int) or not 0 <= ignore_class <= 255:
+        raise ConfigError(f"ignore_class {ignore_class!r}: a mask value 0..255 (e.g. 255)")
+    if int(num_classes) < 2:
+        raise ConfigError(f"ignore_class {ignore_class!r}: needs class-id masks (--num-classes 2 or more)")
+    return int(ignore_class)

@@ -14,7 +14,8 @@ from tfseg.errors import ConfigError, TfsegError
 
 PER_IMAGE_COLUMNS = ("id", "dice", "iou", "hausdorff95", "mean_surface_distance")
 # What evaluate(out=...) writes.
-OUTPUT_FILES = ("metrics.json", "per_image.csv", "dice_histogram.png", "best_worst.png")
+OUTPUT_FILES = ("metrics.json", "per_image.csv", "per_class.csv", "dice_histogram.png", "best_worst.png")
+PER_CLASS_COLUMNS = ("class", "iou", "dice", "true_pixels", "predicted_pixels")
 
 
 def evaluate_dataset(model, dataset, desc: str = "scoring") -> Dict[str, float]:
@@ -41,7 +42,8 @@ def num_batches(dataset) -> Optional[int]:
     return count if count >= 0 else None
 
 
-def scores_of_predictions(predict, dataset, num_classes: int, loss=None, desc: str = "scoring") -> Dict[str, float]:
+def scores_of_predictions(predict, dataset, num_classes: int, loss=None, desc: str = "scoring",
+                          ignore_class: Optional[int] = None) -> Dict[str, float]:
     """Dice, IoU (and ``loss`` when given) of ``predict(images)`` over a dataset, like ``model.evaluate``.
 
     Dice and IoU accumulate their pixel counts over the whole split (:func:`tfseg.metrics.default_metrics`),
@@ -54,6 +56,7 @@ def scores_of_predictions(predict, dataset, num_classes: int, loss=None, desc: s
         num_classes: the model's classes.
         loss: a Keras loss, or ``None`` (no ``loss`` entry).
         desc: the progress bar's words (:mod:`tfseg.progress`).
+        ignore_class: a mask value whose pixels Dice and IoU leave out.
 
     Returns:
         ``{"dice", "iou"}`` (+ ``"loss"``) as floats.
@@ -64,7 +67,7 @@ def scores_of_predictions(predict, dataset, num_classes: int, loss=None, desc: s
 
     from tfseg import progress
 
-    metrics = default_metrics(num_classes)
+    metrics = default_metrics(num_classes, ignore_class)
     losses = []
     for images, masks in progress.bar(num_batches(dataset), desc, unit="batch", iterable=dataset):
         probabilities = keras.ops.convert_to_tensor(predict(images))
@@ -165,7 +168,7 @@ def model_image_size(model) -> int:
 
 
 def per_image_rows(model, dataset, ids: Sequence[str], num_classes: int, predict=None,
-                   desc: str = "per-image scores"):
+                   desc: str = "per-image scores", ignore_class: Optional[int] = None, confusion=None):
     """One row per image: ``{"id", "dice", "iou", "hausdorff95", "mean_surface_distance"}``, plus the
     arrays for figures (``images uint8 [N,H,W,3]``, ``true``, ``predicted`` ``[N,H,W]``; images of
     different sizes are cut to the smallest height and width, from the top left, for the figures).
@@ -176,6 +179,9 @@ def per_image_rows(model, dataset, ids: Sequence[str], num_classes: int, predict
     Dice and IoU follow :class:`tfseg.metrics.Dice`/``IoU`` (empty truth and empty
     prediction score 1). The boundary distances (:mod:`tfseg.boundary`, pixels) compare
     foreground (any class but 0) with foreground: 0 when both are empty, ``inf`` when one is.
+    Pixels whose true value is ``ignore_class`` count nowhere. ``confusion``: an int64
+    ``[K, K]`` array (K = ``max(num_classes, 2)``, rows true, columns predicted) that the
+    pixel counts are added to (:func:`per_class_scores`).
     """
     from tfseg.boundary import surface_metrics
     from tfseg.metrics import dice_score, iou_score
@@ -190,11 +196,17 @@ def per_image_rows(model, dataset, ids: Sequence[str], num_classes: int, predict
         predicted = predicted_masks(probabilities)
         for image, mask, probs, pred in zip(batch_images.numpy(), batch_masks.numpy(), probabilities, predicted):
             true = mask[..., 0]
+            valid = np.ones(true.shape, bool) if ignore_class is None else true != ignore_class
             rows.append({
-                "dice": dice_score(true, probs, num_classes=num_classes),
-                "iou": iou_score(true, probs, num_classes=num_classes),
-                **surface_metrics(pred > 0, true > 0),  # both distances from one pair of distance maps
+                "dice": dice_score(true, probs, num_classes=num_classes, ignore_class=ignore_class),
+                "iou": iou_score(true, probs, num_classes=num_classes, ignore_class=ignore_class),
+                # both distances from one pair of distance maps
+                **surface_metrics((pred > 0) & valid, (true > 0) & valid),
             })
+            if confusion is not None:
+                classes = confusion.shape[0]
+                pairs = true[valid].astype(np.int64) * classes + pred[valid].astype(np.int64)
+                confusion += np.bincount(pairs, minlength=classes * classes).reshape(classes, classes)
             images.append(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
             trues.append(true.astype(np.uint8))
             preds.append(pred)
@@ -212,6 +224,61 @@ def _stacked(arrays):
     height = min(a.shape[0] for a in arrays)
     width = min(a.shape[1] for a in arrays)
     return np.stack([a[:height, :width] for a in arrays])
+
+
+def per_class_scores(confusion: np.ndarray) -> Dict[str, Any]:
+    """IoU and Dice of every class from a pixel confusion matrix (rows true, columns predicted).
+
+    ``IoU_c = TP / (TP + FP + FN)``, ``Dice_c = 2 TP / (2 TP + FP + FN)`` over all pixels of the
+    split (ignored pixels excluded). A class with no true and no predicted pixel has no score
+    (``None``) and stays out of the means; the means are unweighted over the other classes.
+
+    Returns:
+        ``{"classes": [{"class", "iou", "dice", "true_pixels", "predicted_pixels"}, ...],
+        "mean_iou", "mean_dice", "classes_scored"}``.
+    """
+    confusion = np.asarray(confusion, np.float64)
+    tp = np.diag(confusion)
+    true_pixels, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
+    union = true_pixels + predicted - tp
+    rows = []
+    for c in range(len(tp)):
+        scored = union[c] > 0
+        rows.append({"class": c, "iou": float(tp[c] / union[c]) if scored else None,
+                     "dice": float(2 * tp[c] / (true_pixels[c] + predicted[c])) if scored else None,
+                     "true_pixels": int(true_pixels[c]), "predicted_pixels": int(predicted[c])})
+    scored = [row for row in rows if row["iou"] is not None]
+    return {"classes": rows,
+            "mean_iou": float(np.mean([row["iou"] for row in scored])) if scored else None,
+            "mean_dice": float(np.mean([row["dice"] for row in scored])) if scored else None,
+            "classes_scored": len(scored)}
+
+
+def format_per_class(table: Dict[str, Any]) -> str:
+    """The table of :func:`per_class_scores` as aligned text (``-`` for a class with no pixel)."""
+    def number(value):
+        return "     -" if value is None else f"{value:.4f}"
+
+    lines = ["class       IoU    Dice  true pixels  predicted"]
+    for row in table["classes"]:
+        lines.append(f"{row['class']:>5}  {number(row['iou'])}  {number(row['dice'])}  "
+                     f"{row['true_pixels']:>11}  {row['predicted_pixels']:>9}")
+    lines.append(f"{'mean':>5}  {number(table['mean_iou'])}  {number(table['mean_dice'])}  "
+                 f"(over the {table['classes_scored']} classes with pixels)")
+    return "\n".join(lines)
+
+
+def write_per_class_csv(path: str, table: Dict[str, Any]) -> None:
+    """``per_class.csv``: one row per class, columns :data:`PER_CLASS_COLUMNS`, then a ``mean`` row."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=PER_CLASS_COLUMNS)
+    writer.writeheader()
+    writer.writerows({key: ("" if row[key] is None else row[key]) for key in PER_CLASS_COLUMNS}
+                     for row in table["classes"])
+    writer.writerow({"class": "mean", "iou": "" if table["mean_iou"] is None else table["mean_iou"],
+                     "dice": "" if table["mean_dice"] is None else table["mean_dice"],
+                     "true_pixels": "", "predicted_pixels": ""})
+    fileio.write_text_atomic(path, text.getvalue())
 
 
 def summarize_rows(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
@@ -241,7 +308,8 @@ def write_rows_csv(path: str, rows: Sequence[Dict[str, Any]]) -> None:
 def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", out: Optional[str] = None,
              batch_size: Optional[int] = None, seed: Optional[int] = None,
              fractions: Optional[Sequence[float]] = None, tiled: Optional[bool] = None,
-             tta: Optional[str] = None, overwrite: bool = False) -> Dict[str, Any]:
+             tta: Optional[str] = None, overwrite: bool = False,
+             ignore_class: Optional[int] = None) -> Dict[str, Any]:
     """Evaluate a saved model on one split of a data source.
 
     Unset arguments come from the model's run folder (``config.json`` next to
@@ -259,14 +327,17 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
             ``None``: when the run trained on patches (``patch_size`` in its ``config.json``,
             whose ``scale`` is then used). Otherwise images are resized to the model's input.
         tta: ``"flips"``: average the identity and the two flips (``None``/``"none"``: off).
+        ignore_class: a mask value whose pixels no score counts (default: the run's ``ignore_class``).
         overwrite: replace the files of an earlier evaluation in ``out``. Files tfseg did not
             write are never replaced, and ``out`` may not be a run folder (only training writes
             there; a new sub-folder such as ``RUN_DIR/eval`` is fine): see :mod:`tfseg.outputs`.
 
     Returns:
-        ``{split: {"dice", "iou", "loss", "num_images"}, "per_image": {...}, "model", "data"}``.
+        ``{split: {"dice", "iou", "loss", "num_images"}, "per_image": {...}, "per_class": {...},
+        "model", "data", "ignore_class"}``.
         ``dice``/``iou`` are over all pixels of the split (as in training); ``per_image``
-        summarises the per-image values (:func:`summarize_rows`).
+        summarises the per-image values (:func:`summarize_rows`); ``per_class`` holds the IoU and
+        Dice of each class and their means (:func:`per_class_scores`; ``per_class.csv`` in ``out``).
 
     When the model is a run's and the data, seed and fractions are the run's, the split is
     compared with the run's ``splits.json`` first.
@@ -311,16 +382,28 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     model = load_keras_model(path)
     image_size = model_image_size(model)
     num_classes = int(model.outputs[0].shape[-1])
+    if ignore_class is None and run_config is not None:
+        ignore_class = run_config.ignore_class
+    if ignore_class is not None:
+        from tfseg.config import check_ignore_class
+
+        ignore_class = check_ignore_class(ignore_class, num_classes)
     bare = not getattr(model, "compiled", False) or getattr(model, "loss", None) is None
     if bare:  # a model saved without its loss: score it, with no loss to report (Keras needs one to evaluate)
         import keras
 
-        model.compile(loss=lambda y_true, y_pred: keras.ops.zeros(()), metrics=default_metrics(num_classes))
+        model.compile(loss=lambda y_true, y_pred: keras.ops.zeros(()),
+                      metrics=default_metrics(num_classes, ignore_class))
+    elif ignore_class is not None:  # its own loss and metrics, leaving out the ignored pixels
+        from tfseg.losses import IgnoreClassLoss
+
+        loss = model.loss if isinstance(model.loss, IgnoreClassLoss) else IgnoreClassLoss(model.loss, ignore_class)
+        model.compile(loss=loss, metrics=default_metrics(num_classes, ignore_class))
     # Opened once (listed and checked once), with the model's classes for the kinds that take them.
     # (``synthetic`` is generated at one size: the run's image size when scoring whole images.)
     native = defaults.image_size if tiled and run_config is not None else image_size
     source = open_dataset_source(data, image_size=native if tiled else image_size,
-                                 num_classes=num_classes if num_classes > 1 else None)
+                                 num_classes=num_classes if num_classes > 1 else None, ignore_class=ignore_class)
     ids = list(source.split_ids(split, seed=seed, fractions=fractions))
     if run_config is not None and (str(data), seed, tuple(fractions)) == (
         str(run_config.data), run_config.seed, tuple(run_config.split_fractions())
@@ -342,16 +425,19 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     if tiled or tta != "none":
         predict = whole_image_predict(model, scale=scale, tta=tta, tiled=tiled)
         scores = scores_of_predictions(predict, dataset, num_classes,
-                                       loss=None if bare else getattr(model, "loss", None), desc=f"scoring {split}")
+                                       loss=None if bare else getattr(model, "loss", None), desc=f"scoring {split}",
+                                       ignore_class=ignore_class)
     else:
         scores = evaluate_dataset(model, dataset, desc=f"scoring {split}")
         if bare:
             scores["loss"] = None
     scores = {**scores, "num_images": len(ids)}
+    confusion = np.zeros((max(num_classes, 2),) * 2, np.int64)
     rows, images, trues, preds = per_image_rows(model, dataset, ids, num_classes, predict=predict,
-                                                desc=f"per-image scores of {split}")
-    result = {split: scores, "per_image": summarize_rows(rows), "model": path, "data": str(data),
-              "tiled": tiled, "tta": tta}
+                                                desc=f"per-image scores of {split}", ignore_class=ignore_class,
+                                                confusion=confusion)
+    result = {split: scores, "per_image": summarize_rows(rows), "per_class": per_class_scores(confusion),
+              "model": path, "data": str(data), "tiled": tiled, "tta": tta, "ignore_class": ignore_class}
     if tiled:
         from tfseg.saving import model_input_size
         from tfseg.tiling import DEFAULT_BLEND, DEFAULT_OVERLAP
@@ -366,6 +452,7 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
         outputs.claim(out, OUTPUT_FILES, "tfseg evaluate")
         fileio.write_json_atomic(fileio.join(out, "metrics.json"), result)
         write_rows_csv(fileio.join(out, "per_image.csv"), rows)
+        write_per_class_csv(fileio.join(out, "per_class.csv"), result["per_class"])
         dice = np.array([row["dice"] for row in rows])
         plot_dice_histogram(dice, fileio.join(out, "dice_histogram.png"))
         plot_best_worst(images, trues, preds, dice, fileio.join(out, "best_worst.png"),

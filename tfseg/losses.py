@@ -71,6 +71,7 @@ EPSILON = 1e-7
 __all__ = [
     "LOSS_NAMES",
     "get_loss",
+    "IgnoreClassLoss",
     "soft_counts",
     "is_pixel_weight",
     "dice_loss",
@@ -622,7 +623,61 @@ _CATEGORICAL = {
 LOSS_NAMES = LOSSES  # the names --loss accepts (defined once, in tfseg.config)
 
 
-def get_loss(name: str, num_classes: int = 1) -> keras.losses.Loss:
+@keras.saving.register_keras_serializable(package="tfseg")
+class IgnoreClassLoss(keras.losses.Loss):
+    """``loss`` with the pixels whose target is ``ignore_class`` left out (VOC's 255 object borders).
+
+    Those pixels get weight 0 (a per-pixel ``sample_weight``, see the module docstring: they leave the
+    Dice-type counts; a cross-entropy still divides by all pixels) and their target is
+    replaced by class 0 so that one-hot encoding stays in range. A ``sample_weight`` given
+    to the call (per image ``[B]`` or per pixel) is multiplied in.
+
+    Args:
+        loss: a ``keras.losses.Loss`` taking class-id targets ``[B, H, W(, 1)]``.
+        ignore_class: the target value to leave out.
+        name, reduction, dtype: as ``keras.losses.Loss`` (the wrapped loss reduces).
+
+    Example:
+        >>> import numpy as np
+        >>> loss = IgnoreClassLoss(get_loss("dice", num_classes=2), ignore_class=255)
+        >>> y = np.array([[[[1], [255]]]])                                # one pixel ignored
+        >>> p = np.array([[[[0.0, 1.0], [1.0, 0.0]]]], np.float32)       # right where it counts
+        >>> round(float(loss(y, p)), 4)
+        0.0
+    """
+
+    def __init__(self, loss, ignore_class=255, name=None, reduction="sum_over_batch_size", dtype=None):
+        if isinstance(loss, dict):
+            loss = keras.saving.deserialize_keras_object(loss)
+        self.loss = loss
+        self.ignore_class = int(ignore_class)
+        super().__init__(name=name or f"{getattr(loss, 'name', 'loss')}_ignore_{self.ignore_class}",
+                         reduction=reduction, dtype=dtype)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.convert_to_tensor(y_true)
+        if len(y_true.shape) == len(y_pred.shape) - 1:
+            y_true = ops.expand_dims(y_true, -1)
+        ignored = ops.equal(y_true, ops.cast(self.ignore_class, y_true.dtype))
+        weights = 1.0 - ops.cast(ignored, "float32")  # [B, H, W, 1]
+        if sample_weight is not None:
+            sample_weight = ops.cast(ops.convert_to_tensor(sample_weight), "float32")
+            if is_pixel_weight(sample_weight, y_pred):
+                weights = weights * ops.reshape(sample_weight, ops.shape(weights))
+            else:
+                weights = weights * ops.reshape(sample_weight, (-1, 1, 1, 1))
+        y_true = ops.where(ignored, ops.zeros_like(y_true), y_true)
+        return self.loss(y_true, y_pred, sample_weight=weights)
+
+    def call(self, y_true, y_pred):
+        return self.__call__(y_true, y_pred)
+
+    def get_config(self):
+        return {"loss": keras.saving.serialize_keras_object(self.loss), "ignore_class": self.ignore_class,
+                "name": self.name, "reduction": self.reduction, "dtype": self._dtype_policy.name}
+
+
+def get_loss(name: str, num_classes: int = 1, ignore_class=None) -> keras.losses.Loss:
     """The loss called ``name`` with its defaults, for one sigmoid or ``num_classes`` softmax channels.
 
     For ``num_classes > 1`` the binary names map to their categorical forms
@@ -631,6 +686,8 @@ def get_loss(name: str, num_classes: int = 1) -> keras.losses.Loss:
 
     Raises:
         ConfigError: unknown name (the message lists the choices), or ``cce*`` with one class.
+
+    ``ignore_class``: a target value whose pixels the loss leaves out (:class:`IgnoreClassLoss`).
 
     Example:
         >>> type(get_loss("bce_dice")).__name__, type(get_loss("dice", num_classes=3)).__name__
@@ -643,5 +700,7 @@ def get_loss(name: str, num_classes: int = 1) -> keras.losses.Loss:
     if num_classes == 1:
         if key not in _BINARY:
             raise ConfigError(f"loss {name!r} needs --num-classes 2 or more; for one class use bce or bce_dice")
-        return _BINARY[key](1)
-    return _CATEGORICAL[key](int(num_classes))
+        loss = _BINARY[key](1)
+    else:
+        loss = _CATEGORICAL[key](int(num_classes))
+    return loss if ignore_class is None else IgnoreClassLoss(loss, ignore_class)

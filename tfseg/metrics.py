@@ -542,14 +542,17 @@ class PixelAccuracy(_CountMetric):
         return ops.where(total > 0.0, correct / ops.maximum(total, 1e-30), 1.0)
 
 
-def default_metrics(num_classes: int = 1):
+def default_metrics(num_classes: int = 1, ignore_class: Optional[int] = None):
     """The metrics every run reports: ``[Dice(...), IoU(...)]`` (logged as ``dice``, ``iou``).
+
+    ``ignore_class``: a mask value whose pixels no metric counts (e.g. 255).
 
     Example:
         >>> [m.name for m in default_metrics()]
         ['dice', 'iou']
     """
-    return [Dice(num_classes=num_classes), IoU(num_classes=num_classes)]
+    return [Dice(num_classes=num_classes, ignore_class=ignore_class),
+            IoU(num_classes=num_classes, ignore_class=ignore_class)]
 
 
 # --------------------------------------------------------------------------

@@ -12,8 +12,9 @@ def register(subparsers):
         "evaluate",
         help="Dice/IoU/loss of a saved model on a data split, per-image CSV and figures",
         description="Evaluate a model.keras (or a run folder) on one split of a data source. Prints Dice, "
-        "IoU and loss; with --out also writes metrics.json, per_image.csv (id, dice, iou, hausdorff95, "
-        "mean_surface_distance), dice_histogram.png and best_worst.png. Settings not given are taken "
+        "IoU and loss, and a table of IoU and Dice per class with their means; with --out also writes "
+        "metrics.json, per_image.csv (id, dice, iou, hausdorff95, mean_surface_distance), per_class.csv, "
+        "dice_histogram.png and best_worst.png. Settings not given are taken "
         "from the run folder's config.json, so the split is the one the run was trained with.",
     )
     parser.add_argument("--model", required=True, metavar="PATH", help="a model.keras file or a run folder")
@@ -37,6 +38,8 @@ def register(subparsers):
     from tfseg.commands.predict import add_tiling_flags
 
     add_tiling_flags(parser)
+    parser.add_argument("--ignore-class", type=int, default=None, metavar="V",
+                        help="mask value left out of every score, e.g. 255 (default: the run's --ignore-class)")
     parser.set_defaults(run=run)
     return parser
 
@@ -55,7 +58,7 @@ def run(args) -> int:
         fractions = TrainConfig(val_fraction=val, test_fraction=test).split_fractions()  # validates them
     result = evaluate(args.model, data=args.data, split=args.split, out=args.out, batch_size=args.batch_size,
                       seed=args.seed, fractions=fractions, tiled=args.tiled, tta=args.tta,
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite, ignore_class=args.ignore_class)
     scores, per_image = result[args.split], result["per_image"]
     loss = scores.get("loss")
     print(f"{args.split}: dice {scores['dice']:.4f}  iou {scores['iou']:.4f}"
@@ -64,6 +67,11 @@ def run(args) -> int:
           + (", flip TTA" if result["tta"] == "flips" else "")
           + f"; per-image dice mean {per_image['dice_mean']:.4f}, "
           f"median {per_image['dice_median']:.4f}; hd95 median {per_image['hausdorff95_median']:.2f} px)")
+    from tfseg.evaluation import format_per_class
+
+    ignored = "" if result["ignore_class"] is None else f" (mask value {result['ignore_class']} ignored)"
+    print(f"per class on {args.split}{ignored}:")
+    print(format_per_class(result["per_class"]))
     if args.out:
-        print(f"wrote {args.out}/metrics.json, per_image.csv, dice_histogram.png, best_worst.png")
+        print(f"wrote {args.out}/metrics.json, per_image.csv, per_class.csv, dice_histogram.png, best_worst.png")
     return 0

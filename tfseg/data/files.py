@@ -465,8 +465,9 @@ def _describe_values(values: Sequence[int]) -> str:
     return "{" + ", ".join(map(str, values)) + "}"
 
 
-def mask_value_problem(info: FileInfo, num_classes: int, mask_threshold: Optional[int]) -> str:
-    """Why a mask's values do not fit the source (``""`` when they do)."""
+def mask_value_problem(info: FileInfo, num_classes: int, mask_threshold: Optional[int],
+                       ignore_class: Optional[int] = None) -> str:
+    """Why a mask's values do not fit the source (``""`` when they do; ``ignore_class`` is allowed)."""
     values = set(info.values)
     if num_classes == 1:
         if mask_threshold is not None or values <= {0, 1} or values <= {0, 255}:
@@ -475,7 +476,7 @@ def mask_value_problem(info: FileInfo, num_classes: int, mask_threshold: Optiona
                 "(noisy JPEG or anti-aliased masks: pass mask_threshold=127; class-id masks: num_classes=N)")
     if info.coloured:
         return "colour mask: class-id masks must be single-channel (grayscale or palette PNG)"
-    bad = sorted(v for v in values if v >= num_classes)
+    bad = sorted(v for v in values if v >= num_classes and v != ignore_class)
     if bad:
         return f"mask values {_describe_values(bad)} are not class ids 0..{num_classes - 1} (num_classes={num_classes})"
     return ""
@@ -590,9 +591,14 @@ class FileSource(Source):
     checked = True
 
     def __init__(self, spec: SourceSpec, num_classes: Optional[int] = None, skip_bad: bool = False,
-                 mask_threshold: Optional[int] = None):
+                 mask_threshold: Optional[int] = None, ignore_class: Optional[int] = None):
         self.spec = spec
         self.num_classes = _num_classes(spec, num_classes)
+        if ignore_class is not None:
+            from tfseg.config import check_ignore_class
+
+            ignore_class = check_ignore_class(ignore_class, self.num_classes)
+        self.ignore_class = ignore_class  # a mask value allowed beside the class ids (left out of scores)
         if mask_threshold is not None:
             if self.num_classes != 1 or isinstance(mask_threshold, bool) or not 0 <= int(mask_threshold) <= 254:
                 raise ConfigError(f"mask_threshold={mask_threshold!r}: an integer 0..254, for binary sources only")
@@ -678,7 +684,7 @@ class FileSource(Source):
             elif mask_info.encoding:
                 found.append((str(pair.mask), mask_info.encoding))
             else:
-                why = mask_value_problem(mask_info, self.num_classes, self.mask_threshold)
+                why = mask_value_problem(mask_info, self.num_classes, self.mask_threshold, self.ignore_class)
                 if why:
                     found.append((str(pair.mask), why))
             if not found and image_info.size != mask_info.size:
@@ -908,7 +914,7 @@ def _find_by_stem(folder: str, stem: str) -> Optional[str]:
 
 # --------------------------------------------------------------------------- openers
 
-_FILE_OPTIONS = ("num_classes", "skip_bad", "mask_threshold")
+_FILE_OPTIONS = ("num_classes", "skip_bad", "mask_threshold", "ignore_class")
 
 
 def _open(cls, spec: SourceSpec, options, extra=()):

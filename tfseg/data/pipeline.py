@@ -128,7 +128,7 @@ def load_dataset(
     def resized(example):
         mask = example["mask"]
         if classes > 1:  # before resizing, which may skip the offending pixels
-            mask = _checked_class_ids(mask, classes, example["id"])
+            mask = _checked_class_ids(mask, classes, example["id"], getattr(opened, "ignore_class", None))
         return resize_example(example["image"], mask, size, classes)
 
     # Plain TensorFlow ops: autograph's source conversion would only add tracing time (a cold start cost).
@@ -197,7 +197,7 @@ def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch
     def stored(example):
         mask = example["mask"]
         if classes > 1:
-            mask = _checked_class_ids(mask, classes, example["id"])
+            mask = _checked_class_ids(mask, classes, example["id"], getattr(opened, "ignore_class", None))
         image, mask = native_example(example["image"], mask, classes)
         return rescale_example(image, mask, scale)
 
@@ -276,19 +276,20 @@ def dataset_summary(source, seed: int = 0, fractions=DEFAULT_FRACTIONS, **source
 # Pipeline settings that a source kind also needs when it is opened: the file
 # sources validate every file up front, so ``skip_bad`` must reach them there.
 _OPENER_SETTINGS = {
-    "folder": ("num_classes", "skip_bad"),
-    "mads": ("num_classes", "skip_bad"),
-    "ph2": ("num_classes", "skip_bad"),
+    "folder": ("num_classes", "skip_bad", "ignore_class"),
+    "mads": ("num_classes", "skip_bad", "ignore_class"),
+    "ph2": ("num_classes", "skip_bad", "ignore_class"),
     "tfrecord": ("num_classes", "skip_bad"),
     "tfds": ("num_classes",),
 }
 
 
-def open_dataset_source(source, image_size=None, num_classes=None, skip_bad=False, **options) -> Source:
+def open_dataset_source(source, image_size=None, num_classes=None, skip_bad=False, ignore_class=None,
+                        **options) -> Source:
     """Open ``source`` for the pipeline; ``synthetic`` is generated at ``image_size`` directly.
 
-    ``num_classes`` and ``skip_bad`` reach the kinds that take them when opening
-    (file sources check every file up front). An opened :class:`Source` passes
+    ``num_classes``, ``skip_bad`` and ``ignore_class`` (a mask value allowed beside the class
+    ids) reach the kinds that take them when opening (file sources check every file up front). An opened :class:`Source` passes
     through (it cannot take options).
     """
     if isinstance(source, Source):
@@ -300,7 +301,7 @@ def open_dataset_source(source, image_size=None, num_classes=None, skip_bad=Fals
         height, width = image_hw(image_size)
         # Generated square; a non-square request is resized from the larger side.
         options["image_size"] = max(height, width, 8)
-    settings = {"num_classes": num_classes, "skip_bad": skip_bad}
+    settings = {"num_classes": num_classes, "skip_bad": skip_bad, "ignore_class": ignore_class}
     for name in _OPENER_SETTINGS.get(spec.kind, ()):
         if settings[name] not in (None, False):
             options.setdefault(name, settings[name])
@@ -494,9 +495,13 @@ def _mask_values(mask, num_classes):
     return mask, threshold
 
 
-def _checked_class_ids(mask, num_classes, sample_id):
-    """``mask``, after checking that its ids are below ``num_classes`` (else the error names the sample)."""
-    top = tf.reduce_max(tf.cast(mask, tf.int32))
+def _checked_class_ids(mask, num_classes, sample_id, ignore_class=None):
+    """``mask``, after checking that its ids are below ``num_classes`` or ``ignore_class`` (else the
+    error names the sample)."""
+    values = tf.cast(mask, tf.int32)
+    if ignore_class is not None:  # the ignored value stays in the mask; the loss and metrics leave it out
+        values = tf.where(values == int(ignore_class), 0, values)
+    top = tf.reduce_max(values)
     check = tf.debugging.Assert(
         top < num_classes, [f"mask class id >= num_classes={num_classes} in sample", sample_id, "max id", top]
     )

@@ -344,11 +344,12 @@ class WholeImageValidation(keras.callbacks.Callback):
         scale: the run's ``scale`` (images are resized by it before the windows run).
     """
 
-    def __init__(self, dataset, num_classes: int, scale: float = 1.0):
+    def __init__(self, dataset, num_classes: int, scale: float = 1.0, ignore_class=None):
         super().__init__()
         self.dataset = dataset
         self.num_classes = int(num_classes)
         self.scale = float(scale)
+        self.ignore_class = ignore_class
 
     def on_epoch_end(self, epoch, logs=None):
         from tfseg.evaluation import scores_of_predictions, whole_image_predict
@@ -356,6 +357,7 @@ class WholeImageValidation(keras.callbacks.Callback):
         if logs is None:
             return
         predict = whole_image_predict(self.model, scale=self.scale, tiled=True)
-        scores = scores_of_predictions(predict, self.dataset, self.num_classes, loss=self.model.loss)
+        scores = scores_of_predictions(predict, self.dataset, self.num_classes, loss=self.model.loss,
+                                       ignore_class=self.ignore_class)
         for name, value in scores.items():
             logs[f"val_{name}"] = value

@@ -66,8 +66,8 @@ def compile_model(model, config: TrainConfig, num_classes: int, learning_rate: f
 
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate if schedule is None else schedule),
-        loss=get_loss(config.loss, num_classes),
-        metrics=default_metrics(num_classes),
+        loss=get_loss(config.loss, num_classes, config.ignore_class),
+        metrics=default_metrics(num_classes, config.ignore_class),
         jit_compile=config.jit_compile,
     )
 
@@ -179,7 +179,7 @@ def make_callbacks(config, run_dir, throughput, nan_guard, backup, val_dataset, 
             monitor=MONITOR, mode="max", factor=0.5, patience=max(2, config.patience // 2), min_lr=1e-6
         )
     validation = [] if config.patch_size is None else [
-        WholeImageValidation(val_dataset, num_classes, config.scale)]
+        WholeImageValidation(val_dataset, num_classes, config.scale, config.ignore_class)]
     callbacks = [
         throughput,
         nan_guard,

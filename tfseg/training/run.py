@@ -108,7 +108,8 @@ def _train(config: TrainConfig, verbose: int, force_new: bool) -> Dict[str, Any]
 
     with precision_policy(config.precision, config) as policy:
         # skip_bad must reach the file sources, which check every file when opened
-        source = open_dataset_source(config.data, image_size=config.image_size, skip_bad=config.skip_bad)
+        source = open_dataset_source(config.data, image_size=config.image_size, skip_bad=config.skip_bad,
+                                     **_class_options(config))
         ids = split_ids(source, config)
         # a resumed run keeps the split it started with: stop if the data or the split rule moved ids
         splits_stored = status == "resume" and check_stored_splits(run_dir, ids)
@@ -149,7 +150,8 @@ def _train(config: TrainConfig, verbose: int, force_new: bool) -> Dict[str, Any]
 
             def scores(model, dataset, desc):
                 predict = whole_image_predict(model, scale=config.scale, tiled=True)
-                return scores_of_predictions(predict, dataset, num_classes, loss=model.loss, desc=desc)
+                return scores_of_predictions(predict, dataset, num_classes, loss=model.loss, desc=desc,
+                                             ignore_class=config.ignore_class)
 
         best_epoch = _best_epoch(final)
         log(f"scoring the best model{'' if best_epoch is None else f' (epoch {best_epoch})'} on val "
@@ -224,6 +226,13 @@ def describe_run(config: TrainConfig, ids: Dict[str, List[str]], num_classes: in
             f"strategy {distribute.strategy_name(strategy)} ({replicas} replica{'s' if replicas != 1 else ''}, "
             f"batch {config.batch_size} per replica, {distribute.global_batch_size(config.batch_size, strategy)} "
             f"in all); {config.epochs} epochs into {run_dir_of(config)}")
+
+
+def _class_options(config: TrainConfig) -> Dict[str, Any]:
+    # The file sources check mask values when opened: they must know the classes and the ignored value.
+    if config.ignore_class is None:
+        return {}
+    return {"num_classes": config.num_classes, "ignore_class": config.ignore_class}
 
 
 def tiling_options(config: TrainConfig) -> Dict[str, Any]:
