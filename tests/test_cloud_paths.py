@@ -51,6 +51,7 @@ def tree(root):
 
 
 def write_png(path, array):
+    tf.io.gfile.makedirs(path.rsplit("/", 1)[0])
     data = io.BytesIO()
     Image.fromarray(array).save(data, format="PNG")
     with tf.io.gfile.GFile(path, "wb") as f:
@@ -178,6 +179,20 @@ def test_export_to_ram_loads_back_with_tf_saved_model_load(ram_run, capsys):
     assert code == 0, text
     interpreter = tf.lite.Interpreter(model_content=tf.io.gfile.GFile(f"{out}-lite/model.tflite", "rb").read())
     interpreter.allocate_tensors()
+
+    # The SavedModel and the .tflite on ram:// serve `tfseg predict` as they are.
+    write_png(f"{out}-in/a.png", np.random.default_rng(2).integers(0, 256, (20, 24, 3)).astype(np.uint8))
+    for model, pred in ((out, f"{out}-pred-sm"), (f"{out}-lite/model.tflite", f"{out}-pred-lite")):
+        code, text = run_cli(capsys, "predict", "--model", model, f"{out}-in/a.png", "--out", pred)
+        assert code == 0, text
+        assert read_png(f"{pred}/a_mask.png").shape == (20, 24)
+
+    # ONNX: tf2onnx writes a local file, which is copied to ram:// and checked from there.
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    code, text = run_cli(capsys, "export", "--model", ram_run, "--out", f"{out}-onnx/m.onnx", "--format", "onnx")
+    assert code == 0, text
+    assert tf.io.gfile.GFile(f"{out}-onnx/m.onnx", "rb").size() > 0
 
 
 @pytest.mark.slow
