@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from tfseg import fileio
-from tfseg.training.run_folder import BACKUP_DIR, MODEL_FILE, STATE_FILE
+from tfseg.training.run_folder import BACKUP_DIR, MODEL_FILE, STATE_FILE, remove_superseded_weights
 
 MONITOR = "val_dice"
 
@@ -284,9 +284,7 @@ class RunBackup(keras.callbacks.Callback):
             "seconds": self.seconds_before + time.perf_counter() - self.clock_start,
         }
         fileio.write_json_atomic(self.state_path, state)
-        for old in fileio.listdir(self.backup_dir):  # superseded now that state.json names the new file
-            if old.endswith(".weights.h5") and old != name and not fileio.is_temporary(old):
-                fileio.remove(fileio.join(self.backup_dir, old))
+        remove_superseded_weights(self.run_dir)  # now that state.json names the new file
 
 
 def restore_weights(model, run_dir: str, phase: int) -> int:

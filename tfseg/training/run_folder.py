@@ -136,12 +136,39 @@ def run_status(config: TrainConfig, force_new: bool = False) -> str:
 
 
 def start_run_dir(config: TrainConfig, status: str, log=print) -> None:
-    """Create RUN_DIR (moving an old one aside for ``"replace"``) and write ``config.json``."""
+    """Create RUN_DIR (moving an old one aside for ``"replace"``) and write ``config.json``.
+
+    A resumed run first deletes the hidden temporaries a killed session left in RUN_DIR,
+    ``backup/`` and ``saved_model/`` (:func:`tfseg.fileio.remove_stale_temporaries`), and
+    backup weights that ``state.json`` no longer names (:func:`remove_superseded_weights`).
+    """
     run_dir = run_dir_of(config)
     if status == "replace":
         log(f"force_new: moved the previous run to {move_aside(run_dir)}")
+    for folder in (run_dir, fileio.join(run_dir, BACKUP_DIR), fileio.join(run_dir, "saved_model")):
+        fileio.remove_stale_temporaries(folder)
+    if status == "resume":  # a kill after state.json moved on but before the old weights were deleted
+        remove_superseded_weights(run_dir)
     fileio.makedirs(run_dir)
     fileio.write_text_atomic(fileio.join(run_dir, CONFIG_FILE), config.to_json())
+
+
+def remove_superseded_weights(run_dir: str) -> List[str]:
+    """Delete the ``backup/*.weights.h5`` files that ``state.json`` does not name; return them.
+
+    Nothing is deleted unless the file ``state.json`` names exists (a damaged backup is left
+    as it is, for ``--force-new`` to move aside).
+    """
+    backup_dir = fileio.join(run_dir, BACKUP_DIR)
+    named = training_state(run_dir).get("weights")
+    if not named or not fileio.exists(fileio.join(backup_dir, str(named))):
+        return []
+    removed = []
+    for name in fileio.listdir(backup_dir):
+        if name.endswith(".weights.h5") and name != named and not fileio.is_temporary(name):
+            fileio.remove(fileio.join(backup_dir, name))
+            removed.append(name)
+    return removed
 
 
 def truncate_history(path: str, epochs: int) -> None:

@@ -1,0 +1,138 @@
+"""Crash ordering: a training run that fails at ANY of its file operations resumes with the same
+command and finishes with a valid run folder.
+
+Every operation that changes the run folder (a rename that publishes an atomic write, a file opened
+for writing, a delete, a folder created, Keras saving a model or weights, a history row, a figure,
+the SavedModel publication) is counted in a clean run; then for each N the N-th operation raises
+before it happens (a crash between operation N-1 and N), and the same ``train`` call is made again
+without faults. The ``kill -9`` variant is ``tests/test_resume.py``.
+"""
+
+import csv
+import os
+
+import keras
+import pytest
+import tensorflow as tf
+
+from tfseg import evaluation, export, fileio, viz
+from tfseg.config import TrainConfig
+from tfseg.saving import load_keras_model
+from tfseg.training import train
+
+EPOCHS = 2
+TINY = dict(data="synthetic:24", image_size=16, base_filters=2, depth=1, batch_size=8, epochs=EPOCHS, patience=20)
+
+
+class InjectedFault(Exception):
+    pass
+
+
+def _wrap(counter, function, is_write=lambda *args, **kwargs: True):
+    def wrapper(*args, **kwargs):
+        if is_write(*args, **kwargs):
+            counter["calls"] += 1
+            if counter["calls"] == counter["fail_at"]:
+                raise InjectedFault(f"file operation {counter['calls']} ({function.__qualname__})")
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+def _opened_for_writing(path, mode="r"):
+    return any(flag in mode for flag in "wa+")
+
+
+def inject_faults(monkeypatch, fail_at):
+    """Count (and fail at the ``fail_at``-th of) every file operation of a run; returns the counter."""
+    counter = {"calls": 0, "fail_at": fail_at}
+    for owner, name in [(fileio, "rename"), (fileio, "remove"), (fileio, "rmtree"), (fileio, "makedirs"),
+                        (viz, "save_figure"), (export, "_publish_folder")]:
+        monkeypatch.setattr(owner, name, _wrap(counter, getattr(owner, name)))
+    monkeypatch.setattr(fileio, "open_file", _wrap(counter, fileio.open_file, _opened_for_writing))
+    for owner, name in [(keras.Model, "save"), (keras.Model, "save_weights")]:
+        monkeypatch.setattr(owner, name, _wrap(counter, getattr(owner, name)))
+    return counter
+
+
+def check_run_folder(run):
+    """The run folder a complete run leaves, and nothing half-done in it."""
+    metrics = fileio.read_json(os.path.join(run, "metrics.json"))
+    assert metrics["epochs_completed"] == EPOCHS
+    load_keras_model(os.path.join(run, "model.keras"))  # loads, finite weights
+    with open(os.path.join(run, "history.csv")) as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == list(range(EPOCHS))
+    assert "serving_default" in tf.saved_model.load(os.path.join(run, "saved_model", "1")).signatures
+    for folder in (run, os.path.join(run, "backup"), os.path.join(run, "saved_model")):
+        assert not [name for name in os.listdir(folder) if fileio.is_temporary(name)], folder
+    backups = [name for name in os.listdir(os.path.join(run, "backup")) if name.endswith(".weights.h5")]
+    assert backups == [f"epoch-{EPOCHS:04d}.weights.h5"]
+
+
+def plant_stale_temporaries(run):
+    """What a ``kill -9`` at the wrong moment leaves: hidden temporaries of a dead process (pid 2**22+1)."""
+    dead = 2**22 + 1
+    for folder, name in [(run, f".model.tmp-{dead}-abcdef.keras"),
+                         (os.path.join(run, "backup"), f".epoch-0001.tmp-{dead}-abcdef.weights.h5"),
+                         (os.path.join(run, "saved_model"), f".tmp-{dead}-export-xyz")]:
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, name), "w") as f:
+            f.write("half")
+
+
+@pytest.fixture(scope="module")
+def write_points(tmp_path_factory):
+    """The number of file operations of a clean run (and that run's folder, checked)."""
+    run = str(tmp_path_factory.mktemp("clean") / "run")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        counter = inject_faults(monkeypatch, fail_at=0)
+        train(TrainConfig(**TINY, out=run), verbose=0)
+    check_run_folder(run)
+    assert counter["calls"] > 20, counter  # every epoch: weights, state.json, checkpoint, history row...
+    return counter["calls"]
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed_on_resume(tmp_path, monkeypatch):
+    run = str(tmp_path / "run")
+    counter = inject_faults(monkeypatch, fail_at=10**9)
+    train(TrainConfig(**{**TINY, "epochs": 1}, out=run), verbose=0)
+    assert counter["calls"] > 0
+    plant_stale_temporaries(run)
+    train(TrainConfig(**TINY, out=run), verbose=0)  # one more epoch: a resume
+    check_run_folder(run)
+
+
+def test_weights_left_by_a_crash_before_their_deletion_are_removed_on_resume(tmp_path):
+    from tfseg.training.run_folder import start_run_dir
+
+    run = str(tmp_path / "run")
+    backup = os.path.join(run, "backup")
+    os.makedirs(backup)
+    for name in ("epoch-0001.weights.h5", "epoch-0002.weights.h5"):
+        with open(os.path.join(backup, name), "w") as f:
+            f.write("weights")
+    fileio.write_json_atomic(os.path.join(backup, "state.json"), {"epoch": 2, "weights": "epoch-0002.weights.h5"})
+    start_run_dir(TrainConfig(**TINY, out=run), "resume", log=lambda message: None)
+    assert sorted(os.listdir(backup)) == ["epoch-0002.weights.h5", "state.json"]
+
+
+@pytest.mark.slow
+def test_a_fault_at_every_write_point_then_the_same_command_finishes(tmp_path, write_points):
+    failures = []
+    for fail_at in range(1, write_points + 1):
+        run = str(tmp_path / f"run-{fail_at}")
+        config = TrainConfig(**TINY, out=run)
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            inject_faults(monkeypatch, fail_at)
+            try:
+                train(config, verbose=0)
+                outcome = "no fault (the operation is not reached when it fails?)"
+            except InjectedFault as fault:
+                outcome = str(fault)
+        print(f"write point {fail_at}/{write_points}: {outcome}", flush=True)  # pytest -s shows the progress
+        try:
+            train(config, verbose=0)  # the same command, no faults
+            check_run_folder(run)
+        except Exception as err:  # noqa: BLE001 - collect every failing write point, then report them all
+            failures.append(f"fault at operation {fail_at}: {type(err).__name__}: {err}")
+    assert not failures, "\n".join(failures)
