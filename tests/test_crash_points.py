@@ -61,7 +61,7 @@ def check_run_folder(run):
     assert metrics["epochs_completed"] == EPOCHS
     load_keras_model(os.path.join(run, "model.keras"))  # loads, finite weights
     with open(os.path.join(run, "history.csv")) as f:
-        assert [int(row["epoch"]) for row in csv.DictReader(f)] == list(range(EPOCHS))
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == list(range(1, EPOCHS + 1))  # each epoch once
     assert "serving_default" in tf.saved_model.load(os.path.join(run, "saved_model", "1")).signatures
     for folder in (run, os.path.join(run, "backup"), os.path.join(run, "saved_model")):
         assert not [name for name in os.listdir(folder) if fileio.is_temporary(name)], folder
