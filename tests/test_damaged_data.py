@@ -18,6 +18,7 @@ from sources_testdata import disc, rgb, write_folder
 from tfseg.cli import main
 from tfseg.data import open_source
 from tfseg.data.files import png_problem
+from tfseg.data.inspect import inspect_source
 from tfseg.data.tfrecord import write_shards
 from tfseg.errors import DataError
 
@@ -151,6 +152,11 @@ def test_mask_drawn_only_in_the_alpha_channel_is_read_from_alpha(tmp_path):
     source = open_source(f"folder:{tmp_path}")
     for example in source.examples(source.ids()).as_numpy_iterator():
         np.testing.assert_array_equal(example["mask"][..., 0], written[example["id"].decode()][1])
+    # inspect says so, and counts the lesion as foreground (it reported 0% before)
+    report = inspect_source(f"folder:{tmp_path}")
+    assert sum("alpha channel" in w["message"] for w in report["warnings"]) == 3
+    expected = np.mean([mask.mean() for _, mask in written.values()])
+    assert abs(report["class_fraction"]["1"] - expected) < 1e-3
 
 
 @pytest.mark.parametrize("values, message", [

@@ -193,6 +193,7 @@ class FileInfo:
             ``"image:C"``, the file's C channels) or ``"palette_bmp"``; ``""``: Pillow.
         error: why the file cannot be read, else ``""``.
         encoding: for a mask, why its encoding hides the mask (read as one value), else ``""``.
+        note: for a mask, how it was read when that is unusual (alpha as the mask), else ``""``.
     """
 
     format: str = ""
@@ -205,6 +206,7 @@ class FileInfo:
     error: str = ""
     encoding: str = ""
     decoder: str = ""
+    note: str = ""
 
     @property
     def size(self) -> str:
@@ -410,6 +412,11 @@ def _check_file(path: str, is_mask: bool) -> FileInfo:
                 return FileInfo(fmt, mode, width, height, graph=bool(decoder), decoder=decoder)
             image.load()
             values, encoding = _mask_values(image)
+            alpha = ""
+            if "A" in mode and not encoding:
+                pixels = np.asarray(image)
+                if not np.array_equal(values, pixels[..., :-1].max(axis=-1)):
+                    alpha = "mask drawn only in the alpha channel (colour constant): its alpha is the mask"
             coloured = False
             if mode in ("RGB", "RGBA", "RGBX"):
                 rgb = np.asarray(image)[..., :3]
@@ -418,7 +425,7 @@ def _check_file(path: str, is_mask: bool) -> FileInfo:
         found = {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
         decoder = graph_decoder(path, fmt, mode, True)
         return FileInfo(fmt, mode, width, height, found, coloured, bool(decoder), encoding=encoding,
-                        decoder=decoder)
+                        decoder=decoder, note=alpha)
     except Exception as err:  # noqa: BLE001 - any decoder failure means "unreadable", reported per file
         if type(err).__name__ == "UnidentifiedImageError":
             return FileInfo(error="not an image format Pillow or TensorFlow can read")
@@ -687,6 +694,8 @@ class FileSource(Source):
                 why = mask_value_problem(mask_info, self.num_classes, self.mask_threshold, self.ignore_class)
                 if why:
                     found.append((str(pair.mask), why))
+            if not found and mask_info.note:
+                self.warnings.append((str(pair.mask), mask_info.note))
             if not found and image_info.size != mask_info.size:
                 if _same_shape(image_info, mask_info):
                     self.warnings.append((str(pair.mask), f"mask {mask_info.size} differs from image "
