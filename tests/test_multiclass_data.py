@@ -135,3 +135,171 @@ def test_evaluate_prints_and_writes_the_per_class_table(tmp_path, capsys):
     assert float(rows[-1]["iou"]) == pytest.approx(np.mean(expected_iou))
     assert "mask value 255 ignored" in printed.out and "mean" in printed.out
     assert f"{465 / 480:.4f}" in printed.out
+
+
+@pytest.mark.parametrize("mode", ["L", "P"])  # VOC's masks are palette PNGs: the palette index is the class
+def test_255_borders_in_grayscale_and_palette_masks_load_as_ids(tmp_path, mode):
+    from tfseg.data.sources import open_source
+
+    root = str(tmp_path / "voc")
+    data = write_voc_like_folder(root, count=3)
+    if mode == "P":
+        for name in os.listdir(os.path.join(root, "masks")):
+            path = os.path.join(root, "masks", name)
+            mask = Image.open(path).convert("L")
+            palette = Image.new("P", mask.size)
+            palette.putpalette([v for i in range(256) for v in (i, 255 - i, (7 * i) % 256)])
+            palette.putdata(list(mask.getdata()))
+            palette.save(path)
+    source = open_source(data, num_classes=3, ignore_class=IGNORE)
+    masks = [example["mask"][..., 0] for example in source.examples(source.ids()).as_numpy_iterator()]
+    expected = np.asarray(Image.open(os.path.join(root, "masks", "v0.png")))
+    assert sorted(np.unique(expected).tolist()) == [0, 1, 2, 255]
+    for mask in masks:
+        np.testing.assert_array_equal(mask, expected)
+
+
+# --------------------------------------------------------------------------- colour-coded masks
+COLOURS = {0: (0, 0, 0), 1: (128, 128, 128), 2: (128, 0, 0), 3: (64, 0, 128)}
+
+
+def write_colormap(path, colours=COLOURS, header=True, extra=()):
+    with open(path, "w") as f:
+        if header:
+            f.write("class_id,r,g,b,name\n")
+        for class_id, (r, g, b) in colours.items():
+            f.write(f"{class_id},{r},{g},{b},class{class_id}\n")
+        for line in extra:
+            f.write(line + "\n")
+    return path
+
+
+def class_ids(seed, size=24):
+    rng = np.random.default_rng(seed)
+    ids = np.zeros((size, size), np.uint8)
+    for class_id in (1, 2, 3):
+        y, x = rng.integers(0, size - 8, 2)
+        ids[y:y + 8, x:x + 8] = class_id
+    return ids
+
+
+def save_colour_mask(path, ids, fmt, colours=COLOURS):
+    rgb = np.zeros(ids.shape + (3,), np.uint8)
+    for class_id, colour in colours.items():
+        rgb[ids == class_id] = colour
+    if fmt == "png-palette":
+        image = Image.fromarray(rgb).quantize(colors=len(colours), method=Image.Quantize.FASTOCTREE, dither=0)
+        assert np.array_equal(np.asarray(image.convert("RGB")), rgb)
+        image.save(path + ".png")
+    elif fmt == "png-rgba":
+        Image.fromarray(np.dstack([rgb, np.full(ids.shape, 255, np.uint8)])).save(path + ".png")
+    elif fmt == "bmp":
+        Image.fromarray(rgb).save(path + ".bmp")
+    else:
+        Image.fromarray(rgb).save(path + ".png")
+
+
+def write_colour_folder(root, fmt="png", count=6):
+    os.makedirs(os.path.join(root, "images"))
+    os.makedirs(os.path.join(root, "masks"))
+    expected = {}
+    for i in range(count):
+        ids = class_ids(i)
+        image = np.stack([ids * 60, ids * 30, 255 - ids * 50], -1).astype(np.uint8)
+        Image.fromarray(image).save(os.path.join(root, "images", f"c{i}.png"))
+        save_colour_mask(os.path.join(root, "masks", f"c{i}"), ids, fmt)
+        expected[f"c{i}"] = ids
+    return expected
+
+
+@pytest.mark.parametrize("fmt", ["png", "png-palette", "png-rgba", "bmp"])
+def test_colour_masks_read_as_class_ids_through_the_colour_map(tmp_path, fmt):
+    from tfseg.data import load_dataset
+    from tfseg.data.sources import open_source
+
+    root = str(tmp_path / "camvid")
+    expected = write_colour_folder(root, fmt)
+    colormap = write_colormap(str(tmp_path / "classes.csv"))
+    data = f"folder:{root}?colormap={colormap}"
+    source = open_source(data)
+    assert source.num_classes == 4
+    for example in source.examples(source.ids()).as_numpy_iterator():
+        np.testing.assert_array_equal(example["mask"][..., 0], expected[example["id"].decode()])
+    # the training pipeline: int32 class ids at the image size
+    images, masks = next(iter(load_dataset(data, split="train", image_size=24, batch_size=2, augment=False,
+                                           shuffle=False)))
+    assert masks.dtype.name == "int32" and set(np.unique(masks.numpy())) <= {0, 1, 2, 3}
+
+
+def test_a_colour_not_in_the_map_names_the_file_and_the_colour(tmp_path):
+    from tfseg.data.sources import open_source
+
+    root = str(tmp_path / "camvid")
+    write_colour_folder(root)
+    bad = os.path.join(root, "masks", "c3.png")
+    rgb = np.asarray(Image.open(bad).convert("RGB")).copy()
+    rgb[0, 0] = (7, 8, 9)
+    Image.fromarray(rgb).save(bad)
+    colormap = write_colormap(str(tmp_path / "classes.csv"))
+    with pytest.raises(DataError) as raised:
+        open_source(f"folder:{root}?colormap={colormap}")
+    text = str(raised.value) + " " + " ".join(f"{p}: {m}" for p, m in raised.value.problems)
+    assert "c3.png" in text and "(7, 8, 9)" in text and "classes.csv" in text, text
+
+
+def test_a_colour_mapped_to_the_ignore_value(tmp_path):
+    from tfseg.data.sources import open_source
+
+    root = str(tmp_path / "camvid")
+    expected = write_colour_folder(root, count=4)
+    colours = {**COLOURS}
+    del colours[3]
+    colormap = write_colormap(str(tmp_path / "classes.csv"), colours, header=False,
+                              extra=["# the void colour", "255,64,0,128,void"])
+    source = open_source(f"folder:{root}?colormap={colormap}", ignore_class=IGNORE)
+    assert source.num_classes == 3
+    for example in source.examples(source.ids()).as_numpy_iterator():
+        want = np.where(expected[example["id"].decode()] == 3, IGNORE, expected[example["id"].decode()])
+        np.testing.assert_array_equal(example["mask"][..., 0], want)
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ("4,1,2", "line 6"), ("4,1,2,300,x", "line 6"), ("5,0,0,0,again", "given twice"),
+])
+def test_a_damaged_colour_map_names_the_file_and_the_line(tmp_path, line, fragment):
+    from tfseg.data.files import read_colormap
+
+    path = write_colormap(str(tmp_path / "classes.csv"), extra=[line])
+    with pytest.raises(DataError, match=fragment) as raised:
+        read_colormap(path)
+    assert "classes.csv" in str(raised.value)
+
+
+def test_source_options_of_a_folder(tmp_path):
+    from tfseg.data.sources import open_source
+
+    root = str(tmp_path / "camvid")
+    write_colour_folder(root, count=3)
+    with pytest.raises(ConfigError, match="unknown option 'colour'"):
+        open_source(f"folder:{root}?colour=x.csv")
+    with pytest.raises(DataError, match="no such file"):
+        open_source(f"folder:{root}?colormap={tmp_path / 'missing.csv'}")
+
+
+def test_inspect_and_prepare_a_colour_coded_source(tmp_path, capsys):
+    from tfseg.data.inspect import inspect_source
+    from tfseg.data.sources import open_source
+
+    root = str(tmp_path / "camvid")
+    expected = write_colour_folder(root)
+    colormap = write_colormap(str(tmp_path / "classes.csv"))
+    data = f"folder:{root}?colormap={colormap}"
+    report = inspect_source(data)
+    assert report["num_classes"] == 4 and report["mask_values"] == {"0": 6, "1": 6, "2": 6, "3": 6}
+    assert not report["problems"]
+    out = str(tmp_path / "shards")
+    assert cli.main(["prepare", "--data", data, "--out", out, "--quiet"]) == 0
+    shards = open_source(f"tfrecord:{out}")
+    assert shards.num_classes == 4
+    for example in shards.examples(shards.ids()).as_numpy_iterator():
+        np.testing.assert_array_equal(example["mask"][..., 0], expected[example["id"].decode()])

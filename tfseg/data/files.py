@@ -563,6 +563,150 @@ def _finish(sample_id, image, mask, num_classes: int, mask_threshold: Optional[i
     return {"id": sample_id, "image": image, "mask": mask}
 
 
+# --------------------------------------------------------------------------- colour-coded masks
+
+# What TensorFlow's graph decoder reads (a colour mask is decoded with tf.io.decode_image).
+COLOUR_MASK_FORMATS = ("PNG", "BMP", "GIF")
+
+
+class ColourMap:
+    """A class-to-colour map read from a CSV file (:func:`read_colormap`).
+
+    Attributes:
+        path: the file.
+        colours: ``{(r, g, b): class id}`` (several colours may share a class, e.g. every
+            "void" colour -> the ignore value).
+        names: ``{class id: name}`` where the file names them.
+    """
+
+    def __init__(self, path: str, colours: Dict[Tuple[int, int, int], int], names: Dict[int, str]):
+        self.path, self.colours, self.names = path, colours, names
+
+    def num_classes(self, spec: SourceSpec, num_classes: Optional[int], ignore_class: Optional[int]) -> int:
+        """The classes of the map (highest id + 1, the ignore value left out), checked against ``num_classes``."""
+        ids = [i for i in self.colours.values() if i != ignore_class]
+        own = max(ids) + 1 if ids else 1
+        if own < 2:
+            raise ConfigError(f"colormap {self.path}: maps colours to {own} class; a colour map needs 2 or more")
+        if num_classes is not None and int(num_classes) != own:
+            raise ConfigError(f"num_classes {num_classes!r}: colormap {self.path} has classes 0..{own - 1}")
+        return own
+
+    def check(self, path: str, info: FileInfo) -> Tuple[FileInfo, str]:
+        """``(info with values = {class id: pixels}, problem or "")`` for one colour mask."""
+        import dataclasses
+
+        from PIL import Image
+
+        if info.format not in COLOUR_MASK_FORMATS:
+            return info, (f"colour mask in {info.format or 'an unknown'} format: save colour masks as PNG "
+                          "(lossless; JPEG changes colours)")
+        with Image.open(io.BytesIO(fileio.read_bytes(path))) as image:
+            rgb = np.asarray(image.convert("RGB"), np.uint8)
+        packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+        found, counts = np.unique(packed, return_counts=True)
+        keys = {(r << 16) | (g << 8) | b: i for (r, g, b), i in self.colours.items()}
+        unknown = [(int(v), int(n)) for v, n in zip(found, counts) if int(v) not in keys]
+        values: Dict[int, int] = {}
+        for value, count in zip(found, counts):
+            if int(value) in keys:
+                values[keys[int(value)]] = values.get(keys[int(value)], 0) + int(count)
+        info = dataclasses.replace(info, values=values, coloured=True, encoding="")
+        if unknown:
+            listed = ", ".join(f"({v >> 16}, {(v >> 8) & 255}, {v & 255}) x{n}" for v, n in unknown[:4])
+            more = f" and {len(unknown) - 4} more" if len(unknown) > 4 else ""
+            return info, f"colour(s) {listed}{more} not in the colour map {self.path}"
+        return info, ""
+
+    def table(self):
+        """A ``tf.lookup.StaticHashTable`` from ``r * 65536 + g * 256 + b`` to the class id."""
+        import tensorflow as tf
+
+        keys = [(r << 16) | (g << 8) | b for r, g, b in self.colours]
+        return tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(keys, tf.int64),
+                                                tf.constant(list(self.colours.values()), tf.int64)),
+            default_value=0)
+
+
+def read_colormap(path: str) -> ColourMap:
+    """Read a class-to-colour map: CSV lines ``class_id,r,g,b[,name]``.
+
+    A first line that does not start with a number is a header; empty lines and lines
+    starting with ``#`` are skipped. Values are integers 0..255. A colour may appear once;
+    a class may have several colours.
+
+    Example file (CamVid style)::
+
+        class_id,r,g,b,name
+        0,0,0,0,void
+        1,128,128,128,sky
+        2,128,0,0,building
+
+    Raises:
+        DataError: the file is missing or a line is not ``id,r,g,b[,name]`` with values 0..255
+            (names the file and the line), or a colour is given twice.
+    """
+    import csv
+
+    path = fileio.fspath(path)
+    if not fileio.exists(path):
+        raise DataError(f"colormap {path}: no such file")
+    colours: Dict[Tuple[int, int, int], int] = {}
+    names: Dict[int, str] = {}
+    rows = list(csv.reader(io.StringIO(fileio.read_text(path))))
+    for number, row in enumerate(rows, 1):
+        fields = [f.strip() for f in row]
+        if not fields or not "".join(fields) or fields[0].startswith("#"):
+            continue
+        if number == 1 and not fields[0].lstrip("-").isdigit():
+            continue  # a header
+        try:
+            if len(fields) not in (4, 5):
+                raise ValueError
+            class_id, r, g, b = (int(f) for f in fields[:4])
+            if not all(0 <= v <= 255 for v in (class_id, r, g, b)):
+                raise ValueError
+        except ValueError:
+            raise DataError(f"colormap {path}: line {number} {','.join(row)!r} is not class_id,r,g,b[,name] "
+                            "with integers 0..255") from None
+        if (r, g, b) in colours:
+            raise DataError(f"colormap {path}: line {number}: colour ({r}, {g}, {b}) given twice")
+        colours[(r, g, b)] = class_id
+        if len(fields) == 5 and fields[4]:
+            names.setdefault(class_id, fields[4])
+    if not colours:
+        raise DataError(f"colormap {path}: no class_id,r,g,b lines")
+    return ColourMap(path, colours, names)
+
+
+def _colour_decode(image_kind: str, table):
+    """``(image_path, mask_path) -> (image [H,W,3], class ids [H,W,1] uint8)`` for a colour-coded mask."""
+    import tensorflow as tf
+
+    from tfseg.data import decode
+
+    def image(image_path):
+        if image_kind == "pillow":  # formats only Pillow reads the same as training
+            return tf.numpy_function(_pillow_rgb, [image_path], tf.uint8, stateful=False)
+        data = tf.io.read_file(image_path)
+        return decode.palette_bmp_rgb(data) if image_kind == "palette_bmp" else decode.image_rgb(data)
+
+    def mask(mask_path):
+        rgb = tf.cast(tf.io.decode_image(tf.io.read_file(mask_path), channels=3, expand_animations=False), tf.int64)
+        ids = table.lookup(rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2])
+        return tf.cast(ids, tf.uint8)[..., None]
+
+    return lambda image_path, mask_path: (image(image_path), mask(mask_path))
+
+
+def _pillow_rgb(image_path: bytes):
+    from PIL import Image
+
+    with Image.open(io.BytesIO(fileio.read_bytes(image_path.decode()))) as image:
+        return rgb_array(image)
+
+
 # --------------------------------------------------------------------------- sources
 
 @dataclass
@@ -598,8 +742,13 @@ class FileSource(Source):
     checked = True
 
     def __init__(self, spec: SourceSpec, num_classes: Optional[int] = None, skip_bad: bool = False,
-                 mask_threshold: Optional[int] = None, ignore_class: Optional[int] = None):
+                 mask_threshold: Optional[int] = None, ignore_class: Optional[int] = None,
+                 colormap: Optional[str] = None):
         self.spec = spec
+        self.colormap: Optional[ColourMap] = None
+        if colormap is not None:  # RGB colour-coded masks: the file says which colour is which class
+            self.colormap = read_colormap(colormap)
+            num_classes = self.colormap.num_classes(spec, num_classes, ignore_class)
         self.num_classes = _num_classes(spec, num_classes)
         if ignore_class is not None:
             from tfseg.config import check_ignore_class
@@ -662,6 +811,8 @@ class FileSource(Source):
                 "mask": [str(p.mask) for p in selected],
             }
             decode = _decode_with_pillow if kind[0] == "pillow" else _graph_decode(*kind[:2])
+            if self.colormap is not None:
+                decode = _colour_decode(kind[0], self.colormap.table())
             # Plain TensorFlow ops: autograph's source conversion would only add tracing time.
             return tf.data.Dataset.from_tensor_slices(columns).map(
                 tf.autograph.experimental.do_not_convert(
@@ -688,6 +839,10 @@ class FileSource(Source):
                 found.append((str(pair.image), f"unreadable image ({image_info.error})"))
             if mask_info.error:
                 found.append((str(pair.mask), f"unreadable mask ({mask_info.error})"))
+            elif self.colormap is not None:
+                pair.mask_info, why = self.colormap.check(pair.mask, mask_info)
+                if why:
+                    found.append((str(pair.mask), why))
             elif mask_info.encoding:
                 found.append((str(pair.mask), mask_info.encoding))
             else:
@@ -923,7 +1078,9 @@ def _find_by_stem(folder: str, stem: str) -> Optional[str]:
 
 # --------------------------------------------------------------------------- openers
 
-_FILE_OPTIONS = ("num_classes", "skip_bad", "mask_threshold", "ignore_class")
+_FILE_OPTIONS = ("num_classes", "skip_bad", "mask_threshold", "ignore_class", "colormap")
+# Options a file SOURCE string may carry after '?' (folder:PATH?colormap=FILE).
+STRING_OPTIONS = ("colormap",)
 
 
 def _open(cls, spec: SourceSpec, options, extra=()):
@@ -931,6 +1088,16 @@ def _open(cls, spec: SourceSpec, options, extra=()):
     if unknown:
         accepted = ", ".join(_FILE_OPTIONS + tuple(extra))
         raise ConfigError(f"data source {spec.text!r}: unknown option(s) {', '.join(unknown)}; accepted: {accepted}")
+    options = dict(options)
+    for key, text in spec.options:
+        if key not in STRING_OPTIONS:
+            raise ConfigError(f"data source {spec.text!r}: unknown option {key!r}; accepted after '?': "
+                              f"{', '.join(STRING_OPTIONS)}")
+        given = options.get(key)
+        if given is not None and fileio.fspath(given) != fileio.fspath(text):
+            raise ConfigError(f"data source {spec.text!r}: {key}={text!r} in the string, but {key}={given!r} "
+                              "given too")
+        options[key] = text
     return cls(spec, **options)
 
 

@@ -11,12 +11,14 @@
 [``?KEY=VALUE&...``]   optionally with source options (below)
 =====================  ====================================================
 
-Options of a ``tfds:`` source can ride in the string, so that every verb that
-takes ``--data`` (and a run's ``config.json``) carries them: a ``?`` after the
-name, then ``KEY=VALUE`` pairs joined by ``&``, e.g.
-``tfds:ph2?manual_dir=/data/PH2`` or ``tfds:oxford_iiit_pet?splits=resplit``.
-Keys and values are checked by the source (:mod:`tfseg.data.tfds_source`);
-quote the string in a shell (``?`` and ``&`` are special there).
+Options of a ``tfds:``, ``folder:``, ``ph2:`` or ``mads:`` source can ride in the
+string, so that every verb that takes ``--data`` (and a run's ``config.json``)
+carries them: a ``?`` after the name or path, then ``KEY=VALUE`` pairs joined by
+``&``, e.g. ``tfds:ph2?manual_dir=/data/PH2``,
+``tfds:oxford_iiit_pet?splits=resplit`` or ``folder:/data/camvid?colormap=/data/camvid/classes.csv``.
+Keys and values are checked by the source (:mod:`tfseg.data.tfds_source`,
+:mod:`tfseg.data.files`); quote the string in a shell (``?`` and ``&`` are
+special there). A file source's PATH therefore cannot contain ``?``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from typing import Optional, Tuple
 from tfseg.errors import TfsegError
 
 KINDS = ("synthetic", "synthetic-large", "ph2", "mads", "folder", "tfrecord", "tfds")
+# File sources whose string may carry ?KEY=VALUE options (tfds: too, parsed with its name).
+OPTION_KINDS = ("folder", "ph2", "mads")
 DEFAULT_SYNTHETIC_COUNT = 1000
 DEFAULT_SYNTHETIC_LARGE_COUNT = 200
 
@@ -41,7 +45,7 @@ class SourceSpec:
         name: the TFDS ``NAME[/CONFIG]`` for ``tfds``, else ``None``.
         count: the number of samples for ``synthetic`` and ``synthetic-large``, else ``None``.
         text: the original string, for messages.
-        options: ``((key, value), ...)`` given after ``?`` (``tfds`` only), in the order written.
+        options: ``((key, value), ...)`` given after ``?`` (``tfds`` and the file sources), in the order written.
     """
 
     kind: str
@@ -89,6 +93,11 @@ def parse_source(source) -> SourceSpec:
         if not name:
             raise TfsegError(f"data source {text!r}: missing NAME[/CONFIG] after 'tfds:'")
         return SourceSpec("tfds", name=name, text=text, options=_parse_options(query, text) if query else ())
+    if kind in OPTION_KINDS:
+        path, _, query = rest.partition("?")
+        if not path:
+            raise TfsegError(f"data source {text!r}: missing PATH after '{kind}:'")
+        return SourceSpec(kind, path=path, text=text, options=_parse_options(query, text) if query else ())
     return SourceSpec(kind, path=rest, text=text)
 
 
