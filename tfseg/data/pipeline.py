@@ -236,10 +236,11 @@ def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch
 
 def native_example(image, mask, num_classes: int = 1):
     """:func:`resize_example` without the resizing: ``(uint8 [h, w, 3], mask [h, w, 1])`` at the sample's size."""
-    image = _rgb_float(tf.convert_to_tensor(image))
-    mask = _mask_values(tf.convert_to_tensor(mask), num_classes)
-    image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
-    return image, mask
+    image = tf.convert_to_tensor(image)
+    if not (image.dtype == tf.uint8 and image.shape.rank == 3 and image.shape[-1] == 3):
+        image = tf.cast(tf.round(tf.clip_by_value(_rgb_float(image), 0.0, 1.0) * 255.0), tf.uint8)
+    mask, threshold = _mask_values(tf.convert_to_tensor(mask), num_classes)
+    return image, threshold(mask)
 
 
 def _native_sample_bytes(opened, ids, scale: float, num_classes: int) -> int:
