@@ -100,6 +100,46 @@ def test_prepare_to_ram_then_tfrecord_source_from_ram(capsys, tmp_path):
                           "shards/manifest.json"]
 
 
+def record_renames(monkeypatch):
+    """The targets of every ``tf.io.gfile.rename``, in order."""
+    targets, real = [], tf.io.gfile.rename
+
+    def rename(source, target, overwrite=False):
+        targets.append(target)
+        return real(source, target, overwrite=overwrite)
+
+    monkeypatch.setattr(tf.io.gfile, "rename", rename)
+    return targets
+
+
+def test_on_an_object_store_the_manifest_is_copied_last_and_commits_the_shards(capsys, monkeypatch):
+    shards = f"{ram_root()}/shards"
+    renamed = record_renames(monkeypatch)
+    assert run_cli(capsys, "prepare", "--data", "synthetic:6", "--out", shards, "--shards", "3", "--quiet")[0] == 0
+    final = [t for t in renamed if t.startswith(shards + "/")]
+    assert len(final) == 4 and final[-1] == f"{shards}/manifest.json", renamed
+    # Copied shards without their manifest (an interrupted copy) are not a source.
+    tf.io.gfile.remove(f"{shards}/manifest.json")
+    code, out = run_cli(capsys, "inspect", "--data", f"tfrecord:{shards}")
+    assert code == 2 and "not finished" in out, out
+
+
+def test_on_an_object_store_saved_model_pb_is_copied_last(monkeypatch):
+    import keras
+
+    from tfseg import export
+
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs))
+    base = f"{ram_root()}/serving"
+    renamed = record_renames(monkeypatch)
+    version = export.export_saved_model(model, base)
+    final = [t for t in renamed if t.startswith(version + "/")]
+    assert len(final) > 2 and final[-1] == f"{version}/saved_model.pb", renamed
+    assert tf.saved_model.load(version).signatures["serving_default"](
+        images=tf.zeros([1, 5, 7, 3], tf.uint8))["mask"].shape == (1, 5, 7)
+
+
 def test_damaged_shard_on_ram_is_named(capsys):
     shards = f"{ram_root()}/shards"
     assert run_cli(capsys, "prepare", "--data", "synthetic:6", "--out", shards, "--shards", "2", "--quiet")[0] == 0
