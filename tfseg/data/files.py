@@ -359,13 +359,13 @@ def png_problem(data: bytes) -> str:
     return ""
 
 
-def _bmp_problem(path, file_size: int) -> Optional[str]:
+def _bmp_problem(data: bytes, file_size: int) -> Optional[str]:
     """For an uncompressed BMP: ``""`` if its pixel bytes are all there, else why; None: needs a full decode.
 
     Any byte values are valid pixels of an uncompressed BMP, so a header that
     Pillow parsed plus enough bytes after the pixel offset is all a decode checks.
     """
-    header = _bmp_header(path)
+    header = _bmp_header(data)
     if header is None:
         return "BMP file is truncated (no header)"
     offset, _, width, height, bits, compression = header
@@ -377,12 +377,13 @@ def _bmp_problem(path, file_size: int) -> Optional[str]:
     return ""
 
 
-def _verify_image(path, image, fmt: str) -> None:
-    """Raise when the image's pixel data cannot be decoded, as cheaply as that can be known."""
+def _verify_image(data: bytes, image, fmt: str) -> None:
+    """Raise when the pixel data of an image file (its bytes ``data``) cannot be decoded, as cheaply as
+    that can be known."""
     if fmt == "PNG":
-        why = png_problem(fileio.read_bytes(path))
+        why = png_problem(data)
     elif fmt == "BMP":
-        why = _bmp_problem(path, fileio.size(path))
+        why = _bmp_problem(data, len(data))
         if why is None:
             image.load()
             why = ""
@@ -403,12 +404,13 @@ def _check_file(path: str, is_mask: bool) -> FileInfo:
     from PIL import Image
 
     try:
-        # read whole: one request on an object store, and Pillow's decoders seek freely in memory
-        with Image.open(io.BytesIO(fileio.read_bytes(path))) as image:
+        # read once, whole: one request on an object store, and Pillow's decoders seek freely in memory
+        data = fileio.read_bytes(path)
+        with Image.open(io.BytesIO(data)) as image:
             fmt, mode, (width, height) = image.format or "", image.mode, image.size
             if not is_mask:
-                _verify_image(path, image, fmt)
-                decoder = graph_decoder(path, fmt, mode, False)
+                _verify_image(data, image, fmt)
+                decoder = graph_decoder(data, fmt, mode, False)
                 return FileInfo(fmt, mode, width, height, graph=bool(decoder), decoder=decoder)
             image.load()
             values, encoding = _mask_values(image)
@@ -423,7 +425,7 @@ def _check_file(path: str, is_mask: bool) -> FileInfo:
                 coloured = bool(np.any(rgb.min(axis=-1) != rgb.max(axis=-1)))
         counts = np.bincount(values.ravel(), minlength=256)
         found = {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
-        decoder = graph_decoder(path, fmt, mode, True)
+        decoder = graph_decoder(data, fmt, mode, True)
         return FileInfo(fmt, mode, width, height, found, coloured, bool(decoder), encoding=encoding,
                         decoder=decoder, note=alpha)
     except Exception as err:  # noqa: BLE001 - any decoder failure means "unreadable", reported per file
