@@ -303,3 +303,33 @@ def test_inspect_and_prepare_a_colour_coded_source(tmp_path, capsys):
     assert shards.num_classes == 4
     for example in shards.examples(shards.ids()).as_numpy_iterator():
         np.testing.assert_array_equal(example["mask"][..., 0], expected[example["id"].decode()])
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_colour_masks_with_an_ignored_colour(tmp_path, capsys):
+    import json
+
+    root = str(tmp_path / "camvid")
+    write_colour_folder(root, count=24)
+    colours = {**COLOURS}
+    del colours[3]
+    colormap = write_colormap(str(tmp_path / "classes.csv"), colours, extra=["255,64,0,128,void"])
+    run = str(tmp_path / "run")
+    code = cli.main(["train", "--data", f"folder:{root}?colormap={colormap}", "--num-classes", "3",
+                     "--ignore-class", "255", "--image-size", "24", "--base-filters", "4", "--depth", "2",
+                     "--epochs", "1", "--out", run, "--verbose", "2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "3 classes (mask value 255 ignored)" in out.splitlines()[0]
+    assert json.load(open(os.path.join(run, "config.json")))["ignore_class"] == IGNORE
+    assert cli.main(["evaluate", "--model", run, "--out", str(tmp_path / "eval")]) == 0
+    printed = capsys.readouterr().out
+    assert "mask value 255 ignored" in printed
+    table = json.load(open(os.path.join(tmp_path, "eval", "metrics.json")))["per_class"]
+    # class 3's squares are ignored: no true pixel of a fourth class, three rows
+    assert [row["class"] for row in table["classes"]] == [0, 1, 2]
+    with open(os.path.join(tmp_path, "eval", "per_image.csv")) as f:
+        test_ids = [row["id"] for row in csv.DictReader(f)]
+    ignored = sum(int((class_ids(int(i[1:])) == 3).sum()) for i in test_ids)  # masks at their own 24x24 size
+    assert ignored > 0
+    assert sum(row["true_pixels"] for row in table["classes"]) == len(test_ids) * 24 * 24 - ignored

@@ -122,11 +122,12 @@ def predicted_masks(probabilities, threshold: float = 0.5) -> np.ndarray:
 
 
 def write_figures(run_dir: str, model, test_dataset, num_classes: int, count: int = 4, predict=None,
-                  ids: Optional[Sequence[str]] = None) -> None:
+                  ids: Optional[Sequence[str]] = None, ignore_class: Optional[int] = None) -> None:
     """``curves.png`` from ``history.csv`` and ``predictions.png`` for ``count`` test images.
 
     ``ids``: the test split's sample ids in dataset order, shown in the picture titles (as in
-    ``per_image.csv``).
+    ``per_image.csv``). ``ignore_class``: pixels of that mask value count in no Dice and draw no
+    true outline.
 
     ``predict``: ``images -> probabilities`` for whole images of any size (e.g.
     :func:`whole_image_predict`); the test dataset then holds one image per batch, and
@@ -141,16 +142,22 @@ def write_figures(run_dir: str, model, test_dataset, num_classes: int, count: in
         pairs = [(images.numpy()[0], masks.numpy()[0, ..., 0], np.asarray(predict(images))[0])
                  for images, masks in test_dataset.take(count)]
         images, true, probabilities = (_stacked([pair[i] for pair in pairs]) for i in range(3))
-        dice = [dice_score(t, p, num_classes=num_classes) for t, p in zip(true, probabilities)]
-        plot_predictions(images, true, predicted_masks(probabilities), fileio.join(run_dir, "predictions.png"),
-                         dice=dice, ids=ids)
+        dice = [dice_score(t, p, num_classes=num_classes, ignore_class=ignore_class)
+                for t, p in zip(true, probabilities)]
+        plot_predictions(images, _shown(true, ignore_class), predicted_masks(probabilities),
+                         fileio.join(run_dir, "predictions.png"), dice=dice, ids=ids)
         return
     images, masks = next(iter(test_dataset.unbatch().batch(count).take(1)))
     images, true = images.numpy(), masks.numpy()[..., 0]
     probabilities = np.asarray(model.predict(images, verbose=0))
-    dice = [dice_score(t, p, num_classes=num_classes) for t, p in zip(true, probabilities)]
-    plot_predictions(images, true, predicted_masks(probabilities), fileio.join(run_dir, "predictions.png"),
-                     dice=dice, ids=ids)
+    dice = [dice_score(t, p, num_classes=num_classes, ignore_class=ignore_class) for t, p in zip(true, probabilities)]
+    plot_predictions(images, _shown(true, ignore_class), predicted_masks(probabilities),
+                     fileio.join(run_dir, "predictions.png"), dice=dice, ids=ids)
+
+
+def _shown(true, ignore_class):
+    # An ignored value (VOC's 255 borders) is no object: the figures outline the classes only.
+    return true if ignore_class is None else np.where(true == ignore_class, 0, true)
 
 
 def model_image_size(model) -> int:
@@ -208,7 +215,7 @@ def per_image_rows(model, dataset, ids: Sequence[str], num_classes: int, predict
                 pairs = true[valid].astype(np.int64) * classes + pred[valid].astype(np.int64)
                 confusion += np.bincount(pairs, minlength=classes * classes).reshape(classes, classes)
             images.append(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
-            trues.append(true.astype(np.uint8))
+            trues.append(np.where(valid, true, 0).astype(np.uint8))  # figures outline classes, not ignored pixels
             preds.append(pred)
         counter.update(len(batch_masks))
     counter.close()

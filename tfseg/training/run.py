@@ -177,7 +177,7 @@ def _train(config: TrainConfig, verbose: int, force_new: bool) -> Dict[str, Any]
             metrics["scored_on"] = {"whole_images": True, "window": config.patch_size, "scale": config.scale,
                                     "overlap": DEFAULT_OVERLAP, "blend": DEFAULT_BLEND}
         log("drawing curves.png and predictions.png")
-        write_figures(run_dir, best, datasets["test"], num_classes, ids=ids["test"],
+        write_figures(run_dir, best, datasets["test"], num_classes, ids=ids["test"], ignore_class=config.ignore_class,
                       predict=None if config.patch_size is None else whole_image_predict(best, scale=config.scale))
         from tfseg.export import export_saved_model
 
@@ -215,6 +215,8 @@ def describe_run(config: TrainConfig, ids: Dict[str, List[str]], num_classes: in
 
     total = sum(len(ids[split]) for split in SPLITS)
     classes = "binary masks (1 class)" if num_classes == 1 else f"{num_classes} classes"
+    if config.ignore_class is not None:
+        classes += f" (mask value {config.ignore_class} ignored)"
     if config.patch_size is not None:
         size = (f"random {config.patch_size}x{config.patch_size} patches at scale {config.scale:g}, "
                 "val/test on whole images")
