@@ -333,3 +333,21 @@ def test_train_and_evaluate_colour_masks_with_an_ignored_colour(tmp_path, capsys
     ignored = sum(int((class_ids(int(i[1:])) == 3).sum()) for i in test_ids)  # masks at their own 24x24 size
     assert ignored > 0
     assert sum(row["true_pixels"] for row in table["classes"]) == len(test_ids) * 24 * 24 - ignored
+
+
+def test_inspect_prepare_and_shards_with_an_ignore_value(tmp_path, capsys):
+    from tfseg.data import load_dataset
+
+    data = write_voc_like_folder(str(tmp_path / "voc"), count=8)
+    assert cli.main(["inspect", "--data", data, "--num-classes", "3"]) == 2
+    assert "255" in capsys.readouterr().err
+    assert cli.main(["inspect", "--data", data, "--num-classes", "3", "--ignore-class", "255"]) == 0
+    assert "problems  none" in capsys.readouterr().out
+    out = str(tmp_path / "shards")
+    assert cli.main(["prepare", "--data", data, "--out", out, "--num-classes", "3", "--ignore-class", "255",
+                     "--quiet"]) == 0
+    masks = np.concatenate([m.numpy() for _, m in load_dataset(f"tfrecord:{out}", split="train", image_size=SIZE,
+                                                              batch_size=4, augment=False, ignore_class=IGNORE)])
+    assert sorted(np.unique(masks).tolist()) == [0, 1, 2, IGNORE]
+    with pytest.raises(ConfigError, match="needs class-id masks"):
+        load_dataset("synthetic:8", split="train", image_size=16, ignore_class=IGNORE)

@@ -24,6 +24,8 @@ def register(subparsers):
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--num-classes", type=int, default=None, metavar="N",
                         help="masks hold class ids 0..N-1 (default: binary masks)")
+    parser.add_argument("--ignore-class", type=int, default=None, metavar="V",
+                        help="a mask value allowed beside the class ids, e.g. 255 (as train --ignore-class)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="report problems without failing (training with --skip-bad drops those samples)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="split seed (default: %(default)s)")
@@ -44,6 +46,8 @@ def run(args):
     config = TrainConfig(data=args.data, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
                          seed=args.seed, num_classes=args.num_classes or 1)
     options = {"num_classes": args.num_classes} if args.num_classes is not None else {}
+    if args.ignore_class is not None:
+        options["ignore_class"] = args.ignore_class
     report = inspect_source(config.data, seed=config.seed, fractions=config.split_fractions(),
                             skip_bad=args.skip_bad, limit=args.limit, **options)
     print(json.dumps(report, indent=2) if args.json else format_report(report))

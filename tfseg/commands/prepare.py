@@ -21,6 +21,8 @@ def register(subparsers):
                         help="resize to N x N before writing (default: keep the original size)")
     parser.add_argument("--num-classes", type=int, default=None, metavar="N",
                         help="masks hold class ids 0..N-1 (default: binary masks)")
+    parser.add_argument("--ignore-class", type=int, default=None, metavar="V",
+                        help="a mask value allowed beside the class ids, e.g. 255 (as train --ignore-class)")
     parser.add_argument("--skip-bad", action="store_true", help="leave out samples with problems (listed)")
     parser.add_argument("--overwrite", action="store_true", help="replace DIR if it is not empty")
     parser.set_defaults(run=run)
@@ -33,6 +35,8 @@ def run(args):
     options = {"num_classes": args.num_classes} if args.num_classes is not None else {}
     if args.skip_bad:
         options["skip_bad"] = True
+    if args.ignore_class is not None:
+        options["ignore_class"] = args.ignore_class
     manifest = write_shards(args.data, args.out, shards=args.shards, image_size=args.image_size,
                             progress=not args.quiet, overwrite=args.overwrite, **options)
     skipped = f", {len(manifest['skipped'])} skipped" if manifest["skipped"] else ""

@@ -28,7 +28,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from tfseg.data.sources import Source, open_source
+from tfseg.data.sources import Source
 from tfseg.data.spec import parse_source
 from tfseg.config import DEFAULT_FRACTIONS, SPLITS
 from tfseg.errors import ConfigError, TfsegError
@@ -68,7 +68,9 @@ def inspect_source(source, seed: int = 0, fractions=DEFAULT_FRACTIONS, skip_bad:
             options["skip_bad"] = True  # collect every problem instead of stopping at them
         # The report lists the skipped samples itself.
         with _quiet("tfseg.data.files"), _quiet("tfseg.data.tfrecord"):
-            src = open_source(spec, **options)
+            from tfseg.data.pipeline import open_with_ignore_class
+
+            src = open_with_ignore_class(spec, **options)
     ids = src.ids()
     problems = list(src.problems())
     splits = {}

@@ -306,7 +306,35 @@ def open_dataset_source(source, image_size=None, num_classes=None, skip_bad=Fals
     for name in _OPENER_SETTINGS.get(spec.kind, ()):
         if settings[name] not in (None, False):
             options.setdefault(name, settings[name])
-    return open_source(spec, **options)
+    return with_ignore_class(open_source(spec, **options), ignore_class)
+
+
+def open_with_ignore_class(source, **options) -> Source:
+    """``open_source(source, **options)`` where ``options`` may hold ``ignore_class`` for any kind."""
+    from tfseg.data.spec import OPTION_KINDS
+
+    ignore_class = options.pop("ignore_class", None)
+    spec = parse_source(source)
+    if ignore_class is not None and spec.kind in OPTION_KINDS:  # the file sources check masks when opened
+        options["ignore_class"] = ignore_class
+    return with_ignore_class(open_source(spec, **options), ignore_class)
+
+
+def with_ignore_class(source: Source, ignore_class: Optional[int]) -> Source:
+    """``source``, allowing the mask value ``ignore_class`` beside its class ids (``None``: unchanged).
+
+    The file sources take it when opened (their up-front check must allow it); any other kind
+    (``tfrecord``, ``tfds``) gets it here, for the pipeline's class-id check.
+
+    Raises:
+        ConfigError: a binary source, or a value outside 0..255.
+    """
+    if ignore_class is None or getattr(source, "ignore_class", None) is not None:
+        return source
+    from tfseg.config import check_ignore_class
+
+    source.ignore_class = check_ignore_class(ignore_class, int(getattr(source, "num_classes", 1) or 1))
+    return source
 
 
 def resolve_num_classes(source: Source, num_classes: Optional[int]) -> int:

@@ -38,7 +38,7 @@ from typing import Dict, List, Optional, Sequence
 
 from tfseg import fileio
 from tfseg.progress import bar as progress_bar
-from tfseg.data.sources import Source, open_source, register_source
+from tfseg.data.sources import Source, register_source
 from tfseg.data.spec import SourceSpec
 from tfseg.errors import ConfigError, DataError, TfsegError
 
@@ -175,14 +175,16 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
         overwrite: replace a non-empty ``out_dir`` that is a shard folder written by this function
             (and holds nothing else); any other non-empty folder is refused, and so is an ``out_dir``
             that holds the input.
-        **source_options: passed to :func:`~tfseg.data.sources.open_source` (``num_classes``, ``skip_bad``...).
+        **source_options: passed to :func:`~tfseg.data.sources.open_source` (``num_classes``, ``skip_bad``, ``ignore_class``...).
 
     Returns:
         The manifest (also written to ``out_dir/manifest.json``), with ``"path"`` added.
     """
     import tensorflow as tf
 
-    src = source if isinstance(source, Source) else open_source(source, **source_options)
+    from tfseg.data.pipeline import open_with_ignore_class
+
+    src = source if isinstance(source, Source) else open_with_ignore_class(source, **source_options)
     if shards is not None and (isinstance(shards, bool) or not isinstance(shards, int) or shards < 1):
         raise ConfigError(f"shards {shards!r}: must be a positive integer")
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
