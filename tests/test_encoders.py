@@ -178,8 +178,10 @@ def test_export_serving_default_on_odd_sized_image(kind, encoder, tmp_path):
     classes = model.output.shape[-1]
     assert tuple(outputs["probabilities"].shape) == (1, 37, 50, classes)
     assert tuple(outputs["mask"].shape) == (1, 37, 50) and outputs["mask"].dtype == tf.uint8
-    # Same numbers as the Keras model on the image resized to the model's size.
-    resized = tf.image.resize(image.astype(np.float32), (64, 64)) / 255.0
+    # Same numbers as the Keras model on the image resized to the model's size as training stores it
+    # (bilinear with antialiasing, rounded to uint8 levels).
+    resized = tf.round(tf.clip_by_value(
+        tf.image.resize(image.astype(np.float32), (64, 64), antialias=True), 0.0, 255.0)) / 255.0
     expected = tf.image.resize(model.predict(resized.numpy(), verbose=0), (37, 50))
     np.testing.assert_allclose(outputs["probabilities"].numpy(), expected.numpy(), atol=1e-4)
 
