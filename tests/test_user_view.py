@@ -184,3 +184,22 @@ def test_train_says_what_it_trains_and_ends_with_one_summary_line(capsys, tmp_pa
                              "4", "--depth", "2", "--epochs", "1", "--out", str(tmp_path / "quiet"), "--quiet")
     assert code == 0, err
     assert len(out.splitlines()) == 1 and "test dice" in out and err == "", (out, err)
+
+
+def test_tensorboard_scalars_number_epochs_from_one(tmp_path):
+    import glob
+
+    import tensorflow as tf
+
+    from tfseg.tensorboard import EpochTensorBoard
+
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs))
+    model.compile("adam", "binary_crossentropy")
+    data = np.random.default_rng(0).random((4, 4, 4, 3)).astype(np.float32)
+    model.fit(data, data[..., :1], epochs=2, verbose=0, callbacks=[EpochTensorBoard(str(tmp_path / "logs"))])
+    steps = []
+    for path in glob.glob(str(tmp_path / "logs" / "train" / "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            steps += [event.step for value in event.summary.value if value.tag == "epoch_loss"]
+    assert sorted(steps) == [1, 2]

@@ -1,11 +1,12 @@
 """Prediction images in TensorBoard while a model trains.
 
-``keras.callbacks.TensorBoard`` logs the scalar curves; :class:`PredictionImages`
-adds, every few epochs, a handful of fixed validation images with the true
-(green) and predicted (red) outlines, so one can watch the masks improve::
+:class:`EpochTensorBoard` (``keras.callbacks.TensorBoard`` with epochs numbered
+from 1) logs the scalar curves; :class:`PredictionImages` adds, every few epochs,
+a handful of fixed validation images with the true (green) and predicted (red)
+outlines, so one can watch the masks improve::
 
     callbacks = [
-        keras.callbacks.TensorBoard(log_dir),
+        EpochTensorBoard(log_dir),
         PredictionImages(val_dataset, log_dir, max_images=4),
     ]
     model.fit(train_dataset, validation_data=val_dataset, callbacks=callbacks)
@@ -22,6 +23,17 @@ import tensorflow as tf
 
 from tfseg import fileio, viz
 from tfseg.errors import TfsegError
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """``keras.callbacks.TensorBoard`` whose epoch scalars sit at step = epoch number from 1.
+
+    Keras writes them at the 0-based epoch index; tfseg numbers epochs from 1 everywhere
+    (log lines, ``history.csv``, ``best_epoch``, plots, the :class:`PredictionImages` steps).
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
 
 
 def write_image_summary(tag: str, pictures, step: int, description: str = ""):

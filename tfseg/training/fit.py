@@ -192,14 +192,16 @@ def make_callbacks(config, run_dir, throughput, nan_guard, backup, val_dataset, 
     if config.tensorboard and config.patch_size is None:  # its images need model-sized inputs
         callbacks += tensorboard_callbacks(run_dir, val_dataset)
     elif config.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=fileio.join(run_dir, "logs")))
+        from tfseg.tensorboard import EpochTensorBoard
+
+        callbacks.append(EpochTensorBoard(log_dir=fileio.join(run_dir, "logs")))
     backup.tracked = tracked
     return [*callbacks, backup]
 
 
 def tensorboard_callbacks(run_dir: str, val_dataset) -> list:
     """Keras' TensorBoard logger + prediction images of a few validation samples (RUN_DIR/logs)."""
-    from tfseg.tensorboard import PredictionImages
+    from tfseg.tensorboard import EpochTensorBoard, PredictionImages
 
     log_dir = fileio.join(run_dir, "logs")
-    return [keras.callbacks.TensorBoard(log_dir=log_dir), PredictionImages(val_dataset, log_dir, max_images=4)]
+    return [EpochTensorBoard(log_dir=log_dir), PredictionImages(val_dataset, log_dir, max_images=4)]
