@@ -222,7 +222,8 @@ def test_truncate_history_drops_rows_of_unfinished_epochs(tmp_path):
     with open(path, "w") as f:
         f.write("epoch,loss\n0,0.9\n1,0.8\n2,0.7\n")
     run_folder.truncate_history(path, 2)
-    assert open(path).read().split() == ["epoch,loss", "0,0.9", "1,0.8"]
+    # a 0-based history (tfseg 0.1.0) comes back numbered from 1, as tfseg writes it now
+    assert open(path).read().split() == ["epoch,loss", "1,0.9", "2,0.8"]
     run_folder.truncate_history(path, 0)
     assert not os.path.exists(path)
 
