@@ -275,8 +275,14 @@ def image_problem(path: str) -> Optional[str]:
     The up-front check of the file sources (:func:`tfseg.data.files.check_file`): the pixel
     data is known to decode without being decoded in full, so predicting decodes each image once.
     """
+    from tfseg import fileio
     from tfseg.data.files import check_file
 
+    try:
+        if fileio.size(path) == 0:
+            return "cannot decode: empty file"
+    except Exception:  # noqa: BLE001 - unreadable: check_file says why
+        pass
     info = check_file(path, is_mask=False)
     if info.error:
         return f"cannot decode: {info.error}"
