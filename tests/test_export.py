@@ -314,7 +314,8 @@ def test_tflite_matches_keras(unet, tmp_path):
         assert export.tflite_max_abs_diff(unet, path) < tolerance, quantize
         sizes[quantize] = os.path.getsize(path)
     assert sizes["dynamic"] < sizes["float16"] < sizes["none"]
-    assert sorted(os.listdir(tmp_path)) == ["dynamic.tflite", "float16.tflite", "none.tflite"]
+    # the files, and the marker that says tfseg wrote them (so that --overwrite may replace them)
+    assert sorted(os.listdir(tmp_path)) == [".tfseg-outputs.json", "dynamic.tflite", "float16.tflite", "none.tflite"]
     with pytest.raises(TfsegError, match="overwrite"):
         export.export_tflite(unet, str(tmp_path / "none.tflite"))
 
@@ -328,7 +329,7 @@ def test_onnx_matches_keras(unet, tmp_path):
     assert [i.name for i in session.get_inputs()] == ["images"]
     assert [o.name for o in session.get_outputs()] == ["probabilities"]
     assert export.onnx_max_abs_diff(unet, path) < 1e-5
-    assert os.listdir(tmp_path) == ["model.onnx"]
+    assert sorted(os.listdir(tmp_path)) == [".tfseg-outputs.json", "model.onnx"]
 
 
 # --- CLI -------------------------------------------------------------------
@@ -382,7 +383,7 @@ def test_cli_export_missing_model_exit_2(tmp_path, capsys):
 def test_cli_export_tflite_into_a_folder(keras_file, tmp_path, capsys):
     assert main(["export", "--model", keras_file, "--out", str(tmp_path), "--format", "tflite",
                  "--quantize", "float16"]) == 0
-    assert os.listdir(tmp_path) == ["model_float16.tflite"]
+    assert sorted(os.listdir(tmp_path)) == [".tfseg-outputs.json", "model_float16.tflite"]
     assert "max |TFLite (float16) - Keras|" in capsys.readouterr().out
 
 

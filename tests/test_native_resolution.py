@@ -66,7 +66,7 @@ def test_patch_flags_are_generated_and_checked(capsys):
     assert TrainConfig(patch_size=64).model_input_size() == 64 and TrainConfig().model_input_size() == 96
     assert main(["train", "--patch-size", "4", "--out", "unused"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "patch_size 4" in err
+    assert err.count("\n") == 0 and "--patch-size 4" in err  # the CLI names the flag
 
 
 @pytest.mark.slow
