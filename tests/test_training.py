@@ -84,7 +84,7 @@ def test_history_has_one_row_per_epoch(synthetic_run):
     config, _ = synthetic_run
     with open(os.path.join(config.out, "history.csv")) as f:
         rows = list(csv.DictReader(f))
-    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert [row["epoch"] for row in rows] == ["1", "2"]  # epochs counted from 1, as everywhere
     assert {"loss", "dice", "val_dice", "val_loss", "learning_rate"} <= set(rows[0])
 
 
@@ -144,7 +144,7 @@ def test_a_nan_loss_stops_with_advice(folder_data, tmp_path, monkeypatch):
     def nan_loss(y_true, y_pred):
         return keras.ops.mean(y_pred) * float("nan")
 
-    monkeypatch.setattr(tfseg.losses, "get_loss", lambda name, num_classes=1: nan_loss)
+    monkeypatch.setattr(tfseg.losses, "get_loss", lambda name, num_classes=1, ignore_class=None: nan_loss)
     config = TrainConfig(data=folder_data, epochs=2, out=str(tmp_path / "run"), **TINY)
     with pytest.raises(TfsegError, match="--learning-rate") as error:
         training.train(config, verbose=0)

@@ -54,7 +54,18 @@ def enabled() -> bool:
     forced = os.environ.get("TFSEG_PROGRESS", "").strip()
     if forced:
         return forced not in ("0", "false", "no", "off")
-    return _is_terminal() or "ipykernel" in sys.modules
+    return _is_terminal() or _in_notebook()
+
+
+def _in_notebook() -> bool:
+    """A Jupyter/Colab kernel runs this code (merely importing ipykernel, as nbclient does, is not one)."""
+    if "IPython" not in sys.modules:
+        return False
+    try:
+        shell = sys.modules["IPython"].get_ipython()
+    except Exception:  # noqa: BLE001 - any IPython oddity: not a notebook
+        return False
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
 class _Off:
