@@ -42,7 +42,8 @@ import tokenize
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-# target name -> (module file, functions to mutate (None = the whole module), test files, extra pytest args)
+# target name -> (module file, functions and constants to mutate (None = the whole module), test files,
+#                 extra pytest args)
 TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[str]]] = {
     "metrics": ("tfseg/metrics.py", None, ["tests/test_metrics.py"], ["-k", "not jax"]),
     "losses": ("tfseg/losses.py", None, ["tests/test_losses.py"], []),
@@ -51,8 +52,8 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
     "augment": ("tfseg/data/augment.py", None, ["tests/test_augment.py"], []),
     "pipeline_resize": (
         "tfseg/data/pipeline.py",
-        ["resize_image", "resize_example", "scale_example", "_rgb_float", "_mask_values", "image_size_pair",
-         "_image_rank3"],
+        ["RESIZE_METHOD", "RESIZE_ANTIALIAS", "resize_image", "resize_example", "scale_example", "_rgb_float",
+         "_mask_values", "_image_rank3"],
         ["tests/test_pipeline.py"],
         # the tests that resize (the others stream whole data sets: minutes per mutant on 2 cores)
         ["-k", "resize or resizes or nearest or antialias or pass_through or encoding or impossible or "
@@ -95,12 +96,16 @@ class Mutant:
 
 
 def function_lines(tree: ast.AST, names: Optional[Sequence[str]]) -> Optional[List[Tuple[int, int]]]:
-    """Line ranges of the named top-level functions (None: the whole module)."""
+    """Line ranges of the named functions and module constants (None: the whole module)."""
     if names is None:
         return None
     ranges = [(node.lineno, node.end_lineno) for node in ast.walk(tree)
               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in names]
-    missing = set(names) - {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+    constants = {target.id: node for node in tree.body if isinstance(node, ast.Assign)
+                 for target in node.targets if isinstance(target, ast.Name)}
+    ranges += [(constants[name].lineno, constants[name].end_lineno) for name in names if name in constants]
+    defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)} | set(constants)
+    missing = set(names) - defined
     if missing:
         raise SystemExit(f"mutate: functions not found: {', '.join(sorted(missing))}")
     return ranges
