@@ -347,3 +347,34 @@ def test_images_at_the_size_pass_through_and_float_images_round_to_nearest():
     # float in [0, 1]: 100.7 / 255 -> 101 (nearest), not 100
     out, _ = resize_example(np.full((16, 16, 3), 100.7 / 255, np.float32), np.zeros((16, 16, 1), np.uint8), 16)
     assert np.all(out.numpy() == 101)
+
+
+def _encodings(rgb):
+    """The same picture as every image encoding the pipeline accepts, with the RGB it must decode to."""
+    grey = rgb[..., 0]
+    alpha = np.full(grey.shape, 77, np.uint8)
+    grey_rgb = np.repeat(grey[..., None], 3, -1)
+    return {
+        "grey2d": (grey, grey_rgb),
+        "grey": (grey[..., None], grey_rgb),
+        "grey_alpha": (np.stack([grey, alpha], -1), grey_rgb),
+        "rgb": (rgb, rgb),
+        "rgba": (np.concatenate([rgb, alpha[..., None]], -1), rgb),
+        "uint16": (rgb.astype(np.uint16) * 257, rgb),  # 257 x v / 65535 = v / 255
+        "float": (rgb.astype(np.float32) / 255.0, rgb),
+        "bool": (grey[..., None] > 127, np.repeat(np.where(grey > 127, 255, 0).astype(np.uint8)[..., None], 3, -1)),
+    }
+
+
+@pytest.mark.parametrize("static_channels", [True, False], ids=["static", "unknown-channels"])
+def test_every_image_encoding_decodes_to_its_rgb_values(static_channels):
+    rgb = np.random.default_rng(8).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    mask = np.zeros((6, 7, 1), np.uint8)
+    for name, (image, expected) in _encodings(rgb).items():
+        if static_channels:
+            out, _ = resize_example(image, mask, (6, 7))
+        else:
+            spec = tf.TensorSpec([None, None, None] if image.ndim == 3 else [None, None], tf.as_dtype(image.dtype))
+            resize = tf.function(lambda x: resize_example(x, mask, (6, 7))[0], input_signature=[spec])
+            out = resize(image)
+        assert np.array_equal(out.numpy(), expected), name
