@@ -115,14 +115,10 @@ def check_output_folder(path, name: str = "out") -> None:
         return
 
 
-def same_file(a, b) -> bool:
-    """Whether two paths name the same file (symbolic links and ``..`` resolved for local paths)."""
-    a, b = fileio.fspath(a), fileio.fspath(b)
-    if fileio.is_url(a) or fileio.is_url(b):
-        return a.rstrip("/") == b.rstrip("/")
-    if os.path.exists(a) and os.path.exists(b):
-        return os.path.samefile(a, b)
-    return os.path.realpath(a) == os.path.realpath(b)
+def file_key(path) -> str:
+    """A path's identity for comparisons: symbolic links and ``..`` resolved for local paths."""
+    path = fileio.fspath(path)
+    return path.rstrip("/") if fileio.is_url(path) else os.path.realpath(path)
 
 
 def is_within(path, folder) -> bool:
@@ -170,12 +166,12 @@ def check_targets(folder, names: Sequence[str], overwrite: bool, inputs: Iterabl
     Raises:
         TfsegError: one line naming the first refused path (and how many more there are).
     """
-    inputs = list(inputs)
+    inputs = {file_key(source) for source in inputs}  # one set: predict may list thousands of images
     ours = claimed(folder)
     owned = owned or (lambda path: fileio.basename(path) in ours)
     problems = {"input": [], "foreign": [], "exists": []}
     for target in (fileio.join(folder, n) for n in names):
-        if any(same_file(target, source) for source in inputs):
+        if file_key(target) in inputs:
             problems["input"].append(target)
         elif fileio.exists(target):
             if not owned(target):
