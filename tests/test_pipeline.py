@@ -306,6 +306,25 @@ def test_resize_example_mask_literal_up_and_down():
     assert out.numpy()[..., 0].tolist() == [[0, 3, 3, 3], [0, 0, 3, 3]]
 
 
+def test_float_class_id_masks_round_to_the_nearest_id():
+    # Class ids saved as floats come back with round-off (2.9999 for 3): they mean the nearest id.
+    mask = np.array([[0.0, 0.9999, 1.0001], [2.4999, 2.5001, 2.9999]], np.float32)[..., None]
+    _, out = resize_example(np.zeros((2, 3, 3), np.uint8), mask, (2, 3), num_classes=4)
+    assert out.numpy()[..., 0].tolist() == [[0, 1, 1], [2, 3, 3]]
+
+
+def test_uint16_binary_masks_resize_with_the_cut_at_half_their_range():
+    # 16-bit masks (0/65535 from some tools): a pixel is foreground above 32767.5, as 8-bit ones above 127.5.
+    mask = np.array([[0, 255, 32767], [32768, 40000, 65535]], np.uint16)[..., None]
+    _, out = resize_example(np.zeros((2, 3, 3), np.uint8), mask, (2, 3))
+    assert out.numpy()[..., 0].tolist() == [[0, 0, 0], [1, 1, 1]]
+    _, out = resize_example(np.zeros((2, 3, 3), np.uint8), np.array([[0, 1, 0]] * 2, np.uint16), (2, 3))
+    assert out.numpy().tolist() == [[[0], [1], [0]]] * 2  # {0, 1} masks: > 0 is foreground at any dtype
+    for values, expected in (([0, 2, 200], [0, 0, 1]), ([0, 1, 2], [0, 0, 0])):
+        _, out = resize_example(np.zeros((1, 3, 3), np.uint8), np.array([values], np.uint8), (1, 3))
+        assert out.numpy().ravel().tolist() == expected  # any value above 1: the cut is half the range (127.5)
+
+
 @pytest.mark.parametrize("mask_size,size", [((37, 53), (16, 16)), ((10, 7), (64, 40)), ((96, 70), (24, 24)),
                                             ((9, 9), (20, 31))])
 def test_pipeline_resizes_0_3_masks_by_nearest_neighbour_exactly(mask_size, size):
