@@ -154,3 +154,20 @@ def test_markdown_table_prints_missing_values_as_dash():
 
     table = markdown_table([{"a": 1.23456, "b": None}, {"a": 1234.4, "b": "x"}], ["a", "b"])
     assert table.splitlines() == ["| a | b |", "|---|---|", "| 1.23 | - |", "| 1234 | x |"]
+
+
+@pytest.mark.slow
+def test_native_resolution_quick_scores_both_methods_with_and_without_tta(tmp_path):
+    report = run_quick("native_resolution", tmp_path)
+    rows = report["rows"]
+    assert [(row["method"], row["tta"]) for row in rows] == [
+        ("resize", "none"), ("resize", "flips"), ("patch", "none"), ("patch", "flips")]
+    for row in rows:
+        assert row["seconds_per_image"] > 0 and row["dice"] >= 0
+    base = {row["method"]: row for row in rows if row["tta"] == "none"}
+    assert all(isinstance(base[m]["peak_memory_mib"], float) for m in base)
+    assert report["patch_minus_resize_dice"] == pytest.approx(base["patch"]["dice"] - base["resize"]["dice"],
+                                                              abs=2e-3)
+    flips = {row["method"]: row for row in rows if row["tta"] == "flips"}
+    assert report["tta_gain"]["patch"]["dice"] == pytest.approx(flips["patch"]["dice"] - base["patch"]["dice"],
+                                                                abs=2e-3)
