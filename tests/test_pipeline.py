@@ -313,7 +313,7 @@ def test_float_class_id_masks_round_to_the_nearest_id():
     assert out.numpy()[..., 0].tolist() == [[0, 1, 1], [2, 3, 3]]
 
 
-def test_uint16_binary_masks_resize_with_the_cut_at_half_their_range():
+def test_uint16_binary_masks_cut_at_half_their_range():
     # 16-bit masks (0/65535 from some tools): a pixel is foreground above 32767.5, as 8-bit ones above 127.5.
     mask = np.array([[0, 255, 32767], [32768, 40000, 65535]], np.uint16)[..., None]
     _, out = resize_example(np.zeros((2, 3, 3), np.uint8), mask, (2, 3))
@@ -323,6 +323,19 @@ def test_uint16_binary_masks_resize_with_the_cut_at_half_their_range():
     for values, expected in (([0, 2, 200], [0, 0, 1]), ([0, 1, 2], [0, 0, 0])):
         _, out = resize_example(np.zeros((1, 3, 3), np.uint8), np.array([values], np.uint8), (1, 3))
         assert out.numpy().ravel().tolist() == expected  # any value above 1: the cut is half the range (127.5)
+    soft = np.array([[0.0, 0.5, 0.5001, 1.0]], np.float32)  # float masks: strictly above 0.5
+    _, out = resize_example(np.zeros((1, 4, 3), np.uint8), soft, (1, 4))
+    assert out.numpy().ravel().tolist() == [0, 0, 1, 1]
+
+
+def test_masks_with_alpha_cut_on_every_colour_channel():
+    # Grey + alpha (LA PNGs) and RGBA masks: alpha is dropped, any colour channel above the cut counts.
+    grey = np.array([[0, 255, 0, 255]], np.uint8)
+    opaque = np.full_like(grey, 255)
+    blue_only = np.stack([np.zeros_like(grey), np.zeros_like(grey), grey, opaque], -1)
+    for mask in (np.stack([grey, opaque], -1), blue_only):
+        _, out = resize_example(np.zeros((1, 4, 3), np.uint8), mask, (1, 4))
+        assert out.numpy().ravel().tolist() == [0, 1, 0, 1], mask.shape
 
 
 @pytest.mark.parametrize("mask_size,size", [((37, 53), (16, 16)), ((10, 7), (64, 40)), ((96, 70), (24, 24)),
@@ -397,3 +410,23 @@ def test_every_image_encoding_decodes_to_its_rgb_values(static_channels):
             resize = tf.function(lambda x: resize_example(x, mask, (6, 7))[0], input_signature=[spec])
             out = resize(image)
         assert np.array_equal(out.numpy(), expected), name
+
+
+def test_uint8_images_three_pixels_wide_resize_as_grey_not_rgb():
+    # The uint8 RGB fast path must look at the channel axis of a rank-3 image, not at the width.
+    rng = np.random.default_rng(9)
+    grey = rng.integers(0, 256, (8, 3), dtype=np.uint8)
+    mask = np.zeros((8, 3, 1), np.uint8)
+    for image in (grey, grey[..., None], np.concatenate([np.repeat(grey[..., None], 3, -1),
+                                                         np.full((8, 3, 1), 255, np.uint8)], -1)):
+        out, _ = resize_example(image, mask, (8, 3))
+        assert np.array_equal(out.numpy(), np.repeat(grey[..., None], 3, -1)), image.shape
+
+
+def test_scale_example_maps_the_storage_form_to_the_model_form_exactly():
+    image = np.array([[[0, 128, 255]]], np.uint8)
+    out, mask = scale_example(image, np.array([[[1]]], np.uint8))
+    np.testing.assert_allclose(out.numpy(), [[[0.0, 128 / 255, 1.0]]], rtol=0, atol=1e-7)
+    assert mask.dtype == tf.float32 and mask.numpy().tolist() == [[[1.0]]]
+    _, ids = scale_example(image, np.array([[[3]]], np.uint8), num_classes=4)
+    assert ids.dtype == tf.int32 and ids.numpy().tolist() == [[[3]]]

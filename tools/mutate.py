@@ -57,7 +57,7 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         ["tests/test_pipeline.py"],
         # the tests that resize (the others stream whole data sets: minutes per mutant on 2 cores)
         ["-k", "resize or resizes or nearest or antialias or pass_through or encoding or impossible or "
-               "multi_class or odd_sized or folder_of_png or synthetic_batches"],
+               "multi_class or odd_sized or folder_of_png or synthetic_batches or scale_example or cut_at or cut_on"],
     ),
     "export_preprocess": (
         "tfseg/export.py",
