@@ -89,6 +89,20 @@ def test_cli_predict_writes_masks_and_overlays_at_original_sizes(models, image_d
         assert np.all(mask[changed] == 255)
 
 
+def test_cli_predict_no_overlays_writes_the_same_masks_only(models, image_dir, tmp_path):
+    both, masks = tmp_path / "both", tmp_path / "masks"
+    for out, extra in ((both, []), (masks, ["--no-overlays"])):
+        assert main(["predict", "--model", str(models / "model.keras"), str(image_dir), "--out", str(out),
+                     "--batch-size", "2", *extra]) == 0
+    assert sorted(os.listdir(masks)) == sorted([".tfseg-outputs.json"] + [f"{s}_mask.png" for s in IMAGES])
+    for stem in IMAGES:  # written by the writer threads in any order: each file is its own image's
+        assert (masks / f"{stem}_mask.png").read_bytes() == (both / f"{stem}_mask.png").read_bytes()
+    # Its own masks are replaced with --overwrite, and the overlays it never wrote are not claimed.
+    assert main(["predict", "--model", str(models / "model.keras"), str(image_dir), "--out", str(masks),
+                 "--no-overlays", "--overwrite"]) == 0
+    assert not any(name.endswith("_overlay.png") for name in os.listdir(masks))
+
+
 @pytest.mark.parametrize("kind", ["keras", "saved_model", "tflite"])
 def test_every_model_kind_predicts_the_same(models, image_dir, kind):
     path = {"keras": models / "model.keras", "saved_model": models / "serving", "tflite": models / "model.tflite"}[kind]
