@@ -171,3 +171,15 @@ def test_native_resolution_quick_scores_both_methods_with_and_without_tta(tmp_pa
     flips = {row["method"]: row for row in rows if row["tta"] == "flips"}
     assert report["tta_gain"]["patch"]["dice"] == pytest.approx(flips["patch"]["dice"] - base["patch"]["dice"],
                                                                 abs=2e-3)
+
+
+@pytest.mark.slow
+def test_predict_folder_quick_times_the_model_the_api_and_the_cli(tmp_path):
+    rows = run_quick("predict_folder", tmp_path)["rows"]
+    assert [row["path"] for row in rows] == ["model.predict, decoded arrays", "predict_images (API)",
+                                             "tfseg predict --no-overlays (CLI)", "tfseg predict (CLI)"]
+    base = rows[0]["seconds"]
+    for row in rows:
+        assert row["seconds"] > 0
+        assert row["throughput_vs_model_predict"] == pytest.approx(base / row["seconds"], rel=0.02)
+    assert all(row["first_batch_seconds"] > 0 for row in rows[2:])
