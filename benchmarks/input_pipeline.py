@@ -4,7 +4,7 @@ Writes ``--count`` synthetic samples in the PH2 layout (768x560 24-bit BMP image
 0/255 BMP masks, so ``ph2:PATH`` reads them) to a temporary folder, then measures on
 those same files, in one process, one after the other:
 
-1. the lesson's loader (``/work/shared/LESSON.md``): ``os.walk``, scikit-image ``imread``
+1. the lesson's loader: ``os.walk``, scikit-image ``imread``
    of every file, ``resize(image, (256, 256), mode="constant", anti_aliasing=True)`` and
    ``resize(mask, ..., anti_aliasing=False) > 0.5`` in a Python loop;
 2. ``open_source("ph2:PATH")``: tfseg's up-front check of every file (paid once per process);

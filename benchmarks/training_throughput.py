@@ -21,7 +21,7 @@ over a short ``--speed-budget`` and report no Dice. A run during which other pro
 more than ``--max-others`` of the CPU is measured again (``others_share`` in the table).
 
 Two widths by default: ``tfseg train``'s default (8 filters in the first stage) and the
-lesson's reference networks (16-32-64-128, ``../shared/LESSON.md``). float16 rows use
+lesson's reference networks (16-32-64-128). float16 rows use
 ``--float16-budget``: on a CPU they are several times slower.
 
 Every grid also has a ``plain Keras U-Net`` row for each U-Net width, size and precision: the

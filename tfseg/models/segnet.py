@@ -5,7 +5,7 @@ poolings remember the position of each maximum, and a decoder that *unpools* wit
 indices (each value back at its max position, zeros elsewhere) before its convolutions.
 No encoder feature maps are carried to the decoder, only the small integer indices.
 
-``variant="simple"`` is the lesson's network (``/work/shared/LESSON.md``): one conv per
+``variant="simple"`` is the lesson's network: one conv per
 stage, plain max pooling, bilinear upsampling in the decoder, no indices. Its defects are
 fixed: the model outputs probabilities (not logits), and the encoder runs once.
 
