@@ -148,5 +148,17 @@ def test_empty_batches_return_empty_results(exported):
     out = loaded.signatures["serving_default"](images=tf.zeros([0, 50, 70, 3], tf.uint8))
     assert out["probabilities"].shape == (0, 50, 70, 1) and out["mask"].shape == (0, 50, 70)
     out = loaded.signatures["serving_bytes"](image_bytes=tf.constant([], tf.string))
-    assert out["probabilities"].shape[0] == 0 and out["mask"].shape[0] == 0
+    assert out["probabilities"].shape == (0, 0, 0, 1) and out["mask"].shape == (0, 0, 0)
     assert out["height"].shape == (0,) and out["width"].shape == (0,)
+
+
+def test_serving_functions_defaults_threshold_0_5_untiled_unscaled():
+    import inspect
+
+    model = brightness_model()
+    function, _ = export.serving_functions(model)["serving_default"]
+    # mean 0.6: logit 1.2, probability 0.77: foreground at the default threshold 0.5 (not at 0.8 or above)
+    out = function(tf.fill([1, 40, 30, 3], tf.constant(153, tf.uint8)))
+    assert out["mask"].numpy().min() == 1 and out["mask"].shape == (1, 40, 30)
+    defaults = {name: p.default for name, p in inspect.signature(export.serving_functions).parameters.items()}
+    assert (defaults["threshold"], defaults["tiled"], defaults["scale"]) == (0.5, False, 1.0)

@@ -55,6 +55,14 @@ def test_golden_split_default_fractions_and_other_fractions():
     assert _all_splits(ids, seed=3, fractions=(0.5, 0.25, 0.25)) == GOLDEN_SEED_3_HALF
 
 
+def test_golden_split_without_a_seed_is_the_seed_0_split():
+    # The documented default seed is 0, in both public functions.
+    ids = [f"IMD{i:03d}" for i in range(20)]
+    assert {split: split_ids(ids, split) for split in GOLDEN_SEED_0} == GOLDEN_SEED_0
+    assigned = assign_splits(ids)
+    assert {split: sorted(i for i in ids if assigned[i] == split) for split in GOLDEN_SEED_0} == GOLDEN_SEED_0
+
+
 def test_golden_split_of_tiny_sets_keeps_one_group_in_val_and_test():
     # 3, 5 and 7 samples: the cuts are nudged so that val and test are not empty, and no further
     assert _all_splits(["a", "b", "c"], seed=0) == {"train": ["a"], "val": ["c"], "test": ["b"]}
