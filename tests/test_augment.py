@@ -124,7 +124,9 @@ def test_augment_config_from_user_values():
     assert augment_config({"rotation": 5}).rotation == 5.0
     with pytest.raises(ConfigError, match="rotatoin"):
         augment_config({"rotatoin": 5})
-    for bad in ({"zoom": (0.0, 1.0)}, {"contrast": 1.5}, {"transform_probability": 2}, {"fill_mode": "mirror"}, {"gamma": -1}):
+    assert augment_config({"zoom": (0.5, 2.0)}).zoom == (0.5, 2.0)  # the documented bounds: 0 < low <= high <= 2
+    for bad in ({"zoom": (0.0, 1.0)}, {"zoom": (1.0, 2.5)}, {"zoom": (1.2, 1.1)}, {"contrast": 1.5},
+                {"transform_probability": 2}, {"fill_mode": "mirror"}, {"gamma": -1}):
         with pytest.raises(ConfigError):
             augment_config(bad)
     with pytest.raises(ConfigError):

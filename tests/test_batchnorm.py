@@ -191,3 +191,14 @@ def test_bfloat16_batch_statistics_are_float32_accurate():
     values = np.asarray(tf.cast(x, "float64"))
     np.testing.assert_allclose(layer.moving_mean.numpy(), values.mean(axis=(0, 1, 2)), atol=2e-3)
     np.testing.assert_allclose(layer.moving_variance.numpy(), values.var(axis=(0, 1, 2)), rtol=2e-2)
+
+
+def test_bfloat16_variance_corrects_a_first_mean_that_rounding_moved():
+    # mean 100.25 lies halfway between bfloat16's steps (100.0, 100.5): the first mean, in bfloat16, is off
+    # by about 0.25, which the variance must take out (E[(x - m0)^2] - shift^2) against a variance of 0.25.
+    x = tf.cast(np.random.default_rng(4).normal(100.25, 0.5, (64, 8, 8, 4)), "bfloat16")
+    layer = BatchNorm(momentum=0.0, dtype="mixed_bfloat16")
+    layer.build(x.shape)
+    layer(x, training=True)
+    values = np.asarray(tf.cast(x, "float64"))
+    np.testing.assert_allclose(layer.moving_variance.numpy(), values.var(axis=(0, 1, 2)), rtol=2e-2)

@@ -438,6 +438,26 @@ def test_function_form_defaults_equal_the_class_defaults(function, loss_class):
         float(loss_class()(y_true, y_pred)), rel=1e-6)
 
 
+CATEGORICAL_FUNCTION_FORMS = [(losses.dice_loss, DiceLoss), (losses.tversky_loss, TverskyLoss),
+                              (losses.focal_tversky_loss, FocalTverskyLoss), (losses.cce_dice_loss, CCEDiceLoss)]
+
+
+@pytest.mark.parametrize("function,loss_class", CATEGORICAL_FUNCTION_FORMS, ids=lambda x: getattr(x, "__name__", ""))
+def test_function_form_defaults_equal_the_class_defaults_for_class_ids(function, loss_class):
+    # The defaults that only matter with several classes (include_background, cce_weight) agree too.
+    ids, probs, _ = categorical_data(31)
+    assert float(np.mean(as_float(function(ids, probs, num_classes=3)))) == pytest.approx(
+        float(loss_class(num_classes=3)(ids, probs)), rel=1e-6)
+
+
+def test_zero_weights_and_smoothing_are_allowed():
+    # Non-negative means 0 too: a zero weight switches a term off.
+    y_true, y_pred = binary_data(32)
+    dice = float(DiceLoss()(y_true, y_pred))
+    assert float(BCEDiceLoss(bce_weight=0.0)(y_true, y_pred)) == pytest.approx(dice, rel=1e-6)
+    assert np.isfinite(float(DiceLoss(smooth=0.0)(y_true, y_pred)))
+
+
 @pytest.mark.parametrize("loss_class", [DiceLoss, CategoricalDiceLoss, TverskyLoss, FocalTverskyLoss, CCEDiceLoss],
                          ids=lambda c: c.__name__)
 def test_categorical_losses_include_the_background_by_default(loss_class):

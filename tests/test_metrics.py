@@ -164,6 +164,7 @@ def test_precision_recall_fbeta_pixel_accuracy_match_numpy():
     assert run_metric(FBeta(beta=2.0), batches) == pytest.approx(expected_f2, abs=TOL)
     assert run_metric(PixelAccuracy(), batches) == pytest.approx((tp + tn) / t.size, abs=TOL)
     assert run_metric(FBeta(beta=1.0), batches) == pytest.approx(run_metric(Dice(), batches), abs=TOL)
+    assert run_metric(FBeta(), batches) == pytest.approx(2 * tp / (2 * tp + fn + fp), abs=TOL)  # default beta 1
 
 
 def test_binary_class_ids_zero_and_one_average_background_and_foreground():
