@@ -95,7 +95,7 @@ def run(args):
         try:
             for path, image, probabilities, mask in predict_files(predictor, paths, args.batch_size,
                                                                   args.threshold):
-                if not claimed:  # every image decoded: claim the outputs, then write them
+                if not claimed:  # every image checked and the first batch predicted: claim the outputs, then write
                     claimed = True
                     fileio.makedirs(args.out)
                     fileio.remove_stale_temporaries(args.out)
