@@ -116,23 +116,41 @@ def test_weights_left_by_a_crash_before_their_deletion_are_removed_on_resume(tmp
     assert sorted(os.listdir(backup)) == ["epoch-0002.weights.h5", "state.json"]
 
 
+def _fault_then_rerun(folder, fail_at):
+    """One write point (run in a worker process): fail at operation ``fail_at``, then the same command.
+
+    Returns ``(what failed, None)`` when the rerun finishes with a valid run folder, else the error."""
+    run = os.path.join(folder, f"run-{fail_at}")
+    config = TrainConfig(**TINY, out=run)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        inject_faults(monkeypatch, fail_at)
+        try:
+            train(config, verbose=0)
+            outcome = "no fault (the operation is not reached when it fails?)"
+        except InjectedFault as fault:
+            outcome = str(fault)
+    try:
+        train(config, verbose=0)  # the same command, no faults
+        check_run_folder(run)
+    except Exception as err:  # noqa: BLE001 - collect every failing write point, then report them all
+        return outcome, f"fault at operation {fail_at}: {type(err).__name__}: {err}"
+    return outcome, None
+
+
 @pytest.mark.slow
 def test_a_fault_at_every_write_point_then_the_same_command_finishes(tmp_path, write_points):
+    # Two worker processes (each point is two short, mostly single-threaded training runs): about
+    # half the time on two cores. Each worker imports TensorFlow once and takes points in turn.
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
+        results = list(pool.map(_fault_then_rerun, [str(tmp_path)] * write_points, range(1, write_points + 1)))
     failures = []
-    for fail_at in range(1, write_points + 1):
-        run = str(tmp_path / f"run-{fail_at}")
-        config = TrainConfig(**TINY, out=run)
-        with pytest.MonkeyPatch.context() as monkeypatch:
-            inject_faults(monkeypatch, fail_at)
-            try:
-                train(config, verbose=0)
-                outcome = "no fault (the operation is not reached when it fails?)"
-            except InjectedFault as fault:
-                outcome = str(fault)
-        print(f"write point {fail_at}/{write_points}: {outcome}", flush=True)  # pytest -s shows the progress
-        try:
-            train(config, verbose=0)  # the same command, no faults
-            check_run_folder(run)
-        except Exception as err:  # noqa: BLE001 - collect every failing write point, then report them all
-            failures.append(f"fault at operation {fail_at}: {type(err).__name__}: {err}")
+    for fail_at, (outcome, failure) in enumerate(results, start=1):
+        print(f"write point {fail_at}/{write_points}: {outcome}", flush=True)  # pytest -s shows them
+        if failure:
+            failures.append(failure)
     assert not failures, "\n".join(failures)
+    assert sum(outcome.startswith("file operation") for outcome, _ in results) == write_points  # each one hit
