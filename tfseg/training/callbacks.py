@@ -217,8 +217,8 @@ class RunBackup(keras.callbacks.Callback):
         throughput: the :class:`Throughput` callback.
         phase: index of the training phase (0, or 1 after unfreezing the encoder).
         final_phase: whether an early stop in this phase ends the run.
-        seconds_before: wall seconds of earlier sessions of this run.
-        clock_start: ``time.perf_counter()`` at the start of this session.
+        seconds_before: wall seconds of the earlier calls of this run (before a resume).
+        clock_start: ``time.perf_counter()`` at the start of this call.
     """
 
     def __init__(self, run_dir, callbacks, throughput, phase=0, final_phase=True, seconds_before=0.0,

@@ -57,9 +57,9 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
         "global_batch_size", "epochs_completed", "best_epoch", "stopped_early", "num_classes",
         "split_sizes", "run_dir"}`` (``global_batch_size`` = ``batch_size`` x ``replicas``;
         see :mod:`tfseg.distribute`).
-        ``train_images_per_second`` leaves out the first epoch of each session (tracing)
+        ``train_images_per_second`` leaves out the first epoch of each call (tracing)
         and is ``None`` when no other epoch ran; ``seconds`` is the wall time of all
-        sessions (each counted up to its last completed epoch, plus the final one).
+        calls, the first and every resume (each counted up to its last completed epoch, plus the final one).
 
     Raises:
         ConfigError: impossible settings, or a run folder trained with other settings.

@@ -138,7 +138,7 @@ def run_status(config: TrainConfig, force_new: bool = False) -> str:
 def start_run_dir(config: TrainConfig, status: str, log=print) -> None:
     """Create RUN_DIR (moving an old one aside for ``"replace"``) and write ``config.json``.
 
-    A resumed run first deletes the hidden temporaries a killed session left in RUN_DIR,
+    A resumed run first deletes the hidden temporaries a killed process left in RUN_DIR,
     ``backup/`` and ``saved_model/`` (:func:`tfseg.fileio.remove_stale_temporaries`), and
     backup weights that ``state.json`` no longer names (:func:`remove_superseded_weights`).
     """
