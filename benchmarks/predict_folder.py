@@ -1,6 +1,6 @@
 """`tfseg predict` on a folder of PH2-size images vs the model's own `predict` on decoded arrays.
 
-On ``--count`` PH2-size files (768x560 24-bit BMP, as the PH2 archive holds them), with one
+On the images of ``--count`` PH2-size samples (768x560 24-bit BMP, as the PH2 archive holds them), with one
 model saved as ``model.keras`` (``build_model(--model, --image-size)``, default options,
 untrained weights: speed does not depend on them), each row times one pass over all images
 after a warm-up pass on the first batch:
@@ -9,7 +9,7 @@ after a warm-up pass on the first batch:
                                     already decoded and resized: the model alone
     predict_images (API)            ``tfseg.inference.predict_images``: the up-front check, decode,
                                     resize, the model, probabilities back at 768x560, the mask
-    tfseg predict --no-overlays     ``tfseg predict --model M FOLDER --out DIR --no-overlays``:
+    tfseg predict --no-overlays     ``tfseg predict --model M IMAGE... --out DIR --no-overlays``:
                                     the same plus writing ``<stem>_mask.png``
     tfseg predict (CLI)             the same plus ``<stem>_overlay.png`` (the image with the outline)
 
@@ -55,24 +55,12 @@ def parse_args(argv=None):
     return args
 
 
-def write_images(folder: Path, count: int, width: int = 768, height: int = 560) -> list:
-    """``count`` smooth RGB BMPs with a dark blob (PH2's size and file kind)."""
-    import numpy as np
-    from PIL import Image
+def image_files(root: Path, count: int) -> list:
+    """The dermoscopic images of ``count`` PH2-size samples (:func:`input_pipeline.write_ph2_folder`)."""
+    from input_pipeline import write_ph2_folder
 
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:height, 0:width]
-    paths = []
-    for i in range(count):
-        cy, cx, r = rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width, rng.uniform(60, 200)
-        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
-        image = np.stack([200 - 120 * blob, 160 - 100 * blob, 140 - 90 * blob], -1)
-        image = np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
-        path = folder / f"IMD{i:03d}.bmp"
-        Image.fromarray(image).save(path)
-        paths.append(str(path))
-    return paths
+    base = write_ph2_folder(root, count, 768, 560, seed=0)
+    return sorted(str(p) for p in base.glob("PH2 Dataset images/*/*_Dermoscopic_Image/*.bmp"))
 
 
 def measure(args) -> dict:
@@ -85,7 +73,7 @@ def measure(args) -> dict:
 
     work = Path(tempfile.mkdtemp(prefix="tfseg-predict-"))
     try:
-        paths = write_images(work / "images", args.count)
+        paths = image_files(work / "data", args.count)
         model = build_model(args.model, image_size=args.image_size)
         model_path = str(work / "model.keras")
         model.save(model_path)
@@ -101,19 +89,14 @@ def measure(args) -> dict:
             for _ in predict_images(predictor, paths, batch_size=args.batch_size):
                 pass
 
-        first = work / "first_batch"
-        first.mkdir()
-        for path in paths[: args.batch_size]:
-            shutil.copy(path, first)
-
-        def command(folder, *extra):
+        def command(images, *extra):
             def run():
                 out = work / "predictions"
                 shutil.rmtree(out, ignore_errors=True)
                 with open(os.devnull, "w") as devnull:
                     stdout, sys.stdout = sys.stdout, devnull
                     try:
-                        code = cli.main(["predict", "--model", model_path, str(folder), "--out", str(out),
+                        code = cli.main(["predict", "--model", model_path, *images, "--out", str(out),
                                          "--batch-size", str(args.batch_size), "--quiet", *extra])
                     finally:
                         sys.stdout = stdout
@@ -122,9 +105,10 @@ def measure(args) -> dict:
             return run
 
         rows = {"model.predict, decoded arrays": keras_predict, "predict_images (API)": api,
-                "tfseg predict --no-overlays (CLI)": command(work / "images", "--no-overlays"),
-                "tfseg predict (CLI)": command(work / "images")}
+                "tfseg predict --no-overlays (CLI)": command(paths, "--no-overlays"),
+                "tfseg predict (CLI)": command(paths)}
         # Each CLI call loads the model and traces its predict function: timed alone on one batch of images.
+        first = paths[: args.batch_size]
         first_batch = {"tfseg predict --no-overlays (CLI)": command(first, "--no-overlays"),
                        "tfseg predict (CLI)": command(first)}
         # warm-up: trace every path once

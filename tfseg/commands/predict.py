@@ -36,7 +36,7 @@ def register(subparsers):
                         help="binary mask = probability >= T (default 0.5)")
     parser.add_argument("--overlays", action=argparse.BooleanOptionalAction, default=True,
                         help="also write <stem>_overlay.png, the image with the predicted outline (default: yes; "
-                             "--no-overlays writes the masks only, about 3x faster on photos)")
+                             "--no-overlays writes the masks only, about 1.5x faster on photos)")
     add_tiling_flags(parser)
     parser.add_argument("--scale", type=float, default=None, metavar="X",
                         help="with sliding windows: resize images by X first (default: the run's --scale, else 1)")
