@@ -31,24 +31,18 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfseg.config import DEFAULT_FOREGROUND_FRACTION, check_patch_options  # noqa: F401 - re-exported
-
-
-def scaled_size(height, width, scale: float):
-    """``(round(height * scale), round(width * scale))``, at least 1 pixel (int32 tensors)."""
-    size = tf.cast(tf.round(tf.cast(tf.stack([height, width]), tf.float32) * float(scale)), tf.int32)
-    return tf.maximum(size, 1)
+from tfseg.data.pixels import resize_pixels, scaled_size
 
 
 def rescale_example(image, mask, scale: float):
-    """Image (uint8) bilinear with antialiasing, mask nearest neighbour, both to ``scale`` x their size."""
+    """Image (uint8) to ``scale`` x its size as the pipeline stores it
+    (:func:`~tfseg.data.pixels.resize_pixels`), mask nearest neighbour."""
     if float(scale) == 1.0:
         return image, mask
     shape = tf.shape(image)
     size = scaled_size(shape[0], shape[1], scale)
-    resized = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=True)
-    image = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), image.dtype)
     mask = tf.cast(tf.image.resize(mask, size, method="nearest"), mask.dtype)
-    return image, mask
+    return resize_pixels(image, size), mask
 
 
 def random_patch(image, mask, patch_size: int, seed, foreground_fraction: float = DEFAULT_FOREGROUND_FRACTION):

@@ -28,6 +28,8 @@ from typing import Dict, Optional, Tuple
 import tensorflow as tf
 
 from tfseg.data.augment import augment_config, augment_example
+from tfseg.data.pixels import PIXEL_RANGE, model_inputs, resize_pixels, stored_pixels
+from tfseg.data.pixels import RESIZE_ANTIALIAS, RESIZE_METHOD, resize_image  # noqa: F401 - their former home
 from tfseg.data.patches import DEFAULT_FOREGROUND_FRACTION, check_patch_options, random_patch, rescale_example
 from tfseg.data.sources import Source, open_source
 from tfseg.data.spec import parse_source
@@ -166,51 +168,22 @@ def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch
                     image_size=None):
     """:func:`load_dataset` at native resolution: random patches (``patch_size``) or whole images (batch 1).
 
-    The stages: examples (original size) -> storage form (uint8, mask {0,1}/ids) -> ``scale``
-    -> cache -> shuffle -> random crop (patches) -> float32 -> augment (the crop) -> repeat -> batch.
+    The stages: :func:`native_examples` (storage form, times ``scale``, cached) -> shuffle
+    -> random crop (patches) -> float32 -> augment (the crop) -> repeat -> batch.
     """
     check_patch_options(patch_size, scale, foreground_fraction)
     batch_size = _positive_int("batch_size", batch_size)
     if patch_size is None and batch_size != 1:
         raise ConfigError(f"batch_size {batch_size}: whole images of their own sizes are batched one at a time "
                           "(use batch_size=1, or a patch_size)")
-    if split not in SPLITS + ("all",):
-        raise ConfigError(f"split {split!r}: choose one of train, val, test, all")
-    fractions = validate_fractions(fractions)
-    if cache is True or cache is False or cache is None:
-        cache = "memory" if cache else "none"
-    if cache not in CACHES:
-        raise ConfigError(f"cache {cache!r}: choose one of {', '.join(CACHES)}")
     config = augment_config(split == "train" if augment is None else augment)
     if patch_size is None:
         config = None  # whole images are scored as they are
     shuffle = split == "train" if shuffle is None else bool(shuffle)
-
-    # image_size only reaches ``synthetic``, which is generated at one size (its native size here).
-    opened = open_dataset_source(source, image_size=image_size, num_classes=num_classes, skip_bad=skip_bad,
-                                 **source_options)
-    classes = resolve_num_classes(opened, num_classes)
-    ids = opened.split_ids(split, seed=0 if seed is None else seed, fractions=fractions)
-    if not ids:
-        raise TfsegError(f"data source {opened.spec.text!r}: the {split!r} split is empty ({len(opened.ids())} samples)")
-
-    def stored(example):
-        mask = example["mask"]
-        if classes > 1:
-            mask = _checked_class_ids(mask, classes, example["id"], getattr(opened, "ignore_class", None))
-        image, mask = native_example(example["image"], mask, classes)
-        return rescale_example(image, mask, scale)
-
-    ds = opened.examples(ids).map(stored, num_parallel_calls=tf.data.AUTOTUNE)
-    if skip_bad and not getattr(opened, "checked", False):
-        ds = ds.ignore_errors(log_warning=True)
-    else:
-        ds = ds.apply(tf.data.experimental.assert_cardinality(len(ids)))
-    sample_bytes = _native_sample_bytes(opened, ids, scale, classes)
-    if use_memory_cache(cache, len(ids) * sample_bytes, f"{opened.spec.text} {split}"):
-        ds = ds.cache()
+    ds, classes, count, sample_bytes = _stored_examples(source, split, scale, seed, cache, fractions, num_classes,
+                                                        skip_bad, source_options, image_size)
     if shuffle:
-        buffer = max(1, min(len(ids), SHUFFLE_BUFFER_BYTES // sample_bytes))
+        buffer = max(1, min(count, SHUFFLE_BUFFER_BYTES // sample_bytes))
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if patch_size is not None:
         # One [4] seed per sample and epoch: two numbers for the crop, two for the augmentation.
@@ -234,11 +207,74 @@ def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch
     return ds.with_options(options)
 
 
+def native_examples(source, split: str = "test", seed: Optional[int] = 0, fractions=DEFAULT_FRACTIONS,
+                    num_classes: Optional[int] = None, scale: float = 1.0, cache="auto", skip_bad: bool = False,
+                    image_size=None, **source_options) -> tf.data.Dataset:
+    """One split's samples at their own size in the pipeline's storage form, unbatched, in split order.
+
+    What whole-image scoring reads (:mod:`tfseg.evaluation`, training's val/test scores): each
+    image goes through :mod:`tfseg.segment` at its own size and is scored against its own mask.
+
+    Args:
+        source, split, seed, fractions, num_classes, cache, skip_bad, **source_options: as in
+            :func:`load_dataset`.
+        scale: resize image (:func:`~tfseg.data.pixels.resize_pixels`) and mask (nearest) by this factor.
+        image_size: only the size ``synthetic`` is generated at.
+
+    Returns:
+        ``tf.data.Dataset`` of ``(image uint8 [h, w, 3], mask [h, w, 1])``: the mask uint8 {0, 1}
+        (binary) or class ids (uint8; int32 above 256 classes), as :func:`native_example` gives them.
+    """
+    check_patch_options(None, scale, 0.0)
+    ds, *_ = _stored_examples(source, split, scale, seed, cache, fractions, num_classes, skip_bad, source_options,
+                                image_size)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _stored_examples(source, split, scale, seed, cache, fractions, num_classes, skip_bad, source_options,
+                     image_size):
+    """``(dataset of storage-form samples at native size x scale, num_classes, samples, bytes of one sample)``.
+
+    The stages: examples (original size) -> storage form (uint8, mask {0,1}/ids) -> ``scale`` -> cache.
+    """
+    if split not in SPLITS + ("all",):
+        raise ConfigError(f"split {split!r}: choose one of train, val, test, all")
+    fractions = validate_fractions(fractions)
+    if cache is True or cache is False or cache is None:
+        cache = "memory" if cache else "none"
+    if cache not in CACHES:
+        raise ConfigError(f"cache {cache!r}: choose one of {', '.join(CACHES)}")
+    # image_size only reaches ``synthetic``, which is generated at one size (its native size here).
+    opened = open_dataset_source(source, image_size=image_size, num_classes=num_classes, skip_bad=skip_bad,
+                                 **source_options)
+    classes = resolve_num_classes(opened, num_classes)
+    ids = opened.split_ids(split, seed=0 if seed is None else seed, fractions=fractions)
+    if not ids:
+        raise TfsegError(f"data source {opened.spec.text!r}: the {split!r} split is empty ({len(opened.ids())} samples)")
+
+    def stored(example):
+        mask = example["mask"]
+        if classes > 1:
+            mask = _checked_class_ids(mask, classes, example["id"], getattr(opened, "ignore_class", None))
+        image, mask = native_example(example["image"], mask, classes)
+        return rescale_example(image, mask, scale)
+
+    ds = opened.examples(ids).map(stored, num_parallel_calls=tf.data.AUTOTUNE)
+    if skip_bad and not getattr(opened, "checked", False):
+        ds = ds.ignore_errors(log_warning=True)
+    else:
+        ds = ds.apply(tf.data.experimental.assert_cardinality(len(ids)))
+    sample_bytes = _native_sample_bytes(opened, ids, scale, classes)
+    if use_memory_cache(cache, len(ids) * sample_bytes, f"{opened.spec.text} {split}"):
+        ds = ds.cache()
+    return ds, classes, len(ids), sample_bytes
+
+
 def native_example(image, mask, num_classes: int = 1):
     """:func:`resize_example` without the resizing: ``(uint8 [h, w, 3], mask [h, w, 1])`` at the sample's size."""
     image = tf.convert_to_tensor(image)
     if not (image.dtype == tf.uint8 and image.shape.rank == 3 and image.shape[-1] == 3):
-        image = tf.cast(tf.round(tf.clip_by_value(_rgb_float(image), 0.0, 1.0) * 255.0), tf.uint8)
+        image = stored_pixels(_rgb_float(image) * PIXEL_RANGE)
     mask, threshold = _mask_values(tf.convert_to_tensor(mask), num_classes)
     return image, threshold(mask)
 
@@ -418,10 +454,8 @@ def resize_example(image, mask, image_size, num_classes: int = 1):
     if image.dtype == tf.uint8 and image.shape.rank == 3 and image.shape[-1] == 3:
         image = _image_rank3(image, "image")  # the decoders' output: resize the 0..255 values directly
     else:
-        image = _rgb_float(image) * 255.0
-    if tuple(image.shape[:2]) != size:
-        image = resize_image(image, size)
-    image = tf.cast(tf.round(tf.clip_by_value(tf.cast(image, tf.float32), 0.0, 255.0)), tf.uint8)
+        image = _rgb_float(image) * PIXEL_RANGE
+    image = resize_pixels(image, size) if tuple(image.shape[:2]) != size else stored_pixels(image)
     mask, threshold = _mask_values(tf.convert_to_tensor(mask), num_classes)
     if tuple(mask.shape[:2]) != size:
         # Nearest neighbour picks pixels, so thresholding after it (at the full mask's rule) is exact and cheaper.
@@ -432,30 +466,10 @@ def resize_example(image, mask, image_size, num_classes: int = 1):
     return image, mask
 
 
-# Image resize: the training pipeline, `tfseg prepare --image-size` and the serving graph all call this.
-RESIZE_METHOD = "bilinear"
-RESIZE_ANTIALIAS = True
-
-
-def resize_image(images, size):
-    """Images ``[..., H, W, C]`` (any real dtype; float32 out) to ``size``: the one image resize of tfseg.
-
-    Bilinear with antialiasing (a triangle filter widened by the scale factor
-    when shrinking, so every input pixel counts). Measured on PH2-size images
-    (768x560 -> 256, ``benchmarks/data_sources.py --ph2-cold``): 47.0 dB PSNR
-    against a Lanczos resize; ``area`` is about 2.8x faster at 46.2 dB but
-    repeats pixels when enlarging, plain bilinear about 4.6x faster at 34.8 dB
-    (aliasing). Changing it here changes training, ``prepare`` and serving together.
-    """
-    images = tf.convert_to_tensor(images)
-    if images.dtype != tf.float32:
-        images = tf.cast(images, tf.float32)
-    return tf.image.resize(images, size, method=RESIZE_METHOD, antialias=RESIZE_ANTIALIAS)
-
-
 def scale_example(image, mask, num_classes: int = 1):
-    """Storage form -> model form: image float32 in [0, 1]; mask float32 {0, 1} (binary) or int32 ids."""
-    image = tf.cast(image, tf.float32) / 255.0
+    """Storage form -> model form: image float32 in [0, 1] (:func:`~tfseg.data.pixels.model_inputs`);
+    mask float32 {0, 1} (binary) or int32 ids."""
+    image = model_inputs(image)
     mask = tf.cast(mask, tf.float32 if num_classes == 1 else tf.int32)
     return image, mask
 
