@@ -34,6 +34,9 @@ SavedModel's serving signature), where the loop over window batches becomes a
 Flip TTA (:func:`flip_tta`) averages the probabilities of the image, its left-right
 flip and its up-down flip (each flipped back): ``p = (f(x) + F_w f(F_w x) + F_h f(F_h x)) / 3``.
 
+Whole images (decode, ``--scale``, the probabilities back at the image's size, the mask) go
+through :mod:`tfseg.segment`, which calls :func:`sliding_window` and :func:`flip_tta`.
+
 Example:
     >>> import numpy as np
     >>> from tfseg.tiling import sliding_window
@@ -46,7 +49,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
@@ -186,7 +188,8 @@ def sliding_window(
         num_classes: ``K``, the channels ``predict`` returns.
         overlap: fraction of a window shared with its neighbour, in ``[0, 1)``.
         blend: ``"gaussian"``, ``"linear"`` or ``"constant"`` (module docstring).
-        window_batch: windows per ``predict`` call; ``None`` -> :func:`windows_per_call`.
+        window_batch: windows per ``predict`` call (at most the windows there are);
+            ``None`` -> :func:`windows_per_call`.
         tta: ``"flips"`` wraps ``predict`` in :func:`flip_tta`; ``None``/``"none"`` does not.
 
     Returns:
@@ -227,6 +230,8 @@ def sliding_window(
     per_image = count_y * count_x
     total_windows = batch * per_image
     pixels = batch * padded_h * padded_w
+    # No call larger than the windows there are (no copies to fill a small image's only call).
+    window_batch = min(window_batch, total_windows) if static else ops.maximum(ops.minimum(window_batch, total_windows), 1)
 
     # Flat pixel index of each window's top-left corner, and of every pixel of a window relative to it.
     k = ops.arange(total_windows, dtype="int32")
@@ -266,52 +271,3 @@ def sliding_window(
     probabilities = sums[0] / ops.maximum(sums[1], 1e-12)
     probabilities = ops.reshape(probabilities, (batch, padded_h, padded_w, num_classes))
     return probabilities[:, :height, :width, :]
-
-
-def scaled_size(height: int, width: int, scale: float) -> Tuple[int, int]:
-    """``(round(height * scale), round(width * scale))``, at least 1 (as the pipeline's ``scale``)."""
-    return max(1, int(round(height * float(scale)))), max(1, int(round(width * float(scale))))
-
-
-def predict_whole_images(
-    model,
-    images,
-    scale: float = 1.0,
-    overlap: float = DEFAULT_OVERLAP,
-    blend: str = DEFAULT_BLEND,
-    tta: Optional[str] = None,
-    window_batch: Optional[int] = None,
-    predict: Optional[Callable] = None,
-):
-    """Probabilities of whole ``images`` at their own size by a model trained on patches.
-
-    The images are resized by ``scale`` (bilinear, antialiased, as the training
-    pipeline's ``scale``), predicted by :func:`sliding_window` with windows of the
-    model's input size, and the probabilities resized back (bilinear).
-
-    Args:
-        model: a Keras model with a fixed ``[batch, h, w, C]`` input.
-        images: float ``[B, H, W, C]`` in [0, 1], ``H`` and ``W`` known (eager).
-        scale, overlap, blend, tta, window_batch: as in :func:`sliding_window`.
-        predict: the function run on window batches (default ``model.predict_on_batch``
-            under TensorFlow, ``model`` otherwise).
-
-    Returns:
-        float32 ``[B, H, W, K]``.
-    """
-    window = tuple(int(d) for d in model.inputs[0].shape[1:3])
-    num_classes = int(model.outputs[0].shape[-1])
-    if predict is None:
-        from keras import backend
-
-        predict = model.predict_on_batch if backend.backend() == "tensorflow" else model
-    images = ops.cast(ops.convert_to_tensor(images), "float32")
-    height, width = (int(d) for d in ops.shape(images)[1:3])
-    resized = (height, width) if float(scale) == 1.0 else scaled_size(height, width, scale)
-    if resized != (height, width):
-        images = ops.image.resize(images, resized, interpolation="bilinear", antialias=True)
-    probabilities = sliding_window(predict, images, window, num_classes, overlap=overlap, blend=blend,
-                                   window_batch=window_batch, tta=tta)
-    if resized != (height, width):
-        probabilities = ops.image.resize(probabilities, (height, width), interpolation="bilinear")
-    return probabilities
