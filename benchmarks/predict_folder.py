@@ -69,7 +69,7 @@ def measure(args) -> dict:
     from tfseg import cli
     from tfseg.inference import load_predictor, predict_images, read_image
     from tfseg.models import build_model
-    from tfseg.export import preprocess
+    from tfseg.segment import Settings
 
     work = Path(tempfile.mkdtemp(prefix="tfseg-predict-"))
     try:
@@ -77,8 +77,8 @@ def measure(args) -> dict:
         model = build_model(args.model, image_size=args.image_size)
         model_path = str(work / "model.keras")
         model.save(model_path)
-        size = (args.image_size, args.image_size)
-        arrays = np.concatenate([preprocess(read_image(p)[None], size).numpy() for p in paths])
+        settings = Settings(window=(args.image_size, args.image_size))
+        arrays = np.concatenate([settings.model_inputs(read_image(p)[None]).numpy() for p in paths])
 
         def keras_predict():
             model.predict(arrays, batch_size=args.batch_size, verbose=0)

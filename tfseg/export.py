@@ -18,14 +18,23 @@ pixels (or encoded files) of any size and gets masks of that size back:
     ``probabilities[i, :height[i], :width[i]]`` and the padding is 0 (mask 0).
     A batch of one (the usual REST request) is exactly the image's size.
 
-An empty batch sent to either signature returns empty outputs (batch 0).
+``serving_windows``
+    input ``windows`` float32 ``[batch, H, W, 3]`` at the model's input size, already
+    normalised (``x / 255``) -> ``probabilities`` float32 ``[batch, H, W, classes]``: the
+    bare model. :mod:`tfseg.inference` runs the whole path in Python around it (so
+    ``tfseg predict --tiled/--tta`` work on a SavedModel too).
 
-Inside the graph: ``x = round(resize_image(float32(images), model_size)) / 255`` (the
-training pipeline's own resize, :func:`tfseg.data.pipeline.resize_image`),
-``p = model(x)`` (cast to float32, so a ``mixed_float16`` model serves float32),
-``p = resize_bilinear(p, (height, width))``; the mask is ``p[..., 0] >= threshold``
-for one class, ``argmax(p, -1)`` otherwise. The SavedModel needs TensorFlow only:
-no tfseg import and no custom objects to load or serve.
+An empty batch sent to either image signature returns empty outputs (batch 0).
+
+Inside the graph, the image signatures run :mod:`tfseg.segment`, the path ``tfseg predict``
+runs: ``x = round(resize_image(images, model_size)) / 255`` (the training pipeline's own
+resize and rounding, :mod:`tfseg.data.pixels`), ``p = model(x)`` (cast to float32, so a
+``mixed_float16`` model serves float32), ``p = resize_bilinear(p, (height, width))``; the
+mask is ``p[..., 0] >= threshold`` for one class, ``argmax(p, -1)`` otherwise. A model
+trained on patches (``tiled``) runs a sliding window at ``scale`` x the image's size instead
+of the resize; ``tta="flips"`` averages the flips. The settings are also written to
+``assets.extra/tfseg_settings.json`` (:class:`tfseg.segment.Settings` as JSON). The SavedModel
+needs TensorFlow only: no tfseg import and no custom objects to load or serve.
 
 Every writer is atomic: a SavedModel version is built in a temporary folder
 inside ``export_dir`` and renamed into place; a TFLite/ONNX file is written to a
@@ -59,183 +68,103 @@ import numpy as np
 import tensorflow as tf
 
 from tfseg.data.decode import decode_rgb
+from tfseg.data.pixels import model_inputs
 from tfseg.errors import ConfigError, TfsegError
-from tfseg.metrics import probabilities_to_mask
-from tfseg.saving import model_input_size, model_num_classes
+from tfseg.saving import model_input_size
+from tfseg.segment import Settings, check_threshold, keras_windows  # noqa: F401 - check_threshold: its former home
 
 SERVING_DEFAULT = "serving_default"
 SERVING_BYTES = "serving_bytes"
+SERVING_WINDOWS = "serving_windows"
+# The inference settings (tfseg.segment.Settings) inside a version folder; TF Serving reads only its
+# warm-up file from assets.extra and leaves other files alone.
+SETTINGS_FILE = "assets.extra/tfseg_settings.json"
 QUANTIZE_CHOICES = ("none", "float16", "dynamic")
-
-# ---------------------------------------------------------------------------
-# Pre/post-processing shared by the SavedModel graph and tfseg.inference.
-# ---------------------------------------------------------------------------
-
-
-def preprocess(images, size):
-    """uint8 ``[b, h, w, 3]`` -> float32 ``[b, H, W, 3]`` in [0, 1] at ``size``.
-
-    Resized by :func:`tfseg.data.pipeline.resize_image`, the training pipeline's own
-    resize, and rounded to uint8 levels as the pipeline stores images, so a large image
-    reaches the model exactly as it did during training.
-    """
-    from tfseg.data.pipeline import resize_image
-
-    resized = tf.round(tf.clip_by_value(resize_image(images, size), 0.0, 255.0))
-    return resized / 255.0
-
-
-def check_threshold(threshold: float) -> float:
-    """``threshold`` as a float in (0, 1), else :class:`ConfigError`."""
-    value = float(threshold)
-    if not 0.0 < value < 1.0:
-        raise ConfigError(f"threshold {threshold!r}: must be in (0, 1)")
-    return value
-
 
 # ---------------------------------------------------------------------------
 # SavedModel
 # ---------------------------------------------------------------------------
 
 
-def serving_functions(model, threshold: float = 0.5, tiled: bool = False, scale: float = 1.0) -> Dict[str, tuple]:
-    """``{signature name: (python function, input signature)}`` of the two endpoints.
+def serving_functions(model, threshold: float = 0.5, tiled: bool = False, scale: float = 1.0,
+                      tta: Optional[str] = None) -> Dict[str, tuple]:
+    """``{signature name: (python function, input signature)}`` of the SavedModel's endpoints.
 
-    ``tiled``: both endpoints predict whole images by sliding window (:func:`tiled_serving_functions`).
+    The settings (:class:`tfseg.segment.Settings`) of ``model`` with these options, through
+    :func:`signatures`.
     """
-    threshold = check_threshold(threshold)
-    if tiled:
-        return tiled_serving_functions(model, threshold, scale)
-    size = model_input_size(model)
-    num_classes = model_num_classes(model)
+    return signatures(Settings.of_model(model, threshold=threshold, tiled=tiled, scale=scale, tta=tta),
+                      keras_windows(model))
 
-    def probabilities_at_model_size(inputs):
-        # float32 out even when the model computes in float16/bfloat16.
-        return tf.cast(model(inputs, training=False), tf.float32)
+
+def signatures(settings: Settings, predict) -> Dict[str, tuple]:
+    """Every endpoint of the SavedModel, from one settings object and one adapter (:mod:`tfseg.segment`).
+
+    ``serving_default`` (uint8 images), ``serving_bytes`` (encoded files) and ``serving_windows``
+    (float32 model inputs at the model's size -> probabilities: the adapter itself, which
+    :mod:`tfseg.inference` runs the same Python path on). Resize or tiled, with or without flip
+    TTA: the same functions, the mode is in ``settings``; every image signature builds its
+    outputs with one function.
+    """
+    num_classes = settings.num_classes
+
+    def outputs(probabilities, sizes=None):
+        # The one place a signature's outputs are made (a later output is added here, for all).
+        result = {"probabilities": probabilities, "mask": settings.mask(probabilities)}
+        if sizes is not None:
+            result.update(height=sizes[:, 0], width=sizes[:, 1])
+        return result
 
     def serve_images(images):
         height_width = tf.shape(images)[1:3]
-
-        def predict():
-            probabilities = probabilities_at_model_size(preprocess(images, size))
-            return tf.image.resize(probabilities, height_width, method="bilinear")
-
         # An empty batch returns an empty result (the model itself cannot run on zero images).
-        probabilities = tf.cond(tf.shape(images)[0] > 0, predict,
+        probabilities = tf.cond(tf.shape(images)[0] > 0, lambda: settings.probabilities(predict, images),
                                 lambda: tf.zeros(tf.concat([[0], height_width, [num_classes]], 0), tf.float32))
-        return {"probabilities": probabilities, "mask": probabilities_to_mask(probabilities, threshold)}
-
-    def decode(data):
-        # The training pipeline's decoder: also 1/4/8-bit palette BMPs (tfseg.data.decode).
-        image = decode_rgb(data)
-        return preprocess(image[tf.newaxis], size)[0], tf.shape(image)[:2]
+        return outputs(probabilities)
 
     def serve_bytes(image_bytes):
-        return tf.cond(tf.size(image_bytes) > 0, lambda: serve_encoded(image_bytes), lambda: {
-            "probabilities": tf.zeros([0, 0, 0, num_classes], tf.float32),
-            "mask": tf.zeros([0, 0, 0], tf.uint8),
-            "height": tf.zeros([0], tf.int32),
-            "width": tf.zeros([0], tf.int32),
-        })
+        return tf.cond(tf.size(image_bytes) > 0, lambda: serve_encoded(image_bytes),
+                       lambda: outputs(tf.zeros([0, 0, 0, num_classes], tf.float32), tf.zeros([0, 2], tf.int32)))
 
     def serve_encoded(image_bytes):
-        inputs, sizes = tf.map_fn(
-            decode,
-            image_bytes,
-            fn_output_signature=(tf.TensorSpec([*size, 3], tf.float32), tf.TensorSpec([2], tf.int32)),
-        )
-        probabilities = probabilities_at_model_size(inputs)
-        out_height, out_width = tf.reduce_max(sizes[:, 0]), tf.reduce_max(sizes[:, 1])
-
-        def restore(args):
-            image_probabilities, height_width = args
-            resized = tf.image.resize(image_probabilities[tf.newaxis], height_width, method="bilinear")[0]
-            padding = [[0, out_height - height_width[0]], [0, out_width - height_width[1]], [0, 0]]
-            return tf.pad(resized, padding)
-
-        probabilities = tf.map_fn(
-            restore, (probabilities, sizes), fn_output_signature=tf.TensorSpec([None, None, num_classes], tf.float32)
-        )
-        return {
-            "probabilities": probabilities,
-            "mask": probabilities_to_mask(probabilities, threshold),
-            "height": sizes[:, 0],
-            "width": sizes[:, 1],
-        }
-
-    return {
-        SERVING_DEFAULT: (serve_images, [tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]),
-        SERVING_BYTES: (serve_bytes, [tf.TensorSpec([None], tf.string, name="image_bytes")]),
-    }
-
-
-def tiled_serving_functions(model, threshold: float = 0.5, scale: float = 1.0) -> Dict[str, tuple]:
-    """The two endpoints of a patch-trained model: whole images of any size by sliding window, in the graph.
-
-    ``serving_default`` and ``serving_bytes`` keep their inputs and outputs; inside, instead of one
-    resize to the model's size: ``x = resize(float32(image) / 255, scale x size)`` (bilinear,
-    antialiased; skipped when ``scale`` is 1), ``p = sliding_window(model, x)`` with windows of the
-    model's input size, the default overlap and Gaussian blending (:mod:`tfseg.tiling`, the same
-    code ``tfseg predict`` runs, here inside a ``while_loop``), then ``p`` resized back to the image's size.
-    """
-    from tfseg.tiling import sliding_window
-
-    window = model_input_size(model)
-    num_classes = model_num_classes(model)
-
-    def predict(windows):
-        return tf.cast(model(windows, training=False), tf.float32)
-
-    def tiled_probabilities(images):
-        """uint8 ``[b, h, w, 3]`` (b > 0) -> float32 ``[b, h, w, K]``."""
-        height_width = tf.shape(images)[1:3]
-        inputs = tf.cast(images, tf.float32) / 255.0
-        if float(scale) != 1.0:
-            scaled = tf.maximum(tf.cast(tf.round(tf.cast(height_width, tf.float32) * float(scale)), tf.int32), 1)
-            inputs = tf.image.resize(inputs, scaled, method="bilinear", antialias=True)
-        probabilities = sliding_window(predict, inputs, window, num_classes)
-        if float(scale) != 1.0:
-            probabilities = tf.image.resize(probabilities, height_width, method="bilinear")
-        return probabilities
-
-    def serve_images(images):
-        height_width = tf.shape(images)[1:3]
-        probabilities = tf.cond(tf.shape(images)[0] > 0, lambda: tiled_probabilities(images),
-                                lambda: tf.zeros(tf.concat([[0], height_width, [num_classes]], 0), tf.float32))
-        return {"probabilities": probabilities, "mask": probabilities_to_mask(probabilities, threshold)}
-
-    def serve_encoded(image_bytes):
-        # Decoded twice (sizes first), so each image is tiled at its own size and padded to the largest.
-        sizes = tf.map_fn(lambda data: tf.shape(decode_rgb(data))[:2], image_bytes,
-                          fn_output_signature=tf.TensorSpec([2], tf.int32))
-        out_height, out_width = tf.reduce_max(sizes[:, 0]), tf.reduce_max(sizes[:, 1])
-
-        def one(data):
+        # Decoded once (the training pipeline's decoder, tfseg.data.decode), padded to the largest image.
+        def decode(data):
             image = decode_rgb(data)
-            probabilities = tiled_probabilities(image[tf.newaxis])[0]
+            return tf.RaggedTensor.from_tensor(image), tf.shape(image)[:2]
+
+        decoded, sizes = tf.map_fn(decode, image_bytes, fn_output_signature=(
+            tf.RaggedTensorSpec([None, None, 3], tf.uint8, ragged_rank=1), tf.TensorSpec([2], tf.int32)))
+        images = decoded.to_tensor()
+        out_height, out_width = tf.reduce_max(sizes[:, 0]), tf.reduce_max(sizes[:, 1])
+
+        def own(args):  # image i at its own size
+            image, size = args
+            return image[: size[0], : size[1]][tf.newaxis]
+
+        def padded(probabilities):
             shape = tf.shape(probabilities)
             return tf.pad(probabilities, [[0, out_height - shape[0]], [0, out_width - shape[1]], [0, 0]])
 
-        probabilities = tf.map_fn(one, image_bytes,
-                                  fn_output_signature=tf.TensorSpec([None, None, num_classes], tf.float32))
-        return {
-            "probabilities": probabilities,
-            "mask": probabilities_to_mask(probabilities, threshold),
-            "height": sizes[:, 0],
-            "width": sizes[:, 1],
-        }
+        spec = tf.TensorSpec([None, None, num_classes], tf.float32)
+        if settings.tiled:  # each image through the whole path at its own size
+            probabilities = tf.map_fn(lambda args: padded(settings.probabilities(predict, own(args))[0]),
+                                      (images, sizes), fn_output_signature=spec)
+        else:  # every image's model input in one model call, then each restored to its own size
+            inputs = tf.map_fn(lambda args: settings.model_inputs(own(args))[0], (images, sizes),
+                               fn_output_signature=tf.TensorSpec([*settings.window, 3], tf.float32))
+            model_probabilities = settings.predict_inputs(predict, inputs)
+            probabilities = tf.map_fn(
+                lambda args: padded(settings.restore(args[0][tf.newaxis], args[1])[0]),
+                (model_probabilities, sizes), fn_output_signature=spec)
+        return outputs(probabilities, sizes)
 
-    def serve_bytes(image_bytes):
-        return tf.cond(tf.size(image_bytes) > 0, lambda: serve_encoded(image_bytes), lambda: {
-            "probabilities": tf.zeros([0, 0, 0, num_classes], tf.float32),
-            "mask": tf.zeros([0, 0, 0], tf.uint8),
-            "height": tf.zeros([0], tf.int32),
-            "width": tf.zeros([0], tf.int32),
-        })
+    def serve_windows(windows):
+        return {"probabilities": tf.cast(predict(windows), tf.float32)}
 
     return {
         SERVING_DEFAULT: (serve_images, [tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]),
         SERVING_BYTES: (serve_bytes, [tf.TensorSpec([None], tf.string, name="image_bytes")]),
+        SERVING_WINDOWS: (serve_windows, [tf.TensorSpec([None, *settings.window, 3], tf.float32, name="windows")]),
     }
 
 
@@ -259,7 +188,7 @@ def check_version(version) -> int:
 
 def export_saved_model(model, export_dir, version: Optional[int] = None, overwrite: bool = False,
                        threshold: float = 0.5, tiled: bool = False, scale: float = 1.0, *,
-                       into_run_folder: bool = False) -> str:
+                       tta: Optional[str] = None, into_run_folder: bool = False) -> str:
     """Write ``model`` as a TF Serving SavedModel in ``export_dir/<version>``.
 
     Args:
@@ -270,10 +199,11 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
         overwrite: replace an existing ``export_dir/<version>`` that tfseg exported (one with
             tfseg's serving signatures and nothing else inside); without it that is an error.
         threshold: binary masks are ``probability >= threshold`` (ignored for C > 1).
-        tiled: serve whole images by sliding window in the graph (a model trained on patches;
-            :func:`tiled_serving_functions`); the signatures' names, inputs and outputs stay the same.
+        tiled: serve whole images by sliding window in the graph (a model trained on patches);
+            the signatures' names, inputs and outputs stay the same.
         scale: with ``tiled``, images are resized by this factor before the windows run
             (the run's ``--scale``).
+        tta: ``"flips"``: the image signatures average the identity and the two flips.
         into_run_folder: ``tfseg train``'s own export into its run folder; every other
             caller is refused a run folder (see :mod:`tfseg.outputs`).
 
@@ -300,7 +230,8 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
     target = fileio.join(export_dir, str(version))
     outputs.check_targets(export_dir, [str(version)], overwrite, owned=is_tfseg_saved_model)
 
-    archive = keras_export_archive(model, threshold, tiled=tiled, scale=scale)
+    settings = Settings.of_model(model, threshold=threshold, tiled=tiled, scale=scale, tta=tta)
+    archive = keras_export_archive(model, settings)
     fileio.makedirs(export_dir)
     fileio.remove_stale_temporaries(export_dir)  # staging folders of a killed export
     # A non-numeric name inside export_dir: TF Serving ignores it while it is written.
@@ -309,6 +240,8 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
     try:
         with _quiet_stdout():
             archive.write_out(staging, verbose=False)
+        fileio.makedirs(fileio.dirname(fileio.join(staging, SETTINGS_FILE)))
+        fileio.write_text_atomic(fileio.join(staging, SETTINGS_FILE), settings.to_json())
         _publish_folder(staging, target)
     finally:
         fileio.rmtree(staging)
@@ -334,14 +267,29 @@ def is_tfseg_saved_model(path: str) -> bool:
     return fileio.isfile(graph) and SERVING_BYTES.encode() in fileio.read_bytes(graph)
 
 
-def keras_export_archive(model, threshold: float = 0.5, tiled: bool = False, scale: float = 1.0):
-    """A ``keras.export.ExportArchive`` with the ``serving_default`` and ``serving_bytes`` endpoints."""
+def saved_model_settings(path: str) -> Optional[Settings]:
+    """The :class:`~tfseg.segment.Settings` a SavedModel version was exported with, or ``None`` for an
+    export without them (written before they were; it serves through its signatures as exported)."""
+    from tfseg import fileio
+
+    settings_file = fileio.join(path, SETTINGS_FILE)
+    if not fileio.isfile(settings_file):
+        return None
+    try:
+        return Settings.from_json(fileio.read_text(settings_file))
+    except (ValueError, TypeError) as err:
+        raise TfsegError(f"model {path}: {SETTINGS_FILE} cannot be read ({err})") from None
+
+
+def keras_export_archive(model, settings: Optional[Settings] = None):
+    """A ``keras.export.ExportArchive`` with the endpoints of :func:`signatures` (default settings of ``model``)."""
     import keras
 
+    settings = Settings.of_model(model) if settings is None else settings
     archive = keras.export.ExportArchive()
     # No archive.track(model): endpoints capture the variables they use, and with
     # Keras 3.15 + TF 2.21 track() stores every weight a second time (2x the size).
-    for name, (function, signature) in serving_functions(model, threshold, tiled=tiled, scale=scale).items():
+    for name, (function, signature) in signatures(settings, keras_windows(model)).items():
         archive.add_endpoint(name, function, input_signature=signature)
     return archive
 
@@ -512,7 +460,7 @@ def sample_images(model, batch_size: int = 2, seed: int = 0) -> np.ndarray:
 
 def keras_probabilities(model, images: np.ndarray) -> np.ndarray:
     """The Keras model's float32 probabilities for uint8 ``images`` at its input size."""
-    return np.asarray(model(images.astype(np.float32) / 255.0, training=False), dtype=np.float32)
+    return np.asarray(model(model_inputs(images), training=False), dtype=np.float32)
 
 
 def saved_model_max_abs_diff(model, path: str, images: Optional[np.ndarray] = None) -> float:
@@ -523,20 +471,19 @@ def saved_model_max_abs_diff(model, path: str, images: Optional[np.ndarray] = No
     return float(np.max(np.abs(served - keras_probabilities(model, images))))
 
 
-def tiled_saved_model_max_abs_diff(model, path: str, scale: float = 1.0, seed: int = 0) -> Tuple[float, tuple]:
-    """max |serving_default - :func:`tfseg.tiling.predict_whole_images`| on a random image larger than a window.
+def whole_image_max_abs_diff(model, path: str, seed: int = 0) -> Tuple[float, tuple]:
+    """max |serving_default - :mod:`tfseg.segment` run eagerly on the Keras model| on a random image of
+    another size than the model's (several overlapping windows when tiled), with the export's settings.
 
     Returns:
         ``(difference, (height, width) of the image)``.
     """
-    from tfseg.tiling import predict_whole_images
-
     height, width = model_input_size(model)
     size = (height * 3 // 2 + 7, width * 2 + 3)  # several overlapping windows, odd sizes
     images = np.random.default_rng(seed).integers(0, 256, (1, *size, 3), dtype=np.uint8)
     serve = tf.saved_model.load(path).signatures[SERVING_DEFAULT]
     served = serve(images=tf.constant(images))["probabilities"].numpy()
-    expected = np.asarray(predict_whole_images(model, images.astype(np.float32) / 255.0, scale=scale))
+    expected = saved_model_settings(path).probabilities(keras_windows(model), images).numpy()
     return float(np.max(np.abs(served - expected))), size
 
 
@@ -572,7 +519,7 @@ def tflite_interpreter(path: str, num_threads: Optional[int] = None):
 def tflite_max_abs_diff(model, path: str, images: Optional[np.ndarray] = None) -> float:
     """max |TFLite probabilities - Keras probabilities| on model-sized images."""
     images = sample_images(model) if images is None else images
-    served = tflite_probabilities(path, images.astype(np.float32) / 255.0)
+    served = tflite_probabilities(path, model_inputs(images).numpy())
     return float(np.max(np.abs(served - keras_probabilities(model, images))))
 
 
@@ -586,5 +533,5 @@ def onnx_max_abs_diff(model, path: str, images: Optional[np.ndarray] = None) -> 
     from tfseg import fileio
 
     session = onnxruntime.InferenceSession(fileio.read_bytes(path), providers=["CPUExecutionProvider"])
-    served = session.run(["probabilities"], {"images": images.astype(np.float32) / 255.0})[0]
+    served = session.run(["probabilities"], {"images": model_inputs(images).numpy()})[0]
     return float(np.max(np.abs(served - keras_probabilities(model, images))))

@@ -1,18 +1,24 @@
 """Predict masks for image files with a ``model.keras``, a SavedModel or a ``.tflite``.
 
-Every kind of model goes through the same steps as the SavedModel's serving
-graph (:mod:`tfseg.export`): decode as the training pipeline does (3 channels,
-uint8; :func:`tfseg.data.files.read_rgb`), resize bilinearly to the model's input size, scale to [0, 1], predict,
-resize the probabilities back to the image's own size (bilinear), threshold
-(binary) or argmax (multi-class). Images of different sizes share one batch.
+Every kind of model goes through the one path of :mod:`tfseg.segment`, the path the
+SavedModel's serving graph (:mod:`tfseg.export`), ``tfseg evaluate`` and training's scores
+run: decode as the training pipeline does (3 channels, uint8;
+:func:`tfseg.data.files.read_rgb`), resize to the model's input size as the pipeline stores
+images, scale to [0, 1], predict, resize the probabilities back to the image's own size
+(bilinear), threshold (binary) or argmax (multi-class). Images of different sizes share
+one model call.
 
-A model trained on patches (``--patch-size``; its run folder says so) predicts
-whole images at native resolution instead: a sliding window of the model's input
-size (:mod:`tfseg.tiling`), chosen automatically for its run folder and with
-``tiled=True`` (``--tiled``) for any ``.keras``/``.tflite`` model. ``tta="flips"``
-(``--tta flips``) averages the identity and the left-right and up-down flips
-(inside each window when tiled). A SavedModel serves as it was exported (tiled
-when exported from a patch-trained run).
+A model trained on patches (``--patch-size``; its run folder says so, and so does its
+SavedModel) predicts whole images at native resolution instead: a sliding window of the
+model's input size (:mod:`tfseg.tiling`), chosen automatically and with ``tiled=True``
+(``--tiled``) for any model. ``tta="flips"`` (``--tta flips``) averages the identity and the
+left-right and up-down flips (inside each window when tiled).
+
+A model kind differs only in its *adapter*, the function that turns a batch of model
+inputs (windows) into probabilities: ``predict_on_batch`` of a Keras model, a TFLite
+interpreter, the ``serving_windows`` signature of a SavedModel. A SavedModel exported
+before it had that signature (:class:`ServedSavedModelPredictor`) serves through
+``serving_default`` as it was exported, and cannot tile or flip.
 
 Example:
     >>> from tfseg.inference import load_predictor, predict_images
@@ -30,10 +36,12 @@ import numpy as np
 import tensorflow as tf
 
 from tfseg.errors import ConfigError, DataError, TfsegError
-from tfseg.export import SERVING_DEFAULT, check_threshold, preprocess, tflite_interpreter, tflite_probabilities
+from tfseg.export import (SERVING_DEFAULT, SERVING_WINDOWS, saved_model_settings, tflite_interpreter,
+                          tflite_probabilities)
 from tfseg.metrics import probabilities_to_mask
 from tfseg.saving import first_line as _first_line
-from tfseg.saving import latest_version, load_keras_model, model_input_size, model_num_classes, resolve_model_path
+from tfseg.saving import latest_version, load_keras_model, resolve_model_path
+from tfseg.segment import Settings, check_threshold, keras_windows
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -44,65 +52,40 @@ class Predictor:
     Attributes:
         kind: ``"keras"``, ``"saved_model"`` or ``"tflite"``.
         path: what was loaded.
-        image_size: ``(H, W)`` the model runs at (``None`` when only the graph knows it).
+        settings: the :class:`~tfseg.segment.Settings` of the path (window, classes, tiling, TTA,
+            threshold); ``image_size``, ``num_classes``, ``tiled``, ``scale``, ``tta`` and
+            ``threshold`` read them.
     """
 
     kind = ""
-    image_size: Optional[Tuple[int, int]] = None
-    num_classes = 1
-    tiled = False
-    scale = 1.0
-    tta = "none"
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, settings: Settings):
         self.path = path
+        self.settings = settings
+
+    image_size = property(lambda self: self.settings.window)
+    num_classes = property(lambda self: self.settings.num_classes)
+    tiled = property(lambda self: self.settings.tiled)
+    scale = property(lambda self: self.settings.scale)
+    tta = property(lambda self: self.settings.tta)
+    threshold = property(lambda self: self.settings.threshold)
 
     def configure(self, tiled: bool = False, scale: float = 1.0, tta: Optional[str] = None) -> "Predictor":
-        """Set sliding-window prediction (``tiled``, ``scale``) and test-time augmentation; returns self."""
-        from tfseg.config import check_patch_options
-        from tfseg.tiling import check_tta
+        """Set sliding-window prediction (``tiled``, ``scale``) and test-time augmentation; returns self.
 
-        try:
-            self.tta = check_tta(tta)
-        except ValueError as err:
-            raise ConfigError(f"--{err}") from None
-        check_patch_options(None, scale, 0.0)
-        self.tiled, self.scale = bool(tiled), float(scale)
+        Raises:
+            ConfigError: a bad ``scale`` or ``tta``, or a ``scale`` without ``tiled``.
+        """
+        self.settings = self.settings.replace(tiled=tiled, scale=scale, tta=tta)
         return self
+
+    def predict_windows(self, windows):
+        """The adapter: float32 model inputs ``[n, h, w, 3]`` at the model's size -> probabilities ``[n, h, w, K]``."""
+        raise NotImplementedError
 
     def probabilities(self, images: Sequence[np.ndarray]) -> List[np.ndarray]:
         """float32 ``[h, w, C]`` for each uint8 ``[h, w, 3]`` image, at that image's size."""
-        if self.tiled:
-            return [self._tiled_probabilities(image) for image in images]
-        run = self._model_probabilities
-        if self.tta == "flips":
-            from tfseg.tiling import flip_tta
-
-            run = flip_tta(self._model_probabilities)
-        inputs = tf.concat([preprocess(image[np.newaxis], self.image_size) for image in images], axis=0)
-        outputs = tf.cast(run(inputs.numpy()), tf.float32)
-        return [
-            tf.image.resize(outputs[i : i + 1], image.shape[:2], method="bilinear")[0].numpy()
-            for i, image in enumerate(images)
-        ]
-
-    def _tiled_probabilities(self, image: np.ndarray) -> np.ndarray:
-        # The steps of tfseg.tiling.predict_whole_images, for any model kind.
-        from tfseg.tiling import scaled_size, sliding_window
-
-        height, width = image.shape[:2]
-        inputs = tf.constant(image[np.newaxis], tf.float32) / 255.0
-        size = scaled_size(height, width, self.scale)
-        if size != (height, width):
-            inputs = tf.image.resize(inputs, size, method="bilinear", antialias=True)
-        probabilities = sliding_window(self._model_probabilities, inputs, self.image_size, self.num_classes,
-                                       tta=self.tta)
-        if size != (height, width):
-            probabilities = tf.image.resize(probabilities, (height, width), method="bilinear")
-        return np.asarray(probabilities[0], np.float32)
-
-    def _model_probabilities(self, inputs: np.ndarray):
-        raise NotImplementedError
+        return self.settings.images_probabilities(self.predict_windows, images)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.path!r})"
@@ -114,13 +97,9 @@ class KerasPredictor(Predictor):
     kind = "keras"
 
     def __init__(self, path: str, model=None):
-        super().__init__(path)
         self.model = load_keras_model(path, compile=False) if model is None else model
-        self.image_size = model_input_size(self.model)
-        self.num_classes = model_num_classes(self.model)
-
-    def _model_probabilities(self, inputs):
-        return self.model.predict_on_batch(inputs)
+        super().__init__(path, Settings.of_model(self.model))
+        self.predict_windows = keras_windows(self.model)
 
 
 class TFLitePredictor(Predictor):
@@ -129,7 +108,6 @@ class TFLitePredictor(Predictor):
     kind = "tflite"
 
     def __init__(self, path: str):
-        super().__init__(path)
         try:
             self.interpreter = tflite_interpreter(path)
             details = self.interpreter.get_input_details()[0]
@@ -140,46 +118,52 @@ class TFLitePredictor(Predictor):
             raise TfsegError(
                 f"model {path}: expected a float32 [batch, H, W, 3] input, found {shape} {details['dtype']}"
             )
-        self.image_size = (shape[1], shape[2])
-        self.num_classes = int(self.interpreter.get_output_details()[0]["shape"][-1])
+        num_classes = int(self.interpreter.get_output_details()[0]["shape"][-1])
+        super().__init__(path, Settings(window=(shape[1], shape[2]), num_classes=num_classes))
 
-    def _model_probabilities(self, inputs):
-        return tflite_probabilities(self.interpreter, np.asarray(inputs, np.float32))
+    def predict_windows(self, windows):
+        return tflite_probabilities(self.interpreter, np.asarray(windows, np.float32))
 
 
 class SavedModelPredictor(Predictor):
-    """A SavedModel version folder with a ``serving_default(images uint8)`` signature."""
+    """A SavedModel version folder exported by tfseg: its ``serving_windows`` signature is the adapter,
+    its ``assets.extra/tfseg_settings.json`` the default settings (tiled, scale, threshold as exported)."""
 
     kind = "saved_model"
 
-    def __init__(self, path: str):
-        super().__init__(path)
-        try:
-            self.signature = tf.saved_model.load(path).signatures[SERVING_DEFAULT]
-        except (KeyError, OSError, ValueError) as err:
-            raise TfsegError(f"model {path}: cannot load a SavedModel with a '{SERVING_DEFAULT}' signature "
-                             f"({_first_line(err)})") from None
+    def __init__(self, path: str, loaded=None, settings: Optional[Settings] = None):
+        loaded = _load_saved_model(path) if loaded is None else loaded
+        self.windows = loaded.signatures[SERVING_WINDOWS]
+        super().__init__(path, saved_model_settings(path) if settings is None else settings)
+
+    def predict_windows(self, windows):
+        return self.windows(windows=tf.convert_to_tensor(windows, tf.float32))["probabilities"]
+
+
+class ServedSavedModelPredictor(Predictor):
+    """A SavedModel without the ``serving_windows`` signature (exported by an earlier tfseg), or not
+    tfseg's: every image goes through its ``serving_default(images uint8)`` signature as exported."""
+
+    kind = "saved_model"
+    image_size, num_classes, tiled, scale, tta, threshold = None, None, False, 1.0, "none", 0.5
+
+    def __init__(self, path: str, loaded=None):
+        loaded = _load_saved_model(path) if loaded is None else loaded
+        self.signature = loaded.signatures[SERVING_DEFAULT]
         inputs = self.signature.structured_input_signature[1]
         if "images" not in inputs or inputs["images"].dtype != tf.uint8:
             raise TfsegError(f"model {path}: '{SERVING_DEFAULT}' does not take uint8 'images'; "
                              "export the model with `tfseg export`")
+        self.path, self.settings = path, None
 
     def configure(self, tiled: bool = False, scale: float = 1.0, tta: Optional[str] = None) -> "Predictor":
-        if tiled:
-            raise ConfigError(f"--model {self.path}: a SavedModel serves as it was exported (it tiles when "
-                              "exported from a patch-trained run); --tiled needs a .keras or .tflite model")
-        return super().configure(False, 1.0, tta)
+        if tiled or float(scale) != 1.0 or tta not in (None, "none"):
+            raise ConfigError(f"model {self.path}: this SavedModel has no '{SERVING_WINDOWS}' signature (an export "
+                              "of an earlier tfseg), so it serves only as it was exported, without tiling, scale or "
+                              "TTA: export the model again with `tfseg export`")
+        return self
 
     def probabilities(self, images):
-        if self.tta != "flips":
-            return self._served(images)
-        # Whole-image flips through the serving graph, each flipped back, averaged.
-        plain = self._served(images)
-        across = self._served([image[:, ::-1] for image in images])
-        down = self._served([image[::-1] for image in images])
-        return [(p + a[:, ::-1] + d[::-1]) / 3.0 for p, a, d in zip(plain, across, down)]
-
-    def _served(self, images):
         # The serving graph resizes in and out itself; it needs equal sizes per call.
         images = [np.ascontiguousarray(image) for image in images]
         results: List[Optional[np.ndarray]] = [None] * len(images)
@@ -192,6 +176,25 @@ class SavedModelPredictor(Predictor):
         return results
 
 
+def _load_saved_model(path: str):
+    try:
+        return tf.saved_model.load(path)
+    except (KeyError, OSError, ValueError) as err:
+        raise TfsegError(f"model {path}: cannot load a SavedModel ({_first_line(err)})") from None
+
+
+def saved_model_predictor(path: str) -> Predictor:
+    """:class:`SavedModelPredictor` for an export with ``serving_windows`` and its settings, else
+    :class:`ServedSavedModelPredictor` (``serving_default`` as exported)."""
+    loaded = _load_saved_model(path)
+    settings = saved_model_settings(path)
+    if settings is not None and SERVING_WINDOWS in loaded.signatures:
+        return SavedModelPredictor(path, loaded, settings)
+    if SERVING_DEFAULT not in loaded.signatures:
+        raise TfsegError(f"model {path}: no '{SERVING_DEFAULT}' signature; export the model with `tfseg export`")
+    return ServedSavedModelPredictor(path, loaded)
+
+
 def load_predictor(path: str, tiled: Optional[bool] = None, tta: Optional[str] = None,
                    scale: Optional[float] = None) -> Predictor:
     """A :class:`Predictor` for whatever ``path`` holds (see :func:`resolve_model_path`).
@@ -199,12 +202,16 @@ def load_predictor(path: str, tiled: Optional[bool] = None, tta: Optional[str] =
     Args:
         path: a ``.keras`` file, a run folder, a SavedModel (version or base folder) or a ``.tflite``.
         tiled: sliding-window prediction at native resolution; ``None``: when the model's
-            run folder trained on patches (``patch_size`` in its ``config.json``).
-        tta: ``"flips"`` for flip test-time augmentation; ``None``/``"none"``: off.
-        scale: with ``tiled``, resize images by this factor first; ``None``: the run's ``scale``, else 1.
+            run folder trained on patches (``patch_size`` in its ``config.json``), or as a SavedModel
+            was exported.
+        tta: ``"flips"`` for flip test-time augmentation; ``"none"``: off; ``None``: off (a SavedModel:
+            as exported).
+        scale: with ``tiled``, resize images by this factor first; ``None``: the run's (or the
+            export's) ``scale`` when tiled as it trained, else 1.
 
     Raises:
-        ConfigError: ``tiled`` for a SavedModel, a bad ``tta`` or ``scale``.
+        ConfigError: a bad ``tta`` or ``scale``; ``tiled``, ``scale`` or ``tta`` for a SavedModel
+            exported without the ``serving_windows`` signature.
 
     Example:
         >>> predictor = load_predictor("exports/lesions")                # doctest: +SKIP
@@ -212,13 +219,16 @@ def load_predictor(path: str, tiled: Optional[bool] = None, tta: Optional[str] =
         ('saved_model', 'exports/lesions/3')
     """
     kind, resolved = resolve_model_path(path)
-    predictor = {"keras": KerasPredictor, "saved_model": SavedModelPredictor, "tflite": TFLitePredictor}[kind](resolved)
+    predictor = {"keras": KerasPredictor, "saved_model": saved_model_predictor, "tflite": TFLitePredictor}[kind](
+        resolved)
     run_config = _run_config_of(resolved) if kind == "keras" else None
-    patch_trained = run_config is not None and run_config.patch_size is not None
-    tiled = patch_trained if tiled is None else bool(tiled)
+    if run_config is not None and run_config.patch_size is not None:  # as it trained: tiled, at its scale
+        predictor.configure(tiled=True, scale=run_config.scale)
+    native = (predictor.tiled, predictor.scale)
+    tiled = native[0] if tiled is None else bool(tiled)
     if scale is None:
-        scale = run_config.scale if patch_trained and tiled else 1.0
-    return predictor.configure(tiled=tiled, scale=scale, tta=tta)
+        scale = native[1] if tiled == native[0] else 1.0
+    return predictor.configure(tiled=tiled, scale=scale, tta=predictor.tta if tta is None else tta)
 
 
 def _run_config_of(keras_path: str):
@@ -299,7 +309,7 @@ def check_images(paths: Sequence[str]) -> None:
 
 
 def predict_images(predictor: Predictor, paths: Sequence[str], batch_size: int = 8,
-                   threshold: float = 0.5) -> Iterator[Tuple[str, np.ndarray, np.ndarray]]:
+                   threshold: Optional[float] = None) -> Iterator[Tuple[str, np.ndarray, np.ndarray]]:
     """Yield ``(path, probabilities [h, w, C] float32, mask [h, w] uint8)`` per image, in order.
 
     :func:`predict_files` without the decoded images (same arguments and errors).
@@ -309,7 +319,7 @@ def predict_images(predictor: Predictor, paths: Sequence[str], batch_size: int =
 
 
 def predict_files(predictor: Predictor, paths: Sequence[str], batch_size: int = 8,
-                  threshold: float = 0.5) -> Iterator[Tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+                  threshold: Optional[float] = None) -> Iterator[Tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """Yield ``(path, image [h, w, 3] uint8, probabilities [h, w, C] float32, mask [h, w] uint8)`` per image.
 
     Each file is decoded once (:func:`read_image`); the image comes back for drawing on it.
@@ -323,13 +333,14 @@ def predict_files(predictor: Predictor, paths: Sequence[str], batch_size: int = 
         predictor: from :func:`load_predictor`.
         paths: image files (see :func:`list_images` for folders).
         batch_size: images per model call.
-        threshold: binary threshold in (0, 1).
+        threshold: binary threshold in (0, 1); ``None``: the predictor's (0.5, or what a SavedModel was
+            exported with).
 
     Raises:
         DataError: a file that cannot be read as an image (all of them listed, before any prediction).
         TfsegError: a bad ``batch_size``, or NaN/Inf probabilities.
     """
-    threshold = check_threshold(threshold)
+    threshold = predictor.threshold if threshold is None else check_threshold(threshold)
     if int(batch_size) < 1:
         raise TfsegError(f"batch_size {batch_size!r}: must be a positive integer")
     paths = list(paths)
@@ -341,7 +352,7 @@ def predict_files(predictor: Predictor, paths: Sequence[str], batch_size: int = 
             if not np.isfinite(probabilities).all():  # any kind of model: a SavedModel/TFLite has no weights to check
                 raise TfsegError(f"model {predictor.path}: gives NaN/Inf probabilities for {path}; its weights are "
                                  "not finite (the training diverged): retrain with a lower learning rate or float32")
-            yield path, image, probabilities, probabilities_to_mask(tf.constant(probabilities), threshold).numpy()
+            yield path, image, probabilities, probabilities_to_mask(probabilities, threshold).numpy()
 
 
 def _decoded(path: str) -> np.ndarray:

@@ -33,6 +33,9 @@ def register(subparsers):
     parser.add_argument("--tiled", action=argparse.BooleanOptionalAction, default=None,
                         help="SavedModel: serve whole images by sliding window in the graph (default: when the "
                              "run folder trained on patches, with its --scale)")
+    parser.add_argument("--tta", default="none", choices=("none", "flips"),
+                        help="SavedModel: average the image and its left-right and up-down flips in the graph "
+                             "(3x the time; default: none)")
     parser.set_defaults(run=run)
     return parser
 
@@ -50,8 +53,9 @@ def run(args):
         raise TfsegError(f"--model {args.model}: export needs a .keras model (or a run folder with model.keras), "
                          f"found a {kind}")
     model = load_keras_model(path, compile=False)
-    if args.tiled and args.format != "saved_model":
-        raise TfsegError(f"--tiled: only applies to --format saved_model ({args.format} holds the bare model)")
+    for flag, value in (("--tiled", args.tiled), ("--tta", args.tta != "none")):
+        if value and args.format != "saved_model":
+            raise TfsegError(f"{flag}: only applies to --format saved_model ({args.format} holds the bare model)")
 
     if args.format == "saved_model":
         from tfseg.saving import locate_model
@@ -61,13 +65,15 @@ def run(args):
         tiled = patch_trained if args.tiled is None else args.tiled
         scale = run_config.scale if patch_trained and tiled else 1.0
         written = export.export_saved_model(model, args.out, version=args.version, overwrite=args.overwrite,
-                                            threshold=args.threshold, tiled=tiled, scale=scale)
-        if tiled:
-            diff, size = export.tiled_saved_model_max_abs_diff(model, written, scale)
+                                            threshold=args.threshold, tiled=tiled, scale=scale, tta=args.tta)
+        if tiled or args.tta != "none":
+            diff, size = export.whole_image_max_abs_diff(model, written)
             print(f"exported {written}")
-            print(f"serving_default and serving_bytes predict whole images by sliding window "
-                  f"(window {'x'.join(map(str, export.model_input_size(model)))}, scale {scale:g})")
-            print(f"check: max |SavedModel serving_default - tfseg sliding window| probability = {diff:.3g} "
+            how = (f"by sliding window (window {'x'.join(map(str, export.model_input_size(model)))}, scale {scale:g})"
+                   if tiled else "resized to the model's input")
+            print(f"serving_default and serving_bytes predict whole images {how}"
+                  + (", with flip TTA" if args.tta != "none" else ""))
+            print(f"check: max |SavedModel serving_default - tfseg predict's path| probability = {diff:.3g} "
                   f"on a random {size[0]}x{size[1]} image")
             return 0
         diff, what = export.saved_model_max_abs_diff(model, written), "SavedModel serving_default"

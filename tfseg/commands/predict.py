@@ -32,8 +32,9 @@ def register(subparsers):
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
     parser.add_argument("--out", default="predictions", metavar="DIR", help="output folder (default: predictions)")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per model call (default 8)")
-    parser.add_argument("--threshold", type=float, default=0.5, metavar="T",
-                        help="binary mask = probability >= T (default 0.5)")
+    parser.add_argument("--threshold", type=float, default=None, metavar="T",
+                        help="binary mask = probability >= T (default 0.5; a SavedModel: the threshold it was "
+                             "exported with)")
     parser.add_argument("--overlays", action=argparse.BooleanOptionalAction, default=True,
                         help="also write <stem>_overlay.png, the image with the predicted outline (default: yes; "
                              "--no-overlays writes the masks only, about 1.5x faster on photos)")
@@ -54,19 +55,20 @@ def add_tiling_flags(parser):
     parser.add_argument("--tiled", action=argparse.BooleanOptionalAction, default=None,
                         help="predict whole images at native resolution by sliding window of the model's input "
                              "size (default: when the model's run folder trained on --patch-size)")
-    parser.add_argument("--tta", default="none", choices=("none", "flips"),
+    parser.add_argument("--tta", default=None, choices=("none", "flips"),
                         help="test-time augmentation: flips averages the image and its left-right and up-down "
-                             "flips (3x the time; default: none)")
+                             "flips (3x the time; default: none; a SavedModel: as it was exported)")
 
 
 def run(args):
     from tfseg import outputs as outputs_module
-    from tfseg.export import check_threshold
+    from tfseg.segment import check_threshold
     from tfseg import progress
     from tfseg.inference import list_images, load_predictor, predict_files
     from tfseg.viz import outline_overlay, outline_width
 
-    check_threshold(args.threshold)
+    if args.threshold is not None:
+        check_threshold(args.threshold)
     if args.batch_size < 1:
         raise TfsegError(f"--batch-size {args.batch_size}: must be a positive integer")
     paths = list_images(args.inputs)
