@@ -10,8 +10,8 @@ the same model, batch size and number of training steps:
              sliding window over the whole image (``tfseg.tiling``, overlap 0.25, Gaussian)
 
 Both are scored the same way: global Dice/IoU over the pixels of the whole test images
-at their native size (``tfseg.evaluation.scores_of_predictions``), with and without flip
-TTA. Time per image is the mean over the test images after one warm-up image; peak
+at their native size (``tfseg.evaluation.score_split``: each image through ``tfseg.segment``,
+the path of ``tfseg predict``), with and without flip TTA. Time per image is the mean over the test images after one warm-up image; peak
 memory is the rise of the process's peak resident memory (VmHWM) over its memory with the
 model loaded, while predicting the largest test image twice, in a fresh subprocess.
 
@@ -74,12 +74,16 @@ def memory_probe(model_path: str, tiled: bool, height: int, width: int) -> dict:
     """Peak RSS rise (MiB) while predicting one random ``height x width`` image (run in its own process)."""
     import numpy as np
 
-    from tfseg.evaluation import whole_image_predict
     from tfseg.saving import load_keras_model
+    from tfseg.segment import Settings, keras_windows
 
     model = load_keras_model(model_path, compile=False)
-    predict = whole_image_predict(model, tiled=tiled)
-    images = np.random.default_rng(0).uniform(size=(1, height, width, 3)).astype("float32")
+    settings, adapter = Settings.of_model(model, tiled=tiled), keras_windows(model)
+    images = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+
+    def predict(images):
+        return settings.probabilities(adapter, images)
+
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets VmHWM to the current RSS: the loaded model and the image
     before = _rss_kib("VmRSS")
@@ -110,22 +114,23 @@ def train_config(args, method: str, run_dir: str):
     return TrainConfig(patch_size=args.size, **common)
 
 
-def score(model, tiled: bool, tta: str, dataset) -> dict:
+def score(model, tiled: bool, tta: str, examples) -> dict:
     """Dice/IoU on whole test images at native size, and seconds per image (after one warm-up image)."""
-    from tfseg.evaluation import scores_of_predictions, whole_image_predict
+    from tfseg.evaluation import score_split
+    from tfseg.segment import Settings, keras_windows
 
-    predict = whole_image_predict(model, tiled=tiled, tta=tta)
-    predict(next(iter(dataset))[0])  # warm-up
-    count = sum(1 for _ in dataset)
+    settings, predict = Settings.of_model(model, tiled=tiled, tta=tta), keras_windows(model)
+    settings.images_probabilities(predict, [next(iter(examples))[0]])  # warm-up
+    count = sum(1 for _ in examples)
     start = time.perf_counter()
-    scores = scores_of_predictions(predict, dataset, 1)
+    scores = score_split(settings, predict, examples, batch_size=1)
     seconds = (time.perf_counter() - start) / count
     return {"dice": machine.rounded(scores["dice"]), "iou": machine.rounded(scores["iou"]),
             "seconds_per_image": machine.rounded(seconds)}
 
 
 def measure(args) -> dict:
-    from tfseg.data import load_dataset
+    from tfseg.data.pipeline import native_examples
     from tfseg.saving import load_keras_model
     from tfseg.training import train
 
@@ -133,9 +138,8 @@ def measure(args) -> dict:
         k: getattr(args, k) for k in ("samples", "size", "epochs", "steps_per_epoch", "batch_size", "base_filters",
                                       "depth", "seed")}, "rows": []}
     work = args.work or tempfile.mkdtemp(prefix="tfseg-native-")
-    test = load_dataset(f"synthetic-large:{args.samples}", split="test", image_size=None, batch_size=1,
-                        seed=args.seed, cache="memory")
-    sizes = [tuple(int(d) for d in images.shape[1:3]) for images, _ in test]
+    test = native_examples(f"synthetic-large:{args.samples}", split="test", seed=args.seed, cache="memory")
+    sizes = [tuple(int(d) for d in image.shape[:2]) for image, _ in test]
     report["test_images"] = len(sizes)
     for method in METHODS:
         run_dir = os.path.join(work, method)

@@ -1,10 +1,16 @@
-"""``evaluate(model, data, split)``: scores, per-image rows and figures of a saved model on one split."""
+"""``evaluate(model, data, split)``: scores, per-image rows and figures of a saved model on one split.
+
+Every score here is of whole images at their own size: each image goes through the one path
+from image to mask (:mod:`tfseg.segment`, what ``tfseg predict`` runs) and is compared with its
+own mask (:func:`score_split`). ``tfseg evaluate`` and the val/test scores of a run's
+``metrics.json`` are both this.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -18,146 +24,170 @@ OUTPUT_FILES = ("metrics.json", "per_image.csv", "per_class.csv", "dice_histogra
 PER_CLASS_COLUMNS = ("class", "iou", "dice", "true_pixels", "predicted_pixels")
 
 
-def evaluate_dataset(model, dataset, desc: str = "scoring") -> Dict[str, float]:
-    """``model.evaluate`` as ``{"dice", "iou", "loss", ...}`` (floats), with a :mod:`tfseg.progress` bar."""
-    import keras
+def predicted_examples(settings, predict, examples, batch_size: int = 8) -> Iterator[Tuple]:
+    """Yield ``(image uint8 [H, W, 3], mask [H, W, 1], probabilities float32 [H, W, K])`` (numpy) per example.
 
-    from tfseg import progress
-
-    with progress.bar(num_batches(dataset), desc, unit="batch") as counter:
-        class CountBatches(keras.callbacks.Callback):
-            def on_test_batch_end(self, batch, logs=None):
-                counter.update()
-
-        values = model.evaluate(dataset, verbose=0, return_dict=True, callbacks=[CountBatches()])
-    return {name: float(value) for name, value in values.items()}
-
-
-def num_batches(dataset) -> Optional[int]:
-    """The batches of a finite ``tf.data.Dataset`` when tf.data knows them, else ``None`` (no time estimate)."""
-    try:
-        count = int(dataset.cardinality())
-    except (AttributeError, TypeError, ValueError):
-        return None
-    return count if count >= 0 else None
-
-
-def scores_of_predictions(predict, dataset, num_classes: int, loss=None, desc: str = "scoring",
-                          ignore_class: Optional[int] = None) -> Dict[str, float]:
-    """Dice, IoU (and ``loss`` when given) of ``predict(images)`` over a dataset, like ``model.evaluate``.
-
-    Dice and IoU accumulate their pixel counts over the whole split (:func:`tfseg.metrics.default_metrics`),
-    exactly as ``model.evaluate`` does; the loss is the mean over batches. Used for predictions
-    ``model.evaluate`` cannot make: whole images by sliding window, flip TTA.
+    Each image goes through the one path (:meth:`tfseg.segment.Settings.images_probabilities`)
+    at its own size; ``batch_size`` images share a model call in resize mode.
 
     Args:
-        predict: float32 images ``[B, H, W, 3]`` -> probabilities ``[B, H, W, K]``.
-        dataset: ``(images, masks)`` batches (whole images of any size with batch 1).
-        num_classes: the model's classes.
-        loss: a Keras loss, or ``None`` (no ``loss`` entry).
-        desc: the progress bar's words (:mod:`tfseg.progress`).
-        ignore_class: a mask value whose pixels Dice and IoU leave out.
+        settings: :class:`tfseg.segment.Settings`.
+        predict: the adapter (e.g. :func:`tfseg.segment.keras_windows` of a model).
+        examples: ``(image, mask)`` pairs in storage form, one per element
+            (:func:`tfseg.data.pipeline.native_examples`), in order.
+        batch_size: images per model call.
+    """
+    pending = []
+
+    def flush():
+        images = [image for image, _ in pending]
+        for (image, mask), probabilities in zip(pending, settings.images_probabilities(predict, images)):
+            yield image, mask, probabilities
+        pending.clear()
+
+    for image, mask in examples:
+        pending.append((np.asarray(image), np.asarray(mask)))
+        if len(pending) >= batch_size:
+            yield from flush()
+    yield from flush()
+
+
+class SplitScores:
+    """Dice and IoU over all pixels of a split (as ``model.evaluate`` counts them), and the mean loss over its images.
+
+    Dice and IoU accumulate their pixel counts over every image added
+    (:func:`tfseg.metrics.default_metrics`); the loss is computed per image (at its own size)
+    and averaged over the images. ``ignore_class``: a mask value whose pixels no score counts.
+    """
+
+    def __init__(self, num_classes: int, loss=None, ignore_class: Optional[int] = None):
+        import keras
+
+        from tfseg.metrics import default_metrics
+
+        self.metrics = default_metrics(num_classes, ignore_class)
+        self.loss = keras.losses.get(loss) if isinstance(loss, str) else loss
+        self.losses = []
+
+    def add(self, mask, probabilities) -> None:
+        true, predicted = mask[np.newaxis], probabilities[np.newaxis]
+        for metric in self.metrics:
+            metric.update_state(true, predicted)
+        if self.loss is not None:
+            self.losses.append(float(self.loss(true, predicted)))
+
+    def result(self) -> Dict[str, Optional[float]]:
+        scores = {metric.name: float(metric.result()) for metric in self.metrics}
+        if self.loss is not None:
+            scores["loss"] = float(np.mean(self.losses)) if self.losses else float("nan")
+        return scores
+
+
+class ImageRows:
+    """One row per image: ``{"dice", "iou", "hausdorff95", "mean_surface_distance"}``, the per-class pixel
+    confusion and the arrays for figures.
+
+    Dice and IoU follow :class:`tfseg.metrics.Dice`/``IoU`` (empty truth and empty
+    prediction score 1). The boundary distances (:mod:`tfseg.boundary`, pixels) compare
+    foreground (any class but 0) with foreground: 0 when both are empty, ``inf`` when one is.
+    Pixels whose true value is ``ignore_class`` count nowhere (not in the scores, the distances,
+    the confusion or the figures' outlines). ``confusion``: int64 ``[K, K]`` (K = ``max(num_classes,
+    2)``, rows true, columns predicted; :func:`per_class_scores`).
+    """
+
+    def __init__(self, settings, ignore_class: Optional[int] = None):
+        self.settings, self.ignore_class = settings, ignore_class
+        self.num_classes = settings.num_classes
+        classes = max(self.num_classes, 2)
+        self.confusion = np.zeros((classes, classes), np.int64)
+        self.rows, self.images, self.trues, self.preds = [], [], [], []
+
+    def add(self, image, mask, probabilities) -> None:
+        from tfseg.boundary import surface_metrics
+        from tfseg.metrics import dice_score, iou_score
+
+        true = mask[..., 0]
+        predicted = np.asarray(self.settings.mask(probabilities))
+        ignore_class = self.ignore_class
+        valid = np.ones(true.shape, bool) if ignore_class is None else true != ignore_class
+        self.rows.append({
+            "dice": dice_score(true, probabilities, num_classes=self.num_classes, ignore_class=ignore_class),
+            "iou": iou_score(true, probabilities, num_classes=self.num_classes, ignore_class=ignore_class),
+            # both distances from one pair of distance maps
+            **surface_metrics((predicted > 0) & valid, (true > 0) & valid),
+        })
+        classes = self.confusion.shape[0]
+        pairs = true[valid].astype(np.int64) * classes + predicted[valid].astype(np.int64)
+        self.confusion += np.bincount(pairs, minlength=classes * classes).reshape(classes, classes)
+        self.images.append(image)
+        self.trues.append(np.where(valid, true, 0).astype(np.uint8))  # figures outline classes, not ignored pixels
+        self.preds.append(predicted)
+
+    def figures(self):
+        """``(images uint8 [N, H, W, 3], true, predicted [N, H, W])``, cut to a common size (:func:`_stacked`)."""
+        return _stacked(self.images), _stacked(self.trues), _stacked(self.preds)
+
+    def named(self, ids: Sequence[str]):
+        """The rows, each with its ``"id"``.
+
+        Raises:
+            TfsegError: not one row per id.
+        """
+        if len(self.rows) != len(ids):
+            raise TfsegError(f"evaluate: the pipeline gave {len(self.rows)} images for {len(ids)} sample ids")
+        for sample_id, row in zip(ids, self.rows):
+            row["id"] = sample_id
+        return self.rows
+
+
+def score_split(settings, predict, examples, loss=None, ignore_class: Optional[int] = None, batch_size: int = 8,
+                desc: str = "scoring", count: Optional[int] = None,
+                rows: Optional[ImageRows] = None) -> Dict[str, Optional[float]]:
+    """Dice, IoU (and ``loss`` when given) of the one path's predictions over one split, each image at its own size.
+
+    What ``tfseg evaluate``, training's val/test scores (``metrics.json``) and the whole-image
+    validation of a patch-trained run report (:class:`SplitScores`).
+
+    Args:
+        settings, predict, examples, batch_size: as in :func:`predicted_examples`.
+        loss: a Keras loss (or its name), or ``None`` (no ``loss`` entry).
+        ignore_class: a mask value whose pixels no score counts.
+        desc, count: the progress bar's words and length (:mod:`tfseg.progress`).
+        rows: an :class:`ImageRows` that every image is also added to (one pass for both).
 
     Returns:
         ``{"dice", "iou"}`` (+ ``"loss"``) as floats.
     """
-    import keras
-
-    from tfseg.metrics import default_metrics
-
     from tfseg import progress
 
-    metrics = default_metrics(num_classes, ignore_class)
-    losses = []
-    for images, masks in progress.bar(num_batches(dataset), desc, unit="batch", iterable=dataset):
-        probabilities = keras.ops.convert_to_tensor(predict(images))
-        for metric in metrics:
-            metric.update_state(masks, probabilities)
-        if loss is not None:
-            losses.append(float(loss(masks, probabilities)))
-    scores = {metric.name: float(metric.result()) for metric in metrics}
-    if loss is not None:
-        scores["loss"] = float(np.mean(losses)) if losses else float("nan")
-    return scores
+    scores = SplitScores(settings.num_classes, loss, ignore_class)
+    with progress.bar(count, desc, unit="image") as counter:
+        for image, mask, probabilities in predicted_examples(settings, predict, examples, batch_size):
+            scores.add(mask, probabilities)
+            if rows is not None:
+                rows.add(image, mask, probabilities)
+            counter.update()
+    return scores.result()
 
 
-def whole_image_predict(model, scale: float = 1.0, tta=None, tiled: bool = True):
-    """``images -> probabilities`` of ``model`` for whole images of any size (numpy out).
-
-    ``tiled``: sliding window over the image times ``scale`` (:func:`tfseg.tiling.predict_whole_images`);
-    otherwise the model runs on its input size (images resized to it and the probabilities
-    resized back, as ``tfseg predict`` does), with flip TTA on the whole image when ``tta="flips"``.
-    """
-    import keras
-
-    from tfseg.tiling import check_tta, flip_tta, predict_whole_images
-
-    tta = check_tta(tta)
-    if tiled:
-        return lambda images: keras.ops.convert_to_numpy(predict_whole_images(model, images, scale=scale, tta=tta))
-    from tfseg.saving import model_input_size
-
-    size = model_input_size(model)
-    run = flip_tta(model.predict_on_batch) if tta == "flips" else model.predict_on_batch
-
-    def predict(images):
-        height, width = (int(d) for d in images.shape[1:3])
-        inputs = images if (height, width) == size else keras.ops.image.resize(
-            images, size, interpolation="bilinear", antialias=True)
-        probabilities = keras.ops.cast(run(inputs), "float32")
-        if (height, width) != size:
-            probabilities = keras.ops.image.resize(probabilities, (height, width), interpolation="bilinear")
-        return keras.ops.convert_to_numpy(probabilities)
-
-    return predict
-
-
-def predicted_masks(probabilities, threshold: float = 0.5) -> np.ndarray:
-    """uint8 ``[B,H,W]`` masks by :func:`tfseg.metrics.probabilities_to_mask` (numpy in, numpy out)."""
-    import keras
-
-    from tfseg.metrics import probabilities_to_mask
-
-    return keras.ops.convert_to_numpy(probabilities_to_mask(np.asarray(probabilities), threshold))
-
-
-def write_figures(run_dir: str, model, test_dataset, num_classes: int, count: int = 4, predict=None,
+def write_figures(run_dir: str, settings, predict, test_examples, count: int = 4,
                   ids: Optional[Sequence[str]] = None, ignore_class: Optional[int] = None) -> None:
-    """``curves.png`` from ``history.csv`` and ``predictions.png`` for ``count`` test images.
+    """``curves.png`` from ``history.csv`` and ``predictions.png`` for the first ``count`` test images.
 
-    ``ids``: the test split's sample ids in dataset order, shown in the picture titles (as in
-    ``per_image.csv``). ``ignore_class``: pixels of that mask value count in no Dice and draw no
-    true outline.
-
-    ``predict``: ``images -> probabilities`` for whole images of any size (e.g.
-    :func:`whole_image_predict`); the test dataset then holds one image per batch, and
-    the figure cuts them to a common size. (:mod:`tfseg.viz` writes each PNG through a
+    The images are predicted by the one path (:func:`predicted_examples`) at their own size and
+    cut to a common size for the figure. ``ids``: the test split's sample ids in order, shown in
+    the picture titles (as in ``per_image.csv``). ``ignore_class``: pixels of that mask value
+    count in no Dice and draw no true outline. (:mod:`tfseg.viz` writes each PNG through a
     temporary file and a rename.)
     """
-    from tfseg.metrics import dice_score
     from tfseg.viz import plot_history, plot_predictions
 
     plot_history(fileio.join(run_dir, "history.csv"), fileio.join(run_dir, "curves.png"))
-    if predict is not None:
-        pairs = [(images.numpy()[0], masks.numpy()[0, ..., 0], np.asarray(predict(images))[0])
-                 for images, masks in test_dataset.take(count)]
-        images, true, probabilities = (_stacked([pair[i] for pair in pairs]) for i in range(3))
-        dice = [dice_score(t, p, num_classes=num_classes, ignore_class=ignore_class)
-                for t, p in zip(true, probabilities)]
-        plot_predictions(images, _shown(true, ignore_class), predicted_masks(probabilities),
-                         fileio.join(run_dir, "predictions.png"), dice=dice, ids=ids)
-        return
-    images, masks = next(iter(test_dataset.unbatch().batch(count).take(1)))
-    images, true = images.numpy(), masks.numpy()[..., 0]
-    probabilities = np.asarray(model.predict(images, verbose=0))
-    dice = [dice_score(t, p, num_classes=num_classes, ignore_class=ignore_class) for t, p in zip(true, probabilities)]
-    plot_predictions(images, _shown(true, ignore_class), predicted_masks(probabilities),
-                     fileio.join(run_dir, "predictions.png"), dice=dice, ids=ids)
-
-
-def _shown(true, ignore_class):
-    # An ignored value (VOC's 255 borders) is no object: the figures outline the classes only.
-    return true if ignore_class is None else np.where(true == ignore_class, 0, true)
+    rows = ImageRows(settings, ignore_class)
+    for image, mask, probabilities in predicted_examples(settings, predict, test_examples.take(count), count):
+        rows.add(image, mask, probabilities)
+    plot_predictions(*rows.figures(), fileio.join(run_dir, "predictions.png"), dice=[row["dice"] for row in rows.rows],
+                     ids=ids)
 
 
 def model_image_size(model) -> int:
@@ -172,58 +202,6 @@ def model_image_size(model) -> int:
     if height != width:
         raise TfsegError(f"model {model.name!r}: input {height}x{width} is not square")
     return height
-
-
-def per_image_rows(model, dataset, ids: Sequence[str], num_classes: int, predict=None,
-                   desc: str = "per-image scores", ignore_class: Optional[int] = None, confusion=None):
-    """One row per image: ``{"id", "dice", "iou", "hausdorff95", "mean_surface_distance"}``, plus the
-    arrays for figures (``images uint8 [N,H,W,3]``, ``true``, ``predicted`` ``[N,H,W]``; images of
-    different sizes are cut to the smallest height and width, from the top left, for the figures).
-
-    ``predict``: ``images -> probabilities`` (default ``model.predict_on_batch``), e.g.
-    :func:`whole_image_predict` for whole images of any size.
-
-    Dice and IoU follow :class:`tfseg.metrics.Dice`/``IoU`` (empty truth and empty
-    prediction score 1). The boundary distances (:mod:`tfseg.boundary`, pixels) compare
-    foreground (any class but 0) with foreground: 0 when both are empty, ``inf`` when one is.
-    Pixels whose true value is ``ignore_class`` count nowhere. ``confusion``: an int64
-    ``[K, K]`` array (K = ``max(num_classes, 2)``, rows true, columns predicted) that the
-    pixel counts are added to (:func:`per_class_scores`).
-    """
-    from tfseg.boundary import surface_metrics
-    from tfseg.metrics import dice_score, iou_score
-
-    from tfseg import progress
-
-    predict = model.predict_on_batch if predict is None else predict
-    rows, images, trues, preds = [], [], [], []
-    counter = progress.bar(len(ids), desc, unit="image")
-    for batch_images, batch_masks in dataset:
-        probabilities = np.asarray(predict(batch_images))
-        predicted = predicted_masks(probabilities)
-        for image, mask, probs, pred in zip(batch_images.numpy(), batch_masks.numpy(), probabilities, predicted):
-            true = mask[..., 0]
-            valid = np.ones(true.shape, bool) if ignore_class is None else true != ignore_class
-            rows.append({
-                "dice": dice_score(true, probs, num_classes=num_classes, ignore_class=ignore_class),
-                "iou": iou_score(true, probs, num_classes=num_classes, ignore_class=ignore_class),
-                # both distances from one pair of distance maps
-                **surface_metrics((pred > 0) & valid, (true > 0) & valid),
-            })
-            if confusion is not None:
-                classes = confusion.shape[0]
-                pairs = true[valid].astype(np.int64) * classes + pred[valid].astype(np.int64)
-                confusion += np.bincount(pairs, minlength=classes * classes).reshape(classes, classes)
-            images.append(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
-            trues.append(np.where(valid, true, 0).astype(np.uint8))  # figures outline classes, not ignored pixels
-            preds.append(pred)
-        counter.update(len(batch_masks))
-    counter.close()
-    if len(rows) != len(ids):
-        raise TfsegError(f"evaluate: the pipeline gave {len(rows)} images for {len(ids)} sample ids")
-    for sample_id, row in zip(ids, rows):
-        row["id"] = sample_id
-    return rows, _stacked(images), _stacked(trues), _stacked(preds)
 
 
 def _stacked(arrays):
@@ -329,8 +307,9 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
         split: ``train``, ``val`` or ``test``.
         out: folder for ``metrics.json``, ``per_image.csv``, ``dice_histogram.png``,
             ``best_worst.png`` (``None``: write nothing).
-        batch_size, seed, fractions: the pipeline's; ``seed`` and ``fractions`` decide the split.
-        tiled: score whole images at native resolution by sliding window (:mod:`tfseg.tiling`);
+        batch_size: images per model call (default: the run's).
+        seed, fractions: the pipeline's; they decide the split.
+        tiled: predict whole images at native resolution by sliding window (:mod:`tfseg.tiling`);
             ``None``: when the run trained on patches (``patch_size`` in its ``config.json``,
             whose ``scale`` is then used). Otherwise images are resized to the model's input.
         tta: ``"flips"``: average the identity and the two flips (``None``/``"none"``: off).
@@ -342,7 +321,10 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     Returns:
         ``{split: {"dice", "iou", "loss", "num_images"}, "per_image": {...}, "per_class": {...},
         "model", "data", "ignore_class"}``.
-        ``dice``/``iou`` are over all pixels of the split (as in training); ``per_image``
+        Every image is predicted by the one path of ``tfseg predict`` (:mod:`tfseg.segment`) and
+        scored at its own size against its own mask, as training scores its val and test splits
+        for ``metrics.json``. ``dice``/``iou`` are over all pixels of the split; ``loss`` is the mean
+        over the images (``None`` for a model saved without its loss); ``per_image``
         summarises the per-image values (:func:`summarize_rows`); ``per_class`` holds the IoU and
         Dice of each class and their means (:func:`per_class_scores`; ``per_class.csv`` in ``out``).
 
@@ -355,10 +337,9 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
         TfsegError: the model cannot be loaded, or ``out`` cannot be written as above (checked
             before the model is loaded).
     """
-    from tfseg.data import load_dataset
-    from tfseg.data.pipeline import open_dataset_source
-    from tfseg.metrics import default_metrics
+    from tfseg.data.pipeline import native_examples, open_dataset_source
     from tfseg.saving import load_keras_model, locate_model
+    from tfseg.segment import Settings, keras_windows
 
     if split not in SPLITS:
         raise ConfigError(f"split {split!r}: choose one of {', '.join(SPLITS)}")
@@ -377,40 +358,29 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     fractions = tuple(fractions) if fractions is not None else defaults.split_fractions()
     batch_size = int(batch_size or defaults.batch_size)
 
-    from tfseg.tiling import check_tta
-
-    try:
-        tta = check_tta(tta)
-    except ValueError as err:
-        raise ConfigError(f"--{err}") from None
     patch_trained = run_config is not None and run_config.patch_size is not None
     tiled = patch_trained if tiled is None else bool(tiled)
-    scale = run_config.scale if patch_trained else 1.0
     model = load_keras_model(path)
+    settings = Settings.of_model(model, tiled=tiled, scale=run_config.scale if patch_trained and tiled else 1.0,
+                                 tta=tta)
     image_size = model_image_size(model)
-    num_classes = int(model.outputs[0].shape[-1])
+    num_classes = settings.num_classes
     if ignore_class is None and run_config is not None:
         ignore_class = run_config.ignore_class
     if ignore_class is not None:
         from tfseg.config import check_ignore_class
 
         ignore_class = check_ignore_class(ignore_class, num_classes)
-    bare = not getattr(model, "compiled", False) or getattr(model, "loss", None) is None
-    if bare:  # a model saved without its loss: score it, with no loss to report (Keras needs one to evaluate)
-        import keras
-
-        model.compile(loss=lambda y_true, y_pred: keras.ops.zeros(()),
-                      metrics=default_metrics(num_classes, ignore_class))
-    elif ignore_class is not None:  # its own loss and metrics, leaving out the ignored pixels
+    loss = getattr(model, "loss", None) if getattr(model, "compiled", False) else None
+    if loss is not None and ignore_class is not None:  # its own loss, leaving out the ignored pixels
         from tfseg.losses import IgnoreClassLoss
 
-        loss = model.loss if isinstance(model.loss, IgnoreClassLoss) else IgnoreClassLoss(model.loss, ignore_class)
-        model.compile(loss=loss, metrics=default_metrics(num_classes, ignore_class))
+        loss = loss if isinstance(loss, IgnoreClassLoss) else IgnoreClassLoss(loss, ignore_class)
     # Opened once (listed and checked once), with the model's classes for the kinds that take them.
     # (``synthetic`` is generated at one size: the run's image size when scoring whole images.)
     native = defaults.image_size if tiled and run_config is not None else image_size
-    source = open_dataset_source(data, image_size=native if tiled else image_size,
-                                 num_classes=num_classes if num_classes > 1 else None, ignore_class=ignore_class)
+    source = open_dataset_source(data, image_size=native, num_classes=num_classes if num_classes > 1 else None,
+                                 ignore_class=ignore_class)
     ids = list(source.split_ids(split, seed=seed, fractions=fractions))
     if run_config is not None and (str(data), seed, tuple(fractions)) == (
         str(run_config.data), run_config.seed, tuple(run_config.split_fractions())
@@ -422,35 +392,19 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
         check_stored_splits(fileio.dirname(fileio.abspath(path)), every)
     if not ids:
         raise ConfigError(f"data {data}: the {split} split is empty")
-    if tiled:  # whole images at their own size, one per batch
-        dataset = load_dataset(source, split=split, image_size=None, batch_size=1, augment=False,
-                               shuffle=False, seed=seed, fractions=fractions, num_classes=num_classes)
-    else:
-        dataset = load_dataset(source, split=split, image_size=image_size, batch_size=batch_size, augment=False,
-                               shuffle=False, seed=seed, fractions=fractions, num_classes=num_classes)
-    predict = None
-    if tiled or tta != "none":
-        predict = whole_image_predict(model, scale=scale, tta=tta, tiled=tiled)
-        scores = scores_of_predictions(predict, dataset, num_classes,
-                                       loss=None if bare else getattr(model, "loss", None), desc=f"scoring {split}",
-                                       ignore_class=ignore_class)
-    else:
-        scores = evaluate_dataset(model, dataset, desc=f"scoring {split}")
-        if bare:
-            scores["loss"] = None
-    scores = {**scores, "num_images": len(ids)}
-    confusion = np.zeros((max(num_classes, 2),) * 2, np.int64)
-    rows, images, trues, preds = per_image_rows(model, dataset, ids, num_classes, predict=predict,
-                                                desc=f"per-image scores of {split}", ignore_class=ignore_class,
-                                                confusion=confusion)
-    result = {split: scores, "per_image": summarize_rows(rows), "per_class": per_class_scores(confusion),
-              "model": path, "data": str(data), "tiled": tiled, "tta": tta, "ignore_class": ignore_class}
+    # Every image at its own size through the one path (tfseg.segment), scored against its own mask.
+    examples = native_examples(source, split=split, seed=seed, fractions=fractions, num_classes=num_classes,
+                               cache="none")
+    rows = ImageRows(settings, ignore_class)
+    scores = score_split(settings, keras_windows(model), examples, loss=loss, ignore_class=ignore_class,
+                         batch_size=batch_size, desc=f"scoring {split}", count=len(ids), rows=rows)
+    scores = {**scores, "loss": scores.get("loss"), "num_images": len(ids)}
+    rows_named = rows.named(ids)
+    result = {split: scores, "per_image": summarize_rows(rows_named), "per_class": per_class_scores(rows.confusion),
+              "model": path, "data": str(data), "tiled": tiled, "tta": settings.tta, "ignore_class": ignore_class}
     if tiled:
-        from tfseg.saving import model_input_size
-        from tfseg.tiling import DEFAULT_BLEND, DEFAULT_OVERLAP
-
-        result["tiling"] = {"window": list(model_input_size(model)), "scale": scale, "overlap": DEFAULT_OVERLAP,
-                            "blend": DEFAULT_BLEND}
+        result["tiling"] = {"window": list(settings.window), "scale": settings.scale, "overlap": settings.overlap,
+                            "blend": settings.blend}
     if out:
         from tfseg.viz import plot_best_worst, plot_dice_histogram
 
@@ -458,10 +412,9 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
         fileio.remove_stale_temporaries(out)
         outputs.claim(out, OUTPUT_FILES, "tfseg evaluate")
         fileio.write_json_atomic(fileio.join(out, "metrics.json"), result)
-        write_rows_csv(fileio.join(out, "per_image.csv"), rows)
+        write_rows_csv(fileio.join(out, "per_image.csv"), rows_named)
         write_per_class_csv(fileio.join(out, "per_class.csv"), result["per_class"])
-        dice = np.array([row["dice"] for row in rows])
+        dice = np.array([row["dice"] for row in rows_named])
         plot_dice_histogram(dice, fileio.join(out, "dice_histogram.png"))
-        plot_best_worst(images, trues, preds, dice, fileio.join(out, "best_worst.png"),
-                        ids=[row["id"] for row in rows])
+        plot_best_worst(*rows.figures(), dice, fileio.join(out, "best_worst.png"), ids=[row["id"] for row in rows_named])
     return result

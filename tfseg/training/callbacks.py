@@ -330,14 +330,16 @@ class WholeImageValidation(keras.callbacks.Callback):
     """Score the validation split on whole images by sliding window at the end of every epoch.
 
     A model trained on patches (``--patch-size``) cannot take a whole image, so ``model.fit``
-    gets no ``validation_data``; this callback predicts each validation image with
-    :func:`tfseg.tiling.predict_whole_images` and writes ``val_dice``, ``val_iou`` (the
-    split's pixel counts, as ``model.evaluate`` reports them) and ``val_loss`` (mean over
-    images) into the epoch's logs. Placed before the checkpoint, learning-rate and
-    early-stopping callbacks, which then read them as in a normal run.
+    gets no ``validation_data``; this callback predicts each validation image at its own size
+    through the one path (:mod:`tfseg.segment`, tiled at the run's ``scale``) and writes
+    ``val_dice``, ``val_iou`` (the split's pixel counts, as ``model.evaluate`` reports them)
+    and ``val_loss`` (mean over images) into the epoch's logs
+    (:func:`tfseg.evaluation.score_split`, what the run's final scores use). Placed before the
+    checkpoint, learning-rate and early-stopping callbacks, which then read them as in a normal run.
 
     Args:
-        dataset: whole validation images, batch 1 (``load_dataset(..., image_size=None)``).
+        dataset: whole validation images and masks in storage form, one per element
+            (:func:`tfseg.data.pipeline.native_examples`).
         num_classes: the model's classes.
         scale: the run's ``scale`` (images are resized by it before the windows run).
     """
@@ -350,12 +352,13 @@ class WholeImageValidation(keras.callbacks.Callback):
         self.ignore_class = ignore_class
 
     def on_epoch_end(self, epoch, logs=None):
-        from tfseg.evaluation import scores_of_predictions, whole_image_predict
+        from tfseg.evaluation import score_split
+        from tfseg.segment import Settings, keras_windows
 
         if logs is None:
             return
-        predict = whole_image_predict(self.model, scale=self.scale, tiled=True)
-        scores = scores_of_predictions(predict, self.dataset, self.num_classes, loss=self.model.loss,
-                                       ignore_class=self.ignore_class)
+        settings = Settings.of_model(self.model, tiled=True, scale=self.scale)
+        scores = score_split(settings, keras_windows(self.model), self.dataset, loss=self.model.loss,
+                             ignore_class=self.ignore_class, desc="validating")
         for name, value in scores.items():
             logs[f"val_{name}"] = value

@@ -115,7 +115,11 @@ def _train(config: TrainConfig, verbose: int, force_new: bool) -> Dict[str, Any]
         splits_stored = status == "resume" and check_stored_splits(run_dir, ids)
         num_classes = resolve_num_classes(source, None if config.num_classes == 1 else config.num_classes)
         # The opened source for every split: one listing and one check (and one skip-bad report).
-        datasets = {split: load_split(split, config, num_classes, strategy, source) for split in SPLITS}
+        # val/test are also read whole, at each image's own size, for the scores of the one path.
+        examples = {split: scoring_examples(split, config, num_classes, source) for split in ("val", "test")}
+        datasets = {"train": load_split("train", config, num_classes, strategy, source),
+                    "val": examples["val"] if config.patch_size is not None
+                    else load_split("val", config, num_classes, strategy, source)}
         phases = remaining_phases(config, int(state.get("epoch", 0)))
         with strategy.scope():  # built now: a bad model option fails before RUN_DIR is touched
             steps = steps_per_epoch(config, len(ids["train"]), strategy)
@@ -142,23 +146,22 @@ def _train(config: TrainConfig, verbose: int, force_new: bool) -> Dict[str, Any]
         # collectives), and the figures and the SavedModel come from a plain single-device model.
         best = load_keras_model(fileio.join(run_dir, MODEL_FILE))
         final = training_state(run_dir)
-        from tfseg.evaluation import evaluate_dataset, write_figures
+        from tfseg.evaluation import score_split, write_figures
+        from tfseg.segment import Settings, keras_windows
 
-        scores = evaluate_dataset
-        if config.patch_size is not None:  # whole images by sliding window, as validated during training
-            from tfseg.evaluation import scores_of_predictions, whole_image_predict
+        # Every val/test image at its own size through the one path (tfseg.segment), as evaluate and predict.
+        settings, predict = Settings.of_model(best, **tiling_options(config)), keras_windows(best)
 
-            def scores(model, dataset, desc):
-                predict = whole_image_predict(model, scale=config.scale, tiled=True)
-                return scores_of_predictions(predict, dataset, num_classes, loss=model.loss, desc=desc,
-                                             ignore_class=config.ignore_class)
+        def scores(split):
+            return score_split(settings, predict, examples[split], loss=best.loss, ignore_class=config.ignore_class,
+                               batch_size=config.batch_size, desc=f"scoring {split}", count=len(ids[split]))
 
         best_epoch = _best_epoch(final)
         log(f"scoring the best model{'' if best_epoch is None else f' (epoch {best_epoch})'} on val "
             f"({len(ids['val'])} images) and test ({len(ids['test'])} images)")
         metrics = {
-            "val": scores(best, datasets["val"], desc="scoring val"),
-            "test": {**scores(best, datasets["test"], desc="scoring test"), "num_images": len(ids["test"])},
+            "val": scores("val"),
+            "test": {**scores("test"), "num_images": len(ids["test"])},
             "train_images_per_second": _rate(final),
             "precision": policy,
             "strategy": distribute.strategy_name(strategy),
@@ -172,13 +175,10 @@ def _train(config: TrainConfig, verbose: int, force_new: bool) -> Dict[str, Any]
             "run_dir": run_dir,
         }
         if config.patch_size is not None:
-            from tfseg.tiling import DEFAULT_BLEND, DEFAULT_OVERLAP
-
             metrics["scored_on"] = {"whole_images": True, "window": config.patch_size, "scale": config.scale,
-                                    "overlap": DEFAULT_OVERLAP, "blend": DEFAULT_BLEND}
+                                    "overlap": settings.overlap, "blend": settings.blend}
         log("drawing curves.png and predictions.png")
-        write_figures(run_dir, best, datasets["test"], num_classes, ids=ids["test"], ignore_class=config.ignore_class,
-                      predict=None if config.patch_size is None else whole_image_predict(best, scale=config.scale))
+        write_figures(run_dir, settings, predict, examples["test"], ids=ids["test"], ignore_class=config.ignore_class)
         from tfseg.export import export_saved_model
 
         log("exporting the SavedModel to saved_model/1")
@@ -263,39 +263,24 @@ def split_ids(source, config: TrainConfig) -> Dict[str, List[str]]:
 
 
 def load_split(split: str, config: TrainConfig, num_classes: int, strategy=None, source=None):
-    """The batched ``tf.data.Dataset`` of one split (augmented and shuffled for ``train`` only).
+    """The batched ``tf.data.Dataset`` that ``model.fit`` reads for one split (augmented and shuffled for ``train``).
 
     Under ``strategy`` it yields global batches (``batch_size`` x replicas) and carries
     the auto-shard policy of :func:`tfseg.distribute.auto_shard_policy`. ``source``: the
-    already opened source of ``config.data`` (default: open it).
+    already opened source of ``config.data`` (default: open it). With ``config.patch_size``
+    it yields random patches (``train`` only: a patch-trained run is validated on whole
+    images, :func:`scoring_examples`).
     """
     from tfseg.data import load_dataset
     from tfseg.distribute import pipeline_options, sharded
 
     train_split = split == "train"
-    if config.patch_size is not None:
-        # Train on random crops; validate and test on whole images at native resolution (one per batch).
-        patches = {"patch_size": config.patch_size, "scale": config.scale,
-                   "foreground_fraction": config.foreground_fraction} if train_split else {"image_size": None}
-        options = pipeline_options(config.batch_size, strategy, split) if train_split else {"batch_size": 1}
-        dataset = load_dataset(
-            config.data if source is None else source,
-            split=split,
-            augment=config.augment and train_split,
-            seed=config.seed,
-            cache=config.cache,
-            fractions=config.split_fractions(),
-            num_classes=num_classes,
-            repeat=train_split and config.steps_per_epoch is not None,
-            skip_bad=config.skip_bad,
-            **patches,
-            **options,
-        )
-        return sharded(dataset, config.data)
+    # Train on random crops at native resolution, or on images resized to the model's size.
+    size = ({"patch_size": config.patch_size, "scale": config.scale, "foreground_fraction": config.foreground_fraction}
+            if config.patch_size is not None else {"image_size": config.image_size})
     dataset = load_dataset(
         config.data if source is None else source,
         split=split,
-        image_size=config.image_size,
         augment=config.augment and train_split,
         seed=config.seed,
         cache=config.cache,
@@ -303,9 +288,20 @@ def load_split(split: str, config: TrainConfig, num_classes: int, strategy=None,
         num_classes=num_classes,
         repeat=train_split and config.steps_per_epoch is not None,
         skip_bad=config.skip_bad,
+        **size,
         **pipeline_options(config.batch_size, strategy, split),
     )
     return sharded(dataset, config.data)
+
+
+def scoring_examples(split: str, config: TrainConfig, num_classes: int, source=None):
+    """One split's images and masks at their own size, in storage form (:func:`tfseg.data.pipeline.native_examples`):
+    what the run's val/test scores, figures and whole-image validation predict through :mod:`tfseg.segment`."""
+    from tfseg.data.pipeline import native_examples
+
+    return native_examples(config.data if source is None else source, split=split, seed=config.seed,
+                           fractions=config.split_fractions(), num_classes=num_classes, cache=config.cache,
+                           skip_bad=config.skip_bad)
 
 
 def _logger(verbose: int):
