@@ -83,7 +83,7 @@ def test_export_writes_version_one_and_counts_up(unet, tmp_path):
 
 
 def test_signatures_have_the_api_names(served):
-    assert sorted(served.signatures) == ["serving_bytes", "serving_default"]
+    assert sorted(served.signatures) == ["serving_bytes", "serving_default", "serving_windows"]
     default = served.signatures["serving_default"]
     (spec,) = default.structured_input_signature[1].values()
     assert list(default.structured_input_signature[1]) == ["images"]
@@ -98,6 +98,11 @@ def test_signatures_have_the_api_names(served):
     assert list(encoded.structured_input_signature[1]) == ["image_bytes"]
     assert (spec.dtype, spec.shape.as_list()) == (tf.string, [None])
     assert sorted(encoded.structured_outputs) == ["height", "mask", "probabilities", "width"]
+    windows = served.signatures["serving_windows"]  # the bare model, for tfseg predict's own path
+    (spec,) = windows.structured_input_signature[1].values()
+    assert list(windows.structured_input_signature[1]) == ["windows"]
+    assert (spec.dtype, spec.shape.as_list()) == (tf.float32, [None, 32, 32, 3])
+    assert list(windows.structured_outputs) == ["probabilities"]
 
 
 def test_probabilities_match_keras_at_model_size(unet, unet_export):
@@ -388,8 +393,11 @@ def test_cli_export_tflite_into_a_folder(keras_file, tmp_path, capsys):
 
 
 def test_export_records_nothing_but_tensorflow_objects(unet, unet_export):
-    # TF Serving reads saved_model.pb + variables/; nothing of ours may be needed besides.
-    assert sorted(os.listdir(unet_export)) == ["assets", "fingerprint.pb", "saved_model.pb", "variables"]
+    # TF Serving reads saved_model.pb + variables/; nothing of ours may be needed besides
+    # (assets.extra/ holds the settings tfseg predict reads; TF Serving reads only a warm-up file there).
+    assert sorted(os.listdir(unet_export)) == ["assets", "assets.extra", "fingerprint.pb", "saved_model.pb",
+                                               "variables"]
+    assert os.listdir(os.path.join(unet_export, "assets.extra")) == ["tfseg_settings.json"]
     assert b"tfseg" not in open(os.path.join(unet_export, "saved_model.pb"), "rb").read()
     # each weight stored once (ExportArchive.track() would store them twice)
     weights = sum(np.asarray(w).nbytes for w in unet.weights)

@@ -511,10 +511,10 @@ def test_surface_metrics_empty_conventions():
 
 
 def test_evaluate_rows_take_one_pair_of_distance_maps_per_image(monkeypatch):
-    import tensorflow as tf
     from scipy import ndimage
 
-    from tfseg.evaluation import per_image_rows
+    from tfseg.evaluation import ImageRows
+    from tfseg.segment import Settings
 
     calls = []
     transform = ndimage.distance_transform_edt
@@ -522,17 +522,10 @@ def test_evaluate_rows_take_one_pair_of_distance_maps_per_image(monkeypatch):
     shapes = fixed_shapes()
     truth = np.stack([shapes["disk"], shapes["square"], shapes["ring"]])[..., None].astype("float32")
     predicted = np.stack([shapes["square"], shapes["ring"], shapes["disk"]])[..., None].astype("float32")
-
-    class Model:  # returns the planted probabilities, batch by batch
-        def __init__(self):
-            self.batches = iter([predicted[:2], predicted[2:]])
-
-        def predict_on_batch(self, images):
-            return next(self.batches)
-
-    images = np.zeros(truth.shape[:3] + (3,), "float32")
-    dataset = [(tf.constant(images[:2]), tf.constant(truth[:2])), (tf.constant(images[2:]), tf.constant(truth[2:]))]
-    rows, *_ = per_image_rows(Model(), dataset, ["a", "b", "c"], num_classes=1)
+    table = ImageRows(Settings(window=truth.shape[1:3]))
+    for true, probabilities in zip(truth, predicted):  # the planted probabilities, image by image
+        table.add(np.zeros(true.shape[:2] + (3,), np.uint8), true, probabilities)
+    rows = table.named(["a", "b", "c"])
     assert len(calls) == 2 * 3  # one transform per direction, per image
     assert rows[0]["hausdorff95"] == pytest.approx(boundary.hausdorff95(shapes["square"], shapes["disk"]))
     assert rows[0]["mean_surface_distance"] == pytest.approx(

@@ -196,14 +196,3 @@ def test_flip_tta_of_a_predictor_averages_the_flipped_predictions():
                 + plain.probabilities([image[::-1]])[0][::-1]) / 3
     np.testing.assert_allclose(tta.probabilities([image])[0], expected, atol=1e-5)
     assert np.abs(expected - plain.probabilities([image])[0]).max() > 1e-4  # the flips do change something
-
-
-def test_tiled_flag_on_a_saved_model_is_a_one_line_error(tmp_path, capsys):
-    from tfseg.export import export_saved_model
-    from tfseg.models import build_model
-
-    path = export_saved_model(build_model("unet", 32, base_filters=4, depth=2), str(tmp_path / "export"))
-    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "a.png")
-    assert main(["predict", "--model", path, "--tiled", str(tmp_path / "a.png"), "--out", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "--tiled needs a .keras or .tflite model" in err

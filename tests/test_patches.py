@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from tfseg.data import load_dataset
@@ -43,6 +45,36 @@ def test_uniform_crops_cover_the_image_and_stay_inside():
     corners = np.array(corners)
     assert len(set(map(tuple, corners))) > 50
     assert corners[:, 0].max() - corners[:, 0].min() > 120 and corners[:, 1].max() - corners[:, 1].min() > 300
+
+
+@settings(max_examples=15, deadline=None)
+@given(patch=st.integers(1, 9), extra=st.tuples(st.integers(-6, 3), st.integers(-6, 3)),
+       foreground=st.tuples(st.integers(0, 11), st.integers(0, 11)), fraction=st.sampled_from([0.0, 1.0]))
+def test_every_corner_is_reachable_and_every_crop_inside(patch, extra, foreground, fraction):
+    # at most 4 x 4 corners, so 300 seeds reach each one (a miss has chance (15/16)^300 < 1e-8)
+    height, width = max(1, patch + extra[0]), max(1, patch + extra[1])
+    row, col = min(foreground[0], height - 1), min(foreground[1], width - 1)
+    image, mask = coordinate_image(height, width), one_pixel_mask(height, width, row, col)
+    seeds = tf.stack([tf.range(300), tf.fill([300], 5)], axis=1)
+    crops, masks = tf.function(lambda seeds: tf.map_fn(lambda s: random_patch(image, mask, patch, s, fraction), seeds,
+                                                       fn_output_signature=(tf.int32, tf.uint8)))(seeds)
+    crops, masks = crops.numpy(), masks.numpy()
+    assert crops.shape == (300, patch, patch, 3) and masks.shape == (300, patch, patch, 1)
+    room = (max(height - patch, 0), max(width - patch, 0))  # the largest corner
+    corners = {(int(c[0, 0, 0]) - 1, int(c[0, 0, 1]) - 1) for c in crops}
+    for crop, crop_mask in zip(crops, masks):
+        top, left = int(crop[0, 0, 0]) - 1, int(crop[0, 0, 1]) - 1
+        inside = crop[: height - top, : width - left]  # the crop is the image from its corner on...
+        rows, cols = np.mgrid[top : top + inside.shape[0], left : left + inside.shape[1]]
+        np.testing.assert_array_equal(inside[..., 0], rows + 1)
+        np.testing.assert_array_equal(inside[..., 1], cols + 1)
+        assert not crop[height - top :].any() and not crop[:, width - left :].any()  # ...zero padded beyond it
+        assert crop_mask.sum() == int(top <= row < top + patch and left <= col < left + patch)
+    if fraction == 0.0:  # uniform: every corner, the last one included
+        assert corners == {(y, x) for y in range(room[0] + 1) for x in range(room[1] + 1)}
+    else:  # centred on the foreground pixel, moved inside: it is in every crop
+        assert masks.reshape(300, -1).sum(axis=1).min() == 1
+        assert corners == {(min(max(row - patch // 2, 0), room[0]), min(max(col - patch // 2, 0), room[1]))}
 
 
 def test_foreground_fraction_is_the_share_of_centred_crops():

@@ -8,7 +8,10 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from path_reference import reference_sliding_window
 from tfseg import tiling
 from tfseg.tiling import flip_tta, sliding_window, window_starts
 
@@ -34,46 +37,6 @@ def keras_ramp_predict(windows):
     return ops.stack([first, second], axis=-1)
 
 
-def reference_weights(height, width, blend):
-    def axis(n):
-        centre = np.arange(n) + 0.5
-        if blend == "gaussian":
-            return np.exp(-((centre - n / 2) ** 2) / (2 * (n / 8) ** 2))
-        if blend == "linear":
-            return np.minimum(centre, n - centre) / (n / 2)
-        return np.ones(n)
-
-    weights = np.outer(axis(height), axis(width))
-    return np.maximum(weights / weights.max(), 1e-3)
-
-
-def reference_starts(length, window, overlap):
-    if length <= window:
-        return [0]
-    stride = max(1, int(round(window * (1 - overlap))))
-    starts = list(range(0, length - window, stride)) + [length - window]
-    return sorted(set(starts))
-
-
-def reference_sliding_window(predict, images, window, overlap, blend):
-    """Loop over every window of every image, accumulate weighted probabilities, divide, crop."""
-    batch, height, width, channels = images.shape
-    win_h, win_w = window
-    padded = np.zeros((batch, max(height, win_h), max(width, win_w), channels), np.float64)
-    padded[:, :height, :width] = images
-    weights = reference_weights(win_h, win_w, blend)[..., None]
-    total, weight_sum = None, np.zeros(padded.shape[:3] + (1,))
-    for b in range(batch):
-        for y in reference_starts(padded.shape[1], win_h, overlap):
-            for x in reference_starts(padded.shape[2], win_w, overlap):
-                p = np.asarray(predict(padded[b : b + 1, y : y + win_h, x : x + win_w].astype(np.float32)))[0]
-                if total is None:
-                    total = np.zeros(padded.shape[:3] + (p.shape[-1],))
-                total[b, y : y + win_h, x : x + win_w] += weights * p
-                weight_sum[b, y : y + win_h, x : x + win_w] += weights
-    return (total / weight_sum)[:, :height, :width]
-
-
 def random_images(shape, seed=0):
     return np.random.default_rng(seed).uniform(size=shape + (3,)).astype(np.float32)
 
@@ -85,6 +48,25 @@ def test_window_starts_step_by_the_stride_and_end_at_the_edge():
     assert window_starts(32, 32, 0.5) == [0]
     assert window_starts(20, 32, 0.5) == [0]  # smaller than the window: padded, one window
     assert window_starts(33, 32, 0.25) == [0, 1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(length=st.integers(1, 400), window=st.integers(1, 64), overlap=st.floats(0.0, 0.95))
+def test_window_starts_cover_every_pixel_and_step_by_the_stride(length, window, overlap):
+    starts = window_starts(length, window, overlap)
+    stride = tiling.window_stride(window, overlap)
+    assert stride == max(1, round(window * (1 - overlap)))
+    assert starts[0] == 0 and starts == sorted(set(starts))  # sorted, no window twice
+    assert starts[-1] == max(length - window, 0)  # the last window ends at the edge (or the image is padded)
+    assert all(0 <= start <= max(length - window, 0) for start in starts)  # every window inside the image
+    steps = np.diff(starts)
+    assert all(step == stride for step in steps[:-1]) and all(0 < step <= stride for step in steps[-1:])
+    covered = np.zeros(max(length, window), bool)
+    for start in starts:
+        covered[start : start + window] = True
+    assert covered[:length].all()  # every pixel covered
+    # the graph twin (unknown image size) gives the same starts
+    assert tiling._starts_tensor(tf.constant(length), window, overlap).numpy().tolist() == starts
 
 
 @pytest.mark.parametrize("blend", tiling.BLENDS)

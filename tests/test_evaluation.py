@@ -1,0 +1,113 @@
+"""Scoring (tfseg.evaluation): the per-class table and boundary distances at their edges, and one run's
+scores equal to what ``tfseg evaluate`` and ``tfseg predict`` give for the same images."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tfseg import boundary
+from tfseg.evaluation import ImageRows, per_class_scores, write_per_class_csv
+from tfseg.segment import Settings
+
+
+def one_hot(ids, classes):
+    return np.eye(classes, dtype=np.float32)[ids]
+
+
+def test_a_class_predicted_but_never_true_scores_iou_and_dice_0(tmp_path):
+    true = np.zeros((6, 8), np.uint8)
+    true[:, 4:] = 1  # classes 0 and 1 are true; 2 never is; 3 is neither true nor predicted
+    predicted = true.copy()
+    predicted[:2, :2] = 2  # 4 pixels of class 0 predicted as class 2
+    table = ImageRows(Settings(window=(6, 8), num_classes=4))
+    table.add(np.zeros((6, 8, 3), np.uint8), true[..., None], one_hot(predicted, 4))
+    scores = per_class_scores(table.confusion)
+    rows = {row["class"]: row for row in scores["classes"]}
+    assert rows[2]["iou"] == 0.0 and rows[2]["dice"] == 0.0  # a score of 0, not "no score"
+    assert (rows[2]["true_pixels"], rows[2]["predicted_pixels"]) == (0, 4)
+    assert rows[3]["iou"] is None and rows[3]["dice"] is None  # no pixel either way: no score
+    assert rows[0]["iou"] == pytest.approx(20 / 24) and rows[1]["iou"] == 1.0
+    assert scores["classes_scored"] == 3 and scores["mean_iou"] == pytest.approx((20 / 24 + 1.0 + 0.0) / 3)
+    write_per_class_csv(str(tmp_path / "per_class.csv"), scores)
+    with open(tmp_path / "per_class.csv") as f:
+        written = {row["class"]: row for row in csv.DictReader(f)}
+    assert float(written["2"]["iou"]) == 0.0 and written["3"]["iou"] == ""
+
+
+def test_boundary_distances_never_count_ignored_pixels():
+    ignore = 255
+    true = np.zeros((20, 20), np.uint8)
+    true[4:9, 4:9] = 1
+    true[:, 15:] = ignore  # a void band far from the object
+    right = one_hot(np.where(true == 1, 1, 0), 2)
+    band = one_hot(np.where((true == 1) | (true == ignore), 1, 0), 2)  # also "finds" the void band
+    table = ImageRows(Settings(window=(20, 20), num_classes=2), ignore_class=ignore)
+    for probabilities in (right, band):
+        table.add(np.zeros((20, 20, 3), np.uint8), true[..., None], probabilities)
+    for row in table.rows:  # the object is found exactly; the band counts neither as truth nor as a miss
+        assert row["hausdorff95"] == 0.0 and row["mean_surface_distance"] == 0.0 and row["dice"] == 1.0
+    # Without leaving the band out, both images would be far off: the check above can fail.
+    assert boundary.surface_metrics(band[..., 1] > 0.5, true == 1)["hausdorff95"] > 5
+    assert boundary.surface_metrics(right[..., 1] > 0.5, true > 0)["hausdorff95"] > 5
+    assert table.confusion.sum() == 2 * (20 * 15)  # ignored pixels are in no per-class count either
+    assert not (table.trues[0] == ignore).any()  # nor outlined in the figures
+
+
+SIZES = [(40, 52), (29, 37), (56, 30), (33, 33), (47, 61), (25, 44), (38, 27), (51, 45), (30, 58), (44, 36)]
+
+
+def write_mixed_folder(root):
+    """Images of several sizes (none the model's): bright rectangles on dark noise."""
+    rng = np.random.default_rng(3)
+    os.makedirs(os.path.join(root, "images"))
+    os.makedirs(os.path.join(root, "masks"))
+    for i, (height, width) in enumerate(SIZES):
+        image = rng.integers(0, 80, (height, width, 3)).astype(np.uint8)
+        mask = np.zeros((height, width), np.uint8)
+        top, left = rng.integers(0, height // 2), rng.integers(0, width // 2)
+        mask[top : top + height // 3, left : left + width // 3] = 255
+        image[mask > 0] = (210, 190, 60)
+        Image.fromarray(image).save(os.path.join(root, "images", f"m{i}.png"))
+        Image.fromarray(mask).save(os.path.join(root, "masks", f"m{i}.png"))
+    return f"folder:{root}"
+
+
+@pytest.fixture(scope="module")
+def resize_run(tmp_path_factory):
+    from tfseg.config import TrainConfig
+    from tfseg.training import train
+
+    root = tmp_path_factory.mktemp("mixed")
+    data = write_mixed_folder(str(root / "data"))
+    config = TrainConfig(data=data, image_size=16, base_filters=4, depth=2, epochs=2, batch_size=4,
+                         precision="float32", val_fraction=0.2, test_fraction=0.3, out=str(root / "run"))
+    return root, config, train(config, verbose=0)
+
+
+@pytest.mark.slow
+def test_run_scores_evaluate_and_predict_agree_on_native_sizes(resize_run, capsys):
+    from tfseg.cli import main
+    from tfseg.evaluation import evaluate
+
+    root, config, metrics = resize_run
+    for split in ("val", "test"):  # the run's metrics.json and tfseg evaluate: one path, the same numbers
+        result = evaluate(config.out, split=split)
+        for key in ("dice", "iou", "loss"):
+            assert result[split][key] == pytest.approx(metrics[split][key], abs=1e-6), (split, key)
+    # ... and both score what tfseg predict writes: each image at its own size against its own mask
+    test_ids = json.load(open(os.path.join(config.out, "splits.json")))["test"]
+    stems = [os.path.splitext(os.path.basename(sample_id))[0] for sample_id in test_ids]
+    images = [str(root / "data" / "images" / f"{stem}.png") for stem in stems]
+    assert main(["predict", "--model", config.out, *images, "--out", str(root / "pred"), "--no-overlays"]) == 0
+    tp = fp = fn = 0
+    for stem in stems:
+        predicted = np.asarray(Image.open(root / "pred" / f"{stem}_mask.png")) > 0
+        true = np.asarray(Image.open(root / "data" / "masks" / f"{stem}.png")) > 0
+        assert predicted.shape == true.shape and true.shape != (16, 16)
+        tp, fp, fn = tp + (predicted & true).sum(), fp + (predicted & ~true).sum(), fn + (~predicted & true).sum()
+    assert metrics["test"]["dice"] == pytest.approx(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0, abs=1e-6)
+    capsys.readouterr()

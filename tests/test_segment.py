@@ -1,0 +1,247 @@
+"""The one path from an image to its mask (tfseg.segment), for every model kind and signature, against NumPy.
+
+The parity matrix: model kind (Keras, SavedModel, TFLite) x mode (resize; tiled; tiled at
+scale 0.75) x TTA (none, flips) x threshold 0.3 x image shapes that break naive code, each
+against :func:`path_reference.reference_path` (loops written from the documented formulas).
+The serving signatures (``serving_default``, ``serving_bytes``; resize and tiled, with and
+without TTA, threshold 0.3 baked in) against the same reference.
+
+The model: a few seeded convolutions on a 13 x 18 input (a window whose stride at overlap
+0.25 is 9.75 x 13.5 px before rounding), not symmetric under flips, so a flip undone on
+the wrong axis, a missing TTA or a window at the wrong place changes the answer.
+
+Tolerance: probabilities within 2e-5 of the reference (float32 round-off of the blending
+sums and of TFLite's kernels); masks equal wherever the probability is not within that
+tolerance of the threshold.
+"""
+
+import io
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from path_reference import reference_path
+from tfseg import export
+from tfseg.errors import ConfigError, TfsegError
+from tfseg.inference import load_predictor, predict_images
+from tfseg.segment import Settings, keras_windows
+
+WINDOW = (13, 18)
+THRESHOLD = 0.3
+TOLERANCE = 2e-5
+SHAPES = {
+    "narrower than a window, taller": (45, 11),
+    "smaller than a window": (9, 14),
+    "stride not whole, several windows": (37, 61),
+    "1 px wide": (29, 1),
+}
+MODES = {"resize": {}, "tiled": {"tiled": True}, "tiled x0.75": {"tiled": True, "scale": 0.75}}
+KINDS = ("keras", "saved_model", "tflite")
+
+
+def tiny_model():
+    """Seeded convolutions: outputs spread around 0.3, different under each flip and near the borders."""
+    keras.utils.set_random_seed(11)
+    inputs = keras.Input((*WINDOW, 3), name="images")
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="tanh")(inputs)
+    x = keras.layers.Conv2D(6, (3, 5), padding="same", activation="tanh")(x)
+    outputs = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", dtype="float32")(x)
+    model = keras.Model(inputs, outputs)
+    kernel, bias = model.layers[-1].get_weights()
+    model.layers[-1].set_weights([kernel * 3.0, bias - 0.8])
+    return model
+
+
+def photo(height, width, seed=0):
+    """Smooth gradients and blobs with noise: what resizing, tiling and flipping all change."""
+    rng = np.random.default_rng(seed + height * 1000 + width)
+    rows, cols = np.mgrid[:height, :width]
+    base = np.stack([255 * rows / max(height - 1, 1), 255 * cols / max(width - 1, 1),
+                     128 + 100 * np.sin(rows / 3.0 + cols / 5.0)], axis=-1)
+    return np.clip(base + rng.normal(0, 40, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """The model as .keras, SavedModel and .tflite, and SavedModels exported with each serving setting."""
+    root = tmp_path_factory.mktemp("one-path")
+    model = tiny_model()
+    model.save(str(root / "model.keras"))
+    export.export_saved_model(model, str(root / "serving"), version=1)
+    export.export_tflite(model, str(root / "model.tflite"))
+    served = {}
+    for mode, tta in (("resize", "none"), ("resize", "flips"), ("tiled", "none"), ("tiled x0.75", "flips")):
+        served[mode, tta] = export.export_saved_model(model, str(root / f"served-{mode}-{tta}".replace(" ", "")),
+                                                      threshold=THRESHOLD, tta=tta, **MODES[mode])
+    paths = {"keras": root / "model.keras", "saved_model": root / "serving", "tflite": root / "model.tflite"}
+    return {"model": model, "paths": {kind: str(path) for kind, path in paths.items()}, "served": served,
+            "root": root}
+
+
+def keras_model_reference(model):
+    return lambda x: model(np.asarray(x, np.float32), training=False).numpy()
+
+
+def check(probabilities, mask, expected_probabilities, expected_mask):
+    assert probabilities.shape == expected_probabilities.shape, (probabilities.shape, expected_probabilities.shape)
+    assert mask.shape == expected_mask.shape
+    assert np.max(np.abs(probabilities - expected_probabilities)) <= TOLERANCE
+    clear = np.abs(expected_probabilities[..., 0] - THRESHOLD) > TOLERANCE
+    np.testing.assert_array_equal(mask[clear], expected_mask[clear])
+    return clear
+
+
+@pytest.mark.parametrize("shape", list(SHAPES.values()), ids=list(SHAPES))
+@pytest.mark.parametrize("tta", ["none", "flips"])
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_model_kind_follows_the_path(models, kind, mode, tta, shape, tmp_path):
+    image = photo(*shape)
+    predictor = load_predictor(models["paths"][kind], tta=tta, **MODES[mode])
+    assert predictor.kind == kind and predictor.tiled == ("tiled" in mode)
+    [(probabilities, mask)] = [(p, m) for _, p, m in predict_images(predictor, [_png(tmp_path, image)],
+                                                                    threshold=THRESHOLD)]
+    expected = reference_path(keras_model_reference(models["model"]), image, WINDOW, threshold=THRESHOLD, tta=tta,
+                              **MODES[mode])
+    clear = check(probabilities, mask, *expected)
+    assert clear.mean() > 0.9 and 0 < expected[1][clear].mean() < 1  # the threshold splits this image
+
+
+def test_the_matrix_images_are_not_trivial(models):
+    # The TTA and threshold cases must change the answer, or the matrix could not see them undone.
+    predict = keras_model_reference(models["model"])
+    for shape in SHAPES.values():
+        if 1 in shape:
+            continue
+        image = photo(*shape)
+        for mode in MODES.values():
+            plain, _ = reference_path(predict, image, WINDOW, **mode)
+            flipped, _ = reference_path(predict, image, WINDOW, tta="flips", **mode)
+            assert np.abs(plain - flipped).max() > 100 * TOLERANCE
+        assert np.mean((plain[..., 0] >= 0.3) != (plain[..., 0] >= 0.5)) > 0.05
+
+
+def test_images_of_different_sizes_share_one_model_call(models):
+    calls = []
+    adapter = keras_windows(models["model"])
+
+    def counting(windows):
+        calls.append(int(windows.shape[0]))
+        return adapter(windows)
+
+    images = [photo(*shape) for shape in SHAPES.values()]
+    out = Settings(window=WINDOW).images_probabilities(counting, images)
+    assert calls == [len(images)] and [p.shape[:2] for p in out] == list(SHAPES.values())
+    for image, probabilities in zip(images, out):
+        expected, _ = reference_path(keras_model_reference(models["model"]), image, WINDOW)
+        np.testing.assert_allclose(probabilities, expected, atol=TOLERANCE)
+
+
+SERVED = [("resize", "none"), ("resize", "flips"), ("tiled", "none"), ("tiled x0.75", "flips")]
+
+
+@pytest.mark.parametrize("mode, tta", SERVED, ids=[f"{m}-{t}" for m, t in SERVED])
+def test_serving_signatures_follow_the_path(models, mode, tta):
+    loaded = tf.saved_model.load(models["served"][mode, tta])
+    predict = keras_model_reference(models["model"])
+    images = {name: photo(*shape) for name, shape in SHAPES.items()}
+    for image in images.values():
+        expected = reference_path(predict, image, WINDOW, threshold=THRESHOLD, tta=tta, **MODES[mode])
+        out = loaded.signatures["serving_default"](images=tf.constant(image[None]))
+        check(out["probabilities"][0].numpy(), out["mask"][0].numpy(), *expected)
+    # serving_bytes: every shape in one batch, padded to the largest; image i at [:height[i], :width[i]]
+    encoded = [_encoded(image) for image in images.values()]
+    out = loaded.signatures["serving_bytes"](image_bytes=tf.constant(encoded))
+    for i, image in enumerate(images.values()):
+        height, width = int(out["height"][i]), int(out["width"][i])
+        assert (height, width) == image.shape[:2]
+        expected = reference_path(predict, image, WINDOW, threshold=THRESHOLD, tta=tta, **MODES[mode])
+        check(out["probabilities"][i, :height, :width].numpy(), out["mask"][i, :height, :width].numpy(), *expected)
+        assert not out["probabilities"][i, height:].numpy().any() and not out["mask"][i, :, width:].numpy().any()
+
+
+def test_an_export_carries_its_settings_and_predicts_as_it_serves(models, tmp_path):
+    path = models["served"]["tiled x0.75", "flips"]
+    settings = export.saved_model_settings(path)
+    assert settings == Settings(window=WINDOW, tiled=True, scale=0.75, tta="flips", threshold=THRESHOLD)
+    predictor = load_predictor(path)  # the export's settings are the defaults
+    assert (predictor.tiled, predictor.scale, predictor.tta, predictor.threshold) == (True, 0.75, "flips", THRESHOLD)
+    image = photo(*SHAPES["stride not whole, several windows"])
+    [(_, probabilities, mask)] = predict_images(predictor, [_png(tmp_path, image)])
+    served = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(image[None]))
+    np.testing.assert_allclose(probabilities, served["probabilities"][0].numpy(), atol=TOLERANCE)
+    clear = np.abs(probabilities[..., 0] - THRESHOLD) > TOLERANCE
+    np.testing.assert_array_equal(mask[clear], served["mask"][0].numpy()[clear])
+    windows = tf.saved_model.load(path).signatures["serving_windows"]
+    inputs = np.random.default_rng(0).uniform(size=(2, *WINDOW, 3)).astype("float32")
+    np.testing.assert_allclose(windows(windows=tf.constant(inputs))["probabilities"].numpy(),
+                               models["model"](inputs).numpy(), atol=1e-6)
+
+
+def test_a_saved_model_without_serving_windows_serves_as_exported(models, tmp_path, capsys):
+    import shutil
+
+    from tfseg.cli import main
+
+    old = tmp_path / "old" / "1"
+    shutil.copytree(models["served"]["resize", "none"], old)
+    (old / "assets.extra" / "tfseg_settings.json").unlink()  # as an export written before the settings were
+    predictor = load_predictor(str(old))
+    image = photo(*SHAPES["stride not whole, several windows"])
+    [(_, probabilities, mask)] = predict_images(predictor, [_png(tmp_path, image)], threshold=THRESHOLD)
+    check(probabilities, mask, *reference_path(keras_model_reference(models["model"]), image, WINDOW,
+                                               threshold=THRESHOLD))
+    for options in ({"tiled": True}, {"tta": "flips"}):
+        with pytest.raises(ConfigError, match="export the model again"):
+            load_predictor(str(old), **options)
+    png = _png(tmp_path, image)
+    assert main(["predict", "--model", str(old), "--tta", "flips", png, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "serving_windows" in err and "export the model again" in err
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"threshold": 1.0}, "threshold 1.0"),
+    ({"scale": 0.5}, "scale 0.5: only applies to sliding-window"),
+    ({"tiled": True, "scale": 5.0}, "scale 5.0"),
+    ({"tta": "rot90"}, "tta 'rot90'"),
+    ({"overlap": 1.0}, "overlap 1.0"),
+    ({"blend": "cosine"}, "blend 'cosine'"),
+    ({"window_batch": 0}, "window_batch 0"),
+    ({"window": (0, 4)}, "window"),
+])
+def test_settings_name_a_bad_value(options, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings(**{"window": WINDOW, **options})
+
+
+def test_settings_round_trip_through_json():
+    settings = Settings(window=WINDOW, num_classes=3, tiled=True, scale=0.5, tta="flips", threshold=0.4,
+                        overlap=0.5, blend="linear", window_batch=7)
+    assert Settings.from_json(settings.to_json()) == settings
+    assert Settings.from_json('{"window": [4, 5], "future_option": 1}') == Settings(window=(4, 5))
+
+
+def test_a_bad_settings_file_is_one_line(models, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(models["served"]["resize", "none"], broken)
+    (broken / "assets.extra" / "tfseg_settings.json").write_text('{"window": [0, 3]}')
+    with pytest.raises(TfsegError, match="tfseg_settings.json cannot be read"):
+        export.saved_model_settings(str(broken))
+
+
+def _png(folder, image):
+    path = folder / f"image-{image.shape[0]}x{image.shape[1]}.png"
+    Image.fromarray(image).save(path)
+    return str(path)
+
+
+def _encoded(image):
+    data = io.BytesIO()
+    Image.fromarray(image).save(data, format="PNG")
+    return data.getvalue()
