@@ -393,11 +393,8 @@ def test_cli_export_tflite_into_a_folder(keras_file, tmp_path, capsys):
 
 
 def test_export_records_nothing_but_tensorflow_objects(unet, unet_export):
-    # TF Serving reads saved_model.pb + variables/; nothing of ours may be needed besides
-    # (assets.extra/ holds the settings tfseg predict reads; TF Serving reads only a warm-up file there).
-    assert sorted(os.listdir(unet_export)) == ["assets", "assets.extra", "fingerprint.pb", "saved_model.pb",
-                                               "variables"]
-    assert os.listdir(os.path.join(unet_export, "assets.extra")) == ["tfseg_settings.json"]
+    # TF Serving reads saved_model.pb + variables/; nothing of ours may be needed besides.
+    assert sorted(os.listdir(unet_export)) == ["assets", "fingerprint.pb", "saved_model.pb", "variables"]
     assert b"tfseg" not in open(os.path.join(unet_export, "saved_model.pb"), "rb").read()
     # each weight stored once (ExportArchive.track() would store them twice)
     weights = sum(np.asarray(w).nbytes for w in unet.weights)

@@ -165,7 +165,7 @@ def test_serving_signatures_follow_the_path(models, mode, tta):
 
 def test_an_export_carries_its_settings_and_predicts_as_it_serves(models, tmp_path):
     path = models["served"]["tiled x0.75", "flips"]
-    settings = export.saved_model_settings(path)
+    settings = export.saved_model_settings(tf.saved_model.load(path))
     assert settings == Settings(window=WINDOW, tiled=True, scale=0.75, tta="flips", threshold=THRESHOLD)
     predictor = load_predictor(path)  # the export's settings are the defaults
     assert (predictor.tiled, predictor.scale, predictor.tta, predictor.threshold) == (True, 0.75, "flips", THRESHOLD)
@@ -181,24 +181,34 @@ def test_an_export_carries_its_settings_and_predicts_as_it_serves(models, tmp_pa
                                models["model"](inputs).numpy(), atol=1e-6)
 
 
-def test_a_saved_model_without_serving_windows_serves_as_exported(models, tmp_path, capsys):
-    import shutil
+def older_export(model, path, settings_json=None):
+    """A SavedModel as an earlier tfseg wrote it: serving_default and serving_bytes only, no settings
+    (``settings_json``: with serving_windows and these stored settings instead)."""
+    archive = keras.export.ExportArchive()
+    for name, (function, signature) in export.signatures(Settings.of_model(model, threshold=THRESHOLD),
+                                                         keras_windows(model)).items():
+        if settings_json is not None or name != "serving_windows":
+            archive.add_endpoint(name, function, input_signature=signature)
+    if settings_json is not None:
+        archive.add_variable_collection("inference_settings", [tf.Variable(settings_json)])
+    archive.write_out(str(path), verbose=False)
+    return str(path)
 
+
+def test_a_saved_model_without_serving_windows_serves_as_exported(models, tmp_path, capsys):
     from tfseg.cli import main
 
-    old = tmp_path / "old" / "1"
-    shutil.copytree(models["served"]["resize", "none"], old)
-    (old / "assets.extra" / "tfseg_settings.json").unlink()  # as an export written before the settings were
-    predictor = load_predictor(str(old))
+    old = older_export(models["model"], tmp_path / "old" / "1")
+    predictor = load_predictor(old)
     image = photo(*SHAPES["stride not whole, several windows"])
     [(_, probabilities, mask)] = predict_images(predictor, [_png(tmp_path, image)], threshold=THRESHOLD)
     check(probabilities, mask, *reference_path(keras_model_reference(models["model"]), image, WINDOW,
                                                threshold=THRESHOLD))
     for options in ({"tiled": True}, {"tta": "flips"}):
         with pytest.raises(ConfigError, match="export the model again"):
-            load_predictor(str(old), **options)
+            load_predictor(old, **options)
     png = _png(tmp_path, image)
-    assert main(["predict", "--model", str(old), "--tta", "flips", png, "--out", str(tmp_path / "o")]) == 2
+    assert main(["predict", "--model", old, "--tta", "flips", png, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "serving_windows" in err and "export the model again" in err
 
@@ -225,14 +235,10 @@ def test_settings_round_trip_through_json():
     assert Settings.from_json('{"window": [4, 5], "future_option": 1}') == Settings(window=(4, 5))
 
 
-def test_a_bad_settings_file_is_one_line(models, tmp_path):
-    import shutil
-
-    broken = tmp_path / "broken"
-    shutil.copytree(models["served"]["resize", "none"], broken)
-    (broken / "assets.extra" / "tfseg_settings.json").write_text('{"window": [0, 3]}')
-    with pytest.raises(TfsegError, match="tfseg_settings.json cannot be read"):
-        export.saved_model_settings(str(broken))
+def test_unreadable_stored_settings_are_one_line(models, tmp_path):
+    broken = older_export(models["model"], tmp_path / "broken", settings_json='{"window": [0, 3]}')
+    with pytest.raises(TfsegError, match="inference_settings cannot be read"):
+        load_predictor(broken)
 
 
 def _png(folder, image):

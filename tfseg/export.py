@@ -32,9 +32,10 @@ resize and rounding, :mod:`tfseg.data.pixels`), ``p = model(x)`` (cast to float3
 ``mixed_float16`` model serves float32), ``p = resize_bilinear(p, (height, width))``; the
 mask is ``p[..., 0] >= threshold`` for one class, ``argmax(p, -1)`` otherwise. A model
 trained on patches (``tiled``) runs a sliding window at ``scale`` x the image's size instead
-of the resize; ``tta="flips"`` averages the flips. The settings are also written to
-``assets.extra/tfseg_settings.json`` (:class:`tfseg.segment.Settings` as JSON). The SavedModel
-needs TensorFlow only: no tfseg import and no custom objects to load or serve.
+of the resize; ``tta="flips"`` averages the flips. The settings (:class:`tfseg.segment.Settings`
+as JSON) are stored in the SavedModel as the string variable ``inference_settings``
+(``tf.saved_model.load(path).inference_settings[0]``). The SavedModel needs TensorFlow only:
+no tfseg import and no custom objects to load or serve.
 
 Every writer is atomic: a SavedModel version is built in a temporary folder
 inside ``export_dir`` and renamed into place; a TFLite/ONNX file is written to a
@@ -76,9 +77,9 @@ from tfseg.segment import Settings, check_threshold, keras_windows  # noqa: F401
 SERVING_DEFAULT = "serving_default"
 SERVING_BYTES = "serving_bytes"
 SERVING_WINDOWS = "serving_windows"
-# The inference settings (tfseg.segment.Settings) inside a version folder; TF Serving reads only its
-# warm-up file from assets.extra and leaves other files alone.
-SETTINGS_FILE = "assets.extra/tfseg_settings.json"
+# The inference settings (tfseg.segment.Settings as JSON): a string variable collection of the SavedModel
+# (ExportArchive.add_variable_collection), so they travel inside it; no signature, TF Serving ignores it.
+SETTINGS_COLLECTION = "inference_settings"
 QUANTIZE_CHOICES = ("none", "float16", "dynamic")
 
 # ---------------------------------------------------------------------------
@@ -240,8 +241,6 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
     try:
         with _quiet_stdout():
             archive.write_out(staging, verbose=False)
-        fileio.makedirs(fileio.dirname(fileio.join(staging, SETTINGS_FILE)))
-        fileio.write_text_atomic(fileio.join(staging, SETTINGS_FILE), settings.to_json())
         _publish_folder(staging, target)
     finally:
         fileio.rmtree(staging)
@@ -267,18 +266,21 @@ def is_tfseg_saved_model(path: str) -> bool:
     return fileio.isfile(graph) and SERVING_BYTES.encode() in fileio.read_bytes(graph)
 
 
-def saved_model_settings(path: str) -> Optional[Settings]:
-    """The :class:`~tfseg.segment.Settings` a SavedModel version was exported with, or ``None`` for an
-    export without them (written before they were; it serves through its signatures as exported)."""
-    from tfseg import fileio
+def saved_model_settings(loaded, path: str = "") -> Optional[Settings]:
+    """The :class:`~tfseg.segment.Settings` a loaded SavedModel (``tf.saved_model.load``) was exported with,
+    or ``None`` for an export without them (written before they were: it serves through its signatures
+    as exported).
 
-    settings_file = fileio.join(path, SETTINGS_FILE)
-    if not fileio.isfile(settings_file):
+    Raises:
+        TfsegError: the stored settings cannot be read (names ``path``).
+    """
+    stored = getattr(loaded, SETTINGS_COLLECTION, None)
+    if not stored:
         return None
     try:
-        return Settings.from_json(fileio.read_text(settings_file))
+        return Settings.from_json(stored[0].numpy().decode("utf-8"))
     except (ValueError, TypeError) as err:
-        raise TfsegError(f"model {path}: {SETTINGS_FILE} cannot be read ({err})") from None
+        raise TfsegError(f"model {path}: its {SETTINGS_COLLECTION} cannot be read ({err})") from None
 
 
 def keras_export_archive(model, settings: Optional[Settings] = None):
@@ -291,6 +293,7 @@ def keras_export_archive(model, settings: Optional[Settings] = None):
     # Keras 3.15 + TF 2.21 track() stores every weight a second time (2x the size).
     for name, (function, signature) in signatures(settings, keras_windows(model)).items():
         archive.add_endpoint(name, function, input_signature=signature)
+    archive.add_variable_collection(SETTINGS_COLLECTION, [tf.Variable(settings.to_json(), trainable=False)])
     return archive
 
 
@@ -483,7 +486,8 @@ def whole_image_max_abs_diff(model, path: str, seed: int = 0) -> Tuple[float, tu
     images = np.random.default_rng(seed).integers(0, 256, (1, *size, 3), dtype=np.uint8)
     serve = tf.saved_model.load(path).signatures[SERVING_DEFAULT]
     served = serve(images=tf.constant(images))["probabilities"].numpy()
-    expected = saved_model_settings(path).probabilities(keras_windows(model), images).numpy()
+    expected = saved_model_settings(tf.saved_model.load(path), path).probabilities(keras_windows(model), images)
+    expected = expected.numpy()
     return float(np.max(np.abs(served - expected))), size
 
 

@@ -127,14 +127,15 @@ class TFLitePredictor(Predictor):
 
 class SavedModelPredictor(Predictor):
     """A SavedModel version folder exported by tfseg: its ``serving_windows`` signature is the adapter,
-    its ``assets.extra/tfseg_settings.json`` the default settings (tiled, scale, threshold as exported)."""
+    its stored settings (:func:`tfseg.export.saved_model_settings`) the defaults (tiled, scale, TTA and
+    threshold as exported)."""
 
     kind = "saved_model"
 
     def __init__(self, path: str, loaded=None, settings: Optional[Settings] = None):
         loaded = _load_saved_model(path) if loaded is None else loaded
         self.windows = loaded.signatures[SERVING_WINDOWS]
-        super().__init__(path, saved_model_settings(path) if settings is None else settings)
+        super().__init__(path, saved_model_settings(loaded, path) if settings is None else settings)
 
     def predict_windows(self, windows):
         return self.windows(windows=tf.convert_to_tensor(windows, tf.float32))["probabilities"]
@@ -187,7 +188,7 @@ def saved_model_predictor(path: str) -> Predictor:
     """:class:`SavedModelPredictor` for an export with ``serving_windows`` and its settings, else
     :class:`ServedSavedModelPredictor` (``serving_default`` as exported)."""
     loaded = _load_saved_model(path)
-    settings = saved_model_settings(path)
+    settings = saved_model_settings(loaded, path)
     if settings is not None and SERVING_WINDOWS in loaded.signatures:
         return SavedModelPredictor(path, loaded, settings)
     if SERVING_DEFAULT not in loaded.signatures:
