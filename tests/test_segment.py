@@ -64,21 +64,34 @@ def photo(height, width, seed=0):
     return np.clip(base + rng.normal(0, 40, (height, width, 3)), 0, 255).astype(np.uint8)
 
 
+class Models:
+    """The model, and each of its files made when a test first asks for it (a test runs only what it needs)."""
+
+    def __init__(self, root):
+        self.root, self.model, self.files = root, tiny_model(), {}
+
+    def path(self, kind):
+        """``"keras"``, ``"saved_model"`` (default settings) or ``"tflite"``."""
+        if kind not in self.files:
+            target = str(self.root / {"keras": "model.keras", "saved_model": "serving", "tflite": "model.tflite"}[kind])
+            {"keras": lambda: self.model.save(target),
+             "saved_model": lambda: export.export_saved_model(self.model, target, version=1),
+             "tflite": lambda: export.export_tflite(self.model, target)}[kind]()
+            self.files[kind] = target
+        return self.files[kind]
+
+    def served(self, mode, tta):
+        """A SavedModel exported with threshold 0.3 and this mode and TTA in its serving graph."""
+        if (mode, tta) not in self.files:
+            folder = str(self.root / f"served-{mode}-{tta}".replace(" ", ""))
+            self.files[mode, tta] = export.export_saved_model(self.model, folder, threshold=THRESHOLD, tta=tta,
+                                                              **MODES[mode])
+        return self.files[mode, tta]
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """The model as .keras, SavedModel and .tflite, and SavedModels exported with each serving setting."""
-    root = tmp_path_factory.mktemp("one-path")
-    model = tiny_model()
-    model.save(str(root / "model.keras"))
-    export.export_saved_model(model, str(root / "serving"), version=1)
-    export.export_tflite(model, str(root / "model.tflite"))
-    served = {}
-    for mode, tta in (("resize", "none"), ("resize", "flips"), ("tiled", "none"), ("tiled x0.75", "flips")):
-        served[mode, tta] = export.export_saved_model(model, str(root / f"served-{mode}-{tta}".replace(" ", "")),
-                                                      threshold=THRESHOLD, tta=tta, **MODES[mode])
-    paths = {"keras": root / "model.keras", "saved_model": root / "serving", "tflite": root / "model.tflite"}
-    return {"model": model, "paths": {kind: str(path) for kind, path in paths.items()}, "served": served,
-            "root": root}
+    return Models(tmp_path_factory.mktemp("one-path"))
 
 
 def keras_model_reference(model):
@@ -100,11 +113,11 @@ def check(probabilities, mask, expected_probabilities, expected_mask):
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_model_kind_follows_the_path(models, kind, mode, tta, shape, tmp_path):
     image = photo(*shape)
-    predictor = load_predictor(models["paths"][kind], tta=tta, **MODES[mode])
+    predictor = load_predictor(models.path(kind), tta=tta, **MODES[mode])
     assert predictor.kind == kind and predictor.tiled == ("tiled" in mode)
     [(probabilities, mask)] = [(p, m) for _, p, m in predict_images(predictor, [_png(tmp_path, image)],
                                                                     threshold=THRESHOLD)]
-    expected = reference_path(keras_model_reference(models["model"]), image, WINDOW, threshold=THRESHOLD, tta=tta,
+    expected = reference_path(keras_model_reference(models.model), image, WINDOW, threshold=THRESHOLD, tta=tta,
                               **MODES[mode])
     clear = check(probabilities, mask, *expected)
     assert clear.mean() > 0.9 and 0 < expected[1][clear].mean() < 1  # the threshold splits this image
@@ -112,7 +125,7 @@ def test_every_model_kind_follows_the_path(models, kind, mode, tta, shape, tmp_p
 
 def test_the_matrix_images_are_not_trivial(models):
     # The TTA and threshold cases must change the answer, or the matrix could not see them undone.
-    predict = keras_model_reference(models["model"])
+    predict = keras_model_reference(models.model)
     for shape in SHAPES.values():
         if 1 in shape:
             continue
@@ -126,7 +139,7 @@ def test_the_matrix_images_are_not_trivial(models):
 
 def test_images_of_different_sizes_share_one_model_call(models):
     calls = []
-    adapter = keras_windows(models["model"])
+    adapter = keras_windows(models.model)
 
     def counting(windows):
         calls.append(int(windows.shape[0]))
@@ -136,7 +149,7 @@ def test_images_of_different_sizes_share_one_model_call(models):
     out = Settings(window=WINDOW).images_probabilities(counting, images)
     assert calls == [len(images)] and [p.shape[:2] for p in out] == list(SHAPES.values())
     for image, probabilities in zip(images, out):
-        expected, _ = reference_path(keras_model_reference(models["model"]), image, WINDOW)
+        expected, _ = reference_path(keras_model_reference(models.model), image, WINDOW)
         np.testing.assert_allclose(probabilities, expected, atol=TOLERANCE)
 
 
@@ -145,8 +158,8 @@ SERVED = [("resize", "none"), ("resize", "flips"), ("tiled", "none"), ("tiled x0
 
 @pytest.mark.parametrize("mode, tta", SERVED, ids=[f"{m}-{t}" for m, t in SERVED])
 def test_serving_signatures_follow_the_path(models, mode, tta):
-    loaded = tf.saved_model.load(models["served"][mode, tta])
-    predict = keras_model_reference(models["model"])
+    loaded = tf.saved_model.load(models.served(mode, tta))
+    predict = keras_model_reference(models.model)
     images = {name: photo(*shape) for name, shape in SHAPES.items()}
     for image in images.values():
         expected = reference_path(predict, image, WINDOW, threshold=THRESHOLD, tta=tta, **MODES[mode])
@@ -164,7 +177,7 @@ def test_serving_signatures_follow_the_path(models, mode, tta):
 
 
 def test_an_export_carries_its_settings_and_predicts_as_it_serves(models, tmp_path):
-    path = models["served"]["tiled x0.75", "flips"]
+    path = models.served("tiled x0.75", "flips")
     settings = export.saved_model_settings(tf.saved_model.load(path))
     assert settings == Settings(window=WINDOW, tiled=True, scale=0.75, tta="flips", threshold=THRESHOLD)
     predictor = load_predictor(path)  # the export's settings are the defaults
@@ -178,7 +191,7 @@ def test_an_export_carries_its_settings_and_predicts_as_it_serves(models, tmp_pa
     windows = tf.saved_model.load(path).signatures["serving_windows"]
     inputs = np.random.default_rng(0).uniform(size=(2, *WINDOW, 3)).astype("float32")
     np.testing.assert_allclose(windows(windows=tf.constant(inputs))["probabilities"].numpy(),
-                               models["model"](inputs).numpy(), atol=1e-6)
+                               models.model(inputs).numpy(), atol=1e-6)
 
 
 def older_export(model, path, settings_json=None):
@@ -198,11 +211,11 @@ def older_export(model, path, settings_json=None):
 def test_a_saved_model_without_serving_windows_serves_as_exported(models, tmp_path, capsys):
     from tfseg.cli import main
 
-    old = older_export(models["model"], tmp_path / "old" / "1")
+    old = older_export(models.model, tmp_path / "old" / "1")
     predictor = load_predictor(old)
     image = photo(*SHAPES["stride not whole, several windows"])
     [(_, probabilities, mask)] = predict_images(predictor, [_png(tmp_path, image)], threshold=THRESHOLD)
-    check(probabilities, mask, *reference_path(keras_model_reference(models["model"]), image, WINDOW,
+    check(probabilities, mask, *reference_path(keras_model_reference(models.model), image, WINDOW,
                                                threshold=THRESHOLD))
     for options in ({"tiled": True}, {"tta": "flips"}):
         with pytest.raises(ConfigError, match="export the model again"):
@@ -236,7 +249,7 @@ def test_settings_round_trip_through_json():
 
 
 def test_unreadable_stored_settings_are_one_line(models, tmp_path):
-    broken = older_export(models["model"], tmp_path / "broken", settings_json='{"window": [0, 3]}')
+    broken = older_export(models.model, tmp_path / "broken", settings_json='{"window": [0, 3]}')
     with pytest.raises(TfsegError, match="inference_settings cannot be read"):
         load_predictor(broken)
 

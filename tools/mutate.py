@@ -52,18 +52,31 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
     "augment": ("tfseg/data/augment.py", None, ["tests/test_augment.py"], []),
     "pipeline_resize": (
         "tfseg/data/pipeline.py",
-        ["RESIZE_METHOD", "RESIZE_ANTIALIAS", "resize_image", "resize_example", "scale_example", "_rgb_float",
-         "_mask_values", "_image_rank3"],
+        ["resize_example", "scale_example", "native_example", "_rgb_float", "_mask_values", "_image_rank3"],
         ["tests/test_pipeline.py"],
         # the tests that resize (the others stream whole data sets: minutes per mutant on 2 cores)
         ["-k", "resize or resizes or nearest or antialias or pass_through or encoding or impossible or "
                "multi_class or odd_sized or folder_of_png or synthetic_batches or scale_example or cut_at or cut_on"],
     ),
-    "export_preprocess": (
+    # The one path from an image to its mask, module by module (docs/ARCHITECTURE.md), with the tests
+    # of each step: the parity matrix (tests/test_segment.py) on the Keras kind where the step is kind-blind.
+    "pixels": (
+        "tfseg/data/pixels.py", None,
+        ["tests/test_segment.py", "tests/test_pipeline.py", "tests/test_patches.py"],
+        ["-k", "keras or resize or resizes or antialias or pass_through or scale_example or rescale or scale"],
+    ),
+    "tiling": ("tfseg/tiling.py", None, ["tests/test_tiling.py", "tests/test_segment.py"],
+               ["-k", "not jax and (not every_model_kind or keras)"]),
+    "patches": ("tfseg/data/patches.py", None, ["tests/test_patches.py"], []),
+    "segment": ("tfseg/segment.py", None, ["tests/test_segment.py"], ["-k", "not every_model_kind or keras"]),
+    "inference": ("tfseg/inference.py", None, ["tests/test_segment.py", "tests/test_predict.py"],
+                  ["-k", "not every_model_kind or not keras"]),
+    "export_serving": (
         "tfseg/export.py",
-        ["preprocess", "serving_functions", "check_threshold"],
-        ["tests/test_serving_parity.py", "tests/test_export.py"],
-        ["-k", "not onnx"],
+        ["serving_functions", "signatures", "saved_model_settings", "keras_export_archive", "SERVING_DEFAULT",
+         "SERVING_BYTES", "SERVING_WINDOWS", "SETTINGS_COLLECTION"],
+        ["tests/test_segment.py", "tests/test_serving_parity.py", "tests/test_export.py"],
+        ["-k", "(not every_model_kind or saved_model) and not onnx"],
     ),
 }
 
