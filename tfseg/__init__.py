@@ -8,6 +8,7 @@ The data flow is the module list::
     tfseg.losses    Dice-based losses (keras.ops only)
     tfseg.metrics   Dice / IoU metrics (keras.ops only)
     tfseg.training  ``model.fit`` run with a run folder
+    tfseg.segment   one path from an image to its mask (predict, evaluate, serving)
     tfseg.export    SavedModel for TF Serving (TensorFlow)
     tfseg.inference predict on image files
     tfseg.viz       plots and overlays
@@ -18,8 +19,8 @@ Keras-only modules ``layers``, ``losses``, ``metrics`` and ``models``), so that
 ``keras.models.load_model("model.keras")`` works with ``safe_mode=True`` and no
 ``custom_objects``; Keras finds registered objects only once their module has
 been imported. (The ``tfseg`` command defers this until its arguments are
-parsed, so that ``tfseg --help`` answers without loading TensorFlow.) The TensorFlow-only parts (``data``, ``training``, ``export``,
-``inference``) load on first attribute access, so under the JAX or PyTorch
+parsed, so that ``tfseg --help`` answers without loading TensorFlow.) The TensorFlow-only parts (``data``, ``training``, ``segment``,
+``export``, ``inference``) load on first attribute access, so under the JAX or PyTorch
 backend ``import tfseg`` never imports TensorFlow.
 """
 
@@ -37,6 +38,7 @@ _SUBMODULES = (
     "losses",
     "metrics",
     "models",
+    "segment",
     "training",
     "viz",
     "cli",

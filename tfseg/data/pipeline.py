@@ -155,12 +155,7 @@ def load_dataset(
         ds = tf.data.Dataset.zip((ds, seeds)).map(
             lambda pair, s: augment_example(pair[0], pair[1], s, config), num_parallel_calls=tf.data.AUTOTUNE
         )
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.deterministic = seed is not None
-    return ds.with_options(options)
+    return _batched(ds, batch_size, drop_remainder, repeat, seed)
 
 
 def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch_size, augment, seed, shuffle,
@@ -199,6 +194,11 @@ def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch
         ds = tf.data.Dataset.zip((ds, seeds)).map(crop, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda image, mask: scale_example(image, mask, classes), num_parallel_calls=tf.data.AUTOTUNE)
+    return _batched(ds, batch_size, drop_remainder, repeat, seed)
+
+
+def _batched(ds, batch_size: int, drop_remainder: bool, repeat: bool, seed: Optional[int]) -> tf.data.Dataset:
+    """The last stages of both pipelines: repeat -> batch -> prefetch, deterministic when seeded."""
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
