@@ -347,6 +347,21 @@ def keras_file(tmp_path_factory):
     return path
 
 
+def test_cli_export_with_tta_serves_flips_and_checks_the_whole_path(keras_file, tmp_path, capsys):
+    import re
+
+    from tfseg.inference import load_predictor
+
+    assert main(["export", "--model", keras_file, "--out", str(tmp_path / "serving"), "--tta", "flips",
+                 "--threshold", "0.4"]) == 0
+    out = capsys.readouterr().out
+    assert "resized to the model's input, with flip TTA" in out
+    difference = float(re.search(r"path\| probability = (\S+) on a random", out).group(1))
+    assert difference < 1e-5
+    predictor = load_predictor(str(tmp_path / "serving"))  # the export's settings are the predictor's defaults
+    assert (predictor.kind, predictor.tta, predictor.threshold, predictor.tiled) == ("saved_model", "flips", 0.4, False)
+
+
 def test_cli_export_refuses_to_replace_without_overwrite(keras_file, tmp_path, capsys):
     out = str(tmp_path / "serving")
     assert main(["export", "--model", keras_file, "--out", out]) == 0
@@ -370,6 +385,8 @@ def test_cli_export_accepts_a_run_folder(keras_file, tmp_path, capsys):
         (["--quantize", "float16"], "only applies to --format tflite"),
         (["--format", "onnx", "--version", "2"], "only applies to --format saved_model"),
         (["--threshold", "2"], "--threshold"),
+        (["--format", "tflite", "--tta", "flips"], "--tta: only applies to --format saved_model"),
+        (["--format", "tflite", "--tiled"], "--tiled: only applies to --format saved_model"),
     ],
 )
 def test_cli_export_bad_flags_exit_2(keras_file, tmp_path, capsys, extra, message):

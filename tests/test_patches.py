@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from tfseg.data import load_dataset
-from tfseg.data.patches import random_patch
+from tfseg.data.patches import random_patch, rescale_example
 from tfseg.errors import ConfigError
 
 
@@ -77,6 +77,27 @@ def test_every_corner_is_reachable_and_every_crop_inside(patch, extra, foregroun
         assert corners == {(min(max(row - patch // 2, 0), room[0]), min(max(col - patch // 2, 0), room[1]))}
 
 
+def test_every_foreground_pixel_can_be_the_centre_and_an_empty_mask_crops_uniformly():
+    height, width, patch = 40, 50, 9
+    image = coordinate_image(height, width)
+    mask = np.zeros((height, width, 1), np.uint8)
+    pixels = [(3, 45), (12, 5), (20, 25), (31, 10), (38, 48)]  # tf.where's order; the last one included
+    for row, col in pixels:
+        mask[row, col] = 1
+    seeds = tf.stack([tf.range(200), tf.fill([200], 2)], axis=1)
+
+    def corners(mask):
+        crops = tf.function(lambda seeds: tf.map_fn(lambda s: random_patch(image, mask, patch, s, 1.0)[0], seeds,
+                                                    fn_output_signature=tf.int32))(seeds).numpy()
+        return {(int(c[0, 0, 0]) - 1, int(c[0, 0, 1]) - 1) for c in crops}
+
+    room = (height - patch, width - patch)
+    centred = {(min(max(r - patch // 2, 0), room[0]), min(max(c - patch // 2, 0), room[1])) for r, c in pixels}
+    assert corners(tf.constant(mask)) == centred
+    uniform = corners(tf.zeros_like(tf.constant(mask)))  # no foreground: the corner is uniform over the image
+    assert len(uniform) > 150 and all(0 <= y <= room[0] and 0 <= x <= room[1] for y, x in uniform)
+
+
 def test_foreground_fraction_is_the_share_of_centred_crops():
     image, mask = coordinate_image(400, 400), one_pixel_mask(400, 400, 200, 200)
     hits = [int(random_patch(image, mask, 32, tf.constant([s, 1]), 0.5)[1].numpy().sum()) for s in range(200)]
@@ -141,6 +162,24 @@ def test_whole_images_at_their_own_size_times_scale(mixed_folder):
     full = [tuple(images.shape[1:3]) for images, _ in load_dataset(mixed_folder, split="all", image_size=None,
                                                                      batch_size=1, shuffle=False)]
     assert full == [(90, 130), (64, 64), (150, 71)]
+
+
+@pytest.mark.parametrize("scale", [0.5, 0.7, 1.5])
+def test_scale_resizes_the_mask_by_nearest_neighbour_and_stores_the_image(scale):
+    # A 0/3 class-id checkerboard: any other resize than nearest invents ids 1 and 2 or moves edges.
+    rows, cols = np.mgrid[:37, :53]
+    mask = np.where((rows // 5 + cols // 7) % 2 == 0, 3, 0).astype(np.uint8)[..., None]
+    image = np.random.default_rng(1).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    scaled_image, scaled_mask = rescale_example(tf.constant(image), tf.constant(mask), scale)
+    size = (max(1, round(37 * scale)), max(1, round(53 * scale)))
+    expected_mask = tf.image.resize(mask, size, method="nearest").numpy()
+    np.testing.assert_array_equal(scaled_mask.numpy(), expected_mask)
+    assert scaled_mask.dtype == tf.uint8 and set(np.unique(scaled_mask.numpy())) == {0, 3}
+    expected_image = tf.image.resize(image.astype(np.float32), size, antialias=True).numpy()
+    np.testing.assert_array_equal(scaled_image.numpy(), np.clip(np.round(expected_image), 0, 255).astype(np.uint8))
+    same_image, same_mask = rescale_example(tf.constant(image), tf.constant(mask), 1.0)  # scale 1: as it is
+    np.testing.assert_array_equal(same_image.numpy(), image)
+    np.testing.assert_array_equal(same_mask.numpy(), mask)
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -173,8 +173,25 @@ def test_bad_files_are_all_listed_and_nothing_is_written(models, image_dir, tmp_
     assert main(["predict", "--model", str(models / "model.keras"), str(inputs), "--out", str(out)]) == 2
     error = capsys.readouterr().err
     assert "2 of 6 image(s) cannot be read" in error and "notes.png" in error and "empty.jpg" in error
+    assert "empty.jpg: cannot decode: empty file" in error
     assert "Traceback" not in error
     assert not out.exists() or not os.listdir(out)
+
+
+def test_images_of_every_size_share_a_model_call_of_batch_size_images(models, tmp_path):
+    predictor = load_predictor(str(models / "model.keras"))
+    adapter, calls = predictor.predict_windows, []
+    predictor.predict_windows = lambda windows: calls.append(int(windows.shape[0])) or adapter(windows)
+    paths = []
+    for i in range(11):
+        path = tmp_path / f"image{i}.png"
+        Image.fromarray(red_square_image(20 + 7 * i, 50 - 3 * i)[0]).save(path)
+        paths.append(str(path))
+    shapes = [p.shape[:2] for _, p, _ in predict_images(predictor, paths)]  # the default batch_size: 8
+    assert calls == [8, 3] and shapes == [(20 + 7 * i, 50 - 3 * i) for i in range(11)]
+    calls.clear()
+    list(predict_images(predictor, paths, batch_size=4))
+    assert calls == [4, 4, 3]
 
 
 @pytest.mark.parametrize(

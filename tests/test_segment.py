@@ -160,6 +160,10 @@ SERVED = [("resize", "none"), ("resize", "flips"), ("tiled", "none"), ("tiled x0
 def test_serving_signatures_follow_the_path(models, mode, tta):
     loaded = tf.saved_model.load(models.served(mode, tta))
     predict = keras_model_reference(models.model)
+    empty = loaded.signatures["serving_default"](images=tf.zeros([0, 9, 14, 3], tf.uint8))
+    assert empty["probabilities"].shape == (0, 9, 14, 1) and empty["mask"].shape == (0, 9, 14)
+    empty = loaded.signatures["serving_bytes"](image_bytes=tf.constant([], tf.string))
+    assert empty["probabilities"].shape == (0, 0, 0, 1) and empty["height"].shape == (0,)
     images = {name: photo(*shape) for name, shape in SHAPES.items()}
     for image in images.values():
         expected = reference_path(predict, image, WINDOW, threshold=THRESHOLD, tta=tta, **MODES[mode])
@@ -194,13 +198,14 @@ def test_an_export_carries_its_settings_and_predicts_as_it_serves(models, tmp_pa
                                models.model(inputs).numpy(), atol=1e-6)
 
 
-def older_export(model, path, settings_json=None):
+def older_export(model, path, settings_json=None, windows=None):
     """A SavedModel as an earlier tfseg wrote it: serving_default and serving_bytes only, no settings
-    (``settings_json``: with serving_windows and these stored settings instead)."""
+    (``settings_json``: with these stored settings; ``windows``: with serving_windows, default: with the settings)."""
     archive = keras.export.ExportArchive()
+    windows = settings_json is not None if windows is None else windows
     for name, (function, signature) in export.signatures(Settings.of_model(model, threshold=THRESHOLD),
                                                          keras_windows(model)).items():
-        if settings_json is not None or name != "serving_windows":
+        if windows or name != "serving_windows":
             archive.add_endpoint(name, function, input_signature=signature)
     if settings_json is not None:
         archive.add_variable_collection("inference_settings", [tf.Variable(settings_json)])
@@ -208,15 +213,18 @@ def older_export(model, path, settings_json=None):
     return str(path)
 
 
-def test_a_saved_model_without_serving_windows_serves_as_exported(models, tmp_path, capsys):
+@pytest.mark.parametrize("windows", [False, True], ids=["older", "windows without settings"])
+def test_a_saved_model_without_serving_windows_serves_as_exported(models, tmp_path, capsys, windows):
     from tfseg.cli import main
 
-    old = older_export(models.model, tmp_path / "old" / "1")
+    old = older_export(models.model, tmp_path / "old" / "1", windows=windows)
     predictor = load_predictor(old)
+    assert predictor.settings is None  # both are needed to run the path around serving_windows
     image = photo(*SHAPES["stride not whole, several windows"])
     [(_, probabilities, mask)] = predict_images(predictor, [_png(tmp_path, image)], threshold=THRESHOLD)
     check(probabilities, mask, *reference_path(keras_model_reference(models.model), image, WINDOW,
                                                threshold=THRESHOLD))
+    assert predictor.configure() is predictor and predictor.configure(tta="none") is predictor  # as exported: fine
     for options in ({"tiled": True}, {"tta": "flips"}):
         with pytest.raises(ConfigError, match="export the model again"):
             load_predictor(old, **options)
@@ -224,6 +232,36 @@ def test_a_saved_model_without_serving_windows_serves_as_exported(models, tmp_pa
     assert main(["predict", "--model", old, "--tta", "flips", png, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "serving_windows" in err and "export the model again" in err
+
+
+def test_a_run_trained_on_patches_predicts_tiled_at_its_scale(models, tmp_path):
+    from tfseg.config import TrainConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    models.model.save(str(run / "model.keras"))
+    (run / "config.json").write_text(TrainConfig(patch_size=16, scale=0.75, out=str(run)).to_json())
+    predictor = load_predictor(str(run))
+    assert (predictor.kind, predictor.tiled, predictor.scale) == ("keras", True, 0.75)
+    assert (load_predictor(str(run), tiled=False).tiled, load_predictor(str(run), tiled=False).scale) == (False, 1.0)
+    assert load_predictor(str(run), scale=0.5).scale == 0.5
+    assert not load_predictor(models.path("keras")).tiled  # a model without its run folder: resized
+
+
+def test_a_saved_model_that_is_not_tfseg_s_is_one_line(models, tmp_path):
+    path = str(tmp_path / "plain")
+    models.model.export(path, verbose=False)  # Keras' own export: float32 inputs, no uint8 'images'
+    with pytest.raises(TfsegError, match="does not take uint8 'images'"):
+        load_predictor(path)
+
+
+def test_a_tflite_file_that_does_not_take_rgb_windows_is_one_line(tmp_path):
+    inputs = keras.Input((8, 8, 1))
+    grey = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs))
+    path = str(tmp_path / "grey.tflite")
+    grey.export(path, format="litert", verbose=False)
+    with pytest.raises(TfsegError, match=r"expected a float32 \[batch, H, W, 3\] input, found \[1, 8, 8, 1\]"):
+        load_predictor(path)
 
 
 @pytest.mark.parametrize("options, message", [
@@ -235,10 +273,21 @@ def test_a_saved_model_without_serving_windows_serves_as_exported(models, tmp_pa
     ({"blend": "cosine"}, "blend 'cosine'"),
     ({"window_batch": 0}, "window_batch 0"),
     ({"window": (0, 4)}, "window"),
+    ({"window": (True, 4)}, "window"),
+    ({"window": (2.5, 4)}, "window"),
+    ({"window": (4, 4, 3)}, "window"),
+    ({"num_classes": 0}, "num_classes 0"),
+    ({"num_classes": True}, "num_classes True"),
 ])
 def test_settings_name_a_bad_value(options, message):
     with pytest.raises(ConfigError, match=message):
         Settings(**{"window": WINDOW, **options})
+
+
+def test_settings_take_the_smallest_values_and_normalise_them():
+    settings = Settings(window=(1, 1.0), num_classes=1, tiled=1, scale=4, tta=None, threshold=0.01, window_batch=1)
+    assert (settings.window, settings.tiled, settings.scale, settings.tta) == ((1, 1), True, 4.0, "none")
+    assert type(settings.window[1]) is int and type(settings.scale) is float
 
 
 def test_settings_round_trip_through_json():

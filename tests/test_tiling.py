@@ -115,6 +115,13 @@ def test_the_result_does_not_depend_on_the_window_batch():
         np.testing.assert_allclose(out, outs[0], atol=1e-6)
 
 
+def test_the_window_budget_is_the_documented_512_mib():
+    # bytes per window: h * w * 4 * (channels + K) * 32 (input + output float32, activations 32x)
+    assert tiling.windows_per_call((1, 1), 1) == 512 * 2**20 // (4 * 4 * 32)
+    assert tiling.windows_per_call((256, 256), 1) == 16  # docs/native_resolution.md
+    assert tiling.windows_per_call((256, 256), 1, memory_bytes=10) == 1  # at least one
+
+
 def test_window_batch_bounds_every_model_call():
     sizes = []
 

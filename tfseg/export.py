@@ -117,13 +117,10 @@ def signatures(settings: Settings, predict) -> Dict[str, tuple]:
         return result
 
     def serve_images(images):
-        height_width = tf.shape(images)[1:3]
-        # An empty batch returns an empty result (the model itself cannot run on zero images).
-        probabilities = tf.cond(tf.shape(images)[0] > 0, lambda: settings.probabilities(predict, images),
-                                lambda: tf.zeros(tf.concat([[0], height_width, [num_classes]], 0), tf.float32))
-        return outputs(probabilities)
+        return outputs(settings.probabilities(predict, images))  # an empty batch too: [0, H, W, K]
 
     def serve_bytes(image_bytes):
+        # An empty batch returns empty outputs (there is no largest image to pad to).
         return tf.cond(tf.size(image_bytes) > 0, lambda: serve_encoded(image_bytes),
                        lambda: outputs(tf.zeros([0, 0, 0, num_classes], tf.float32), tf.zeros([0, 2], tf.int32)))
 
