@@ -396,6 +396,11 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
 
         ignore_class = check_ignore_class(ignore_class, num_classes)
     bare = not getattr(model, "compiled", False) or getattr(model, "loss", None) is None
+    if bare and run_config is not None:  # a run's model.keras holds no loss (it loads with plain Keras)
+        from tfseg.training.fit import compile_model
+
+        compile_model(model, run_config, num_classes)
+        bare = False
     if bare:  # a model saved without its loss: score it, with no loss to report (Keras needs one to evaluate)
         import keras
 

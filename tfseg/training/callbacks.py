@@ -40,13 +40,25 @@ def weights_finite(model) -> bool:
     return all(np.isfinite(np.asarray(w)).all() for w in model.get_weights())
 
 
+def inference_model(model) -> keras.Model:
+    """``model``'s graph and weights without its compile state (loss, metrics, optimizer).
+
+    What ``model.keras`` holds: a file whose every object is Keras' own loads with plain
+    ``keras.models.load_model`` where tfseg is not installed; a compile config naming tfseg's
+    losses and metrics would stop that (Keras deserializes it with ``compile=True``, the default,
+    and fails on the unknown classes). tfseg compiles a loaded model from the run's ``config.json``
+    when it scores one (:func:`tfseg.training.compile_model`).
+    """
+    return keras.Model(model.inputs, model.outputs, name=model.name)
+
+
 class BestCheckpoint(keras.callbacks.Callback):
     """Save the model to ``filepath`` whenever ``monitor`` improves (``mode="max"``).
 
-    The file is written to a hidden temporary name and renamed onto ``filepath``,
-    so a kill during saving leaves the previous best file intact. An epoch whose
-    weights are not all finite is never saved, so ``model.keras`` always holds a
-    usable model.
+    The file holds the model without its loss, metrics and optimizer (:func:`inference_model`),
+    so it loads with plain Keras. It is written to a hidden temporary name and renamed onto
+    ``filepath``, so a kill during saving leaves the previous best file intact. An epoch whose
+    weights are not all finite is never saved, so ``model.keras`` always holds a usable model.
 
     Attributes:
         best: the best value of ``monitor`` so far (``-inf`` before the first).
@@ -66,7 +78,7 @@ class BestCheckpoint(keras.callbacks.Callback):
             return
         self.best = float(value)
         with fileio.atomic_path(self.filepath) as tmp:
-            self.model.save(tmp)
+            inference_model(self.model).save(tmp)
 
 
 class LearningRateLog(keras.callbacks.Callback):

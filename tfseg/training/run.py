@@ -9,7 +9,9 @@ from typing import Any, Dict, List, Optional
 from tfseg import fileio
 from tfseg.config import SPLITS, TrainConfig
 from tfseg.errors import ConfigError, TfsegError
-from tfseg.training.fit import build_compiled_model, fit_phases, remaining_phases, seed_everything, steps_per_epoch
+from tfseg.training.fit import (
+    build_compiled_model, compile_model, fit_phases, remaining_phases, seed_everything, steps_per_epoch,
+)
 from tfseg.training.run_folder import (
     METRICS_FILE,
     MODEL_FILE,
@@ -141,6 +143,7 @@ def _train(config: TrainConfig, verbose: int, force_new: bool) -> Dict[str, Any]
         # Outside the strategy: each process scores the whole val/test split on its own (exact, no
         # collectives), and the figures and the SavedModel come from a plain single-device model.
         best = load_keras_model(fileio.join(run_dir, MODEL_FILE))
+        compile_model(best, config, num_classes)  # model.keras holds no loss: it loads with plain Keras
         final = training_state(run_dir)
         from tfseg.evaluation import evaluate_dataset, write_figures
 
