@@ -140,9 +140,10 @@ class SizeCheck(keras.layers.Layer):
       graph traced for one shape, a Keras symbolic tensor): ``ValueError`` naming the size and
       the nearest multiples;
     - where it is only known when a TensorFlow graph runs (traced for any size, e.g. ``predict``
-      after several sizes, or a serving signature): the images go through a reshape to
-      ``[B, H / m, m, W / m, m, C]`` and back, which fails at run time for any other size, in
-      this layer, named ``size_multiple_of_<m>`` by the builders (``keras.ops`` has no assertion).
+      after several sizes, or a serving signature): the images are also reshaped to
+      ``[B, H / m, m, W / m, m, C]``, which fails at run time for any other size, in this layer
+      (``Input to reshape is a tensor with ... values``), which the builders name
+      ``size_multiple_of_<m>`` (``keras.ops`` has no assertion).
 
     Args:
         multiple: the required divisor of height and width (``2**depth``).
@@ -186,8 +187,10 @@ class SizeCheck(keras.layers.Layer):
         if isinstance(height, int) and isinstance(width, int):
             return images
         m = self.multiple
+        # keras.ops has no assertion: a reshape into m x m blocks fails for any other size. Its result
+        # must reach the output, or the graph optimiser drops it (a mean times 0: one pass over the input).
         blocks = ops.reshape(images, (-1, height // m, m, width // m, m, channels))
-        return ops.reshape(blocks, (-1, height, width, channels))
+        return images + ops.cast(ops.mean(blocks), images.dtype) * 0
 
     def compute_output_shape(self, input_shape):
         self._check_static(input_shape)

@@ -261,16 +261,12 @@ class ImageNetPreprocessing(keras.layers.Layer):
 
 
 def weights_cache_dir() -> str:
-    """The folder keras.applications caches ImageNet weights in.
+    """The folder keras.applications caches ImageNet weights in: ``keras.utils.get_file``'s
+    ``$KERAS_HOME/models`` (default ``~/.keras/models``; ``/tmp/.keras/models`` when that home
+    folder is missing or not writable; :func:`tfseg.keras_compat.keras_cache_dir`)."""
+    from tfseg.keras_compat import keras_cache_dir
 
-    ``$KERAS_HOME/models`` (default ``~/.keras/models``); like ``keras.utils.get_file``,
-    ``/tmp/.keras/models`` when that home folder is missing or not writable.
-    """
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    home = os.path.expanduser(home)
-    if not os.access(home, os.W_OK):
-        home = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
-    return os.path.join(home, "models")
+    return keras_cache_dir("models")
 
 
 def imagenet_weights_path(name: str, image_size) -> Tuple[str, str]:

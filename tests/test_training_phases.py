@@ -1,0 +1,90 @@
+"""Training phases and stops: the phase after --freeze-encoder-epochs keeps the cosine schedule, early
+stopping in the frozen phase moves on to fine-tuning, an infinite loss stops like NaN, and a non-finite
+learning rate is refused before anything trains."""
+
+import csv
+import math
+import os
+
+import keras
+import pytest
+
+from tfseg import cli
+from tfseg.config import TrainConfig
+from tfseg.errors import ConfigError
+from tfseg.training import NaNGuard, train
+from tfseg.training import fit as fit_module
+from tfseg.training.callbacks import not_finite
+
+
+class FakeValidationDice(keras.callbacks.Callback):
+    """Writes a chosen ``val_dice`` per epoch into the logs (before the checkpoint and early stopping read it)."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = values
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_dice"] = self.values[epoch]
+
+
+def history(run):
+    with open(os.path.join(run, "history.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_early_stop_in_the_frozen_phase_moves_on_and_the_second_phase_keeps_the_cosine_schedule(
+        tmp_path, monkeypatch):
+    # epochs 1-3 frozen, 4-5 everything at a tenth of the rate. val_dice falls in epoch 2: with patience 1
+    # the frozen phase stops there; it rises in the second phase, which must run to its end.
+    values = [0.5, 0.4, 0.3, 0.6, 0.7]
+    real = fit_module.make_callbacks
+
+    def with_fake_dice(*args, **kwargs):
+        callbacks = real(*args, **kwargs)
+        return [*callbacks[:2], FakeValidationDice(values), *callbacks[2:]]
+
+    monkeypatch.setattr(fit_module, "make_callbacks", with_fake_dice)
+    run = str(tmp_path / "run")
+    config = TrainConfig(data="synthetic:24", image_size=32, encoder="mobilenetv2", freeze_encoder_epochs=3,
+                         epochs=5, patience=1, learning_rate=1e-2, batch_size=8, base_filters=2, out=run)
+    metrics = train(config, verbose=0)
+    rows = history(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 4, 5]  # epoch 3 of the frozen phase was not trained
+    assert not metrics["stopped_early"] and metrics["epochs_completed"] == 5
+    rates = [float(r["learning_rate"]) for r in rows]
+    # frozen phase (3 epochs): warm-up to the peak in epoch 1, then cosine; stopped after epoch 2
+    assert rates[0] == pytest.approx(1e-2)
+    assert rates[1] == pytest.approx(1e-2 * (1 + math.cos(math.pi / 2)) / 2, rel=1e-4)
+    # second phase (2 epochs) at a tenth: warm-up to 1e-3 in its first epoch, cosine to 0 at its end
+    assert rates[2] == pytest.approx(1e-3)
+    assert rates[3] == pytest.approx(0.0, abs=1e-9)
+    assert metrics["best_epoch"] == 5
+
+
+def test_an_infinite_loss_stops_training_like_nan():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    for value in (math.inf, -math.inf, math.nan):
+        guard = NaNGuard()
+        guard.set_model(model)
+        model.stop_training = False
+        guard.on_train_batch_end(0, {"loss": value})
+        assert guard.fired and model.stop_training, value
+    guard = NaNGuard()
+    guard.set_model(model)
+    model.stop_training = False
+    guard.on_train_batch_end(0, {"loss": 1e30})
+    assert not guard.fired and not model.stop_training
+    assert not not_finite(None) and not_finite(float("inf"))
+
+
+@pytest.mark.parametrize("rate", ["inf", "nan", "-inf", "0"])
+def test_a_non_finite_learning_rate_is_refused_before_training(rate, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="learning_rate .*positive finite"):
+        TrainConfig(learning_rate=float(rate))
+    run = tmp_path / "run"
+    code = cli.main(["train", "--learning-rate", rate, "--out", str(run)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "learning_rate" in err, err
+    assert not run.exists()
