@@ -294,7 +294,13 @@ def test_get_loss_unknown_name_lists_choices():
     (lambda: CategoricalDiceLoss(num_classes=1), "num_classes"),
     (lambda: CCEDiceLoss(num_classes=3, class_weights=[1, 2]), "class_weights"),
     (lambda: TverskyLoss(alpha=-0.1), "alpha"),
-    (lambda: DiceLoss(class_weights=[1, 2]), "num_classes > 1"),
+    (lambda: DiceLoss(num_classes=1, class_weights=[1, 2]), "num_classes > 1"),
+    # without num_classes the class count is the predictions': checked at the call
+    (lambda: DiceLoss(class_weights=[1, 2])(np.zeros((1, 2, 2, 1)), np.zeros((1, 2, 2, 1), "float32")),
+     "num_classes > 1"),
+    (lambda: CCEDiceLoss(class_weights=[1, 2])(np.zeros((1, 2, 2, 1)), np.zeros((1, 2, 2, 3), "float32")),
+     "class_weights"),
+    (lambda: CCEDiceLoss(class_weights=[-1, 2]), "class_weights"),
 ])
 def test_bad_loss_options_raise_config_error(make, words):
     with pytest.raises(ConfigError, match=words):
