@@ -84,7 +84,7 @@ def test_a_non_finite_learning_rate_is_refused_before_training(rate, tmp_path, c
     with pytest.raises(ConfigError, match="learning_rate .*positive finite"):
         TrainConfig(learning_rate=float(rate))
     run = tmp_path / "run"
-    code = cli.main(["train", "--learning-rate", rate, "--out", str(run)])
+    code = cli.main(["train", f"--learning-rate={rate}", "--out", str(run)])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "learning_rate" in err, err
+    assert code == 2 and err.count("\n") == 1 and "--learning-rate" in err and "finite" in err, err
     assert not run.exists()

@@ -59,6 +59,55 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         ["-k", "resize or resizes or nearest or antialias or pass_through or encoding or impossible or "
                "multi_class or odd_sized or folder_of_png or synthetic_batches or scale_example or cut_at or cut_on"],
     ),
+    # what issue 26 changed in metrics, losses and layers: the class count read from y_pred, the compile names,
+    # the size check of a model of any size
+    "metrics_classes": (
+        "tfseg/metrics.py",
+        ["prediction_classes", "_check_num_classes", "_CountMetric._build", "_CountMetric.update_state",
+         "_CountMetric.result", "_CountMetric._selected_classes", "_compile_names"],
+        ["tests/test_metrics.py", "tests/test_keras_native.py"],
+        ["-k", "not jax and not script and not three_class_model and not old_metric"],
+    ),
+    "losses_classes": (
+        "tfseg/losses.py",
+        ["_check", "bce_dice_loss", "cce_dice_loss", "_at_least_two", "_FunctionLoss._validate",
+         "_FunctionLoss.call", "_FunctionLoss.get_config", "get_loss", "_compile_names", "IgnoreClassLoss.__call__"],
+        ["tests/test_losses.py", "tests/test_keras_native.py"],
+        ["-k", "not script and not three_class_model and not old_metric"],
+    ),
+    "layers_size_check": (
+        "tfseg/layers.py",
+        ["SizeCheck.__init__", "SizeCheck._check_static", "SizeCheck.build", "SizeCheck.call",
+         "SizeCheck.compute_output_shape", "SizeCheck.get_config"],
+        ["tests/test_keras_native.py"],
+        ["-k", "size or round_trips_through_its_config"],
+    ),
+    # training phases: the learning-rate schedule of each phase, the freeze schedule, resuming into a phase
+    "training_phases": (
+        "tfseg/training/fit.py",
+        ["learning_rate_schedule", "training_phases", "remaining_phases", "steps_per_epoch", "compile_model"],
+        ["tests/test_training.py", "tests/test_training_phases.py", "tests/test_plain_keras.py"],
+        ["-k", "freeze or cosine or lr_schedule or infinite or learning_rate or compiles_it_back"],
+    ),
+    # the phase loop and the callback list: only a (slow) two-phase run exercises them
+    "training_fit_phases": (
+        "tfseg/training/fit.py",
+        ["fit_phases", "make_callbacks"],
+        ["tests/test_training_phases.py"],
+        ["-m", "slow", "-k", "early_stop"],
+    ),
+    "training_callbacks": (
+        "tfseg/training/callbacks.py",
+        ["not_finite", "weights_finite", "inference_model", "BestCheckpoint.on_epoch_end", "LearningRateLog.on_epoch_end",
+         "HistoryLog.on_epoch_end", "_csv_value", "NaNGuard.on_train_batch_end", "NaNGuard.on_epoch_end",
+         "Throughput.on_train_begin", "Throughput.on_epoch_begin", "Throughput.on_train_batch_end",
+         "Throughput.on_epoch_end", "Throughput.images_per_second", "Throughput.get_state", "Throughput.set_state",
+         "CALLBACK_STATE", "RunBackup.on_train_begin", "RunBackup.on_epoch_end", "RunBackup.save",
+         "restore_weights", "_plain"],
+        ["tests/test_training.py", "tests/test_training_phases.py", "tests/test_resume.py", "tests/test_keras_compat.py",
+         "tests/test_plain_keras.py"],
+        ["-k", "throughput or truncate or infinite or backup or callback_state or compile_state"],
+    ),
     "export_preprocess": (
         "tfseg/export.py",
         ["preprocess", "serving_functions", "check_threshold"],
@@ -96,15 +145,19 @@ class Mutant:
 
 
 def function_lines(tree: ast.AST, names: Optional[Sequence[str]]) -> Optional[List[Tuple[int, int]]]:
-    """Line ranges of the named functions and module constants (None: the whole module)."""
+    """Line ranges of the named functions, methods (``Class.method``) and module constants (None: the
+    whole module)."""
     if names is None:
         return None
     ranges = [(node.lineno, node.end_lineno) for node in ast.walk(tree)
               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in names]
+    methods = {f"{cls.name}.{node.name}": node for cls in ast.walk(tree) if isinstance(cls, ast.ClassDef)
+               for node in cls.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    ranges += [(methods[name].lineno, methods[name].end_lineno) for name in names if name in methods]
     constants = {target.id: node for node in tree.body if isinstance(node, ast.Assign)
                  for target in node.targets if isinstance(target, ast.Name)}
     ranges += [(constants[name].lineno, constants[name].end_lineno) for name in names if name in constants]
-    defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)} | set(constants)
+    defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)} | set(constants) | set(methods)
     missing = set(names) - defined
     if missing:
         raise SystemExit(f"mutate: functions not found: {', '.join(sorted(missing))}")
