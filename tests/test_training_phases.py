@@ -88,3 +88,20 @@ def test_a_non_finite_learning_rate_is_refused_before_training(rate, tmp_path, c
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--learning-rate" in err and "finite" in err, err
     assert not run.exists()
+
+
+@pytest.mark.parametrize("steps_per_epoch", [5, 1])
+def test_a_one_epoch_phase_still_warms_up_and_ends_at_zero(steps_per_epoch):
+    """The schedule's guards for short phases: a one-epoch phase peaks on its last-but-one step and reaches 0
+    on its last; a one-step phase starts at the peak (no room for a warm-up) and reaches 0 after it."""
+    from tfseg.training.fit import learning_rate_schedule, remaining_phases
+
+    config = TrainConfig(epochs=1, learning_rate=1e-2)
+    schedule = learning_rate_schedule(config, remaining_phases(config, done=0)[0], steps_per_epoch=steps_per_epoch)
+    rate = lambda step: float(keras.ops.convert_to_numpy(schedule(step)))  # noqa: E731
+    if steps_per_epoch == 1:
+        assert rate(0) == pytest.approx(1e-2) and rate(1) == pytest.approx(0.0, abs=1e-9)
+        return
+    assert rate(0) == pytest.approx(1e-3)
+    assert rate(steps_per_epoch - 1) == pytest.approx(1e-2)
+    assert rate(steps_per_epoch) == pytest.approx(0.0, abs=1e-9)

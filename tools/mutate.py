@@ -87,7 +87,7 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         "tfseg/training/fit.py",
         ["learning_rate_schedule", "training_phases", "remaining_phases", "steps_per_epoch", "compile_model"],
         ["tests/test_training.py", "tests/test_training_phases.py", "tests/test_plain_keras.py"],
-        ["-k", "freeze or cosine or lr_schedule or infinite or learning_rate or compiles_it_back"],
+        ["-k", "freeze or cosine or lr_schedule or infinite or learning_rate or compiles_it_back or one_epoch"],
     ),
     # the phase loop and the callback list: only a (slow) two-phase run exercises them
     "training_fit_phases": (
