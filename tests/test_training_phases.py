@@ -1,4 +1,4 @@
-"""Training phases and stops: the phase after --freeze-encoder-epochs keeps the cosine schedule, early
+"""Training phases, stops and checkpoints: the phase after --freeze-encoder-epochs keeps the cosine schedule, early
 stopping in the frozen phase moves on to fine-tuning, an infinite loss stops like NaN, and a non-finite
 learning rate is refused before anything trains."""
 
@@ -105,3 +105,32 @@ def test_a_one_epoch_phase_still_warms_up_and_ends_at_zero(steps_per_epoch):
     assert rate(0) == pytest.approx(1e-3)
     assert rate(steps_per_epoch - 1) == pytest.approx(1e-2)
     assert rate(steps_per_epoch) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_steps_per_epoch_is_one_pass_over_the_train_split_rounded_up():
+    from tfseg.training.fit import steps_per_epoch
+
+    assert steps_per_epoch(TrainConfig(batch_size=4), 10) == 3
+    assert steps_per_epoch(TrainConfig(batch_size=4), 8) == 2
+    assert steps_per_epoch(TrainConfig(batch_size=4), 0) == 1  # never 0 steps
+    assert steps_per_epoch(TrainConfig(batch_size=4, steps_per_epoch=7), 10) == 7
+
+
+def test_best_checkpoint_keeps_the_first_of_equal_scores(tmp_path):
+    """Ties keep the earlier epoch, the one EarlyStopping reports as best_epoch."""
+    import numpy as np
+
+    from tfseg.training import BestCheckpoint
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    path = str(tmp_path / "model.keras")
+    checkpoint = BestCheckpoint(path)
+    checkpoint.set_model(model)
+    first = [w.copy() for w in model.get_weights()]
+    checkpoint.on_epoch_end(0, {"val_dice": 0.5})
+    model.set_weights([w + 1.0 for w in first])
+    checkpoint.on_epoch_end(1, {"val_dice": 0.5})
+    saved = keras.models.load_model(path).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(saved, first))
+    checkpoint.on_epoch_end(2, {"val_dice": 0.6})
+    assert all(np.array_equal(a, b + 1.0) for a, b in zip(keras.models.load_model(path).get_weights(), first))
