@@ -206,9 +206,28 @@ def test_image_size_none_checks_sizes_known_only_when_a_tensorflow_graph_runs():
     tf = pytest.importorskip("tensorflow")
     model = build_model("unet", image_size=None, depth=2, base_filters=2)
     serve = tf.function(lambda x: model(x), input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
-    assert serve(tf.zeros([1, 12, 20, 3])).shape == (1, 12, 20, 1)
+    images = tf.random.stateless_uniform([2, 12, 20, 3], seed=(1, 2))
+    np.testing.assert_allclose(serve(images).numpy(), model(images).numpy(), atol=1e-6)  # the check changes nothing
     with pytest.raises(tf.errors.InvalidArgumentError, match="(?s)reshape.*size_multiple_of_4"):
-        serve(tf.zeros([1, 10, 20, 3]))
+        serve(tf.zeros([2, 10, 20, 3]))
+    # only the width unknown when traced: still checked when the graph runs
+    wide = tf.function(lambda x: model(x), input_signature=[tf.TensorSpec([None, 12, None, 3], tf.float32)])
+    assert wide(tf.zeros([2, 12, 8, 3])).shape == (2, 12, 8, 1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="(?s)reshape.*size_multiple_of_4"):
+        wide(tf.zeros([2, 12, 10, 3]))
+
+
+def test_size_check_arguments_and_its_message():
+    for bad in (0, -4, True, 2.0, "16"):
+        with pytest.raises(ValueError, match="multiple"):
+            tfseg_layers.SizeCheck(bad)
+    assert tfseg_layers.SizeCheck(1)(np.zeros((1, 3, 5, 3), "float32")).shape == (1, 3, 5, 3)
+    with pytest.raises(ValueError, match=r"^image height 24 is not a multiple of 16 \(the model halves it 4 times\); "
+                                         r"resize or pad it to 32 \(or 16\)$"):
+        tfseg_layers.SizeCheck()(np.zeros((1, 24, 32, 3), "float32"))
+    with pytest.raises(ValueError, match=r"^image width 3 is not a multiple of 4 \(the model halves it 2 times\); "
+                                         r"resize or pad it to 4$"):
+        tfseg_layers.SizeCheck(4)(np.zeros((1, 4, 3, 3), "float32"))
 
 
 def test_image_size_none_model_round_trips_through_keras_file(tmp_path):
