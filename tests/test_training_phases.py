@@ -134,3 +134,76 @@ def test_best_checkpoint_keeps_the_first_of_equal_scores(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(saved, first))
     checkpoint.on_epoch_end(2, {"val_dice": 0.6})
     assert all(np.array_equal(a, b + 1.0) for a, b in zip(keras.models.load_model(path).get_weights(), first))
+
+
+def test_a_freeze_of_one_epoch_is_a_phase_and_only_the_last_phase_is_final():
+    from tfseg.training.fit import remaining_phases, training_phases
+
+    config = TrainConfig(model="deeplabv3plus", epochs=3, freeze_encoder_epochs=1)
+    assert [(p["start"], p["end"], p["frozen"]) for p in training_phases(config)] == [(0, 1, True), (1, 3, False)]
+    assert [p["final"] for p in remaining_phases(config, done=0)] == [False, True]
+    assert [p["final"] for p in remaining_phases(TrainConfig(epochs=3), done=1)] == [True]
+
+
+def test_nan_guard_stops_at_the_end_of_an_epoch_whose_weights_are_not_finite():
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    guard = NaNGuard()
+    guard.set_model(model)
+    model.stop_training = False
+    guard.on_epoch_end(0, {"loss": 0.5})
+    assert not guard.fired and not model.stop_training
+    model.set_weights([np.full_like(w, np.inf) for w in model.get_weights()])
+    guard.on_epoch_end(1, {"loss": 0.5})  # a finite loss, as batch normalization allows
+    assert guard.fired and model.stop_training
+
+
+def test_throughput_counts_the_steps_of_each_timed_epoch(monkeypatch):
+    from tfseg.training import Throughput, callbacks
+
+    clock = iter([0.0, 1.0, 10.0, 11.0, 12.0, 13.0])
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
+    timer = Throughput(batch_size=8)  # no cap on the images of an epoch
+    timer.on_train_begin()
+    timer.on_epoch_begin(0); timer.on_train_batch_end(0); timer.on_epoch_end(0)  # first epoch: not counted
+    timer.on_epoch_begin(1)
+    for batch in range(3):
+        timer.on_train_batch_end(batch)
+    timer.on_epoch_end(1)
+    assert (timer.images, timer.seconds) == (24, 3.0)
+
+
+def _backup(run, final_phase=True, stopper=None):
+    from tfseg.training import RunBackup, Throughput
+
+    tracked = {} if stopper is None else {"early_stopping": stopper}
+    return RunBackup(run, tracked, Throughput(batch_size=4), final_phase=final_phase)
+
+
+@pytest.mark.parametrize("stop, final, expected", [(False, True, False), (True, False, False), (True, True, True)])
+def test_only_an_early_stop_in_the_final_phase_ends_the_run(tmp_path, stop, final, expected):
+    from tfseg.training import training_state
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    backup = _backup(str(tmp_path), final_phase=final)
+    backup.set_model(model)
+    model.stop_training = stop
+    backup.on_epoch_end(0, {"loss": 0.5})
+    assert training_state(str(tmp_path))["stopped_early"] is expected
+
+
+def test_resuming_without_a_best_model_keeps_early_stopping_without_best_weights(tmp_path):
+    """A state.json can exist before any model.keras (no finite val_dice yet): resuming must not fail."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.stop_training = False
+    writer = _backup(str(tmp_path))
+    writer.set_model(model)
+    writer.on_epoch_end(0, {"loss": 0.5})
+    stopper = keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", restore_best_weights=True)
+    stopper.set_model(model)
+    stopper.on_train_begin()
+    reader = _backup(str(tmp_path), stopper=stopper)
+    reader.set_model(model)
+    reader.on_train_begin()
+    assert stopper.best_weights is None

@@ -87,7 +87,7 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         "tfseg/training/fit.py",
         ["learning_rate_schedule", "training_phases", "remaining_phases", "steps_per_epoch", "compile_model"],
         ["tests/test_training.py", "tests/test_training_phases.py", "tests/test_plain_keras.py"],
-        ["-k", "freeze or cosine or lr_schedule or infinite or learning_rate or compiles_it_back or one_epoch or steps_per_epoch"],
+        ["-k", "freeze or cosine or lr_schedule or infinite or learning_rate or compiles_it_back or one_epoch or steps_per_epoch or final"],
     ),
     # the phase loop and the callback list: only a (slow) two-phase run exercises them
     "training_fit_phases": (
@@ -106,7 +106,7 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
          "restore_weights", "_plain"],
         ["tests/test_training.py", "tests/test_training_phases.py", "tests/test_resume.py", "tests/test_keras_compat.py",
          "tests/test_plain_keras.py"],
-        ["-k", "throughput or truncate or infinite or backup or callback_state or compile_state or checkpoint"],
+        ["-k", "throughput or truncate or infinite or backup or callback_state or compile_state or checkpoint or nan_guard or final_phase or resuming"],
     ),
     "export_preprocess": (
         "tfseg/export.py",
