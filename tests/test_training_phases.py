@@ -28,6 +28,22 @@ class FakeValidationDice(keras.callbacks.Callback):
         logs["val_dice"] = self.values[epoch]
 
 
+class StartingWeights(keras.callbacks.Callback):
+    """Whether each ``fit`` (phase) starts from the weights of the best checkpoint, where there is one."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self.from_best = []
+
+    def on_train_begin(self, logs=None):
+        import numpy as np
+
+        if os.path.exists(self.path):
+            best = keras.models.load_model(self.path).get_weights()
+            self.from_best.append(all(np.array_equal(a, b) for a, b in zip(best, self.model.get_weights())))
+
+
 def history(run):
     with open(os.path.join(run, "history.csv")) as f:
         return list(csv.DictReader(f))
@@ -41,12 +57,14 @@ def test_early_stop_in_the_frozen_phase_moves_on_and_the_second_phase_keeps_the_
     values = [0.5, 0.4, 0.3, 0.6, 0.7]
     real = fit_module.make_callbacks
 
+    run = str(tmp_path / "run")
+    starts = StartingWeights(os.path.join(run, "model.keras"))
+
     def with_fake_dice(*args, **kwargs):
         callbacks = real(*args, **kwargs)
-        return [*callbacks[:2], FakeValidationDice(values), *callbacks[2:]]
+        return [starts, *callbacks[:2], FakeValidationDice(values), *callbacks[2:]]
 
     monkeypatch.setattr(fit_module, "make_callbacks", with_fake_dice)
-    run = str(tmp_path / "run")
     config = TrainConfig(data="synthetic:24", image_size=32, encoder="mobilenetv2", freeze_encoder_epochs=3,
                          epochs=5, patience=1, learning_rate=1e-2, batch_size=8, base_filters=2, out=run)
     metrics = train(config, verbose=0)
@@ -61,6 +79,7 @@ def test_early_stop_in_the_frozen_phase_moves_on_and_the_second_phase_keeps_the_
     assert rates[2] == pytest.approx(1e-3)
     assert rates[3] == pytest.approx(0.0, abs=1e-9)
     assert metrics["best_epoch"] == 5
+    assert starts.from_best == [True]  # fine-tuning starts from the frozen phase's best epoch (1), not epoch 2
 
 
 def test_an_infinite_loss_stops_training_like_nan():
@@ -207,3 +226,21 @@ def test_resuming_without_a_best_model_keeps_early_stopping_without_best_weights
     reader.set_model(model)
     reader.on_train_begin()
     assert stopper.best_weights is None
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "plateau"])
+def test_callback_list_of_each_schedule(tmp_path, schedule):
+    """cosine: the schedule sets the rate and LearningRateLog logs it; plateau: ReduceLROnPlateau does both.
+    Early stopping restores the best weights (the next phase starts from them); the backup comes last."""
+    from tfseg.training import NaNGuard as Guard, RunBackup, Throughput, make_callbacks
+    from tfseg.training.callbacks import LearningRateLog
+
+    throughput = Throughput(batch_size=4)
+    backup = RunBackup(str(tmp_path), {}, throughput)
+    callbacks = make_callbacks(TrainConfig(lr_schedule=schedule), str(tmp_path), throughput, Guard(), backup, None)
+    kinds = [type(c) for c in callbacks]
+    plateau = keras.callbacks.ReduceLROnPlateau in kinds
+    assert plateau == (schedule == "plateau") and (LearningRateLog in kinds) == (schedule == "cosine")
+    assert callbacks[-1] is backup and set(backup.tracked) == {"checkpoint", "early_stopping"} | (
+        {"reduce_lr"} if plateau else set())
+    assert backup.tracked["early_stopping"].restore_best_weights

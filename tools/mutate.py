@@ -89,12 +89,12 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         ["tests/test_training.py", "tests/test_training_phases.py", "tests/test_plain_keras.py"],
         ["-k", "freeze or cosine or lr_schedule or infinite or learning_rate or compiles_it_back or one_epoch or steps_per_epoch or final"],
     ),
-    # the phase loop and the callback list: only a (slow) two-phase run exercises them
+    # the phase loop and the callback list: a (slow) two-phase run exercises them
     "training_fit_phases": (
         "tfseg/training/fit.py",
         ["fit_phases", "make_callbacks"],
         ["tests/test_training_phases.py"],
-        ["-m", "slow", "-k", "early_stop"],
+        ["-m", "slow or not slow", "-k", "early_stop or callback_list"],
     ),
     "training_callbacks": (
         "tfseg/training/callbacks.py",
