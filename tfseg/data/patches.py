@@ -7,7 +7,8 @@ sample and epoch; augmentation then works on the crop. Images of different sizes
 mix freely, since every crop has the same size.
 
 A crop is *foreground-centred* with probability ``foreground_fraction`` (when the
-mask has foreground, i.e. any non-zero value): a foreground pixel is drawn
+mask has foreground, i.e. any non-zero value other than ``ignore_class``, whose
+pixels are unlabelled): a foreground pixel is drawn
 uniformly and the crop centred on it, moved inside the image. Otherwise the crop's
 corner is uniform over the image. Small structures that cover 1% of an image
 are then seen in about ``foreground_fraction`` of the crops instead of in a few.
@@ -51,7 +52,8 @@ def rescale_example(image, mask, scale: float):
     return image, mask
 
 
-def random_patch(image, mask, patch_size: int, seed, foreground_fraction: float = DEFAULT_FOREGROUND_FRACTION):
+def random_patch(image, mask, patch_size: int, seed, foreground_fraction: float = DEFAULT_FOREGROUND_FRACTION,
+                 ignore_class=None):
     """One random ``patch_size`` x ``patch_size`` crop of ``(image [H, W, C], mask [H, W, 1])``.
 
     Args:
@@ -59,6 +61,7 @@ def random_patch(image, mask, patch_size: int, seed, foreground_fraction: float 
         patch_size: side of the crop in pixels.
         seed: int ``[2]`` tensor; the same seed gives the same crop.
         foreground_fraction: chance of a crop centred on a random foreground pixel.
+        ignore_class: a mask value that is not foreground (unlabelled pixels), or None.
 
     Returns:
         ``(image [N, N, C], mask [N, N, 1])`` with the input dtypes.
@@ -75,7 +78,9 @@ def random_patch(image, mask, patch_size: int, seed, foreground_fraction: float 
 
     uniform_corner = tf.cast(
         tf.floor(tf.random.stateless_uniform([2], seeds[0], alg="philox") * tf.cast(room + 1, tf.float32)), tf.int32)
-    foreground = tf.where(mask[..., 0] > 0)  # [count, 2] (row, column)
+    labels = mask[..., 0]
+    labelled = labels > 0 if ignore_class is None else (labels > 0) & (labels != ignore_class)
+    foreground = tf.where(labelled)  # [count, 2] (row, column)
     count = tf.shape(foreground)[0]
     pick = tf.minimum(
         tf.cast(tf.random.stateless_uniform([], seeds[1], alg="philox") * tf.cast(count, tf.float32), tf.int32),

@@ -37,9 +37,9 @@ import uuid
 from typing import Dict, List, Optional, Sequence
 
 from tfseg import fileio
+from tfseg.data.filecheck import file_version
 from tfseg.progress import bar as progress_bar
-from tfseg.data.sources import Source, register_source
-from tfseg.data.spec import SourceSpec
+from tfseg.data.sources import open_source
 from tfseg.errors import ConfigError, DataError, TfsegError
 
 logger = logging.getLogger(__name__)
@@ -182,15 +182,13 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
     """
     import tensorflow as tf
 
-    from tfseg.data.pipeline import open_with_ignore_class
-
-    src = source if isinstance(source, Source) else open_with_ignore_class(source, **source_options)
+    src = open_source(source, **source_options)
     if shards is not None and (isinstance(shards, bool) or not isinstance(shards, int) or shards < 1):
         raise ConfigError(f"shards {shards!r}: must be a positive integer")
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
         raise ConfigError(f"image_size {image_size!r}: must be a positive integer")
     out = fileio.fspath(out_dir).rstrip("/") if fileio.is_url(out_dir) else fileio.fspath(out_dir)
-    _check_out_dir(out, overwrite, inputs=[src.spec.path] if getattr(src.spec, "path", None) else [])
+    _check_out_dir(out, overwrite, inputs=[src.spec.path] if src.spec.path else [])
     ids = src.ids()
     count = min(shards or -(-len(ids) // SAMPLES_PER_SHARD), len(ids))
     names = [shard_name(i, count) for i in range(count)]
@@ -228,7 +226,7 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "source": str(getattr(src.spec, "text", src.spec)),
+            "source": src.spec.text,
             "num_samples": len(ids),
             "num_classes": int(src.num_classes),
             "image_size": image_size,
@@ -236,7 +234,7 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
                        for name, n in zip(names, counts)],
             "ids": list(ids),
             "groups": groups,
-            "skipped": [list(item) for item in getattr(src, "skipped", [])],
+            "skipped": [list(item) for item in src.skipped],
         }
         with fileio.open_file(fileio.join(tmp, MANIFEST), "w") as f:
             f.write(json.dumps(manifest, indent=1) + "\n")
@@ -264,20 +262,22 @@ def shard_problem(path: str, shard: Dict) -> str:
     """Why a shard differs from what the manifest recorded (``""`` when it is intact).
 
     Manifests with ``bytes``/``sha256`` are checked by size, then by checksum
-    (once per process for an unchanged file); older ones by reading every
+    (once per process for an unchanged file: :func:`~tfseg.data.filecheck.file_version`
+    sees a rewrite in place at the same size, even with its mtime set back); older ones by reading every
     record (TFRecord's own CRCs) and counting them against ``num_samples``.
     """
     import tensorflow as tf
 
     if not fileio.exists(path):
         return "missing shard"
-    stat = fileio.stat(path)
-    key = (fileio.abspath(path), stat.length, stat.mtime_nsec, shard.get("sha256"))
+    version = file_version(path)
+    key = version + (shard.get("sha256"),)
     if key in _VERIFIED:
         return _VERIFIED[key]
     if "sha256" in shard:
-        if stat.length != shard.get("bytes"):
-            why = f"damaged shard: {stat.length} bytes, the manifest says {shard.get('bytes')} (truncated or replaced)"
+        length = version[1]
+        if length != shard.get("bytes"):
+            why = f"damaged shard: {length} bytes, the manifest says {shard.get('bytes')} (truncated or replaced)"
         elif shard_digest(path)["sha256"] != shard["sha256"]:
             why = "damaged shard: its checksum differs from the manifest's (corrupted)"
         else:
@@ -319,106 +319,3 @@ def read_manifest(folder) -> Dict:
             or sum(int(shard.get("num_samples", -1)) for shard in shards) != len(manifest["ids"])):
         raise DataError(f"{path}: the per-shard sample counts do not add up to its {len(manifest['ids'])} ids")
     return manifest
-
-
-class TfrecordSource(Source):
-    """``tfrecord:DIR``: shards written by :func:`write_shards`.
-
-    Every shard is verified when the source is opened (:func:`shard_problem`:
-    size and checksum against the manifest), so a truncated, empty or
-    corrupted shard stops a run before training, naming the shard.
-
-    Args:
-        spec: the parsed ``tfrecord:DIR``.
-        num_classes: if given, must match the manifest's.
-        skip_bad: drop the samples of damaged or missing shards (listed in
-            :attr:`skipped`) instead of raising :class:`DataError`.
-    """
-
-    checked = True
-
-    def __init__(self, spec: SourceSpec, num_classes: Optional[int] = None, skip_bad: bool = False):
-        self.spec = spec
-        self.folder = fileio.fspath(spec.path)
-        self.manifest = read_manifest(self.folder)
-        self.num_classes = int(self.manifest["num_classes"])
-        if num_classes is not None and num_classes != self.num_classes:
-            raise ConfigError(f"num_classes={num_classes!r}: {self.folder} holds {self.num_classes}-class masks")
-        self.skipped = [tuple(item) for item in self.manifest.get("skipped", [])]
-        shards = self.manifest["shards"]
-        found = {index: shard_problem(fileio.join(self.folder, shard["file"]), shard)
-                 for index, shard in enumerate(shards)}
-        bad = sorted(index for index, why in found.items() if why)
-        self._problems = [(fileio.join(self.folder, shards[i]["file"]), found[i]) for i in bad]
-        ids, groups = self.manifest["ids"], self.manifest["groups"]
-        if self._problems:
-            message = f"data source {spec.text!r}: {len(self._problems)} damaged or missing shard(s)"
-            if not skip_bad:
-                raise DataError(message + " (write them again with `tfseg prepare`, or drop their samples "
-                                "with --skip-bad)", self._problems)
-            if len(bad) == len(shards):
-                raise DataError(message + ": no usable samples left", self._problems)
-            self.skipped += [(fileio.join(self.folder, shards[i]["file"]),
-                              f"{found[i]} ({shards[i]['num_samples']} samples dropped)") for i in bad]
-        # Sample i was written to shard i % N (see write_shards).
-        keep = [i for i in range(len(ids)) if i % len(shards) not in bad]
-        self.files = [fileio.join(self.folder, shard["file"]) for i, shard in enumerate(shards) if i not in bad]
-        self._groups = {ids[i]: groups[i] for i in keep}
-        self._order = {ids[i]: rank for rank, i in enumerate(keep)}
-
-    def ids(self) -> List[str]:
-        return sorted(self._groups)
-
-    def problems(self):
-        """Damaged or missing shards: ``[(shard path, why), ...]``."""
-        return list(self._problems)
-
-    def group(self, sample_id: str) -> str:
-        return self._groups[sample_id]
-
-    def examples(self, ids: Sequence[str]):
-        """Examples for ``ids`` in the order they were written (the source's id order)."""
-        import tensorflow as tf
-
-        unknown = [i for i in ids if i not in self._groups]
-        if unknown:
-            raise DataError(f"data source {self.spec.text!r}: unknown sample id(s) {', '.join(unknown[:5])}")
-        if [self._order[i] for i in ids] != sorted(self._order[i] for i in ids):
-            logger.warning("%s: examples come in the order they were written, not in the order asked",
-                           self.spec.text)
-        files = tf.data.Dataset.from_tensor_slices(self.files)
-        # Round-robin over the shards, one record each, undoes the i % N assignment of write_shards.
-        records = files.interleave(tf.data.TFRecordDataset, cycle_length=max(len(self.files), 1), block_length=1,
-                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        spec = {
-            "id": tf.io.FixedLenFeature([], tf.string),
-            "image": tf.io.FixedLenFeature([], tf.string),
-            "mask": tf.io.FixedLenFeature([], tf.string),
-        }
-        parsed = records.map(lambda record: tf.io.parse_single_example(record, spec),
-                             num_parallel_calls=tf.data.AUTOTUNE)
-        wanted = sorted(set(ids))
-        if len(wanted) < len(self._groups):
-            table = tf.lookup.StaticHashTable(
-                tf.lookup.KeyValueTensorInitializer(tf.constant(wanted + [""], tf.string),
-                                                    tf.constant([1] * len(wanted) + [0], tf.int32)),
-                default_value=0)
-            # Stop reading once every wanted record has gone by.
-            parsed = parsed.filter(lambda example: table.lookup(example["id"]) > 0).take(len(wanted))
-
-        def decode(example):
-            image = tf.ensure_shape(tf.io.decode_png(example["image"], channels=3), [None, None, 3])
-            mask = tf.ensure_shape(tf.io.decode_png(example["mask"], channels=1), [None, None, 1])
-            return {"id": example["id"], "image": image, "mask": mask}
-
-        return parsed.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-@register_source("tfrecord")
-def open_tfrecord(spec: SourceSpec, **options) -> TfrecordSource:
-    """Opener for ``tfrecord:DIR``; options: ``num_classes``, ``skip_bad``."""
-    unknown = sorted(set(options) - {"num_classes", "skip_bad"})
-    if unknown:
-        raise ConfigError(f"data source {spec.text!r}: unknown option(s) {', '.join(unknown)}; "
-                          "accepted: num_classes, skip_bad")
-    return TfrecordSource(spec, **options)

@@ -231,10 +231,10 @@ def describe_run(config: TrainConfig, ids: Dict[str, List[str]], num_classes: in
 
 
 def _class_options(config: TrainConfig) -> Dict[str, Any]:
-    # The file sources check mask values when opened: they must know the classes and the ignored value.
-    if config.ignore_class is None:
-        return {}
-    return {"num_classes": config.num_classes, "ignore_class": config.ignore_class}
+    # Every source kind takes both when opened (the file sources check every mask with them);
+    # num_classes 1 (the default) lets the data say, e.g. a colour map's or the shards' classes.
+    return {"num_classes": None if config.num_classes == 1 else config.num_classes,
+            "ignore_class": config.ignore_class}
 
 
 def tiling_options(config: TrainConfig) -> Dict[str, Any]:
