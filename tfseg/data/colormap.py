@@ -21,6 +21,7 @@ import numpy as np
 
 from tfseg import fileio
 from tfseg.data.filecheck import FileInfo
+from tfseg.data.pixels import open_bytes
 from tfseg.errors import ConfigError, DataError
 
 # What TensorFlow's graph decoder reads (a colour mask is decoded with tf.io.decode_image).
@@ -57,12 +58,10 @@ class ColourMap:
         """``(info with values = {class id: pixels}, problem or "")`` for one colour mask."""
         import dataclasses
 
-        from PIL import Image
-
         if info.format not in COLOUR_MASK_FORMATS:
             return info, (f"colour mask in {info.format or 'an unknown'} format: save colour masks as PNG "
                           "(lossless; JPEG changes colours)")
-        with Image.open(io.BytesIO(fileio.read_bytes(path))) as image:
+        with open_bytes(fileio.read_bytes(path)) as image:
             rgb = np.asarray(image.convert("RGB"), np.int64)
         found, counts = np.unique(_packed(rgb[..., 0], rgb[..., 1], rgb[..., 2]), return_counts=True)
         keys = {_packed(r, g, b): i for (r, g, b), i in self.colours.items()}

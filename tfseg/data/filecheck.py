@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 import zlib
@@ -34,7 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tfseg import fileio
-from tfseg.data.pixels import mask_values
+from tfseg.data.pixels import mask_values, open_bytes
 
 _CACHE_LIMIT = 200_000
 
@@ -239,12 +238,9 @@ def _verify_image(data: bytes, image, fmt: str) -> None:
 
 def _check_file(path: str, is_mask: bool) -> FileInfo:
     """Check one file with Pillow (see :func:`check_file`); never raises for a bad file."""
-    from PIL import Image
-
     try:
-        # read once, whole: one request on an object store, and Pillow's decoders seek freely in memory
         data = fileio.read_bytes(path)
-        with Image.open(io.BytesIO(data)) as image:
+        with open_bytes(data) as image:
             fmt, mode, (width, height) = image.format or "", image.mode, image.size
             if not is_mask:
                 _verify_image(data, image, fmt)

@@ -36,7 +36,6 @@ without such files never touches Python while decoding. The mask then becomes
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ import numpy as np
 from tfseg import fileio, masks
 from tfseg.data.colormap import ColourMap, read_colormap
 from tfseg.data.filecheck import FileInfo, check_files
-from tfseg.data.pixels import describe_values, mask_array, rgb_array
+from tfseg.data.pixels import describe_values, mask_array, open_bytes, rgb_array
 from tfseg.data.sources import Setting, Source
 from tfseg.data.spec import SourceSpec, with_option
 from tfseg.errors import DataError
@@ -106,16 +105,12 @@ def mask_value_problem(info: FileInfo, num_classes: int, mask_threshold: Optiona
 # --------------------------------------------------------------------------- decoding (TensorFlow side)
 
 def _pillow_rgb(path: bytes) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(fileio.read_bytes(path.decode()))) as image:
+    with open_bytes(fileio.read_bytes(path.decode())) as image:
         return rgb_array(image)
 
 
 def _pillow_mask(path: bytes) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(fileio.read_bytes(path.decode()))) as image:
+    with open_bytes(fileio.read_bytes(path.decode())) as image:
         return mask_array(image)[..., None]
 
 

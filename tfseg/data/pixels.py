@@ -25,6 +25,14 @@ from typing import Sequence, Tuple
 import numpy as np
 
 
+def open_bytes(data: bytes):
+    """A Pillow image of an encoded file's bytes (read whole: one request on an object store, and
+    Pillow's decoders seek freely in memory). Use it as a context manager."""
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data))
+
+
 def rgb_array(image) -> np.ndarray:
     """A Pillow image as RGB uint8 ``[H, W, 3]`` (the image rule of the module docstring)."""
     if image.mode.startswith("I") or image.mode == "F":
@@ -40,6 +48,15 @@ def rgb_array(image) -> np.ndarray:
 def mask_array(image) -> np.ndarray:
     """A Pillow mask as one uint8 channel ``[H, W]`` of raw values (the mask rule of the module docstring)."""
     return mask_values(image)[0]
+
+
+def binary_mask(image, threshold=None) -> np.ndarray:
+    """A Pillow mask as uint8 0/1 ``[H, W, 1]``: one channel (:func:`mask_array`), then the foreground
+    rule of :func:`tfseg.masks.foreground` (the TFDS builders; the file sources apply it in the graph)."""
+    from tfseg.masks import foreground
+
+    values = mask_array(image)
+    return foreground(values, top=values.max(initial=0), threshold=threshold).astype(np.uint8)[..., None]
 
 
 def _alpha_or(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -100,13 +117,11 @@ def read_rgb(path) -> np.ndarray:
     Raises:
         OSError, ValueError, tf.errors.OpError: the file cannot be decoded.
     """
-    from PIL import Image
-
     from tfseg import fileio
     from tfseg.data.filecheck import graph_decoder
 
     data = fileio.read_bytes(path)
-    with Image.open(io.BytesIO(data)) as image:
+    with open_bytes(data) as image:
         if not graph_decoder(data, image.format or "", image.mode, False):
             return rgb_array(image)
     from tfseg.data.decode import decode_rgb
