@@ -32,12 +32,13 @@ def test_the_folder_holds_no_python_and_no_package_marker():
 
 
 def test_the_wheel_does_not_ship_datasets():
-    from setuptools import find_packages
+    from setuptools import find_namespace_packages, find_packages
 
     setup = configparser.ConfigParser()
     setup.read(ROOT / "setup.cfg")
+    find = find_namespace_packages if setup["options"]["packages"].strip() == "find_namespace:" else find_packages
     include = [p.strip() for p in setup["options.packages.find"]["include"].replace(",", " ").split()]
-    packages = find_packages(str(ROOT), include=include)
+    packages = find(str(ROOT), include=include)
     assert "tfseg.tfds_builders.ph2" in packages and "tfseg.data.kinds" in packages
     assert not [p for p in packages if p.split(".")[0] == "datasets"]
 
