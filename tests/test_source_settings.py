@@ -366,3 +366,23 @@ def test_a_shard_corrupted_in_place_at_the_same_size_is_caught_on_the_next_open(
     assert os.stat(shard).st_size == before.st_size and os.stat(shard).st_mtime_ns == before.st_mtime_ns
     with pytest.raises(DataError, match="data-00001-of-00002.tfrecord: damaged shard: its checksum differs"):
         open_source(f"tfrecord:{out}")
+
+
+def test_the_worked_example_of_a_new_kind_in_the_architecture_page_runs(tmp_path):
+    import re
+
+    from tfseg.data import sources
+
+    page = open(os.path.join(os.path.dirname(__file__), "..", "docs", "ARCHITECTURE.md"), encoding="utf-8").read()
+    code = re.search(r"## Adding a SOURCE kind.*?```python\n(.*?)```", page, re.S).group(1)
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        np.savez(tmp_path / f"a{i}.npz", image=rng.integers(0, 256, (6, 8, 3)), mask=rng.integers(0, 3, (6, 8)))
+    try:
+        exec(compile(code, "ARCHITECTURE.md", "exec"), {"__name__": "tfseg.data.kinds.npz"})
+        images, ids = next(iter(load_dataset(f"npz:{tmp_path}?limit=4", split="all", image_size=8, batch_size=4,
+                                             num_classes=3, augment=False)))
+        assert images.shape == (4, 8, 8, 3) and set(np.unique(ids.numpy())) <= {0, 1, 2}
+        assert cli.main(["inspect", "--data", f"npz:{tmp_path}", "--num-classes", "3"]) == 0
+    finally:
+        sources._KINDS.pop("npz", None)
