@@ -222,7 +222,10 @@ class FileSource(Source):
             own = self.colormap.num_classes(ignore_class)
         self.set_mask_settings(num_classes, ignore_class, mask_threshold, own_classes=own)
         self.skip_bad = bool(skip_bad)
-        self.root = self._find_root(fileio.fspath(spec.path))
+        path = fileio.fspath(spec.path)
+        if not fileio.isdir(path):
+            raise DataError(f"data source {spec.text!r}: {path} is not a folder")
+        self.root = self._find_root(path)
         pairs, problems, self.warnings = self._list()
         if not pairs and not problems:
             raise DataError(f"data source {spec.text!r}: no images found in {self.root}")
@@ -235,6 +238,7 @@ class FileSource(Source):
 
     # -- subclass hooks
     def _find_root(self, path: str) -> str:
+        """The folder the layout starts in, found from the existing folder ``path``."""
         raise NotImplementedError
 
     def _list(self) -> Tuple[List[Pair], List[Tuple[str, str]], List[Tuple[str, str]]]:

@@ -62,7 +62,7 @@ def inspect_source(source, seed: int = 0, fractions=DEFAULT_FRACTIONS, skip_bad:
     else:
         # Collect every problem instead of stopping at the first (kinds that check when opened);
         # the report lists the skipped samples itself.
-        with _quiet("tfseg.data.filesource"), _quiet("tfseg.data.tfrecord"):
+        with _quiet("tfseg.data.filesource"):
             src = open_source(source, skip_bad=True, **{k: v for k, v in options.items() if k != "skip_bad"})
     ids = src.ids()
     problems = list(src.problems())

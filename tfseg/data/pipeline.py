@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import numbers
 import os
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import tensorflow as tf
 

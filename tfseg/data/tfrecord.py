@@ -32,17 +32,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import uuid
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from tfseg import fileio
 from tfseg.data.filecheck import file_version
 from tfseg.progress import bar as progress_bar
 from tfseg.data.sources import open_source
 from tfseg.errors import ConfigError, DataError, TfsegError
-
-logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FORMAT = "tfseg.tfrecord"

@@ -46,8 +46,6 @@ class FolderSource(FileSource):
     KIND = "folder"
 
     def _find_root(self, path: str) -> str:
-        if not fileio.isdir(path):
-            raise DataError(f"data source {self.spec.text!r}: {path} is not a folder")
         missing = [name for name in ("images", "masks") if not fileio.isdir(fileio.join(path, name))]
         if missing:
             raise DataError(f"data source {self.spec.text!r}: {path} has no {' and no '.join(missing)} folder "

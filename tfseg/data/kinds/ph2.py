@@ -41,8 +41,6 @@ class Ph2Source(FileSource):
     KIND = "ph2"
 
     def _find_root(self, path: str) -> str:
-        if not fileio.isdir(path):
-            raise DataError(f"data source {self.spec.text!r}: {path} is not a folder")
         for candidate in (fileio.join(path, PH2_IMAGES_FOLDER), fileio.join(path, "PH2Dataset", PH2_IMAGES_FOLDER),
                           path):
             if fileio.isdir(candidate) and (fileio.basename(candidate) == PH2_IMAGES_FOLDER

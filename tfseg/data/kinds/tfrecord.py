@@ -16,7 +16,7 @@ from tfseg.data.spec import SourceSpec
 from tfseg.data.tfrecord import read_manifest, shard_problem
 from tfseg.errors import DataError
 
-logger = logging.getLogger("tfseg.data.tfrecord")
+logger = logging.getLogger(__name__)
 
 
 @register_source
