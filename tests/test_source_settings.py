@@ -134,6 +134,21 @@ def test_one_class_count_bound_and_message_on_every_path(value, tmp_path, capsys
         assert "--num-classes" in capsys.readouterr().err
 
 
+def test_the_bounds_are_inclusive_at_both_ends():
+    assert [masks.check_num_classes(n) for n in (1, 256)] == [1, 256]
+    assert [masks.check_ignore_class(v, 2) for v in (0, 255)] == [0, 255]
+    assert [masks.check_mask_threshold(t, 1) for t in (0, 254)] == [0, 254]
+    for bad in (-1, 256):
+        with pytest.raises(ConfigError, match=f"ignore_class {bad}: a mask value 0..255"):
+            masks.check_ignore_class(bad, 2)
+    for bad in (-1, 255):
+        with pytest.raises(ConfigError, match=f"mask_threshold {bad}: an integer 0..254"):
+            masks.check_mask_threshold(bad, 1)
+    # the data's own count is enough, and so is any larger one; binary data reads as ids 0/1 of N classes
+    assert masks.resolve_num_classes(3, own=3) == 3 and masks.resolve_num_classes(None, own=3) == 3
+    assert masks.resolve_num_classes(2, own=1) == 2 and masks.resolve_num_classes(None) == 1
+
+
 def test_fewer_classes_than_the_data_declares_is_one_message(tmp_path):
     data = write_class_id_folder(str(tmp_path / "d"), count=6, classes=4)
     shards = str(tmp_path / "shards")
@@ -311,6 +326,14 @@ def test_patches_centre_on_labelled_pixels_not_on_ignored_ones():
         assert 1 in crop.numpy(), seed
 
 
+def test_a_bad_file_stops_an_opened_source_unless_skip_bad(tmp_path):
+    write_folder(tmp_path / "d", count=4)
+    (tmp_path / "d" / "images" / "s01.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="s01.png: unreadable image"):
+        open_dataset_source(f"folder:{tmp_path / 'd'}")  # the default: stop, as evaluate and dataset_summary need
+    assert open_dataset_source(f"folder:{tmp_path / 'd'}", skip_bad=True).ids() == ["s00", "s02", "s03"]
+
+
 def test_an_opened_source_keeps_its_mask_settings(shards_with_a_void_border):
     source = open_source(shards_with_a_void_border)
     with pytest.raises(ConfigError, match="ignore_class 255: .* was opened with ignore_class=None"):
@@ -386,3 +409,37 @@ def test_the_worked_example_of_a_new_kind_in_the_architecture_page_runs(tmp_path
         assert cli.main(["inspect", "--data", f"npz:{tmp_path}", "--num-classes", "3"]) == 0
     finally:
         sources._KINDS.pop("npz", None)
+
+
+# --------------------------------------------------------------------------- masks of another size
+
+def write_pair(root, image_size, mask):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    Image.fromarray(np.zeros(image_size + (3,), np.uint8)).save(root / "images" / "a.png")
+    Image.fromarray(mask.astype(np.uint8)).save(root / "masks" / "a.png")
+    return f"folder:{root}"
+
+
+def test_a_smaller_class_id_mask_is_resized_by_nearest_neighbour_and_keeps_its_ids(tmp_path):
+    ids = np.kron(np.array([[0, 3], [3, 0]]), np.ones((4, 4), int))  # 8x8 blocks of ids 0 and 3
+    source = open_source(write_pair(tmp_path / "d", (16, 16), ids), num_classes=4)
+    assert source.warnings and "resized with nearest neighbour" in source.warnings[0][1]
+    mask = next(source.examples(source.ids()).as_numpy_iterator())["mask"][..., 0]
+    np.testing.assert_array_equal(mask, np.repeat(np.repeat(ids, 2, 0), 2, 1))  # no id between 0 and 3
+
+
+@pytest.mark.parametrize("mask_height, fits", [(9, True), (10, False)])
+def test_a_mask_of_another_aspect_ratio_is_tolerated_within_one_pixel_of_rounding(tmp_path, mask_height, fits):
+    # image 16x16, mask 8 wide: |8 * 16 - h * 16| <= 16 (the largest side) is a rounding of the same shape
+    text = write_pair(tmp_path / "d", (16, 16), np.zeros((mask_height, 8)))
+    if fits:
+        assert open_source(text).ids() == ["a"]
+    else:
+        with pytest.raises(DataError, match="does not fit image 16x16 \\(another aspect ratio"):
+            open_source(text)
+
+
+def test_the_smallest_synthetic_images_are_generated_at_8_px():
+    assert open_dataset_source("synthetic:5", image_size=4).image_size == 8
+    assert open_dataset_source("synthetic:5", image_size=(4, 9)).image_size == 9

@@ -78,7 +78,7 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         ["_checked_class_ids", "resolve_num_classes", "open_dataset_source", "MASK_DTYPE"],
         ["tests/test_source_settings.py", "tests/test_pipeline.py"],
         ["-k", "ignore_class_passes or ids_beyond or int32_ids or fewer or generated_and_tfds or opened_source "
-               "or generated_at_the_pipeline_size or train_opens"],
+               "or generated_at_the_pipeline_size or train_opens or smallest_synthetic or bad_file_stops"],
     ),
     "patch_centre": (
         "tfseg/data/patches.py",
@@ -110,7 +110,7 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         ["mask_value_problem", "_finish", "_same_shape", "is_image_file", "is_ignored"],
         ["tests/test_sources_files.py", "tests/test_multiclass_data.py", "tests/test_source_settings.py"],
         ["-k", "handles_rgba or mask_threshold or multi_class_folder or 255 or jpeg_mask or ph2_and_mads "
-               "or bad_folder or order_asked"],
+               "or bad_folder or order_asked or smaller_class_id_mask or aspect_ratio"],
     ),
     "sources": (
         "tfseg/data/sources.py",

@@ -163,8 +163,8 @@ def _finish(sample_id, image, mask, num_classes: int, mask_threshold: Optional[i
     if not same_size:
         mask = tf.image.resize(mask, tf.shape(image)[:2], method="nearest")
     if num_classes == 1:
-        values = tf.cast(mask, tf.float32)
-        foreground = masks.foreground(values, top=tf.reduce_max(values), threshold=mask_threshold, xp=tf)
+        top = tf.cast(tf.reduce_max(mask), tf.float32)
+        foreground = masks.foreground(tf.cast(mask, tf.float32), top=top, threshold=mask_threshold, xp=tf)
         mask = tf.cast(foreground, tf.uint8)
     return {"id": sample_id, "image": image, "mask": mask}
 

@@ -470,8 +470,7 @@ def _mask_values(mask, num_classes):
         from tfseg.data.decode import mask_channel
 
         mask = mask_channel(mask)
-    values = tf.cast(mask, tf.float32)
-    top = tf.reduce_max(values)
+    top = tf.cast(tf.reduce_max(mask), tf.float32)
     full_scale = 65535 if mask.dtype == tf.uint16 else masks.MAX_MASK_VALUE
 
     def threshold(resized):

@@ -426,8 +426,8 @@ class TfdsSource(Source):
             mask = tf.where((mask >= 0) & (mask <= 3), tf.gather(lookup, tf.clip_by_value(mask, 0, 3)), 0)
         elif self.num_classes == 1:
             threshold = DEFAULT_MASK_THRESHOLD if self.mask_threshold is None else self.mask_threshold
-            values = tf.cast(mask, tf.float32)
-            mask = tf.cast(masks.foreground(values, top=tf.reduce_max(values), threshold=threshold, xp=tf), tf.int32)
+            top = tf.cast(tf.reduce_max(mask), tf.float32)
+            mask = tf.cast(masks.foreground(tf.cast(mask, tf.float32), top=top, threshold=threshold, xp=tf), tf.int32)
         return tf.ensure_shape(tf.cast(mask, tf.uint8), [None, None, 1])
 
 
