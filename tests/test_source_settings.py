@@ -443,3 +443,52 @@ def test_a_mask_of_another_aspect_ratio_is_tolerated_within_one_pixel_of_roundin
 def test_the_smallest_synthetic_images_are_generated_at_8_px():
     assert open_dataset_source("synthetic:5", image_size=4).image_size == 8
     assert open_dataset_source("synthetic:5", image_size=(4, 9)).image_size == 9
+
+
+def test_a_bare_source_has_the_declared_defaults():
+    class Bare(Source):
+        def __init__(self):
+            self.spec = parse_source("folder:bare")
+
+        def ids(self):
+            return [f"b{i:02d}" for i in range(40)]
+
+        def examples(self, ids):
+            raise NotImplementedError
+
+    bare = Bare()
+    assert (bare.num_classes, bare.ignore_class, bare.mask_threshold, bare.checked, bare.skip_bad) == \
+        (1, None, None, False, False)
+    assert (list(bare.skipped), list(bare.warnings), bare.split_rule, bare.sample_size("b00")) == ([], [], None, None)
+    assert bare.split_ids("train") == bare.split_ids("train", seed=0) != bare.split_ids("train", seed=1)
+
+
+def write_colour_pair(root, rgb, fmt="png"):
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
+    Image.fromarray(np.zeros(rgb.shape, np.uint8)).save(root / "images" / "a.png")
+    Image.fromarray(rgb.astype(np.uint8)).save(root / "masks" / f"a.{fmt}")
+
+
+def test_colour_maps_of_two_classes_gif_masks_and_listed_unknown_colours(tmp_path):
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[:, 3:] = (250, 0, 0)
+    colormap = tmp_path / "two.csv"
+    colormap.write_text("0,0,0,0\n1,250,0,0\n")
+    write_colour_pair(tmp_path / "gif", rgb, "gif")  # GIF masks decode as one frame, not an animation
+    source = open_source(f"folder:{tmp_path / 'gif'}?colormap={colormap}")
+    assert source.num_classes == 2
+    mask = next(source.examples(["a"]).as_numpy_iterator())["mask"][..., 0]
+    np.testing.assert_array_equal(mask, (rgb[..., 0] > 0).astype(np.uint8))
+    one = tmp_path / "one.csv"
+    one.write_text("0,0,0,0\n0,250,0,0\n")
+    with pytest.raises(ConfigError, match="maps colours to 1 class; a colour map needs 2 or more"):
+        open_source(f"folder:{tmp_path / 'gif'}?colormap={one}")
+    for unknown, more in ((4, ""), (5, " and 1 more")):
+        many = rgb.copy()
+        many[0, :unknown] = [(10 + i, 20, 30) for i in range(unknown)]
+        write_colour_pair(tmp_path / f"u{unknown}", many)
+        with pytest.raises(DataError) as caught:
+            open_source(f"folder:{tmp_path / f'u{unknown}'}?colormap={colormap}")
+        listed = str(caught.value).split("colour(s) ")[1]
+        assert listed.count(") x1") == 4 and listed.endswith(f"x1{more} not in the colour map {colormap}"), listed

@@ -95,15 +95,17 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
     "pixels": (
         "tfseg/data/pixels.py",
         None,
-        ["tests/test_decode_formats.py", "tests/test_sources_files.py", "tests/test_damaged_data.py"],
+        ["tests/test_pixel_rules.py", "tests/test_decode_formats.py", "tests/test_sources_files.py",
+         "tests/test_damaged_data.py"],
         ["-k", "not fit and not train and not split"],
     ),
     "filecheck": (
         "tfseg/data/filecheck.py",
         None,
-        ["tests/test_damaged_data.py", "tests/test_sources_files.py", "tests/test_source_settings.py"],
+        ["tests/test_pixel_rules.py", "tests/test_damaged_data.py", "tests/test_sources_files.py",
+         "tests/test_source_settings.py"],
         ["-k", "damaged or broken or truncated or 16bit or graph_decoder or rechecking or palette_and or in_place "
-               "or handles_rgba"],
+               "or handles_rgba or interlaced or colour_bmp or jpegs_of_any_size or opaque_rgba"],
     ),
     "filesource": (
         "tfseg/data/filesource.py",
