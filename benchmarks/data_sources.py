@@ -120,9 +120,12 @@ def worker(args) -> None:
 
     from input_pipeline import lesson_loader
     from tfseg.data import load_dataset, open_source
-    from tfseg.data.sources import source_kinds
 
-    source_kinds()
+    try:  # the source kinds' modules, imported before the clock starts
+        from tfseg.data.sources import source_kinds as import_kinds
+    except ImportError:  # a --baseline checkout from before tfseg/data/kinds/
+        from tfseg.data.sources import _load_builtin_openers as import_kinds
+    import_kinds()
     import skimage.io  # noqa: F401
     import skimage.transform  # noqa: F401
 
