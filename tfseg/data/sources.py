@@ -225,8 +225,8 @@ def source_class(kind: str, text: str = "") -> Type[Source]:
     kinds = _KINDS if kind in _KINDS else source_kinds()
     if kind not in kinds:
         forms = ", ".join(cls.form() for cls in kinds.values())
-        raise TfsegError(f"data source {text or kind!r}: unknown kind {kind!r}; expected one of {forms} "
-                         "(options after ?KEY=VALUE&...)")
+        raise TfsegError(f"data source {text or kind!r}: unknown kind {kind!r}; expected one of {forms}, "
+                         "each optionally followed by ?KEY=VALUE&...")
     return kinds[kind]
 
 
