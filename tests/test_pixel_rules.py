@@ -1,4 +1,4 @@
-"""Edges of the Pillow-side pixel rules (tfseg.data.pixels) and the byte-level checks (tfseg.data.filecheck)."""
+"""Edges of the Pillow-side pixel rules (tfseg.data.filepixels) and the byte-level checks (tfseg.data.filecheck)."""
 
 import io
 import struct
@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from tfseg.data.filecheck import _ADAM7, check_file, png_problem
-from tfseg.data.pixels import mask_values, rgb_array
+from tfseg.data.filepixels import mask_values, rgb_array
 
 
 def test_16_bit_images_keep_their_high_byte_only_above_8_bit_values():

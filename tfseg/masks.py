@@ -6,7 +6,7 @@ and the metrics (``keras.ops``). The functions use operators only and take the a
 namespace that has ``where`` as ``xp`` (``numpy``, ``tensorflow``, ``keras.ops``), so one
 definition runs in each of them. This module imports no TensorFlow.
 
-Foreground of a binary mask, from its raw values (one channel, see :mod:`tfseg.data.pixels`
+Foreground of a binary mask, from its raw values (one channel, see :mod:`tfseg.data.filepixels`
 for how channels, palettes, alpha and 16-bit files become one channel):
 
 * with a threshold ``T`` (the source setting ``mask_threshold``, e.g.

@@ -92,8 +92,8 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         ["tests/test_multiclass_data.py", "tests/test_source_settings.py"],
         ["-k", "colour or colormap"],
     ),
-    "pixels": (
-        "tfseg/data/pixels.py",
+    "filepixels": (
+        "tfseg/data/filepixels.py",
         None,
         ["tests/test_pixel_rules.py", "tests/test_decode_formats.py", "tests/test_sources_files.py",
          "tests/test_damaged_data.py"],

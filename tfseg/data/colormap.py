@@ -21,7 +21,7 @@ import numpy as np
 
 from tfseg import fileio
 from tfseg.data.filecheck import FileInfo
-from tfseg.data.pixels import open_bytes
+from tfseg.data.filepixels import open_bytes
 from tfseg.errors import ConfigError, DataError
 
 # What TensorFlow's graph decoder reads (a colour mask is decoded with tf.io.decode_image).

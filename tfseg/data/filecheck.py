@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tfseg import fileio
-from tfseg.data.pixels import mask_values, open_bytes
+from tfseg.data.filepixels import mask_values, open_bytes
 
 _CACHE_LIMIT = 200_000
 
@@ -98,8 +98,8 @@ _MASK_CHANNELS = {"1": 1, "L": 1, "P": 1, "LA": 2, "RGB": 3, "CMYK": 3, "RGBA": 
 
 
 def graph_decoder(path, fmt: str, mode: str, is_mask: bool) -> str:
-    """The graph decoder that yields exactly what :func:`~tfseg.data.pixels.rgb_array` /
-    :func:`~tfseg.data.pixels.mask_array` do, ``""`` if none.
+    """The graph decoder that yields exactly what :func:`~tfseg.data.filepixels.rgb_array` /
+    :func:`~tfseg.data.filepixels.mask_array` do, ``""`` if none.
 
     ``"palette_bmp"``: an uncompressed 1/4/8-bit BMP (:mod:`tfseg.data.decode`);
     ``"image"`` (``"image:C"`` for a mask of C channels): ``tf.io.decode_image``.

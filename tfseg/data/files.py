@@ -4,7 +4,7 @@
   the folder layouts (one kind each);
 * :mod:`tfseg.data.filesource`: listing -> checking every file up front -> decoding;
 * :mod:`tfseg.data.filecheck`: byte-level checks (PNG, BMP, JPEG) and each file's size;
-* :mod:`tfseg.data.pixels`: the pixel rules (image -> RGB, mask -> one channel);
+* :mod:`tfseg.data.filepixels`: the pixel rules (image -> RGB, mask -> one channel);
 * :mod:`tfseg.data.colormap`: colour-coded masks;
 * :mod:`tfseg.masks`: what mask values mean (foreground, class ids).
 
@@ -15,4 +15,4 @@ from tfseg.data.colormap import read_colormap  # noqa: F401
 from tfseg.data.filecheck import check_file, png_problem  # noqa: F401
 from tfseg.data.filesource import _decode_in_graph  # noqa: F401
 from tfseg.data.kinds.mads import MADS_GROUP_PATTERN  # noqa: F401
-from tfseg.data.pixels import mask_array, read_rgb, rgb_array  # noqa: F401
+from tfseg.data.filepixels import mask_array, read_rgb, rgb_array  # noqa: F401

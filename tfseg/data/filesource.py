@@ -6,7 +6,7 @@ once, up front (:mod:`tfseg.data.filecheck`), so that a bad file stops a run bef
 training rather than in epoch 7, and decodes the pairs in the graph.
 
 * every mask's values are counted: a binary source accepts masks holding only
-  ``{0, 1}`` or only ``{0, 255}`` (after the channel rule of :mod:`tfseg.data.pixels`),
+  ``{0, 1}`` or only ``{0, 255}`` (after the channel rule of :mod:`tfseg.data.filepixels`),
   any values with ``mask_threshold``; a multi-class source (``num_classes=N``,
   N >= 2) accepts class ids ``0..N-1`` and ``ignore_class``;
 * with ``colormap=FILE`` (:mod:`tfseg.data.colormap`) masks are RGB colours, each
@@ -46,7 +46,7 @@ import numpy as np
 from tfseg import fileio, masks
 from tfseg.data.colormap import ColourMap, read_colormap
 from tfseg.data.filecheck import FileInfo, check_files
-from tfseg.data.pixels import describe_values, mask_array, open_bytes, rgb_array
+from tfseg.data.filepixels import describe_values, mask_array, open_bytes, rgb_array
 from tfseg.data.sources import Setting, Source
 from tfseg.data.spec import SourceSpec, with_option
 from tfseg.errors import DataError

@@ -10,7 +10,7 @@ from etils import epath
 
 from tfseg.data.filesource import IMAGE_EXTENSIONS
 from tfseg.data.kinds.mads import MADS_GROUP_PATTERN
-from tfseg.data.pixels import binary_mask, open_bytes, rgb_array
+from tfseg.data.filepixels import binary_mask, open_bytes, rgb_array
 
 # A frame "HipHop_HipHop1_C0_00180" belongs to the recording "HipHop_HipHop1" (camera C0, frame 180):
 # the rule of tfseg's `mads:` source.
@@ -75,7 +75,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             if image.stem not in masks:
                 logging.warning("MADS: no mask for %s; frame left out", image.name)
                 continue
-            # tfseg's pixel and mask rules (tfseg.data.pixels, tfseg.masks): tfds:mads reads as mads:PATH does.
+            # tfseg's pixel and mask rules (tfseg.data.filepixels, tfseg.masks): tfds:mads reads as mads:PATH does.
             with open_bytes(image.read_bytes()) as image_file, open_bytes(masks[image.stem].read_bytes()) as mask_file:
                 pixels, labels = rgb_array(image_file), binary_mask(mask_file)
             yield image.stem, {

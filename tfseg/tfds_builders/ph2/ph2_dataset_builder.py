@@ -7,7 +7,7 @@ import re
 import tensorflow_datasets as tfds
 from etils import epath
 
-from tfseg.data.pixels import binary_mask, open_bytes, rgb_array
+from tfseg.data.filepixels import binary_mask, open_bytes, rgb_array
 
 IMAGES_FOLDER = "PH2 Dataset images"
 DIAGNOSES = ("common_nevus", "atypical_nevus", "melanoma")  # PH2_dataset.txt "Clinical Diagnosis" 0, 1, 2
@@ -78,7 +78,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 continue
             image = case / f"{name}_Dermoscopic_Image" / f"{name}.bmp"
             mask = case / f"{name}_lesion" / f"{name}_lesion.bmp"
-            # tfseg's pixel and mask rules (tfseg.data.pixels, tfseg.masks): tfds:ph2 reads as ph2:PATH does.
+            # tfseg's pixel and mask rules (tfseg.data.filepixels, tfseg.masks): tfds:ph2 reads as ph2:PATH does.
             with open_bytes(image.read_bytes()) as image_file, open_bytes(mask.read_bytes()) as mask_file:
                 pixels, labels = rgb_array(image_file), binary_mask(mask_file)
             yield name, {
