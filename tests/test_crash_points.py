@@ -47,7 +47,7 @@ def inject_faults(monkeypatch, fail_at):
     """Count (and fail at the ``fail_at``-th of) every file operation of a run; returns the counter."""
     counter = {"calls": 0, "fail_at": fail_at}
     for owner, name in [(fileio, "rename"), (fileio, "remove"), (fileio, "rmtree"), (fileio, "makedirs"),
-                        (viz, "save_figure"), (export, "_publish_folder")]:
+                        (viz, "save_figure"), (fileio, "publish_folder")]:
         monkeypatch.setattr(owner, name, _wrap(counter, getattr(owner, name)))
     monkeypatch.setattr(fileio, "open_file", _wrap(counter, fileio.open_file, _opened_for_writing))
     for owner, name in [(keras.Model, "save"), (keras.Model, "save_weights")]:

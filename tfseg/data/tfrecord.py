@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import uuid
 from typing import Dict, List, Optional, Sequence
 
 from tfseg import fileio
@@ -119,50 +118,14 @@ def _check_out_dir(out: str, overwrite: bool, inputs: Sequence[str] = ()):
                          "to replace them")
 
 
-def _temporary_dir(out: str, tag: str) -> str:
-    """``PARENT/.NAME.tmp-<tag>-<random>`` next to ``out`` (a name :func:`_remove_stale_temporaries` cleans)."""
-    return fileio.join(fileio.dirname(out), f".{fileio.basename(out)}.tmp-{tag}{uuid.uuid4().hex[:8]}")
-
-
-def _replace_dir(tmp: str, out: str):
-    """Move the finished ``tmp`` folder to ``out``; the manifest is its commit marker.
-
-    Local disk: the old ``out`` disappears only once the new one is in place (two renames).
-    URL (``gs://``): a rename is a copy, so the old manifest goes first (the folder then reads
-    as unfinished, never as old manifest + new shards), the old shards next, and the new
-    shards are moved in before the new manifest.
-    """
-    if fileio.is_url(out):
-        fileio.remove(fileio.join(out, MANIFEST))
-        fileio.rmtree(out)
-        fileio.rename(tmp, out, last=[MANIFEST])
-        return
-    old = None
-    if fileio.exists(out):
-        # a temporary's name: a kill between the renames leaves it for the next write_shards to clean
-        old = _temporary_dir(out, "old-")
-        fileio.rename(out, old)
-    fileio.rename(tmp, out)
-    if old is not None:
-        fileio.rmtree(old)
-
-
-def _remove_stale_temporaries(out: str):
-    # Only this folder's own temporaries (.NAME.tmp-...) in the parent: the parent is the user's.
-    parent, prefix = fileio.dirname(out), f".{fileio.basename(out)}.tmp-"
-    if parent and fileio.isdir(parent):
-        for name in fileio.listdir(parent):
-            if name.startswith(prefix) and fileio.is_temporary(name):
-                fileio.rmtree(fileio.join(parent, name))
-
-
 def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Optional[int] = None,
                  progress: bool = True, overwrite: bool = False, **source_options) -> Dict:
     """Write every sample of ``source`` to TFRecord shards plus ``manifest.json``.
 
-    Written to a temporary folder next to ``out_dir`` and renamed at the end:
-    an interrupted run leaves no half-written ``out_dir``. On an object store
-    (``gs://``) the rename is a copy; ``manifest.json`` is moved last, so a folder
+    Written to a hidden staging folder next to ``out_dir`` and published by
+    :func:`tfseg.fileio.replacing_folder` (staging folders a killed ``prepare`` left are
+    removed first): an interrupted run leaves no half-written ``out_dir``. On an object
+    store (``gs://``) the rename is a copy; ``manifest.json`` is moved last, so a folder
     without it is unfinished (and refused by the ``tfrecord:`` source).
 
     Args:
@@ -194,12 +157,8 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
     ids = src.ids()
     count = min(shards or -(-len(ids) // SAMPLES_PER_SHARD), len(ids))
     names = [shard_name(i, count) for i in range(count)]
-    if fileio.dirname(out):
-        fileio.makedirs(fileio.dirname(out))
-    _remove_stale_temporaries(out)
-    tmp = _temporary_dir(out, "")
-    fileio.makedirs(tmp)
-    try:
+    # Staged next to out, manifest.json published last (tfseg.fileio.replacing_folder: the one folder rule).
+    with fileio.replacing_folder(out, MANIFEST) as tmp:
         groups = [src.group(i) for i in ids]
         counts = [0] * count
         written = src.examples(ids).map(lambda ex: _encode(ex, image_size), num_parallel_calls=tf.data.AUTOTUNE)
@@ -240,10 +199,6 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
         }
         with fileio.open_file(fileio.join(tmp, MANIFEST), "w") as f:
             f.write(json.dumps(manifest, indent=1) + "\n")
-        _replace_dir(tmp, out)
-    except BaseException:
-        fileio.rmtree(tmp)
-        raise
     return {**manifest, "path": out}
 
 
