@@ -87,6 +87,15 @@ def _train(config: TrainConfig, verbose: int, force_new: bool) -> Dict[str, Any]
     # First: multiworker configures the collective ops, which must precede every other TensorFlow op.
     strategy = distribute.get_strategy(config.strategy)
     config = distribute.worker_config(config, strategy, run_dir_of(config))
+    from tfseg.locks import run_lock
+
+    with run_lock(run_dir_of(config)):  # one writer per run folder, from before its state is read
+        return _train_locked(config, verbose, force_new, strategy, log)
+
+
+def _train_locked(config: TrainConfig, verbose: int, force_new: bool, strategy, log) -> Dict[str, Any]:
+    from tfseg import distribute
+
     run_dir = run_dir_of(config)
     status = run_status(config, force_new)
     state = training_state(run_dir) if status in ("resume", "complete") else {}
