@@ -49,12 +49,16 @@ def digest_tree(folder):
 
 def fake_run_folder(folder):
     """A run folder as tfseg train leaves it (config.json, metrics.json, model.keras, saved_model/)."""
+    from tfseg.models import build_model
+
     os.makedirs(os.path.join(folder, "saved_model"), exist_ok=True)
+    config = TrainConfig(data="synthetic:12", image_size=SIZE, base_filters=2, depth=1, out=str(folder))
     with open(os.path.join(folder, "config.json"), "w") as f:
-        f.write(TrainConfig(data="synthetic:12", image_size=SIZE, out=str(folder)).to_json())
+        f.write(config.to_json())
     with open(os.path.join(folder, "metrics.json"), "w") as f:
         json.dump({"epochs_completed": 3, "best_epoch": 2}, f)
-    tiny_model().save(os.path.join(folder, "model.keras"))
+    # the model config.json describes (tfseg checks a run's model.keras against it)
+    build_model(config.model, SIZE, 1, **config.model_options()).save(os.path.join(folder, "model.keras"))
     return str(folder)
 
 
