@@ -793,6 +793,10 @@ class FileSource(Source):
         """Every problem found, including those of skipped samples."""
         return list(self._problems)
 
+    def folders(self) -> List[str]:
+        """The folders of the listed images and masks."""
+        return sorted({fileio.dirname(path) for pair in self.pairs.values() for path in (pair.image, pair.mask)})
+
     def examples(self, ids: Sequence[str]):
         import tensorflow as tf
 

@@ -60,6 +60,13 @@ class Source(abc.ABC):
         """``[(path, what is wrong), ...]`` found while listing (empty when clean)."""
         return []
 
+    def folders(self) -> List[str]:
+        """The folders this source reads its files from (none for generated or TFDS data).
+
+        tfseg writes no output inside them (:func:`tfseg.outputs.refuse_inside_source`).
+        """
+        return []
+
     def split_ids(self, split: str, seed: int = 0, fractions=DEFAULT_FRACTIONS) -> List[str]:
         """Ids in ``split`` (``train``/``val``/``test``/``all``); see :mod:`tfseg.data.splits`."""
         from tfseg.data.splits import split_ids

@@ -84,20 +84,23 @@ def _feature_int(value: int):
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
 
 
-def _check_out_dir(out: str, overwrite: bool, inputs: Sequence[str] = ()):
+def _check_out_dir(out: str, overwrite: bool, inputs: Sequence[str] = (), source: Optional[Source] = None):
     """Refuse an ``out`` that is not safe to write or replace (see :mod:`tfseg.outputs`).
 
     A non-empty ``out`` is replaced only with ``overwrite``, and only when it is a shard
     folder this function's writer made: ``manifest.json`` and the shards it names, nothing else.
+    It may not hold an input nor lie inside a folder ``source`` reads.
     """
     from tfseg import outputs
 
     outputs.check_output_folder(out)
     outputs.refuse_run_folder(out)
-    for source in inputs:
-        if outputs.is_within(source, out):
-            raise TfsegError(f"out {out}: holds the input {source}; tfseg never deletes or replaces an input "
+    for path in inputs:
+        if outputs.is_within(path, out):
+            raise TfsegError(f"out {out}: holds the input {path}; tfseg never deletes or replaces an input "
                              "(choose another folder)")
+    if source is not None:
+        outputs.refuse_inside_source(out, source)
     if not (fileio.isdir(out) and fileio.listdir(out)):
         return
     if not fileio.isfile(fileio.join(out, MANIFEST)):
@@ -153,7 +156,7 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
         raise ConfigError(f"image_size {image_size!r}: must be a positive integer")
     out = fileio.fspath(out_dir).rstrip("/") if fileio.is_url(out_dir) else fileio.fspath(out_dir)
-    _check_out_dir(out, overwrite, inputs=[src.spec.path] if getattr(src.spec, "path", None) else [])
+    _check_out_dir(out, overwrite, inputs=[src.spec.path] if getattr(src.spec, "path", None) else [], source=src)
     ids = src.ids()
     count = min(shards or -(-len(ids) // SAMPLES_PER_SHARD), len(ids))
     names = [shard_name(i, count) for i in range(count)]
@@ -327,6 +330,9 @@ class TfrecordSource(Source):
     def problems(self):
         """Damaged or missing shards: ``[(shard path, why), ...]``."""
         return list(self._problems)
+
+    def folders(self) -> List[str]:
+        return [self.folder]
 
     def group(self, sample_id: str) -> str:
         return self._groups[sample_id]

@@ -119,6 +119,9 @@ def _train_locked(config: TrainConfig, verbose: int, force_new: bool, strategy, 
         # skip_bad must reach the file sources, which check every file when opened
         source = open_dataset_source(config.data, image_size=config.image_size, skip_bad=config.skip_bad,
                                      **_class_options(config))
+        from tfseg.outputs import refuse_inside_source
+
+        refuse_inside_source(run_dir, source)  # a run folder among the images would be read as data
         ids = split_ids(source, config)
         # a resumed run keeps the split it started with: stop if the data or the split rule moved ids
         splits_stored = status == "resume" and check_stored_splits(run_dir, ids)
