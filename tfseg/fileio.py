@@ -333,7 +333,11 @@ def atomic_path(path, last: Sequence[str] = (), size: Optional[int] = None) -> I
     tmp = temp_path(path)
     try:
         with disk_full_names(path, size):
-            yield tmp
+            try:
+                yield tmp
+            except BaseException:
+                release_hdf5_file(tmp)
+                raise
             if isdir(tmp):
                 if exists(path):
                     rmtree(path)
@@ -346,6 +350,37 @@ def atomic_path(path, last: Sequence[str] = (), size: Optional[int] = None) -> I
                 rmtree(tmp)
             else:
                 remove(tmp)
+
+
+def release_hdf5_file(path) -> None:
+    """Close what HDF5 still holds open of the local file ``path`` after a write to it failed.
+
+    Keras leaves its ``.weights.h5`` open when a write fails (a full disk): HDF5 writes it
+    again when Python frees it, or at exit, fails again, and may crash the process (a
+    segmentation fault). Its file descriptor is pointed at the null device, so that those
+    last writes succeed (the half-written file is deleted anyway). This contains the usual
+    case; HDF5 can be past saving when its very first writes failed, which is why the
+    weights writers first check that there is room (:func:`check_room`).
+    """
+    import sys
+
+    h5py = sys.modules.get("h5py")
+    if h5py is None or is_url(path) or not os.path.isfile(path):
+        return
+    target = os.path.realpath(path)
+    for file_id in h5py.h5f.get_obj_ids(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE):
+        try:
+            name = file_id.name.decode() if isinstance(file_id.name, bytes) else str(file_id.name)
+        except Exception:  # noqa: BLE001 - an identifier HDF5 no longer knows
+            continue
+        if os.path.realpath(name) != target:
+            continue
+        with contextlib.suppress(Exception):
+            null = os.open(os.devnull, os.O_RDWR)
+            try:
+                os.dup2(null, int(file_id.get_vfd_handle()))
+            finally:
+                os.close(null)
 
 
 def write_bytes_atomic(path, data: bytes) -> None:
@@ -458,13 +493,13 @@ def replacing_folder(target, marker: str, keep_old: Optional[str] = None) -> Ite
     """
     target = fspath(target).rstrip("/") if is_url(target) else fspath(target)
     parent = dirname(abspath(target))
-    if parent:
-        makedirs(parent)
-        remove_stale_temporaries(parent, of=basename(target))
     staging = temp_path(target)
-    makedirs(staging)
     try:
         with disk_full_names(target):
+            if parent:
+                makedirs(parent)
+                remove_stale_temporaries(parent, of=basename(target))
+            makedirs(staging)
             yield staging
             publish_folder(staging, target, marker, keep_old)
     finally:
@@ -566,6 +601,19 @@ def disk_full_error(path, size: Optional[int] = None) -> DiskFullError:
         room = "the storage is full or over its quota"
     return DiskFullError(f"{path}: cannot be written, no space left on the device ({room}); free some space "
                          "and run the same command again")
+
+
+def check_room(path, size: int) -> None:
+    """Refuse to start writing ``size`` bytes to the local ``path`` when its file system has less free.
+
+    For the writers that cannot fail cleanly halfway (h5py, see :func:`release_hdf5_file`).
+
+    Raises:
+        DiskFullError: names ``path``, the bytes needed and the bytes free.
+    """
+    free = free_bytes(path)
+    if free is not None and free < size:
+        raise disk_full_error(path, size)
 
 
 @contextlib.contextmanager

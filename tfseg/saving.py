@@ -146,6 +146,20 @@ def load_keras_model(path: str, compile: bool = True, require_finite: bool = Tru
     return model
 
 
+def weights_file_size(model) -> int:
+    """A generous estimate of the bytes of ``model``'s ``.weights.h5`` or ``.keras`` file (optimizer included).
+
+    The variables' bytes, plus about 2 KB of HDF5 bookkeeping per variable (1.0-1.1 KB measured on
+    U-Nets with 80 and 180 variables) and 64 KB for the rest.
+    """
+    import numpy as np
+
+    optimizer = getattr(model, "optimizer", None)
+    variables = [*model.weights, *(getattr(optimizer, "variables", None) or [])]
+    data = sum(int(np.prod(v.shape)) * np.dtype(getattr(v.dtype, "name", v.dtype)).itemsize for v in variables)
+    return data + 2048 * len(variables) + 65536
+
+
 def run_classes(run_dir: str) -> Optional[int]:
     """The class count a run trained with, when its folder says (``metrics.json``), else ``None``."""
     try:
