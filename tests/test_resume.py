@@ -87,6 +87,32 @@ def test_kill_minus_9_then_the_same_command_resumes(tmp_path, capsys):
     assert len(old) == 1 and history_epochs(str(tmp_path / old[0])) == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.slow
+def test_sigterm_prints_one_line_then_the_same_command_resumes(tmp_path, capsys):
+    # What a scheduler or `docker stop` sends: stopped like Ctrl-C, one line, the run stays resumable.
+    data = write_folder_dataset(str(tmp_path / "data"), count=24)
+    run = str(tmp_path / "run")
+    args = ["train", "--data", data, "--image-size", "32", "--base-filters", "4", "--depth", "2",
+            "--batch-size", "8", "--steps-per-epoch", "30", "--epochs", "4", "--patience", "20",
+            "--out", run, "--verbose", "2"]
+    process = subprocess.Popen([sys.executable, "-m", "tfseg", *args], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    deadline = time.time() + TIMEOUT
+    while len(history_epochs(run)) < 1 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=TIMEOUT)
+    lines = [line for line in err.splitlines() if line.startswith("tfseg")]
+    assert process.returncode == 143 and lines == [
+        "tfseg train: terminated (SIGTERM); run the same command again to resume after the last completed epoch"
+    ], (process.returncode, err[-2000:])
+    stopped_after = history_epochs(run)
+    assert 1 <= len(stopped_after) < 4 and not os.path.exists(os.path.join(run, "metrics.json"))
+    code, err = run_cli(capsys, args)
+    assert code == 0 and "resuming after epoch" in err, err
+    assert history_epochs(run) == [1, 2, 3, 4]
+
+
 def _tiny_model():
     from tfseg.metrics import Dice
 
