@@ -793,6 +793,11 @@ class FileSource(Source):
         """Every problem found, including those of skipped samples."""
         return list(self._problems)
 
+    def image_sizes(self, ids: Sequence[str]) -> Optional[List[Tuple[int, int]]]:
+        """From the up-front check of every file."""
+        sizes = [(self.pairs[i].image_info.height, self.pairs[i].image_info.width) for i in ids]
+        return sizes if all(h > 0 and w > 0 for h, w in sizes) else None
+
     def folders(self) -> List[str]:
         """The folders of the listed images and masks."""
         return sorted({fileio.dirname(path) for pair in self.pairs.values() for path in (pair.image, pair.mask)})

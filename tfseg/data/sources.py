@@ -60,6 +60,10 @@ class Source(abc.ABC):
         """``[(path, what is wrong), ...]`` found while listing (empty when clean)."""
         return []
 
+    def image_sizes(self, ids: Sequence[str]) -> Optional[List[Tuple[int, int]]]:
+        """``(height, width)`` of each image of ``ids`` when known without decoding them, else ``None``."""
+        return None
+
     def folders(self) -> List[str]:
         """The folders this source reads its files from (none for generated or TFDS data).
 

@@ -366,6 +366,9 @@ class SyntheticSource(Source):
     def ids(self) -> List[str]:
         return [f"{ID_PREFIX}{i:0{self._width}d}" for i in range(self.count)]
 
+    def image_sizes(self, ids: Sequence[str]):
+        return [(self.image_size, self.image_size)] * len(ids)
+
     def index_of(self, sample_id: str) -> int:
         """The sample index encoded in ``synthetic-NNNNN``."""
         digits = sample_id[len(ID_PREFIX):] if sample_id.startswith(ID_PREFIX) else ""
@@ -521,6 +524,9 @@ class SyntheticLargeSource(SyntheticSource):
 
     def ids(self) -> List[str]:
         return [f"{LARGE_ID_PREFIX}{i:0{self._width}d}" for i in range(self.count)]
+
+    def image_sizes(self, ids: Sequence[str]):
+        return None  # each image its own size, known once generated
 
     def index_of(self, sample_id: str) -> int:
         digits = sample_id[len(LARGE_ID_PREFIX):] if sample_id.startswith(LARGE_ID_PREFIX) else ""

@@ -123,6 +123,10 @@ def _train_locked(config: TrainConfig, verbose: int, force_new: bool, strategy, 
 
         refuse_inside_source(run_dir, source)  # a run folder among the images would be read as data
         ids = split_ids(source, config)
+        if config.patch_size is not None:
+            from tfseg.data.patches import warn_if_patch_larger_than_every_image
+
+            warn_if_patch_larger_than_every_image(source.image_sizes(ids["train"]), config.patch_size, config.scale)
         # a resumed run keeps the split it started with: stop if the data or the split rule moved ids
         splits_stored = status == "resume" and check_stored_splits(run_dir, ids)
         num_classes = resolve_num_classes(source, None if config.num_classes == 1 else config.num_classes)
