@@ -51,6 +51,9 @@ def setup(root):
                            ("masks", (rng.random((20, 24)) > 0.5).astype(np.uint8) * 255)]:
             os.makedirs(os.path.join(root, "data", sub), exist_ok=True)
             Image.fromarray(array).save(os.path.join(root, "data", sub, f"s{i}.png"))
+            if sub == "images" and i < 2:  # predict's inputs: two photos (each write point costs a run)
+                os.makedirs(os.path.join(root, "photos"), exist_ok=True)
+                Image.fromarray(array).save(os.path.join(root, "photos", f"s{i}.png"))
     return root
 
 
@@ -62,7 +65,7 @@ def commands(root, model):
                     "--overwrite"], os.path.join(root, "serving", "1")),
         "export-tflite": (["export", "--model", keras_file, "--out", os.path.join(root, "lite"), "--format", "tflite",
                            "--overwrite"], os.path.join(root, "lite")),
-        "predict": (["predict", "--model", keras_file, os.path.join(data, "images"), "--out",
+        "predict": (["predict", "--model", keras_file, os.path.join(root, "photos"), "--out",
                      os.path.join(root, "masks"), "--overwrite"], os.path.join(root, "masks")),
         "prepare": (["prepare", "--data", f"folder:{data}", "--out", os.path.join(root, "shards"), "--shards", "2",
                      "--overwrite", "--quiet"], os.path.join(root, "shards")),

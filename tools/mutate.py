@@ -65,6 +65,12 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         ["tests/test_serving_parity.py", "tests/test_export.py"],
         ["-k", "not onnx"],
     ),
+    # what tfseg may write and replace, the one folder rule, temporaries, a full disk, the run lock
+    "fileio": ("tfseg/fileio.py", None, ["tests/test_fileio.py", "tests/test_stale_temporaries.py"],
+               ["-k", "not truncated and not killed_run_left and not bare_relative"]),
+    "outputs": ("tfseg/outputs.py", None, ["tests/test_fileio.py"], []),
+    "locks": ("tfseg/locks.py", None, ["tests/test_fileio.py", "tests/test_run_lock.py"],
+              ["-k", "not two_trains and not force_new and not fails_before_writing"]),
 }
 
 SWAPS = {
