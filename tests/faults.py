@@ -79,8 +79,9 @@ def inject_faults(monkeypatch, fail_at, disk_full=True):
                                (fileio, "makedirs", True), (viz, "save_figure", False),
                                (fileio, "publish_folder", False), (keras.Model, "save", True),
                                (keras.Model, "save_weights", True), (keras.Model, "export", True),
-                               (keras.export.ExportArchive, "write_out", True)]:
+                               (type(keras.export.ExportArchive()), "write_out", True)]:
         function = getattr(owner, name)
+        # (keras.export.ExportArchive() is an instance of a backend's class: that class is patched)
         monkeypatch.setattr(owner, name, _wrap(counter, function, f"{owner.__name__}.{name}", write))
     monkeypatch.setattr(fileio, "open_file",
                         _wrap(counter, fileio.open_file, "open_file", True, _opened_for_writing))

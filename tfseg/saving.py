@@ -197,8 +197,12 @@ def _configured_architecture(config_json: str, num_classes: int) -> Dict[str, An
 
 
 def configured_architecture(config, num_classes: int) -> Dict[str, Any]:
-    """:func:`architecture` of the model that ``config`` (a run's settings) builds with ``num_classes``."""
-    return _configured_architecture(config.to_json(), int(num_classes))
+    """:func:`architecture` of the model that ``config`` (a run's settings) builds with ``num_classes``.
+
+    Built once per process for each architecture (where a run lives and how long it trains do not count).
+    """
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("out", "epochs", "tensorboard")}
+    return _configured_architecture(json.dumps(settings, sort_keys=True), int(num_classes))
 
 
 def describe_architecture(found: Dict[str, Any]) -> str:
