@@ -120,6 +120,12 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         ["tests/test_source_settings.py", "tests/test_sources_tfds.py"],
         ["-k", "not worked and not fit and not train and not shipped and not cli"],
     ),
+    # what tfseg may write and replace, the one folder rule, temporaries, a full disk, the run lock
+    "fileio": ("tfseg/fileio.py", None, ["tests/test_fileio.py", "tests/test_stale_temporaries.py"],
+               ["-k", "not truncated and not killed_run_left and not bare_relative"]),
+    "outputs": ("tfseg/outputs.py", None, ["tests/test_fileio.py"], []),
+    "locks": ("tfseg/locks.py", None, ["tests/test_fileio.py", "tests/test_run_lock.py"],
+              ["-k", "not two_trains and not force_new and not fails_before_writing"]),
 }
 
 SWAPS = {

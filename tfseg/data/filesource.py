@@ -256,6 +256,10 @@ class FileSource(Source):
         info = self.pairs[sample_id].image_info
         return info.height, info.width
 
+    def folders(self) -> List[str]:
+        """The folders of the listed images and masks."""
+        return sorted({fileio.dirname(path) for pair in self.pairs.values() for path in (pair.image, pair.mask)})
+
     def problems(self) -> List[Tuple[str, str]]:
         """Every problem found, including those of skipped samples."""
         return list(self._problems)

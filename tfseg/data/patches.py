@@ -29,9 +29,42 @@ Example:
 
 from __future__ import annotations
 
+import logging
+from typing import Optional, Sequence, Tuple
+
 import tensorflow as tf
 
 from tfseg.config import DEFAULT_FOREGROUND_FRACTION, check_patch_options  # noqa: F401 - re-exported
+
+
+logger = logging.getLogger(__name__)
+
+
+def patch_larger_than_every_image(sizes: Optional[Sequence[Tuple[int, int]]], patch_size: int,
+                                  scale: float = 1.0) -> Optional[str]:
+    """A warning when a ``patch_size`` crop does not fit in any image (each scaled by ``scale``), else ``None``.
+
+    Every crop is then padded with zeros (:func:`random_patch`): the model sees more padding than
+    image. ``sizes``: ``(height, width)`` per image (``None``: unknown, no warning).
+    """
+    if not sizes:
+        return None
+    scaled = [(max(round(h * float(scale)), 1), max(round(w * float(scale)), 1)) for h, w in sizes]
+    fits = [min(h, w) for h, w in scaled]
+    if max(fits) >= int(patch_size):
+        return None
+    largest = max(scaled, key=lambda hw: min(hw))
+    scaled_by = "" if float(scale) == 1.0 else f" scaled by {float(scale):g}"
+    return (f"patch_size {patch_size} is larger than every training image{scaled_by} (the largest fitting square "
+            f"is {max(fits)} px, in a {largest[1]}x{largest[0]} image): every crop is padded with zeros; "
+            f"choose a patch size up to {max(fits)}")
+
+
+def warn_if_patch_larger_than_every_image(sizes, patch_size: int, scale: float = 1.0) -> None:
+    """Log :func:`patch_larger_than_every_image`'s warning (once: call it once per run)."""
+    message = patch_larger_than_every_image(sizes, patch_size, scale)
+    if message:
+        logger.warning(message)
 
 
 def scaled_size(height, width, scale: float):

@@ -189,6 +189,19 @@ class Source(abc.ABC):
         """``[(path, what is wrong), ...]`` found while listing (empty when clean)."""
         return []
 
+    def image_sizes(self, ids: Sequence[str]) -> Optional[List[Tuple[int, int]]]:
+        """``(height, width)`` of each image of ``ids`` when known without decoding them, else ``None``
+        (from :meth:`sample_size`)."""
+        sizes = [self.sample_size(i) for i in ids]
+        return sizes if all(size and size[0] > 0 and size[1] > 0 for size in sizes) else None
+
+    def folders(self) -> List[str]:
+        """The folders this source reads its files from (none for generated or TFDS data).
+
+        tfseg writes no output inside them (:func:`tfseg.outputs.refuse_inside_source`).
+        """
+        return []
+
     def split_ids(self, split: str, seed: int = 0, fractions=DEFAULT_FRACTIONS) -> List[str]:
         """Ids in ``split`` (``train``/``val``/``test``/``all``); see :mod:`tfseg.data.splits`."""
         from tfseg.data.splits import split_ids

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from typing import Dict, Optional, Sequence
 
 from tfseg import fileio
@@ -82,20 +81,23 @@ def _feature_int(value: int):
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
 
 
-def _check_out_dir(out: str, overwrite: bool, inputs: Sequence[str] = ()):
+def _check_out_dir(out: str, overwrite: bool, inputs: Sequence[str] = (), source=None):
     """Refuse an ``out`` that is not safe to write or replace (see :mod:`tfseg.outputs`).
 
     A non-empty ``out`` is replaced only with ``overwrite``, and only when it is a shard
     folder this function's writer made: ``manifest.json`` and the shards it names, nothing else.
+    It may not hold an input nor lie inside a folder ``source`` reads.
     """
     from tfseg import outputs
 
     outputs.check_output_folder(out)
     outputs.refuse_run_folder(out)
-    for source in inputs:
-        if outputs.is_within(source, out):
-            raise TfsegError(f"out {out}: holds the input {source}; tfseg never deletes or replaces an input "
+    for path in inputs:
+        if outputs.is_within(path, out):
+            raise TfsegError(f"out {out}: holds the input {path}; tfseg never deletes or replaces an input "
                              "(choose another folder)")
+    if source is not None:
+        outputs.refuse_inside_source(out, source)
     if not (fileio.isdir(out) and fileio.listdir(out)):
         return
     if not fileio.isfile(fileio.join(out, MANIFEST)):
@@ -116,50 +118,14 @@ def _check_out_dir(out: str, overwrite: bool, inputs: Sequence[str] = ()):
                          "to replace them")
 
 
-def _temporary_dir(out: str, tag: str) -> str:
-    """``PARENT/.NAME.tmp-<tag>-<random>`` next to ``out`` (a name :func:`_remove_stale_temporaries` cleans)."""
-    return fileio.join(fileio.dirname(out), f".{fileio.basename(out)}.tmp-{tag}{uuid.uuid4().hex[:8]}")
-
-
-def _replace_dir(tmp: str, out: str):
-    """Move the finished ``tmp`` folder to ``out``; the manifest is its commit marker.
-
-    Local disk: the old ``out`` disappears only once the new one is in place (two renames).
-    URL (``gs://``): a rename is a copy, so the old manifest goes first (the folder then reads
-    as unfinished, never as old manifest + new shards), the old shards next, and the new
-    shards are moved in before the new manifest.
-    """
-    if fileio.is_url(out):
-        fileio.remove(fileio.join(out, MANIFEST))
-        fileio.rmtree(out)
-        fileio.rename(tmp, out, last=[MANIFEST])
-        return
-    old = None
-    if fileio.exists(out):
-        # a temporary's name: a kill between the renames leaves it for the next write_shards to clean
-        old = _temporary_dir(out, "old-")
-        fileio.rename(out, old)
-    fileio.rename(tmp, out)
-    if old is not None:
-        fileio.rmtree(old)
-
-
-def _remove_stale_temporaries(out: str):
-    # Only this folder's own temporaries (.NAME.tmp-...) in the parent: the parent is the user's.
-    parent, prefix = fileio.dirname(out), f".{fileio.basename(out)}.tmp-"
-    if parent and fileio.isdir(parent):
-        for name in fileio.listdir(parent):
-            if name.startswith(prefix) and fileio.is_temporary(name):
-                fileio.rmtree(fileio.join(parent, name))
-
-
 def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Optional[int] = None,
                  progress: bool = True, overwrite: bool = False, **source_options) -> Dict:
     """Write every sample of ``source`` to TFRecord shards plus ``manifest.json``.
 
-    Written to a temporary folder next to ``out_dir`` and renamed at the end:
-    an interrupted run leaves no half-written ``out_dir``. On an object store
-    (``gs://``) the rename is a copy; ``manifest.json`` is moved last, so a folder
+    Written to a hidden staging folder next to ``out_dir`` and published by
+    :func:`tfseg.fileio.replacing_folder` (staging folders a killed ``prepare`` left are
+    removed first): an interrupted run leaves no half-written ``out_dir``. On an object
+    store (``gs://``) the rename is a copy; ``manifest.json`` is moved last, so a folder
     without it is unfinished (and refused by the ``tfrecord:`` source).
 
     Args:
@@ -185,16 +151,12 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
         raise ConfigError(f"image_size {image_size!r}: must be a positive integer")
     out = fileio.fspath(out_dir).rstrip("/") if fileio.is_url(out_dir) else fileio.fspath(out_dir)
-    _check_out_dir(out, overwrite, inputs=[src.spec.path] if src.spec.path else [])
+    _check_out_dir(out, overwrite, inputs=[src.spec.path] if src.spec.path else [], source=src)
     ids = src.ids()
     count = min(shards or -(-len(ids) // SAMPLES_PER_SHARD), len(ids))
     names = [shard_name(i, count) for i in range(count)]
-    if fileio.dirname(out):
-        fileio.makedirs(fileio.dirname(out))
-    _remove_stale_temporaries(out)
-    tmp = _temporary_dir(out, "")
-    fileio.makedirs(tmp)
-    try:
+    # Staged next to out, manifest.json published last (tfseg.fileio.replacing_folder: the one folder rule).
+    with fileio.replacing_folder(out, MANIFEST) as tmp:
         groups = [src.group(i) for i in ids]
         counts = [0] * count
         written = src.examples(ids).map(lambda ex: _encode(ex, image_size), num_parallel_calls=tf.data.AUTOTUNE)
@@ -235,10 +197,6 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
         }
         with fileio.open_file(fileio.join(tmp, MANIFEST), "w") as f:
             f.write(json.dumps(manifest, indent=1) + "\n")
-        _replace_dir(tmp, out)
-    except BaseException:
-        fileio.rmtree(tmp)
-        raise
     return {**manifest, "path": out}
 
 

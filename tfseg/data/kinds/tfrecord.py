@@ -68,6 +68,9 @@ class TfrecordSource(Source):
         self._groups = {ids[i]: groups[i] for i in keep}
         self._order = {ids[i]: rank for rank, i in enumerate(keep)}
 
+    def folders(self) -> List[str]:
+        return [self.folder]
+
     def ids(self) -> List[str]:
         return sorted(self._groups)
 
