@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 from tfseg.errors import ConfigError
+from tfseg.masks import check_ignore_class, check_num_classes
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
@@ -175,7 +176,8 @@ class TrainConfig:
             choices = option.metadata.get("choices")
             if choices is not None and value not in choices:
                 raise ConfigError(f"{flag} {value!r}: choose one of {', '.join(choices)}")
-        for name in ("image_size", "batch_size", "epochs", "base_filters", "depth", "num_classes"):
+        check_num_classes(self.num_classes)
+        for name in ("image_size", "batch_size", "epochs", "base_filters", "depth"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} {value!r}: must be a positive integer")
@@ -279,15 +281,3 @@ def default(name: str):
     """
     return TrainConfig.__dataclass_fields__[name].default
 
-
-def check_ignore_class(ignore_class, num_classes: int) -> int:
-    """``ignore_class`` as an int: a mask value 0..255, for class-id masks (``num_classes >= 2``).
-
-    Raises:
-        ConfigError: not an integer in 0..255, or binary masks (their 0/255 encoding has no spare value).
-    """
-    if isinstance(ignore_class, bool) or not isinstance(ignore_class, int) or not 0 <= ignore_class <= 255:
-        raise ConfigError(f"ignore_class {ignore_class!r}: a mask value 0..255 (e.g. 255)")
-    if int(num_classes) < 2:
-        raise ConfigError(f"ignore_class {ignore_class!r}: needs class-id masks (--num-classes 2 or more)")
-    return int(ignore_class)

@@ -416,6 +416,8 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     native = defaults.image_size if tiled and run_config is not None else image_size
     source = open_dataset_source(data, image_size=native if tiled else image_size,
                                  num_classes=num_classes if num_classes > 1 else None, ignore_class=ignore_class)
+    if out:
+        outputs.refuse_inside_source(out, source)  # figures among the masks would be read back as data
     ids = list(source.split_ids(split, seed=seed, fractions=fractions))
     if run_config is not None and (str(data), seed, tuple(fractions)) == (
         str(run_config.data), run_config.seed, tuple(run_config.split_fractions())
@@ -459,14 +461,14 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     if out:
         from tfseg.viz import plot_best_worst, plot_dice_histogram
 
-        fileio.makedirs(out)
-        fileio.remove_stale_temporaries(out)
-        outputs.claim(out, OUTPUT_FILES, "tfseg evaluate")
-        fileio.write_json_atomic(fileio.join(out, "metrics.json"), result)
+        # One set: the previous evaluation's files go first, metrics.json comes last (tfseg.outputs.begin_set).
+        outputs.begin_set(out, OUTPUT_FILES, "tfseg evaluate")
         write_rows_csv(fileio.join(out, "per_image.csv"), rows)
         write_per_class_csv(fileio.join(out, "per_class.csv"), result["per_class"])
         dice = np.array([row["dice"] for row in rows])
         plot_dice_histogram(dice, fileio.join(out, "dice_histogram.png"))
         plot_best_worst(images, trues, preds, dice, fileio.join(out, "best_worst.png"),
                         ids=[row["id"] for row in rows])
+        fileio.write_json_atomic(fileio.join(out, "metrics.json"), result)
+        outputs.finish_set(out, OUTPUT_FILES)
     return result

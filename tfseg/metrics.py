@@ -76,6 +76,7 @@ from keras import ops
 
 from tfseg import keras_compat
 from tfseg.errors import ConfigError
+from tfseg.masks import foreground
 
 __all__ = [
     "COMPILE_NAMES",
@@ -197,11 +198,11 @@ def prediction_classes(y_pred, num_classes: Optional[int] = None) -> int:
 
 
 def _true_ids(y_true, rank, num_classes):
-    """Target class ids, int32 ``[B, ..., 1]`` (binary: 1 where ``> 0.5``)."""
+    """Target class ids, int32 ``[B, ..., 1]`` (binary: 1 where ``> 0.5``, :func:`tfseg.masks.foreground`)."""
     if len(y_true.shape) == rank - 1:
         y_true = ops.expand_dims(y_true, -1)
     if num_classes == 1:
-        return ops.cast(ops.cast(y_true, "float32") > 0.5, "int32")
+        return ops.cast(foreground(ops.cast(y_true, "float32"), xp=ops), "int32")
     if y_true.shape[-1] == num_classes:  # one-hot
         return ops.expand_dims(ops.cast(ops.argmax(ops.cast(y_true, "float32"), axis=-1), "int32"), -1)
     return ops.cast(y_true, "int32")

@@ -114,6 +114,67 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         ["tests/test_serving_parity.py", "tests/test_export.py"],
         ["-k", "not onnx"],
     ),
+    # The data side's one-place rules: mask values, class ids and the ignore value, colour maps, pixels, files.
+    "masks": (
+        "tfseg/masks.py",
+        None,
+        ["tests/test_source_settings.py", "tests/test_pipeline.py", "tests/test_multiclass_data.py"],
+        ["-k", "foreground or bound or fewer or uint16 or ids_beyond or int32_ids or needs_class_id or 255_border "
+               "or without_raw_masks or two_colours or jpeg_mask or ignore_class_reach"],
+    ),
+    "pipeline_classes": (
+        "tfseg/data/pipeline.py",
+        ["_checked_class_ids", "resolve_num_classes", "open_dataset_source", "MASK_DTYPE"],
+        ["tests/test_source_settings.py", "tests/test_pipeline.py"],
+        ["-k", "ignore_class_passes or ids_beyond or int32_ids or fewer or generated_and_tfds or opened_source "
+               "or generated_at_the_pipeline_size or train_opens or smallest_synthetic or bad_file_stops"],
+    ),
+    "patch_centre": (
+        "tfseg/data/patches.py",
+        ["random_patch"],
+        ["tests/test_patches.py", "tests/test_source_settings.py"],
+        ["-k", "foreground or uniform or padded or same_seed or centre_on_labelled"],
+    ),
+    "colormap": (
+        "tfseg/data/colormap.py",
+        None,
+        ["tests/test_multiclass_data.py", "tests/test_source_settings.py"],
+        ["-k", "colour or colormap"],
+    ),
+    "filepixels": (
+        "tfseg/data/filepixels.py",
+        None,
+        ["tests/test_pixel_rules.py", "tests/test_decode_formats.py", "tests/test_sources_files.py",
+         "tests/test_damaged_data.py"],
+        ["-k", "not fit and not train and not split"],
+    ),
+    "filecheck": (
+        "tfseg/data/filecheck.py",
+        None,
+        ["tests/test_pixel_rules.py", "tests/test_damaged_data.py", "tests/test_sources_files.py",
+         "tests/test_source_settings.py"],
+        ["-k", "damaged or broken or truncated or 16bit or graph_decoder or rechecking or palette_and or in_place "
+               "or handles_rgba or interlaced or colour_bmp or jpegs_of_any_size or opaque_rgba"],
+    ),
+    "filesource": (
+        "tfseg/data/filesource.py",
+        ["mask_value_problem", "_finish", "_same_shape", "is_image_file", "is_ignored"],
+        ["tests/test_sources_files.py", "tests/test_multiclass_data.py", "tests/test_source_settings.py"],
+        ["-k", "handles_rgba or mask_threshold or multi_class_folder or 255 or jpeg_mask or ph2_and_mads "
+               "or bad_folder or order_asked or smaller_class_id_mask or aspect_ratio"],
+    ),
+    "sources": (
+        "tfseg/data/sources.py",
+        None,
+        ["tests/test_source_settings.py", "tests/test_sources_tfds.py"],
+        ["-k", "not worked and not fit and not train and not shipped and not cli"],
+    ),
+    # what tfseg may write and replace, the one folder rule, temporaries, a full disk, the run lock
+    "fileio": ("tfseg/fileio.py", None, ["tests/test_fileio.py", "tests/test_stale_temporaries.py"],
+               ["-k", "not truncated and not killed_run_left and not bare_relative"]),
+    "outputs": ("tfseg/outputs.py", None, ["tests/test_fileio.py"], []),
+    "locks": ("tfseg/locks.py", None, ["tests/test_fileio.py", "tests/test_run_lock.py"],
+              ["-k", "not two_trains and not force_new and not fails_before_writing"]),
 }
 
 SWAPS = {

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 from tfseg import fileio
+from tfseg.saving import weights_file_size
 from tfseg.training.run_folder import BACKUP_DIR, MODEL_FILE, STATE_FILE, remove_superseded_weights
 
 MONITOR = "val_dice"
@@ -77,6 +78,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         if not weights_finite(self.model):
             return
         self.best = float(value)
+        fileio.check_room(self.filepath, weights_file_size(self.model))  # h5py cannot fail cleanly halfway
         with fileio.atomic_path(self.filepath) as tmp:
             inference_model(self.model).save(tmp)
 
@@ -280,6 +282,8 @@ class RunBackup(keras.callbacks.Callback):
         """Write the weights, then ``state.json`` naming them, then delete the superseded weights."""
         fileio.makedirs(self.backup_dir)
         name = f"epoch-{epochs_done:04d}.weights.h5"
+        # h5py cannot fail cleanly halfway through (tfseg.fileio.release_hdf5_file): no start without room
+        fileio.check_room(fileio.join(self.backup_dir, name), weights_file_size(self.model))
         with fileio.atomic_path(fileio.join(self.backup_dir, name)) as tmp:
             self.model.save_weights(tmp, overwrite=True)
         state = {
