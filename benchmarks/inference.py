@@ -2,7 +2,7 @@
 
 Per-image latency (batch 1: median over ``--repeats`` calls after warm-up) and
 throughput (batch ``--batch-size``: images / median batch time) of
-``build_model(--model, --image-size)`` with default options (untrained weights:
+``build_model(--model, --image-size, base_filters=16)``, other options default (untrained weights:
 speed does not depend on them) on this machine's CPU.
 
 Runtimes:
@@ -123,7 +123,8 @@ def measure(args):
 
     from tfseg.models import build_model
 
-    model = build_model(args.model, args.image_size)
+    # width 16: the model BENCHMARKS.md's figures were measured with (tfseg train's default is 8)
+    model = build_model(args.model, args.image_size, base_filters=16)
     rng = np.random.default_rng(0)
     size = (args.image_size, args.image_size, 3)
     one = rng.integers(0, 256, (1, *size), dtype=np.uint8)
@@ -145,7 +146,7 @@ def measure(args):
             print(f"  measured {name}", file=sys.stderr, flush=True)
     return {
         "command": "python " + " ".join([os.path.relpath(__file__)] + sys.argv[1:]),
-        "model": f"build_model({args.model!r}, {args.image_size}) default options, {model.count_params():,} parameters",
+        "model": f"build_model({args.model!r}, {args.image_size}, base_filters=16), {model.count_params():,} parameters",
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),

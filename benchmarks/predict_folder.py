@@ -1,7 +1,7 @@
 """`tfseg predict` on a folder of PH2-size images vs the model's own `predict` on decoded arrays.
 
 On the images of ``--count`` PH2-size samples (768x560 24-bit BMP, as the PH2 archive holds them), with one
-model saved as ``model.keras`` (``build_model(--model, --image-size)``, default options,
+model saved as ``model.keras`` (``build_model(--model, --image-size, base_filters=16)``, default options,
 untrained weights: speed does not depend on them), each row times one pass over all images
 after a warm-up pass on the first batch:
 
@@ -74,7 +74,8 @@ def measure(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="tfseg-predict-"))
     try:
         paths = image_files(work / "data", args.count)
-        model = build_model(args.model, image_size=args.image_size)
+        # width 16: the model BENCHMARKS.md's figures were measured with (tfseg train's default is 8)
+        model = build_model(args.model, image_size=args.image_size, base_filters=16)
         model_path = str(work / "model.keras")
         model.save(model_path)
         settings = Settings(window=(args.image_size, args.image_size))

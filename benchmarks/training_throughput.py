@@ -30,8 +30,9 @@ keras-io examples write it, with ``keras.layers`` only (:func:`plain_keras_unet`
 the same loss, metrics and optimizer; ``vs_tfseg`` is tfseg's U-Net over it (images/s), measured
 side by side in the same run.
 
-``--ablations`` adds U-Net rows at the largest size and width with Keras' own
-``keras.layers.BatchNormalization`` in place of :class:`tfseg.layers.BatchNorm`; ``--ops``
+``--ablations`` adds U-Net rows at the largest size and width with :class:`tfseg.layers.BatchNorm`
+(``batch_norm_layer="bfloat16"``) in place of the default ``keras.layers.BatchNormalization``
+(``benchmarks/batch_norm.py`` compares the two interleaved, the fairer measurement); ``--ops``
 adds the "why": forward + backward time of each layer type at the U-Net's shapes, float32
 vs mixed_bfloat16, and which ops of one mixed_bfloat16 training step still run in float32.
 ``--train-runs float32,mixed_bfloat16`` adds complete default ``tfseg train`` runs per
@@ -50,7 +51,6 @@ Prints Markdown tables (with this command and the machine above them) and writes
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
@@ -101,8 +101,8 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", default="0,1", help="the scored rows train once per seed (the spread of their "
                                                        "Dice is the noise); the other rows use the first")
     parser.add_argument("--ablations", action="store_true",
-                        help="add U-Net rows at the largest size and width with keras.layers.BatchNormalization "
-                             "instead of tfseg.layers.BatchNorm")
+                        help="add U-Net rows at the largest size and width with tfseg.layers.BatchNorm "
+                             "(--batch-norm-layer bfloat16) instead of keras.layers.BatchNormalization")
     parser.add_argument("--ops", action="store_true", help="add the per-layer float32 vs bfloat16 table")
     parser.add_argument("--train-runs", default="", metavar="PRECISIONS",
                         help="also run a complete default `tfseg train --precision P --seed S` for each of these "
@@ -217,7 +217,6 @@ def measure_run(row: Dict[str, Any], data, args, seed: int) -> Dict[str, Any]:
     keras.utils.set_random_seed(seed)
     epochs, steps = row["budget"]
     options = dict(row["config"])
-    keras_batch_norm = options.pop("keras_batch_norm", False)
     config = TrainConfig(model=row["model"], image_size=row["size"], batch_size=args.batch_size,
                          precision=row["precision"], jit_compile=row["xla"] == "on", seed=seed,
                          base_filters=row["base_filters"], depth=args.depth, **options)
@@ -228,8 +227,7 @@ def measure_run(row: Dict[str, Any], data, args, seed: int) -> Dict[str, Any]:
             model = plain_keras_unet(config.image_size, config.base_filters, config.depth)
             compile_model(model, config, 1, config.learning_rate)
         else:
-            with batch_norm_layer(keras.layers.BatchNormalization if keras_batch_norm else None):
-                model = build_compiled_model(config, 1, training_phases(config)[0])
+            model = build_compiled_model(config, 1, training_phases(config)[0])
         throughput, first = Throughput(config.batch_size), FirstEpochTimer()
         model.fit(train_batches(data["train"], config.batch_size, seed), epochs=epochs,
                   steps_per_epoch=steps, callbacks=[throughput, first], verbose=0)
@@ -239,23 +237,6 @@ def measure_run(row: Dict[str, Any], data, args, seed: int) -> Dict[str, Any]:
             dice = model.evaluate(images, masks, batch_size=config.batch_size, return_dict=True, verbose=0)["dice"]
     return {"policy": policy, "images_per_second": throughput.images_per_second(), "dice": dice,
             "first_epoch_s": first.seconds, **meter.result()}
-
-
-@contextlib.contextmanager
-def batch_norm_layer(layer_class):
-    """Build the models with ``layer_class`` in place of :class:`tfseg.layers.BatchNorm` (None: unchanged)."""
-    from tfseg.models import blocks, segnet
-
-    modules = (blocks, segnet)  # every model builds its BatchNorm through these
-    saved = [module.BatchNorm for module in modules]
-    try:
-        if layer_class is not None:
-            for module in modules:
-                module.BatchNorm = layer_class
-        yield
-    finally:
-        for module, original in zip(modules, saved):
-            module.BatchNorm = original
 
 
 def quiet_run(run, label: str, args) -> Dict[str, Any]:
@@ -315,9 +296,9 @@ def grid(args) -> List[Dict[str, Any]]:
                             rows.append({**rows[-1], "options": PLAIN, "score": False, "budget": speed})
     if args.ablations:
         for precision in ("float32", "mixed_bfloat16"):
-            rows.append({"model": "unet", "options": "keras.layers.BatchNormalization", "base_filters": max(widths),
+            rows.append({"model": "unet", "options": "tfseg.layers.BatchNorm", "base_filters": max(widths),
                          "size": max(sizes), "precision": precision, "xla": "off", "budget": speed, "score": False,
-                         "config": {"keras_batch_norm": True}})
+                         "config": {"batch_norm_layer": "bfloat16"}})
     return rows
 
 
@@ -443,7 +424,8 @@ def layer_table(size: int, batch: int, base: int, repeats: int) -> List[Dict[str
 
 
 def op_census(model_name: str, size: int, batch: int, base: int, depth: int) -> Dict[str, Any]:
-    """Where float32 survives in one training step (forward, loss, backward) under mixed_bfloat16.
+    """Where float32 survives in one training step (forward, loss, backward) under mixed_bfloat16,
+    with :class:`tfseg.layers.BatchNorm` (``batch_norm="bfloat16"``, the layer made for this policy).
 
     Counts the ops of the step's graph whose output is a float32 or bfloat16 feature map
     (rank 4, at least the bottleneck's size), grouped by the Keras layer class they belong
@@ -460,7 +442,7 @@ def op_census(model_name: str, size: int, batch: int, base: int, depth: int) -> 
     from tfseg.precision import precision_policy
 
     with precision_policy("mixed_bfloat16"):
-        model = build_model(model_name, size, 1, base_filters=base, depth=depth)
+        model = build_model(model_name, size, 1, base_filters=base, depth=depth, batch_norm="bfloat16")
     layer_class = {layer.name: type(layer).__name__ for layer in model.layers}
     loss_fn = get_loss("bce_dice")
     x = tf.constant(np.zeros((batch, size, size, 3), np.float32))

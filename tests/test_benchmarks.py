@@ -183,3 +183,13 @@ def test_predict_folder_quick_times_the_model_the_api_and_the_cli(tmp_path):
         assert row["seconds"] > 0
         assert row["throughput_vs_model_predict"] == pytest.approx(base / row["seconds"], rel=0.02)
     assert all(row["first_batch_seconds"] > 0 for row in rows[2:])
+
+
+@pytest.mark.slow
+def test_batch_norm_quick_compares_both_layers_per_precision(tmp_path):
+    report = run_quick("batch_norm", tmp_path)
+    assert [row["precision"] for row in report["rows"]] == ["mixed_bfloat16", "float32"]
+    for row in report["rows"]:
+        assert row["keras_img_s"] > 0 and row["bfloat16_img_s"] > 0
+        assert [len(row["rounds"][layer]) for layer in ("keras", "bfloat16")] == [2, 2]
+        assert row["ratio_min"] <= row["bfloat16_over_keras"] <= row["ratio_max"]

@@ -3,56 +3,32 @@ command and finishes with a valid run folder.
 
 Every operation that changes the run folder (a rename that publishes an atomic write, a file opened
 for writing, a delete, a folder created, Keras saving a model or weights, a history row, a figure,
-the SavedModel publication) is counted in a clean run; then for each N the N-th operation raises
-before it happens (a crash between operation N-1 and N), and the same ``train`` call is made again
-without faults. The ``kill -9`` variant is ``tests/test_resume.py``.
+the SavedModel written and published) is counted in a clean run; then for each N the N-th operation
+raises before it happens (tests/faults.py), and the same ``train`` call is made again without
+faults. A write fails as on a full disk (the error h5py, zipfile or TensorFlow raises there): the
+``tfseg train`` command must then exit with code 2 and one line naming the file (issue: disk full
+is a user error); any other operation fails as a crash would. The ``kill -9`` variant is
+``tests/test_resume.py``; the other verbs' write points are ``tests/test_disk_full.py``.
 """
 
+import contextlib
 import csv
+import io
 import os
 
-import keras
 import pytest
 import tensorflow as tf
 
-from tfseg import evaluation, export, fileio, viz
+from faults import inject_faults
+from tfseg import cli, fileio
 from tfseg.config import TrainConfig
 from tfseg.saving import load_keras_model
 from tfseg.training import train
 
 EPOCHS = 2
 TINY = dict(data="synthetic:24", image_size=16, base_filters=2, depth=1, batch_size=8, epochs=EPOCHS, patience=20)
-
-
-class InjectedFault(Exception):
-    pass
-
-
-def _wrap(counter, function, is_write=lambda *args, **kwargs: True):
-    def wrapper(*args, **kwargs):
-        if is_write(*args, **kwargs):
-            counter["calls"] += 1
-            if counter["calls"] == counter["fail_at"]:
-                raise InjectedFault(f"file operation {counter['calls']} ({function.__qualname__})")
-        return function(*args, **kwargs)
-
-    return wrapper
-
-
-def _opened_for_writing(path, mode="r"):
-    return any(flag in mode for flag in "wa+")
-
-
-def inject_faults(monkeypatch, fail_at):
-    """Count (and fail at the ``fail_at``-th of) every file operation of a run; returns the counter."""
-    counter = {"calls": 0, "fail_at": fail_at}
-    for owner, name in [(fileio, "rename"), (fileio, "remove"), (fileio, "rmtree"), (fileio, "makedirs"),
-                        (viz, "save_figure"), (export, "_publish_folder")]:
-        monkeypatch.setattr(owner, name, _wrap(counter, getattr(owner, name)))
-    monkeypatch.setattr(fileio, "open_file", _wrap(counter, fileio.open_file, _opened_for_writing))
-    for owner, name in [(keras.Model, "save"), (keras.Model, "save_weights")]:
-        monkeypatch.setattr(owner, name, _wrap(counter, getattr(owner, name)))
-    return counter
+TINY_FLAGS = ["--data", "synthetic:24", "--image-size", "16", "--base-filters", "2", "--depth", "1",
+              "--batch-size", "8", "--epochs", str(EPOCHS), "--patience", "20", "--quiet"]
 
 
 def check_run_folder(run):
@@ -117,18 +93,23 @@ def test_weights_left_by_a_crash_before_their_deletion_are_removed_on_resume(tmp
 
 
 def _fault_then_rerun(folder, fail_at):
-    """One write point (run in a worker process): fail at operation ``fail_at``, then the same command.
+    """One write point (run in a worker process): ``tfseg train`` failing at operation ``fail_at``, then
+    the same command.
 
-    Returns ``(what failed, None)`` when the rerun finishes with a valid run folder, else the error."""
+    Returns ``(what failed, None)`` when the failing run ended as it should (a full disk: exit 2 and one
+    line naming the file; a crash: the fault) and the rerun finished with a valid run folder, else the error."""
     run = os.path.join(folder, f"run-{fail_at}")
     config = TrainConfig(**TINY, out=run)
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        inject_faults(monkeypatch, fail_at)
-        try:
-            train(config, verbose=0)
-            outcome = "no fault (the operation is not reached when it fails?)"
-        except InjectedFault as fault:
-            outcome = str(fault)
+    stderr = io.StringIO()
+    with pytest.MonkeyPatch.context() as monkeypatch, contextlib.redirect_stderr(stderr):
+        counter = inject_faults(monkeypatch, fail_at)
+        code = cli.main(["train", *TINY_FLAGS, "--out", run])
+    outcome, said = counter.get("failed", "no fault (the operation is not reached when it fails?)"), stderr.getvalue()
+    if outcome.startswith("disk full"):
+        if code != 2 or said.count("\n") != 1 or "no space left on the device" not in said or fileio.TEMP_MARK in said:
+            return outcome, f"fault at operation {fail_at} ({outcome}): exit {code}, not one line naming the file: {said}"
+    elif code != 1 or "InjectedFault" not in said:
+        return outcome, f"fault at operation {fail_at} ({outcome}): exit {code}: {said}"
     try:
         train(config, verbose=0)  # the same command, no faults
         check_run_folder(run)
@@ -153,4 +134,5 @@ def test_a_fault_at_every_write_point_then_the_same_command_finishes(tmp_path, w
         if failure:
             failures.append(failure)
     assert not failures, "\n".join(failures)
-    assert sum(outcome.startswith("file operation") for outcome, _ in results) == write_points  # each one hit
+    assert sum(" operation " in outcome for outcome, _ in results) == write_points  # each one hit
+    assert sum(outcome.startswith("disk full") for outcome, _ in results) > 10  # every write, a full disk

@@ -124,7 +124,7 @@ def test_skip_bad_drops_damaged_samples_so_every_listed_sample_decodes(tmp_path)
 
 def test_skip_bad_list_is_logged_once_however_often_the_source_is_opened(tmp_path, caplog):
     write_damaged_folder(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="tfseg.data.files"):
+    with caplog.at_level(logging.WARNING, logger="tfseg.data.filesource"):
         for _ in range(4):  # train opens the source, then each split
             open_source(f"folder:{tmp_path}", skip_bad=True)
     assert caplog.text.count("skipped 7 problem(s)") == 1
@@ -235,7 +235,7 @@ def test_train_skip_bad_drops_a_damaged_png_from_every_split_and_reports_it_once
     assert main(args) == 2  # refused before training, naming the file
     assert f"{damaged}: unreadable image (PNG pixel data is corrupted" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
-    with caplog.at_level(logging.WARNING, logger="tfseg.data.files"):
+    with caplog.at_level(logging.WARNING, logger="tfseg.data.filesource"):
         assert main(args + ["--skip-bad"]) == 0
     assert caplog.text.count(str(damaged)) == 1
     splits = json.loads((tmp_path / "run" / "splits.json").read_text())

@@ -17,7 +17,8 @@ def test_readme_starts_with_exactly_two_setup_commands():
 
 
 def test_every_relative_link_points_to_a_file():
-    files = ["README.md", "BENCHMARKS.md", *glob.glob(os.path.join("docs", "*.md"), root_dir=ROOT)]
+    files = ["README.md", "BENCHMARKS.md", *glob.glob(os.path.join("docs", "*.md"), root_dir=ROOT),
+             *glob.glob(os.path.join("datasets", "**", "*.md"), root_dir=ROOT, recursive=True)]
     missing = []
     for name in files:
         folder = os.path.dirname(os.path.join(ROOT, name))

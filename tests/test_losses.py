@@ -294,7 +294,13 @@ def test_get_loss_unknown_name_lists_choices():
     (lambda: CategoricalDiceLoss(num_classes=1), "num_classes"),
     (lambda: CCEDiceLoss(num_classes=3, class_weights=[1, 2]), "class_weights"),
     (lambda: TverskyLoss(alpha=-0.1), "alpha"),
-    (lambda: DiceLoss(class_weights=[1, 2]), "num_classes > 1"),
+    (lambda: DiceLoss(num_classes=1, class_weights=[1, 2]), "num_classes > 1"),
+    # without num_classes the class count is the predictions': checked at the call
+    (lambda: DiceLoss(class_weights=[1, 2])(np.zeros((1, 2, 2, 1)), np.zeros((1, 2, 2, 1), "float32")),
+     "num_classes > 1"),
+    (lambda: CCEDiceLoss(class_weights=[1, 2])(np.zeros((1, 2, 2, 1)), np.zeros((1, 2, 2, 3), "float32")),
+     "class_weights"),
+    (lambda: CCEDiceLoss(class_weights=[-1, 2]), "class_weights"),
 ])
 def test_bad_loss_options_raise_config_error(make, words):
     with pytest.raises(ConfigError, match=words):
@@ -406,7 +412,7 @@ def test_every_loss_name_of_the_cli_has_a_loss_and_back():
     from tfseg import losses
     from tfseg.config import LOSSES
 
-    assert set(LOSSES) == set(losses._CATEGORICAL) >= set(losses._BINARY)
+    assert set(LOSSES) == set(losses._BY_NAME)
     for name in LOSSES:
         assert losses.get_loss(name, num_classes=3) is not None
 
@@ -465,3 +471,45 @@ def test_categorical_losses_include_the_background_by_default(loss_class):
     default = float(loss_class(num_classes=3)(ids, probs))
     assert default == pytest.approx(float(loss_class(num_classes=3, include_background=True)(ids, probs)), rel=1e-6)
     assert default != pytest.approx(float(loss_class(num_classes=3, include_background=False)(ids, probs)), rel=1e-3)
+
+
+# --------------------------------------------------------------------------
+# ignore_class together with per-pixel sample_weight
+# --------------------------------------------------------------------------
+def void_case(seed):
+    """3-class ids with void (255) pixels in two images, per-pixel weights, and the same without void."""
+    ids, probs, _ = categorical_data(seed, classes=3, shape=(3, 8, 8))
+    rng = np.random.default_rng(seed)
+    ids[0, :3] = 255
+    ids[2, :, :2] = 255
+    weights = rng.uniform(0.2, 2.0, size=ids.shape[:3]).astype("float32")
+    keep = (ids[..., 0] != 255).astype("float32")
+    return ids, probs, weights, np.where(ids == 255, 0, ids), keep
+
+
+@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("weight_shape", ["BHW", "BHW1", "B"])
+def test_ignore_class_with_sample_weight_multiplies_both(name, weight_shape):
+    ids, probs, weights, cleaned, keep = void_case(41)
+    given = {"BHW": weights, "BHW1": weights[..., None], "B": np.array([0.5, 2.0, 1.0], "float32")}[weight_shape]
+    combined = keep * (weights if weight_shape != "B" else given[:, None, None])
+    got = float(losses.get_loss(name, 3, ignore_class=255)(ids, probs, sample_weight=given))
+    expected = float(losses.get_loss(name, 3)(cleaned, probs, sample_weight=combined))
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_ignore_class_with_pixel_weights_in_model_evaluate():
+    """The Keras path: compile with the ignoring loss and weighted metrics, evaluate with per-pixel weights."""
+    ids, _, weights, cleaned, keep = void_case(42)
+    rng = np.random.default_rng(42)
+    x = rng.uniform(size=(3, 8, 8, 3)).astype("float32")
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(3, 1, activation="softmax")])
+    model.compile(loss=losses.get_loss("bce_dice", 3, ignore_class=255),
+                  weighted_metrics=[Dice(num_classes=3, ignore_class=255, name="weighted_dice")])
+    logs = model.evaluate(x, ids, sample_weight=weights, batch_size=3, verbose=0, return_dict=True)
+    probs = model.predict(x, verbose=0)
+    expected_loss = float(losses.get_loss("bce_dice", 3)(cleaned, probs, sample_weight=weights * keep))
+    assert logs["loss"] == pytest.approx(expected_loss, rel=1e-4)
+    dice = Dice(num_classes=3)
+    dice.update_state(cleaned, probs, sample_weight=weights * keep)
+    assert logs["weighted_dice"] == pytest.approx(float(dice.result()), abs=1e-6)

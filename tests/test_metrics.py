@@ -339,7 +339,7 @@ def test_bad_arguments_raise_config_error(make, words):
 
 def test_channel_mismatch_names_the_fix():
     with pytest.raises(ConfigError, match="num_classes=3"):
-        Dice().update_state(np.zeros((1, 4, 4, 1)), np.zeros((1, 4, 4, 3)))
+        Dice(num_classes=1).update_state(np.zeros((1, 4, 4, 1)), np.zeros((1, 4, 4, 3)))
 
 
 @pytest.mark.parametrize("channel_axis", [True, False], ids=["BHW1", "BHW"])
@@ -530,3 +530,25 @@ def test_evaluate_rows_take_one_pair_of_distance_maps_per_image(monkeypatch):
     assert rows[0]["hausdorff95"] == pytest.approx(boundary.hausdorff95(shapes["square"], shapes["disk"]))
     assert rows[0]["mean_surface_distance"] == pytest.approx(
         boundary.mean_surface_distance(shapes["square"], shapes["disk"]))
+
+
+@pytest.mark.parametrize("cls", [Dice, IoU, Precision, Recall, FBeta, PixelAccuracy])
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("classes", [1, 3])
+def test_ignore_class_with_pixel_sample_weight_multiplies_both(cls, per_image, classes):
+    rng = np.random.default_rng(50)
+    if classes == 1:
+        y_true = (rng.uniform(size=(3, 8, 8, 1)) > 0.6).astype("float32")
+        y_pred = rng.uniform(size=(3, 8, 8, 1)).astype("float32")
+    else:
+        y_true = rng.integers(0, 3, size=(3, 8, 8, 1)).astype("int32")
+        y_pred = rng.dirichlet([1, 1, 1], size=(3, 8, 8)).astype("float32")
+    y_true[0, :3] = 255
+    y_true[2, :, :2] = 255
+    weights = rng.uniform(0.2, 2.0, size=(3, 8, 8)).astype("float32")
+    keep = (y_true[..., 0] != 255).astype("float32")
+    ignoring = cls(num_classes=classes, ignore_class=255, per_image=per_image)
+    ignoring.update_state(y_true, y_pred, sample_weight=weights)
+    plain = cls(num_classes=classes, per_image=per_image, class_ids=ignoring.class_ids)
+    plain.update_state(np.where(y_true == 255, 0, y_true), y_pred, sample_weight=weights * keep)
+    assert float(ignoring.result()) == pytest.approx(float(plain.result()), abs=1e-6)

@@ -222,3 +222,70 @@ def test_summary_lists_the_functional_graph():
     build_model("segnet", image_size=32, **TINY).summary(print_fn=lambda line, **_: lines.append(line))
     text = "\n".join(lines)
     assert "enc1_pool" in text and "dec1_unpool" in text and "probabilities" in text
+
+
+def builder_defaults():
+    """``(builder name, option, default)`` for every keyword option of every model builder."""
+    import inspect
+
+    from tfseg.models.encoder_unet import build_encoder_unet
+    from tfseg.models.registry import _BUILDERS
+    from tfseg.models.unet import build_plain_unet
+
+    builders = {**{name: builder for name, builder in _BUILDERS.items()},
+                "unet (plain)": build_plain_unet, "unet (encoder)": build_encoder_unet}
+    for name, builder in sorted(builders.items()):
+        for option, parameter in inspect.signature(builder).parameters.items():
+            if parameter.default is not inspect.Parameter.empty and option not in ("image_size", "num_classes"):
+                yield name, option, parameter.default
+
+
+def shared_defaults():
+    from tfseg.config import TrainConfig
+
+    # build_encoder_unet's `encoder` selects it (TrainConfig's None means the plain U-Net)
+    return [(builder, option, value) for builder, option, value in builder_defaults()
+            if option in TrainConfig.__dataclass_fields__ and (builder, option) != ("unet (encoder)", "encoder")]
+
+
+@pytest.mark.parametrize("builder, option, value", shared_defaults())
+def test_builder_defaults_are_train_config_defaults(builder, option, value):
+    """One place for every default: a builder option TrainConfig also has defaults to TrainConfig's value."""
+    from tfseg.config import TrainConfig
+
+    assert value == TrainConfig.__dataclass_fields__[option].default
+
+
+def test_every_train_config_model_setting_reaches_the_builders():
+    from tfseg.config import TrainConfig
+
+    options = set(TrainConfig().model_options())
+    names = {option for _, option, _ in builder_defaults()}
+    assert options <= names
+
+
+def test_batch_norm_option_picks_the_layer_and_refuses_others():
+    from tfseg.layers import BatchNorm
+
+    def norms(model):
+        return {type(layer) for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
+
+    assert norms(build_model("unet", 32, **TINY)) == {keras.layers.BatchNormalization}
+    assert norms(build_model("unet", 32, batch_norm="bfloat16", **TINY)) == {BatchNorm}
+    assert norms(build_model("segnet", 32, variant="simple", batch_norm="bfloat16", **TINY)) == {BatchNorm}
+    assert norms(build_model("unet", 32, batch_norm=False, **TINY)) == set()
+    with pytest.raises(ConfigError, match="batch_norm 'fast': choose one of"):
+        build_model("unet", 32, batch_norm="fast", **TINY)
+
+
+def test_an_old_run_config_builds_the_batch_norm_its_backup_was_saved_with():
+    """Keras files name weights by layer class: an old run's backup needs the layer it was trained with."""
+    import json
+    import os
+
+    from tfseg.config import TrainConfig
+
+    with open(os.path.join(os.path.dirname(__file__), "data", "run_0_1", "config.json")) as f:
+        old = TrainConfig.from_dict(json.load(f))
+    assert old.batch_norm_layer == "bfloat16" and old.model_options()["batch_norm"] == "bfloat16"
+    assert TrainConfig().model_options()["batch_norm"] is True

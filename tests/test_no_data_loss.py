@@ -49,12 +49,16 @@ def digest_tree(folder):
 
 def fake_run_folder(folder):
     """A run folder as tfseg train leaves it (config.json, metrics.json, model.keras, saved_model/)."""
+    from tfseg.models import build_model
+
     os.makedirs(os.path.join(folder, "saved_model"), exist_ok=True)
+    config = TrainConfig(data="synthetic:12", image_size=SIZE, base_filters=2, depth=1, out=str(folder))
     with open(os.path.join(folder, "config.json"), "w") as f:
-        f.write(TrainConfig(data="synthetic:12", image_size=SIZE, out=str(folder)).to_json())
+        f.write(config.to_json())
     with open(os.path.join(folder, "metrics.json"), "w") as f:
         json.dump({"epochs_completed": 3, "best_epoch": 2}, f)
-    tiny_model().save(os.path.join(folder, "model.keras"))
+    # the model config.json describes (tfseg checks a run's model.keras against it)
+    build_model(config.model, SIZE, 1, **config.model_options()).save(os.path.join(folder, "model.keras"))
     return str(folder)
 
 
@@ -226,3 +230,69 @@ def test_a_projects_own_config_json_is_not_a_run_folder(tmp_path):
     (tmp_path / "config.json").write_text('{"name": "my project"}')
     assert not outputs.is_run_folder(str(tmp_path))
     assert outputs.is_run_folder(fake_run_folder(tmp_path / "run"))
+
+
+# --------------------------------------------------------------------------- outputs beside inputs and siblings
+def test_a_second_predict_into_the_same_folder_keeps_the_first_ones_claims(tmp_path, capsys, model_file):
+    for name in ("a", "b"):
+        write_image(str(tmp_path / "in" / f"{name}.png"), seed=1)
+    out = str(tmp_path / "out")
+    assert main(["predict", "--model", model_file, str(tmp_path / "in" / "a.png"), "--out", out]) == 0
+    assert main(["predict", "--model", model_file, str(tmp_path / "in" / "b.png"), "--out", out]) == 0
+    assert sorted(outputs.claimed(out)) == ["a_mask.png", "a_overlay.png", "b_mask.png", "b_overlay.png"]
+    assert outputs.unfinished(out) == []
+    # the first one's files are still tfseg's: replaced with --overwrite, never called the user's
+    code, err = cli_error(capsys, ["predict", "--model", model_file, str(tmp_path / "in" / "a.png"), "--out", out])
+    assert code == 2 and "pass --overwrite" in err, err
+    assert main(["predict", "--model", model_file, str(tmp_path / "in" / "a.png"), "--out", out, "--overwrite"]) == 0
+
+
+def test_predict_into_its_input_folder_twice_reads_photos_only(tmp_path, capsys, model_file):
+    photos = tmp_path / "photos"
+    for name in ("a", "b"):
+        write_image(str(photos / f"{name}.png"), seed=1)
+    args = ["predict", "--model", model_file, str(photos), "--out", str(photos)]
+    assert main(args) == 0
+    assert main([*args, "--overwrite"]) == 0
+    assert "wrote 2 mask(s) and overlay(s)" in capsys.readouterr().out
+    assert sorted(os.listdir(photos)) == sorted([outputs.MARKER, "a.png", "b.png", "a_mask.png", "a_overlay.png",
+                                                 "b_mask.png", "b_overlay.png"])
+
+
+@pytest.mark.parametrize("path, folder, inside", [
+    ("/d/run2", "/d/run", False), ("/d/run-eval/x", "/d/run", False), ("/d/run/x", "/d/run", True),
+    ("/d/run", "/d/run", True), ("/d/run/", "/d/run", True), ("/d/ru", "/d/run", False),
+    ("gs://b/run2/x", "gs://b/run", False), ("gs://b/run/x", "gs://b/run", True), ("gs://b/run", "gs://b/run/", True),
+])
+def test_siblings_sharing_a_name_prefix_are_not_inside_each_other(path, folder, inside):
+    assert outputs.is_within(path, folder) is inside
+
+
+def test_a_sibling_of_a_run_or_a_data_folder_sharing_its_prefix_is_not_refused(tmp_path, capsys, model_file):
+    run = fake_run_folder(tmp_path / "run")
+    data = tmp_path / "data"
+    write_folder_source(str(data))
+    # run2 beside run; masks2 beside data/masks; data2 beside data
+    assert outputs.owning_run_folder(str(tmp_path / "run2")) is None
+    assert main(["evaluate", "--model", model_file, "--data", f"folder:{data}", "--out", str(tmp_path / "run2")]) == 0
+    assert main(["evaluate", "--model", model_file, "--data", f"folder:{data}",
+                 "--out", str(data / "masks2")]) == 0
+    assert main(["prepare", "--data", f"folder:{data}", "--out", str(tmp_path / "data2"), "--quiet"]) == 0
+    assert main(["export", "--model", run, "--out", str(tmp_path / "run-serving")]) == 0
+
+
+@pytest.mark.parametrize("verb", ["evaluate", "train", "prepare"])
+def test_no_output_inside_a_folder_the_data_source_reads(tmp_path, capsys, model_file, verb):
+    data = tmp_path / "data"
+    write_folder_source(str(data))
+    before = digest_tree(data)
+    cases = [(data / "masks", data / "masks"), (data / "images" / "run", data / "images")]
+    for inside, read in cases[1:] if verb == "train" else cases:  # (train refuses data/masks as not a run)
+        args = {"evaluate": ["evaluate", "--model", model_file, "--data", f"folder:{data}"],
+                "train": ["train", "--data", f"folder:{data}", "--image-size", "16", "--base-filters", "2",
+                          "--depth", "1", "--epochs", "1"],
+                "prepare": ["prepare", "--data", f"folder:{data}", "--quiet"]}[verb]
+        code, err = cli_error(capsys, [*args, "--out", str(inside)])
+        assert code == 2 and err.count("\n") == 1 and "tfseg writes no output into a data set" in err, err
+        assert f"--out {inside}: is inside {read}," in err, err
+    assert digest_tree(data) == before

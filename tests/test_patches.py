@@ -192,3 +192,33 @@ def test_scale_resizes_the_mask_by_nearest_neighbour_and_stores_the_image(scale)
 def test_bad_patch_options_are_user_errors(mixed_folder, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         load_dataset(mixed_folder, split="all", **kwargs)
+
+
+@pytest.mark.parametrize("sizes, patch_size, scale, warned", [
+    ([(20, 30), (40, 10)], 32, 1.0, True),   # the largest square that fits is 20 px
+    ([(20, 30), (40, 32)], 32, 1.0, False),  # fits one image exactly
+    ([(64, 64)], 32, 0.25, True),            # scaled to 16 x 16
+    ([(64, 64)], 32, 0.5, False),            # scaled to 32 x 32
+    ([(1, 500)], 8, 1.0, True),              # 1 px high
+    (None, 32, 1.0, False), ([], 32, 1.0, False),  # sizes unknown: no warning
+])
+def test_a_patch_larger_than_every_image_is_named(sizes, patch_size, scale, warned):
+    from tfseg.data.patches import patch_larger_than_every_image
+
+    message = patch_larger_than_every_image(sizes, patch_size, scale)
+    assert (message is not None) is warned
+    if warned:
+        assert message.startswith(f"patch_size {patch_size} is larger than every training image"), message
+
+
+def test_training_with_a_patch_larger_than_every_image_warns_once(tmp_path, caplog):
+    from conftest import write_folder_dataset
+    from tfseg import cli
+
+    data = write_folder_dataset(str(tmp_path / "data"), count=8, size=16)
+    args = ["train", "--data", data, "--patch-size", "32", "--base-filters", "2", "--depth", "1",
+            "--batch-size", "4", "--epochs", "1", "--out", str(tmp_path / "run"), "--quiet"]
+    with caplog.at_level("WARNING"):
+        assert cli.main(args) == 0
+    warned = [r.getMessage() for r in caplog.records if "larger than every training image" in r.getMessage()]
+    assert len(warned) == 1 and "choose a patch size up to 16" in warned[0], warned

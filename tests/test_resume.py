@@ -40,20 +40,25 @@ def run_cli(capsys, argv):
     return code, captured.out + captured.err
 
 
-@pytest.mark.slow
-def test_kill_minus_9_then_the_same_command_resumes(tmp_path, capsys):
+def train_in_background(tmp_path, epochs, until_epoch):
+    """``(process, run folder, arguments)`` of a ``tfseg train`` subprocess that has finished ``until_epoch`` epochs."""
     data = write_folder_dataset(str(tmp_path / "data"), count=24)
     run = str(tmp_path / "run")
-    # 30 steps of 8 images per epoch: long enough to kill mid-run, short enough for CI.
+    # 30 steps of 8 images per epoch: long enough to stop mid-run, short enough for CI.
     args = ["train", "--data", data, "--image-size", "32", "--base-filters", "4", "--depth", "2",
-            "--batch-size", "8", "--steps-per-epoch", "30", "--epochs", "6", "--patience", "20",
+            "--batch-size", "8", "--steps-per-epoch", "30", "--epochs", str(epochs), "--patience", "20",
             "--out", run, "--verbose", "2"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     process = subprocess.Popen([sys.executable, "-m", "tfseg", *args], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, env=env)
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     deadline = time.time() + TIMEOUT
-    while len(history_epochs(run)) < 2 and process.poll() is None and time.time() < deadline:
+    while len(history_epochs(run)) < until_epoch and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)
+    return process, run, args
+
+
+@pytest.mark.slow
+def test_kill_minus_9_then_the_same_command_resumes(tmp_path, capsys):
+    process, run, args = train_in_background(tmp_path, epochs=6, until_epoch=2)
     process.send_signal(signal.SIGKILL)
     process.wait()
     killed_after = history_epochs(run)
@@ -85,6 +90,23 @@ def test_kill_minus_9_then_the_same_command_resumes(tmp_path, capsys):
     assert history_epochs(run) == [1]
     old = [name for name in os.listdir(tmp_path) if name.startswith("run.old-")]
     assert len(old) == 1 and history_epochs(str(tmp_path / old[0])) == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.slow
+def test_sigterm_prints_one_line_then_the_same_command_resumes(tmp_path, capsys):
+    # What a scheduler or `docker stop` sends: stopped like Ctrl-C, one line, the run stays resumable.
+    process, run, args = train_in_background(tmp_path, epochs=4, until_epoch=1)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=TIMEOUT)
+    lines = [line for line in err.splitlines() if line.startswith("tfseg")]
+    assert process.returncode == 143 and lines == [
+        "tfseg train: terminated (SIGTERM); run the same command again to resume after the last completed epoch"
+    ], (process.returncode, err[-2000:])
+    stopped_after = history_epochs(run)
+    assert 1 <= len(stopped_after) < 4 and not os.path.exists(os.path.join(run, "metrics.json"))
+    code, err = run_cli(capsys, args)
+    assert code == 0 and "resuming after epoch" in err, err
+    assert history_epochs(run) == [1, 2, 3, 4]
 
 
 def _tiny_model():

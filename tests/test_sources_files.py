@@ -220,7 +220,7 @@ def test_bad_folder_raises_one_data_error_naming_every_offending_file(tmp_path):
 
 def test_skip_bad_drops_the_bad_samples_and_lists_them(tmp_path, caplog):
     bad = make_bad_folder(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="tfseg.data.files"):
+    with caplog.at_level(logging.WARNING, logger="tfseg.data.filesource"):
         source = open_source(f"folder:{tmp_path}", skip_bad=True)
     assert source.ids() == ["s05", "s06", "s07"]
     assert {path for path, _ in source.skipped} == bad

@@ -138,11 +138,12 @@ def test_tfseg_evaluate_prints_the_scores(synthetic_run, capsys):
 
 
 @pytest.mark.slow
-def test_a_nan_loss_stops_with_advice(folder_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_nan_loss_stops_with_advice(folder_data, tmp_path, monkeypatch, value):
     import tfseg.losses
 
-    def nan_loss(y_true, y_pred):
-        return keras.ops.mean(y_pred) * float("nan")
+    def nan_loss(y_true, y_pred):  # NaN, or +inf: an infinite loss stops training the same way
+        return keras.ops.mean(y_pred) * 0.0 + float(value)
 
     monkeypatch.setattr(tfseg.losses, "get_loss", lambda name, num_classes=1, ignore_class=None: nan_loss)
     config = TrainConfig(data=folder_data, epochs=2, out=str(tmp_path / "run"), **TINY)

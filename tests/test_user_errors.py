@@ -85,6 +85,89 @@ def test_tensorflow_permission_error_is_exit_2(monkeypatch, capsys):
     assert code == 2 and "/data/out/x.png" in err and "internal error" not in err
 
 
+@pytest.mark.parametrize("error", [
+    "tf", OSError(errno.ENOSPC, "No space left on device"), OSError(errno.EDQUOT, "Disk quota exceeded", "/d/x.png"),
+    RuntimeError("Can't write data (file write failed: filename = '/d/.w.tmp-1.h5', errno = 28, error message = "
+                 "'No space left on device')"),
+])
+def test_a_full_disk_that_no_write_point_named_is_still_exit_2(monkeypatch, capsys, error):
+    # The net under the write points (which name their file, tests/test_disk_full.py): never "internal error".
+    import tensorflow as tf
+
+    from tfseg.commands import inspect as inspect_command
+
+    def full(args):
+        raise tf.errors.ResourceExhaustedError(None, None, "/d/x.png; No space left on device") if error == "tf" \
+            else error
+
+    monkeypatch.setattr(inspect_command, "run", full)
+    code, err = run_cli(capsys, ["inspect"])
+    assert code == 2 and err.count("\n") == 1 and "no space left on the device" in err.lower(), err
+
+
+@pytest.mark.parametrize("verb", ["train", "evaluate", "predict", "export", "prepare"])
+def test_ram_output_from_the_command_line_is_refused(capsys, model_file, verb):
+    # The process's memory is gone when the command ends: success would keep nothing.
+    args = {"train": ["train"], "evaluate": ["evaluate", "--model", model_file], "prepare": ["prepare"],
+            "predict": ["predict", "--model", model_file, "a.png"], "export": ["export", "--model", model_file]}[verb]
+    code, err = run_cli(capsys, [*args, "--out", "ram://runs/x"])
+    assert code == 2 and err.count("\n") == 1 and "--out ram://runs/x: ram:// is this process's memory" in err, err
+
+
+def unreachable(monkeypatch):
+    """gs:// answers as TensorFlow does without a network (exists raises; isdir says False)."""
+    import tensorflow as tf
+
+    message = ("Error executing an HTTP request: libcurl code 6 meaning 'Could not resolve hostname', error "
+               "details: Could not resolve host: www.googleapis.com\n\t when reading metadata of gs://b/x")
+    for name in ("exists", "isdir", "listdir", "makedirs", "stat"):
+        real = getattr(tf.io.gfile, name)
+
+        def fake(path, *args, _real=real, _name=name, **kwargs):
+            if str(path).startswith("gs://"):
+                if _name == "isdir":
+                    return False
+                raise tf.errors.FailedPreconditionError(None, None, message)
+            return _real(path, *args, **kwargs)
+
+        monkeypatch.setattr(tf.io.gfile, name, fake)
+
+
+@pytest.mark.parametrize("args", [["prepare", "--data", "synthetic:4", "--out", "gs://b/shards"],
+                                  ["inspect", "--data", "folder:gs://b/data"],
+                                  ["train", *TRAIN[1:], "--out", "gs://b/run"]])
+def test_an_unreachable_bucket_is_named_unreachable_with_exit_2(monkeypatch, capsys, args):
+    unreachable(monkeypatch)
+    code, err = run_cli(capsys, args)
+    assert code == 2 and err.count("\n") == 1 and "gs://b" in err, err
+    assert "cannot reach the storage (Could not resolve host: www.googleapis.com)" in err, err
+    assert "not a folder" not in err
+
+
+def test_sigterm_stops_a_command_with_one_line_as_ctrl_c_does(monkeypatch, capsys):
+    import signal
+    import time
+
+    from tfseg.commands import inspect as inspect_command
+
+    def long_work(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # interrupted by the signal
+        return 0
+
+    def unhandled(signum, frame):  # instead of ending the test process when tfseg does not handle it
+        raise RuntimeError("SIGTERM not handled by tfseg")
+
+    before = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        monkeypatch.setattr(inspect_command, "run", long_work)
+        code, err = run_cli(capsys, ["inspect"])
+        assert code == 143 and err == "tfseg inspect: terminated (SIGTERM)\n", err
+        assert signal.getsignal(signal.SIGTERM) is unhandled  # put back when the command ends
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def test_a_bug_is_still_an_internal_error(monkeypatch, capsys):
     from tfseg.commands import inspect as inspect_command
 

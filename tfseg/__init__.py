@@ -59,15 +59,23 @@ def __dir__():
     return sorted(__all__)
 
 
-def load_model(path, **kwargs):
-    """``keras.models.load_model`` for tfseg files (custom objects are registered on import).
+def load_model(path, compile=True):
+    """The model at ``path``, loaded and checked as the CLI's ``--model`` loads it.
+
+    ``path``: a ``.keras`` file, a run folder, a SavedModel (version or base folder) or a
+    ``.tflite`` file. Returns a ``keras.Model`` for a ``.keras`` file or a run folder (its
+    weights are finite, and a run's ``model.keras`` is the model of its ``config.json``); for
+    a SavedModel or a ``.tflite``, the :class:`tfseg.inference.Predictor` ``tfseg predict``
+    uses. Raises :class:`tfseg.errors.TfsegError` naming the file otherwise. See
+    :func:`tfseg.saving.load_model`.
 
     Example:
-        >>> model = tfseg.load_model("runs/unet-synthetic/model.keras")  # doctest: +SKIP
+        >>> model = tfseg.load_model("runs/unet-synthetic")              # doctest: +SKIP
+        >>> predictor = tfseg.load_model("runs/unet-synthetic/saved_model")  # doctest: +SKIP
     """
-    import keras
+    from tfseg.saving import load_model as load_checked
 
-    return keras.models.load_model(path, **kwargs)
+    return load_checked(path, compile=compile)
 
 
 def _register_keras_objects():

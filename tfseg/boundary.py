@@ -24,7 +24,7 @@ Empty masks: both empty -> 0.0 (nothing to disagree on); exactly one empty ->
 ``numpy.mean`` of a column with an ``inf`` is ``inf``; report the number of
 ``inf`` images and the median, or the mean of the finite values.
 
-Foreground is ``mask > 0.5`` (bool, {0, 1} and {0, 255} masks all work).
+Foreground is ``mask > 0.5`` (:func:`tfseg.masks.foreground`; bool, {0, 1} and {0, 255} masks all work).
 
 Distances are exact: ``scipy.ndimage.distance_transform_edt`` of the complement
 of one boundary (with ``sampling=spacing``) gives every pixel's distance to that
@@ -48,6 +48,7 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 
 from tfseg.errors import TfsegError
+from tfseg.masks import foreground
 
 __all__ = ["boundary_mask", "surface_distances", "surface_metrics", "hausdorff_distance", "hausdorff95",
            "mean_surface_distance"]
@@ -88,7 +89,7 @@ def _binary_pair(pred, true) -> Tuple[np.ndarray, np.ndarray]:
         raise TfsegError(
             f"boundary metrics need two 2-D masks of the same shape, got {pred.shape} and {true.shape}"
         )
-    return pred > 0.5, true > 0.5
+    return foreground(pred), foreground(true)
 
 
 def _check_spacing(spacing) -> Tuple[float, float]:

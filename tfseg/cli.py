@@ -5,18 +5,23 @@ Each verb lives in ``tfseg/commands/<verb>.py`` with two functions:
 calling the API. This module only dispatches and turns errors into one line.
 
 Exit codes: 0 success, 2 bad input (:class:`tfseg.errors.TfsegError`, argparse
-errors, and a file-system refusal that names its path: no permission, a file where a
-folder should be, a folder where a file should be, a missing file), 1 an unexpected
-internal error (one line; ``TFSEG_DEBUG=1`` shows the traceback), 130 interrupted.
+errors, a full file system, and a file-system refusal that names its path: no
+permission, a file where a folder should be, a folder where a file should be, a
+missing file), 1 an unexpected internal error (one line; ``TFSEG_DEBUG=1`` shows the
+traceback), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Ctrl-C and SIGTERM stop a
+command the same way (one line; an interrupted ``train`` resumes with the same command).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
 
 VERBS = ("train", "evaluate", "predict", "export", "inspect", "prepare")
@@ -79,7 +84,17 @@ USER_TF_ERRORS = ("PermissionDeniedError", "NotFoundError", "AlreadyExistsError"
 
 
 def file_system_error(err: BaseException):
-    """One line for a file-system refusal that names its path, or ``None`` for anything else."""
+    """One line for a file-system refusal that names its path, or ``None`` for anything else.
+
+    A full file system is always one (the write points name their path themselves,
+    :func:`tfseg.fileio.disk_full_names`; this is the net under a write that does not).
+    """
+    from tfseg import fileio
+
+    if fileio.is_disk_full(err):
+        named = getattr(err, "filename", None)
+        return f"{named}: no space left on the device" if named else \
+            f"no space left on the device ({_first_line_of(err)})"
     if isinstance(err, OSError) and not type(err).__module__.startswith("tensorflow"):
         if err.errno in USER_ERRNOS and err.filename is not None:
             return f"{err.filename}: {err.strerror}"
@@ -96,10 +111,58 @@ def file_system_error(err: BaseException):
     return None
 
 
+def _first_line_of(err: BaseException) -> str:
+    from tfseg.saving import first_line
+
+    return first_line(err)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C raises ``KeyboardInterrupt``, so that a command
+    stops as Ctrl-C stops it (a training run stays resumable)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While the block runs, SIGTERM raises :class:`Terminated` (the previous handler is put back)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted(verb: str, err: KeyboardInterrupt, advice: str = "") -> int:
+    """Print the one line of an interrupted command (Ctrl-C or SIGTERM); return its exit code (130 or 143)."""
+    what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+    print(f"tfseg {verb}: {what}{advice}", file=sys.stderr)
+    return 143 if isinstance(err, Terminated) else 130
+
+
+def memory_output(args):
+    """One line refusing ``--out ram://...``: the command's memory is gone when it ends (else ``None``)."""
+    out = getattr(args, "out", None)
+    if out is not None and str(out).lower().startswith("ram://"):
+        return (f"--out {out}: ram:// is this process's memory and is gone when the command ends, so nothing "
+                "would be kept; choose a folder on disk or a bucket (the Python API accepts ram://)")
+    return None
+
+
 def main(argv=None) -> int:
     # Parsing first: --help, --version and argument errors answer before TensorFlow loads (seconds).
     parser = build_parser()
     args = parser.parse_args(argv)
+    refusal = memory_output(args)
+    if refusal:
+        print(f"tfseg {args.verb}: error: {refusal}", file=sys.stderr)
+        return 2
     from tfseg import progress
 
     progress.set_quiet(args.quiet)
@@ -107,14 +170,14 @@ def main(argv=None) -> int:
     from tfseg.errors import TfsegError
 
     try:
-        code = args.run(args)
+        with sigterm_as_interrupt():
+            code = args.run(args)
         return 0 if code is None else int(code)
     except TfsegError as err:
         print(f"tfseg {args.verb}: error: {as_flags(str(err), args)}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print(f"tfseg {args.verb}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        return interrupted(args.verb, err)
     except Exception as err:  # noqa: BLE001 - the last line of defence for CLI users
         refusal = file_system_error(err)
         if refusal is not None and not os.environ.get("TFSEG_DEBUG"):

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 from tfseg.errors import ConfigError
+from tfseg.masks import check_ignore_class, check_num_classes
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
@@ -21,9 +23,12 @@ CACHES = ("auto", "memory", "none")
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)  # train / val / test
 UPSAMPLINGS = ("transpose", "bilinear")
+# keras: keras.layers.BatchNormalization (a model.keras loads with plain Keras); bfloat16:
+# tfseg.layers.BatchNorm, which keeps bfloat16 activations in bfloat16 (faster under mixed_bfloat16).
+BATCH_NORM_LAYERS = ("keras", "bfloat16")
 LR_SCHEDULES = ("cosine", "plateau")
 # Settings whose default changed: a config.json written before the setting existed gets the old value.
-LEGACY_DEFAULTS = {"lr_schedule": "plateau"}
+LEGACY_DEFAULTS = {"lr_schedule": "plateau", "batch_norm_layer": "bfloat16"}
 DEFAULT_FOREGROUND_FRACTION = 0.5
 
 
@@ -121,6 +126,10 @@ class TrainConfig:
     depth: int = _setting(4, "number of down-sampling stages")
     dropout: float = _setting(0.0, "dropout rate in the deepest blocks")
     batch_norm: bool = _setting(True, "batch normalisation after each convolution")
+    batch_norm_layer: str = _setting("keras", "keras: keras.layers.BatchNormalization (model.keras then loads with "
+                                     "plain Keras, without tfseg); bfloat16: tfseg.layers.BatchNorm, which keeps "
+                                     "bfloat16 activations in bfloat16 (see BENCHMARKS.md for where it pays)",
+                                     BATCH_NORM_LAYERS)
     upsampling: str = _setting("transpose", "decoder up-sampling: learned transposed convolution or bilinear",
                                UPSAMPLINGS)
     variant: Optional[str] = _setting(None, "segnet only: indices (the paper's pooling-index unpooling, "
@@ -167,7 +176,8 @@ class TrainConfig:
             choices = option.metadata.get("choices")
             if choices is not None and value not in choices:
                 raise ConfigError(f"{flag} {value!r}: choose one of {', '.join(choices)}")
-        for name in ("image_size", "batch_size", "epochs", "base_filters", "depth", "num_classes"):
+        check_num_classes(self.num_classes)
+        for name in ("image_size", "batch_size", "epochs", "base_filters", "depth"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} {value!r}: must be a positive integer")
@@ -189,8 +199,9 @@ class TrainConfig:
         check_patch_options(self.patch_size, self.scale, self.foreground_fraction)
         if self.patch_size is None and self.scale != 1.0:
             raise ConfigError(f"--scale {self.scale!r}: only applies with --patch-size")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate {self.learning_rate!r}: must be positive")
+        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
+                or not 0 < self.learning_rate < math.inf:
+            raise ConfigError(f"learning_rate {self.learning_rate!r}: must be a positive finite number")
         if self.ignore_class is not None:
             check_ignore_class(self.ignore_class, self.num_classes)
         if self.freeze_encoder_epochs and not self.encoder and self.model == "unet":
@@ -231,7 +242,7 @@ class TrainConfig:
             base_filters=self.base_filters,
             depth=self.depth,
             dropout=self.dropout,
-            batch_norm=self.batch_norm,
+            batch_norm=self.batch_norm_option(),
             upsampling=self.upsampling,
         )
         if self.variant:
@@ -245,6 +256,12 @@ class TrainConfig:
         return {name: value for name, value in options.items()
                 if name in accepted or value != defaults[name].default}
 
+    def batch_norm_option(self):
+        """The builders' ``batch_norm`` option: ``False`` (none), ``True`` (Keras' layer) or ``"bfloat16"``."""
+        if not self.batch_norm:
+            return False
+        return True if self.batch_norm_layer == "keras" else self.batch_norm_layer
+
     def split_fractions(self) -> Tuple[float, float, float]:
         """(train, val, test) fractions."""
         return (1.0 - self.val_fraction - self.test_fraction, self.val_fraction, self.test_fraction)
@@ -255,14 +272,12 @@ class TrainConfig:
         return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b.get(k)}
 
 
-def check_ignore_class(ignore_class, num_classes: int) -> int:
-    """``ignore_class`` as an int: a mask value 0..255, for class-id masks (``num_classes >= 2``).
+def default(name: str):
+    """:class:`TrainConfig`'s default of setting ``name``: the one place the model builders take theirs from.
 
-    Raises:
-        ConfigError: not an integer in 0..255, or binary masks (their 0/255 encoding has no spare value).
+    Example:
+        >>> default("depth"), default("upsampling")
+        (4, 'transpose')
     """
-    if isinstance(ignore_class, bool) or not isinstance(ignore_class, int) or not 0 <= ignore_class <= 255:
-        raise ConfigError(f"ignore_class {ignore_class!r}: a mask value 0..255 (e.g. 255)")
-    if int(num_classes) < 2:
-        raise ConfigError(f"ignore_class {ignore_class!r}: needs class-id masks (--num-classes 2 or more)")
-    return int(ignore_class)
+    return TrainConfig.__dataclass_fields__[name].default
+

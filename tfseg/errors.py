@@ -34,3 +34,7 @@ class DataError(TfsegError, ValueError):
 
 class ConfigError(TfsegError, ValueError):
     """A setting that cannot work (unknown name, out-of-range value, changed run config)."""
+
+
+class DiskFullError(TfsegError, OSError):
+    """A write failed because the file system is full; the message names the path and the space missing."""

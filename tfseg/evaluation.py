@@ -372,6 +372,10 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
 
         ignore_class = check_ignore_class(ignore_class, num_classes)
     loss = getattr(model, "loss", None) if getattr(model, "compiled", False) else None
+    if loss is None and run_config is not None:  # a run's model.keras holds no loss (it loads with plain Keras)
+        from tfseg.losses import get_loss
+
+        loss = get_loss(run_config.loss, num_classes)
     if loss is not None and ignore_class is not None:  # its own loss, leaving out the ignored pixels
         from tfseg.losses import IgnoreClassLoss
 
@@ -381,6 +385,8 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     native = defaults.image_size if tiled and run_config is not None else image_size
     source = open_dataset_source(data, image_size=native, num_classes=num_classes if num_classes > 1 else None,
                                  ignore_class=ignore_class)
+    if out:
+        outputs.refuse_inside_source(out, source)  # figures among the masks would be read back as data
     ids = list(source.split_ids(split, seed=seed, fractions=fractions))
     if run_config is not None and (str(data), seed, tuple(fractions)) == (
         str(run_config.data), run_config.seed, tuple(run_config.split_fractions())
@@ -408,13 +414,13 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     if out:
         from tfseg.viz import plot_best_worst, plot_dice_histogram
 
-        fileio.makedirs(out)
-        fileio.remove_stale_temporaries(out)
-        outputs.claim(out, OUTPUT_FILES, "tfseg evaluate")
-        fileio.write_json_atomic(fileio.join(out, "metrics.json"), result)
+        # One set: the previous evaluation's files go first, metrics.json comes last (tfseg.outputs.begin_set).
+        outputs.begin_set(out, OUTPUT_FILES, "tfseg evaluate")
         write_rows_csv(fileio.join(out, "per_image.csv"), rows_named)
         write_per_class_csv(fileio.join(out, "per_class.csv"), result["per_class"])
         dice = np.array([row["dice"] for row in rows_named])
         plot_dice_histogram(dice, fileio.join(out, "dice_histogram.png"))
         plot_best_worst(*rows.figures(), dice, fileio.join(out, "best_worst.png"), ids=[row["id"] for row in rows_named])
+        fileio.write_json_atomic(fileio.join(out, "metrics.json"), result)
+        outputs.finish_set(out, OUTPUT_FILES)
     return result

@@ -37,10 +37,10 @@ as JSON) are stored in the SavedModel as the string variable ``inference_setting
 (``tf.saved_model.load(path).inference_settings[0]``). The SavedModel needs TensorFlow only:
 no tfseg import and no custom objects to load or serve.
 
-Every writer is atomic: a SavedModel version is built in a temporary folder
-inside ``export_dir`` and renamed into place; a TFLite/ONNX file is written to a
-temporary file and renamed. An interrupted export leaves the previous version
-as it was.
+Every writer is atomic: a SavedModel version is built in a hidden staging folder
+inside ``export_dir`` and put in place by :func:`tfseg.fileio.replacing_folder`
+(``saved_model.pb`` last); a TFLite/ONNX file is written to a temporary file and
+renamed. An interrupted export leaves the previous version as it was.
 
 Example:
     >>> import keras
@@ -61,7 +61,6 @@ import importlib.util
 import io
 import os
 import tempfile
-import uuid
 import warnings
 from typing import Dict, Optional, Tuple
 
@@ -231,16 +230,12 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
     settings = Settings.of_model(model, threshold=threshold, tiled=tiled, scale=scale, tta=tta)
     archive = keras_export_archive(model, settings)
     fileio.makedirs(export_dir)
-    fileio.remove_stale_temporaries(export_dir)  # staging folders of a killed export
-    # A non-numeric name inside export_dir: TF Serving ignores it while it is written.
-    # tf.saved_model.save writes to any URL TensorFlow knows (gs://, ram://) directly.
-    staging = _hidden_folder(export_dir, "export")
-    try:
+    fileio.remove_stale_temporaries(export_dir)  # what a killed export left (of writers that no longer run)
+    # Staged under a hidden, non-numeric name inside export_dir (TF Serving ignores it while it is
+    # written), saved_model.pb published last. tf.saved_model.save writes to any URL TensorFlow knows.
+    with fileio.replacing_folder(target, SAVED_MODEL_PB) as staging:
         with _quiet_stdout():
             archive.write_out(staging, verbose=False)
-        _publish_folder(staging, target)
-    finally:
-        fileio.rmtree(staging)
     return target
 
 
@@ -292,47 +287,6 @@ def keras_export_archive(model, settings: Optional[Settings] = None):
         archive.add_endpoint(name, function, input_signature=signature)
     archive.add_variable_collection(SETTINGS_COLLECTION, [tf.Variable(settings.to_json(), trainable=False)])
     return archive
-
-
-def _hidden_folder(parent: str, what: str) -> str:
-    """A new folder ``parent/.tmp-<pid>-<what>-<random>`` (a temporary name :mod:`tfseg.fileio` cleans up)."""
-    from tfseg import fileio
-
-    path = fileio.join(parent, f"{fileio.TEMP_MARK}{os.getpid()}-{what}-{uuid.uuid4().hex[:8]}")
-    fileio.makedirs(path)
-    return path
-
-
-def _publish_folder(staging: str, target: str) -> None:
-    """Rename the complete ``staging`` folder to ``target``.
-
-    Local disk: an existing ``target`` is moved aside, the new one renamed in, then the
-    old one deleted; if renaming the new one fails, the old one is put back.
-    URL (``gs://``): a rename is a copy there, so the old version stops being a SavedModel
-    first (its ``saved_model.pb`` goes), and the new ``saved_model.pb`` is copied last:
-    a version folder with a ``saved_model.pb`` is complete.
-    """
-    from tfseg import fileio
-
-    if fileio.is_url(target):
-        fileio.remove(fileio.join(target, SAVED_MODEL_PB))
-        fileio.rmtree(target)
-        fileio.rename(staging, target, last=[SAVED_MODEL_PB])
-        return
-    if not fileio.exists(target):
-        fileio.rename(staging, target)
-        return
-    name = fileio.basename(target)
-    # a temporary's name: an export killed between the two renames leaves it for the next one to clean
-    retired = _hidden_folder(fileio.dirname(target), f"old-{name}")
-    fileio.rename(target, fileio.join(retired, name))
-    try:
-        fileio.rename(staging, target)
-    except BaseException:
-        fileio.rename(fileio.join(retired, name), target)  # put the previous version back
-        raise
-    finally:
-        fileio.rmtree(retired)
 
 
 @contextlib.contextmanager

@@ -245,19 +245,27 @@ def _run_config_of(keras_path: str):
 def list_images(inputs: Iterable[str]) -> List[str]:
     """Image files named by ``inputs`` (files as given, folders -> their images sorted by name).
 
+    A folder's listing leaves out the files tfseg wrote there (its output marker,
+    :func:`tfseg.outputs.claimed`): ``predict imgs --out imgs`` run twice reads photos only.
+
     Raises :class:`DataError` listing every input that does not exist or is an empty folder.
     """
     from tfseg import fileio
+
+    from tfseg.outputs import claimed
 
     paths, problems = [], []
     for item in inputs:
         item = fileio.fspath(item)
         if fileio.isdir(item):
-            # by name only: one request per file on an object store would be slow
+            # by name only: one request per file on an object store would be slow; never the masks and
+            # overlays tfseg wrote there itself (its marker lists them), which are not photos
+            ours = claimed(item)
             found = [fileio.join(item, name) for name in fileio.listdir(item)
-                     if name.lower().endswith(IMAGE_EXTENSIONS)]
+                     if name.lower().endswith(IMAGE_EXTENSIONS) and name not in ours]
             if not found:
-                problems.append((item, f"folder has no images ({', '.join(IMAGE_EXTENSIONS)})"))
+                mine = f"; its {len(ours)} file(s) of tfseg's own are not inputs" if ours else ""
+                problems.append((item, f"folder has no images ({', '.join(IMAGE_EXTENSIONS)}){mine}"))
             paths.extend(found)
         elif fileio.exists(item):
             paths.append(item)

@@ -1,5 +1,7 @@
-"""Custom layers: SegNet's max pooling with indices and the unpooling that uses them, and a
-BatchNormalization that keeps bfloat16 activations in bfloat16.
+"""Custom layers: SegNet's max pooling with indices and the unpooling that uses them, the size check
+of a model built for any input size, and a BatchNormalization that keeps bfloat16 activations in
+bfloat16 (an option: the models use ``keras.layers.BatchNormalization`` by default, so that their
+``.keras`` files load with plain Keras).
 
 Written with ``keras.ops`` only, so they run (and train, save and load) under the
 TensorFlow, JAX and PyTorch backends; this module never imports TensorFlow.
@@ -123,6 +125,79 @@ class MaxUnpooling2D(keras.layers.Layer):
     def compute_output_shape(self, values_shape, indices_shape):
         batch, height, width, channels = values_shape
         return (batch, _double(height), _double(width), channels)
+
+
+# --------------------------------------------------------------------------- size check
+@keras.saving.register_keras_serializable(package="tfseg")
+class SizeCheck(keras.layers.Layer):
+    """Passes images through unchanged, refusing a height or width that is not a multiple of ``multiple``.
+
+    A model built for any input size (``build_model(..., image_size=None)``) halves its feature maps
+    ``depth`` times and joins them again, which only lines up for multiples of ``2**depth``. This
+    layer says so where the size is first seen, instead of a shape error deep in the decoder:
+
+    - where the size is known when the layer runs (eager calls, the JAX backend, a TensorFlow
+      graph traced for one shape, a Keras symbolic tensor): ``ValueError`` naming the size and
+      the nearest multiples;
+    - where it is only known when a TensorFlow graph runs (traced for any size, e.g. ``predict``
+      after several sizes, or a serving signature): the images are also reshaped to
+      ``[B, H / m, m, W / m, m, C]``, which fails at run time for any other size, in this layer
+      (``Input to reshape is a tensor with ... values``), which the builders name
+      ``size_multiple_of_<m>`` (``keras.ops`` has no assertion).
+
+    Args:
+        multiple: the required divisor of height and width (``2**depth``).
+
+    Example:
+
+    >>> import numpy as np
+    >>> SizeCheck(16)(np.zeros((1, 32, 48, 3), "float32")).shape
+    (1, 32, 48, 3)
+    >>> SizeCheck(16)(np.zeros((1, 30, 48, 3), "float32"))
+    Traceback (most recent call last):
+    ...
+    ValueError: image height 30 is not a multiple of 16 (the model halves it 4 times); resize or pad it to 32 (or 16)
+    """
+
+    def __init__(self, multiple=16, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+            raise ValueError(f"SizeCheck multiple {multiple!r}: must be a positive integer")
+        self.multiple = multiple
+
+    def _check_static(self, shape):
+        for axis, size in zip(("height", "width"), shape[1:3]):
+            if isinstance(size, int) and size % self.multiple:
+                lower = size // self.multiple * self.multiple
+                upper = lower + self.multiple
+                halvings = self.multiple.bit_length() - 1
+                nearest = f"{upper} (or {lower})" if lower else str(upper)
+                raise ValueError(f"image {axis} {size} is not a multiple of {self.multiple} (the model halves it "
+                                 f"{halvings} times); resize or pad it to {nearest}")
+
+    def build(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(f"{self.name}: expects [batch, height, width, channels], got shape {input_shape}")
+        self._check_static(input_shape)
+        self.built = True
+
+    def call(self, images):
+        self._check_static(tuple(images.shape))
+        height, width, channels = _spatial_sizes(images)
+        if isinstance(height, int) and isinstance(width, int):
+            return images
+        m = self.multiple
+        # keras.ops has no assertion: a reshape into m x m blocks fails for any other size. Its result
+        # must reach the output, or the graph optimiser drops it (a mean times 0: one pass over the input).
+        blocks = ops.reshape(images, (-1, height // m, m, width // m, m, channels))
+        return images + ops.cast(ops.mean(blocks), images.dtype) * 0
+
+    def compute_output_shape(self, input_shape):
+        self._check_static(input_shape)
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "multiple": self.multiple}
 
 
 # --------------------------------------------------------------------------- batch normalization

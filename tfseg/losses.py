@@ -5,7 +5,8 @@ TensorFlow, JAX and PyTorch backends. Everything is computed in float32: the
 prediction is cast first, so mixed-precision (float16) outputs cannot overflow
 the sums (float16 stops at 65504, one 256x256 mask already has 65536 pixels).
 
-Inputs:
+Inputs (``num_classes``, when not given, is ``y_pred``'s last axis: one sigmoid channel is
+binary, ``C`` softmax channels categorical):
     * binary (``num_classes=1``): ``y_pred`` ``[B, H, W, 1]`` sigmoid probabilities
       (logits with ``from_logits=True``); ``y_true`` the {0, 1} mask ``[B, H, W, 1]``
       or ``[B, H, W]`` (soft labels in [0, 1] work too).
@@ -49,12 +50,17 @@ repeated for every image.
 
 The function forms take the per-pixel weights as ``pixel_weights``.
 
+After ``import tfseg`` every loss also works as a string in ``model.compile(loss=...)``: the
+``--loss`` names (:data:`tfseg.config.LOSSES`), each class's name and its default ``name``
+(:data:`COMPILE_NAMES`; ``"dice"``, ``"bce"`` and ``"tversky"`` then mean tfseg's losses, not Keras').
+
 Example:
     >>> import keras
     >>> from tfseg.losses import BCEDiceLoss
     >>> from tfseg.metrics import Dice, IoU
     >>> model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(1, 1, activation="sigmoid")])
     >>> model.compile(optimizer="adam", loss=BCEDiceLoss(), metrics=[Dice(), IoU()])
+    >>> model.compile(optimizer="adam", loss="bce_dice", metrics=["dice", "iou"])   # the same, by name
 """
 
 from __future__ import annotations
@@ -63,12 +69,15 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfseg import keras_compat
 from tfseg.config import LOSSES
 from tfseg.errors import ConfigError
+from tfseg.metrics import prediction_classes
 
 EPSILON = 1e-7
 
 __all__ = [
+    "COMPILE_NAMES",
     "LOSS_NAMES",
     "get_loss",
     "IgnoreClassLoss",
@@ -113,23 +122,30 @@ def _targets(y_true, rank, num_classes):
     return ops.one_hot(ops.cast(y_true[..., 0], "int32"), num_classes, dtype="float32")
 
 
-def _check(num_classes=1, class_weights=None, binary_weights=False, **non_negative):
+def _check(num_classes=None, class_weights=None, binary_weights=False, **non_negative):
     """Validate options; ConfigError naming the bad value.
 
-    ``binary_weights``: the loss takes ``[background, foreground]`` weights for one channel.
+    ``num_classes=None`` (inferred from the predictions when the loss is called) leaves the
+    checks that need the class count to that call. ``binary_weights``: the loss takes
+    ``[background, foreground]`` weights for one channel.
     """
-    if int(num_classes) != num_classes or num_classes < 1:
+    if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) != num_classes
+                                    or num_classes < 1):
         raise ConfigError(f"num_classes={num_classes!r}: must be a positive integer")
     for name, value in non_negative.items():
         if value is None or not float(value) >= 0.0:
             raise ConfigError(f"{name}={value!r}: must be a non-negative number")
     if class_weights is None:
         return
+    weights = [float(w) for w in class_weights]
+    if not weights or min(weights) < 0 or sum(weights) <= 0:
+        raise ConfigError(f"class_weights={list(class_weights)!r}: need non-negative weights, not all 0")
+    if num_classes is None:
+        return
     if num_classes == 1 and not binary_weights:
         raise ConfigError(f"class_weights={list(class_weights)!r}: only for num_classes > 1 with this loss")
     expected = 2 if num_classes == 1 else num_classes
-    weights = [float(w) for w in class_weights]
-    if len(weights) != expected or min(weights) < 0 or sum(weights) <= 0:
+    if len(weights) != expected:
         raise ConfigError(
             f"class_weights={list(class_weights)!r}: need {expected} non-negative weights, not all 0"
         )
@@ -181,10 +197,11 @@ def _per_image(values, y_pred):
     return ops.zeros_like(ops.sum(y_pred, axis=tuple(range(1, rank))), dtype="float32") + values
 
 
-def soft_counts(y_true, y_pred, num_classes=1, from_logits=False, per_image=False, pixel_weights=None):
+def soft_counts(y_true, y_pred, num_classes=None, from_logits=False, per_image=False, pixel_weights=None):
     """Soft ``(TP, FP, FN)`` per class, float32 ``[B, K]`` (``per_image``) or ``[1, K]``.
 
-    ``TP = sum(p t)``, ``FP = sum(p) - TP``, ``FN = sum(t) - TP``; ``K = 1`` for binary.
+    ``TP = sum(p t)``, ``FP = sum(p) - TP``, ``FN = sum(t) - TP``; ``K = 1`` for binary;
+    ``num_classes`` defaults to ``y_pred``'s last axis.
     With ``pixel_weights`` ``w`` (``[B, H, W]`` or ``[B, H, W, 1]``) every sum is of ``w`` times its term.
 
     Example:
@@ -193,6 +210,7 @@ def soft_counts(y_true, y_pred, num_classes=1, from_logits=False, per_image=Fals
         >>> float(tp[0, 0]), float(fp[0, 0]), float(fn[0, 0])
         (3.0, 0.0, 1.0)
     """
+    num_classes = prediction_classes(y_pred, num_classes)
     p = _probabilities(y_pred, num_classes, from_logits)
     rank = len(p.shape)
     t = _targets(y_true, rank, num_classes)
@@ -212,14 +230,14 @@ def soft_counts(y_true, y_pred, num_classes=1, from_logits=False, per_image=Fals
 # Function forms: (y_true, y_pred, **options) -> float32 [B]
 # --------------------------------------------------------------------------
 @keras.saving.register_keras_serializable(package="tfseg")
-def dice_loss(y_true, y_pred, smooth=1.0, per_image=False, num_classes=1, from_logits=False,
+def dice_loss(y_true, y_pred, smooth=1.0, per_image=False, num_classes=None, from_logits=False,
               class_weights=None, include_background=True, pixel_weights=None):
     """Soft Dice loss ``1 - (2 TP + s) / (2 TP + FP + FN + s)`` per image ``[B]``.
 
     Args:
         smooth: ``s``, added to numerator and denominator (default 1.0).
         per_image: True: one Dice per image; False: one over the whole batch.
-        num_classes: 1 (sigmoid) or ``C`` (softmax; macro mean over classes).
+        num_classes: 1 (sigmoid) or ``C`` (softmax; macro mean over classes); default: ``y_pred``'s last axis.
         from_logits: ``y_pred`` holds logits.
         class_weights: ``C`` weights of the class mean (categorical only).
         include_background: categorical only: False leaves class 0 out of the mean.
@@ -230,6 +248,7 @@ def dice_loss(y_true, y_pred, smooth=1.0, per_image=False, num_classes=1, from_l
         >>> float(dice_loss(np.ones((1, 2, 2, 1)), np.ones((1, 2, 2, 1)))[0])
         0.0
     """
+    num_classes = prediction_classes(y_pred, num_classes)
     _check(num_classes, class_weights, smooth=smooth)
     tp, fp, fn = soft_counts(y_true, y_pred, num_classes, from_logits, per_image, pixel_weights)
     per_class = 1.0 - (2.0 * tp + smooth) / (2.0 * tp + fp + fn + smooth)
@@ -238,13 +257,14 @@ def dice_loss(y_true, y_pred, smooth=1.0, per_image=False, num_classes=1, from_l
 
 
 @keras.saving.register_keras_serializable(package="tfseg")
-def tversky_loss(y_true, y_pred, alpha=0.3, beta=0.7, smooth=1.0, per_image=False, num_classes=1,
+def tversky_loss(y_true, y_pred, alpha=0.3, beta=0.7, smooth=1.0, per_image=False, num_classes=None,
                  from_logits=False, class_weights=None, include_background=True, pixel_weights=None):
     """Tversky loss ``1 - (TP + s) / (TP + alpha FP + beta FN + s)`` per image ``[B]``.
 
     ``alpha`` weighs false positives, ``beta`` false negatives (Salehi et al., 2017);
     ``alpha = beta = 0.5`` is a Dice loss. Other options as :func:`dice_loss`.
     """
+    num_classes = prediction_classes(y_pred, num_classes)
     _check(num_classes, class_weights, smooth=smooth, alpha=alpha, beta=beta)
     value = _class_mean(
         1.0 - _tversky_index(y_true, y_pred, alpha, beta, smooth, per_image, num_classes, from_logits,
@@ -256,7 +276,7 @@ def tversky_loss(y_true, y_pred, alpha=0.3, beta=0.7, smooth=1.0, per_image=Fals
 
 @keras.saving.register_keras_serializable(package="tfseg")
 def focal_tversky_loss(y_true, y_pred, alpha=0.3, beta=0.7, gamma=0.75, smooth=1.0, per_image=False,
-                       num_classes=1, from_logits=False, class_weights=None, include_background=True,
+                       num_classes=None, from_logits=False, class_weights=None, include_background=True,
                        pixel_weights=None):
     """Focal Tversky loss ``(1 - TI) ** gamma`` (Abraham & Khan, 2019), per image ``[B]``.
 
@@ -264,6 +284,7 @@ def focal_tversky_loss(y_true, y_pred, alpha=0.3, beta=0.7, gamma=0.75, smooth=1
     gradient of hard (low ``TI``) cases. ``1 - TI`` is floored at 1e-7 so the
     gradient stays finite at a perfect prediction.
     """
+    num_classes = prediction_classes(y_pred, num_classes)
     _check(num_classes, class_weights, smooth=smooth, alpha=alpha, beta=beta, gamma=gamma)
     index = _tversky_index(y_true, y_pred, alpha, beta, smooth, per_image, num_classes, from_logits, pixel_weights)
     per_class = ops.power(ops.maximum(1.0 - index, EPSILON), gamma)
@@ -289,7 +310,7 @@ def _pixel_cross_entropy(t, y_pred, num_classes, from_logits):
 
 
 @keras.saving.register_keras_serializable(package="tfseg")
-def cross_entropy_loss(y_true, y_pred, num_classes=1, from_logits=False, class_weights=None, pixel_weights=None):
+def cross_entropy_loss(y_true, y_pred, num_classes=None, from_logits=False, class_weights=None, pixel_weights=None):
     """Pixel-mean cross-entropy per image ``[B]``: binary for 1 class, categorical otherwise.
 
     Args:
@@ -299,6 +320,7 @@ def cross_entropy_loss(y_true, y_pred, num_classes=1, from_logits=False, class_w
         pixel_weights: ``[B, H, W]`` or ``[B, H, W, 1]``: each pixel's term is multiplied
             by its weight (the mean stays over all pixels).
     """
+    num_classes = prediction_classes(y_pred, num_classes)
     _check(num_classes, class_weights, binary_weights=True)
     rank = len(ops.shape(y_pred))
     t = _targets(y_true, rank, num_classes)
@@ -319,7 +341,7 @@ def _true_class_weight(t, num_classes, class_weights):
 
 
 @keras.saving.register_keras_serializable(package="tfseg")
-def focal_loss(y_true, y_pred, gamma=2.0, alpha=0.25, num_classes=1, from_logits=False, pixel_weights=None):
+def focal_loss(y_true, y_pred, gamma=2.0, alpha=0.25, num_classes=None, from_logits=False, pixel_weights=None):
     """Focal loss (Lin et al., 2017), pixel mean per image ``[B]``.
 
     Binary: ``-alpha_t (1 - p_t) ** gamma log p_t`` with ``p_t = p t + (1 - p)(1 - t)``
@@ -327,6 +349,7 @@ def focal_loss(y_true, y_pred, gamma=2.0, alpha=0.25, num_classes=1, from_logits
     ``-sum_c alpha t_c (1 - p_c) ** gamma log p_c``. ``gamma = 0, alpha = 0.5`` is
     half the cross-entropy. ``pixel_weights`` multiply each pixel's term, as in :func:`cross_entropy_loss`.
     """
+    num_classes = prediction_classes(y_pred, num_classes)
     _check(num_classes, gamma=gamma, alpha=alpha)
     rank = len(ops.shape(y_pred))
     t = _targets(y_true, rank, num_classes)
@@ -346,8 +369,14 @@ def focal_loss(y_true, y_pred, gamma=2.0, alpha=0.25, num_classes=1, from_logits
 
 @keras.saving.register_keras_serializable(package="tfseg")
 def bce_dice_loss(y_true, y_pred, bce_weight=1.0, dice_weight=1.0, smooth=1.0, per_image=False,
-                  from_logits=False, pixel_weights=None):
-    """``bce_weight * BCE + dice_weight * DiceLoss`` per image ``[B]`` (binary).
+                  from_logits=False, pixel_weights=None, num_classes=None, class_weights=None,
+                  include_background=True):
+    """``bce_weight * cross-entropy + dice_weight * DiceLoss`` per image ``[B]``.
+
+    Binary cross-entropy for one sigmoid channel; for ``C`` softmax channels both terms are
+    categorical (:func:`cce_dice_loss`, what ``--loss bce_dice`` trains on class-id masks).
+    ``class_weights`` weigh both terms (the cross-entropy per pixel, the Dice in the class mean;
+    categorical only), ``include_background`` the Dice term.
 
     Example:
         >>> import numpy as np
@@ -355,24 +384,32 @@ def bce_dice_loss(y_true, y_pred, bce_weight=1.0, dice_weight=1.0, smooth=1.0, p
         >>> round(float(bce_dice_loss(y, np.array([0.1, 0.9]).reshape(1, 1, 2, 1))[0]), 4)   # -ln(0.9) + 1 - 2.8/3
         0.172
     """
-    _check(1, bce_weight=bce_weight, dice_weight=dice_weight)
-    return (bce_weight * cross_entropy_loss(y_true, y_pred, 1, from_logits, pixel_weights=pixel_weights)
-            + dice_weight * dice_loss(y_true, y_pred, smooth, per_image, 1, from_logits,
-                                      pixel_weights=pixel_weights))
+    num_classes = prediction_classes(y_pred, num_classes)
+    _check(num_classes, class_weights, bce_weight=bce_weight, dice_weight=dice_weight)
+    return (bce_weight * cross_entropy_loss(y_true, y_pred, num_classes, from_logits, class_weights, pixel_weights)
+            + dice_weight * dice_loss(y_true, y_pred, smooth, per_image, num_classes, from_logits,
+                                      class_weights, include_background, pixel_weights))
 
 
 @keras.saving.register_keras_serializable(package="tfseg")
-def cce_dice_loss(y_true, y_pred, num_classes=2, cce_weight=1.0, dice_weight=1.0, smooth=1.0,
+def cce_dice_loss(y_true, y_pred, num_classes=None, cce_weight=1.0, dice_weight=1.0, smooth=1.0,
                   per_image=False, from_logits=False, class_weights=None, include_background=True,
                   pixel_weights=None):
-    """``cce_weight * CCE + dice_weight * categorical DiceLoss`` per image ``[B]``.
+    """``cce_weight * CCE + dice_weight * categorical DiceLoss`` per image ``[B]``: :func:`bce_dice_loss`
+    for 2 or more classes (``num_classes`` default: ``y_pred``'s last axis).
 
     ``class_weights`` weigh both terms (CCE per pixel, Dice in the class mean).
     """
-    _check(num_classes, cce_weight=cce_weight, dice_weight=dice_weight)
-    return (cce_weight * cross_entropy_loss(y_true, y_pred, num_classes, from_logits, class_weights, pixel_weights)
-            + dice_weight * dice_loss(y_true, y_pred, smooth, per_image, num_classes, from_logits,
-                                      class_weights, include_background, pixel_weights))
+    num_classes = _at_least_two(prediction_classes(y_pred, num_classes), "cce_dice_loss", "bce_dice_loss")
+    return bce_dice_loss(y_true, y_pred, cce_weight, dice_weight, smooth, per_image, from_logits, pixel_weights,
+                         num_classes, class_weights, include_background)
+
+
+def _at_least_two(num_classes, owner, binary_form):
+    """``num_classes`` if 2 or more, else a ConfigError naming ``owner`` and its binary form."""
+    if num_classes < 2:
+        raise ConfigError(f"{owner} num_classes={num_classes!r}: needs 2 or more classes; use {binary_form}")
+    return num_classes
 
 
 # --------------------------------------------------------------------------
@@ -383,6 +420,7 @@ class _FunctionLoss(keras.losses.Loss):
 
     _function = None
     _binary_class_weights = False  # True where one channel takes [background, foreground] weights
+    _binary_form = None  # the class to use for one channel, where this one needs 2 or more classes
 
     def __init__(self, name, reduction, dtype, **options):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -395,8 +433,10 @@ class _FunctionLoss(keras.losses.Loss):
         # Fail at construction, not at the first training step.
         probe = {k: v for k, v in self.options.items()
                  if k in ("smooth", "alpha", "beta", "gamma", "bce_weight", "cce_weight", "dice_weight")}
-        _check(self.options.get("num_classes", 1), self.options.get("class_weights"),
-               self._binary_class_weights, **probe)
+        num_classes = self.options.get("num_classes")
+        if num_classes is not None and self._binary_form:
+            _at_least_two(num_classes, type(self).__name__, self._binary_form)
+        _check(num_classes, self.options.get("class_weights"), self._binary_class_weights, **probe)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         # Keras applies sample_weight to the per-image losses; pixel weights must act inside the loss.
@@ -409,14 +449,18 @@ class _FunctionLoss(keras.losses.Loss):
             self._pixel_weights = None
 
     def call(self, y_true, y_pred):
+        options = dict(self.options)
+        if "num_classes" in options:  # inferred from this call's predictions when not given
+            options["num_classes"] = prediction_classes(y_pred, options["num_classes"])
+            if self._binary_form:
+                _at_least_two(options["num_classes"], type(self).__name__, self._binary_form)
         pixel_weights = getattr(self, "_pixel_weights", None)
-        if pixel_weights is None:
-            return type(self)._function(y_true, y_pred, **self.options)
-        return type(self)._function(y_true, y_pred, **self.options, pixel_weights=pixel_weights)
+        if pixel_weights is not None:
+            options["pixel_weights"] = pixel_weights
+        return type(self)._function(y_true, y_pred, **options)
 
     def get_config(self):
-        return {**self.options, "name": self.name, "reduction": self.reduction,
-                "dtype": self._dtype_policy.name}
+        return {**self.options, "name": self.name, "reduction": self.reduction, "dtype": self.dtype}
 
 
 @keras.saving.register_keras_serializable(package="tfseg")
@@ -427,7 +471,8 @@ class DiceLoss(_FunctionLoss):
         smooth: ``s`` (default 1.0): an empty truth with empty prediction gives 0.
         per_image: False (default): one Dice over the batch's pixels (smoother,
             as segmentation_models); True: the mean of per-image Dice losses.
-        num_classes: 1 (sigmoid) or ``C`` (softmax, macro mean over classes).
+        num_classes: 1 (sigmoid) or ``C`` (softmax, macro mean over classes); ``None`` (default):
+            the predictions' last axis, at each call.
         from_logits: ``y_pred`` holds logits.
         class_weights: ``C`` weights of the class mean (categorical only).
         include_background: categorical only: False leaves class 0 out.
@@ -442,7 +487,7 @@ class DiceLoss(_FunctionLoss):
 
     _function = staticmethod(dice_loss)
 
-    def __init__(self, smooth=1.0, per_image=False, num_classes=1, from_logits=False, class_weights=None,
+    def __init__(self, smooth=1.0, per_image=False, num_classes=None, from_logits=False, class_weights=None,
                  include_background=True, name="dice_loss", reduction="sum_over_batch_size", dtype=None):
         super().__init__(name, reduction, dtype, smooth=smooth, per_image=per_image, num_classes=num_classes,
                          from_logits=from_logits, class_weights=class_weights,
@@ -453,14 +498,15 @@ class DiceLoss(_FunctionLoss):
 class CategoricalDiceLoss(DiceLoss):
     """Soft Dice loss over ``num_classes >= 2`` softmax channels (macro mean); see :class:`DiceLoss`.
 
-    Targets: class ids ``[B, H, W, 1]`` or one-hot ``[B, H, W, C]``.
+    Targets: class ids ``[B, H, W, 1]`` or one-hot ``[B, H, W, C]``. ``num_classes=None`` (default):
+    the predictions' last axis, at each call (2 or more).
     """
 
-    def __init__(self, num_classes=2, smooth=1.0, per_image=False, from_logits=False, class_weights=None,
+    _binary_form = "DiceLoss"
+
+    def __init__(self, num_classes=None, smooth=1.0, per_image=False, from_logits=False, class_weights=None,
                  include_background=True, name="categorical_dice_loss", reduction="sum_over_batch_size",
                  dtype=None):
-        if int(num_classes) < 2:
-            raise ConfigError(f"CategoricalDiceLoss num_classes={num_classes!r}: needs 2 or more; use DiceLoss")
         super().__init__(smooth, per_image, num_classes, from_logits, class_weights, include_background,
                          name=name, reduction=reduction, dtype=dtype)
 
@@ -478,7 +524,7 @@ class TverskyLoss(_FunctionLoss):
 
     _function = staticmethod(tversky_loss)
 
-    def __init__(self, alpha=0.3, beta=0.7, smooth=1.0, per_image=False, num_classes=1, from_logits=False,
+    def __init__(self, alpha=0.3, beta=0.7, smooth=1.0, per_image=False, num_classes=None, from_logits=False,
                  class_weights=None, include_background=True, name="tversky_loss",
                  reduction="sum_over_batch_size", dtype=None):
         super().__init__(name, reduction, dtype, alpha=alpha, beta=beta, smooth=smooth, per_image=per_image,
@@ -499,7 +545,7 @@ class FocalTverskyLoss(_FunctionLoss):
 
     _function = staticmethod(focal_tversky_loss)
 
-    def __init__(self, alpha=0.3, beta=0.7, gamma=0.75, smooth=1.0, per_image=False, num_classes=1,
+    def __init__(self, alpha=0.3, beta=0.7, gamma=0.75, smooth=1.0, per_image=False, num_classes=None,
                  from_logits=False, class_weights=None, include_background=True, name="focal_tversky_loss",
                  reduction="sum_over_batch_size", dtype=None):
         super().__init__(name, reduction, dtype, alpha=alpha, beta=beta, gamma=gamma, smooth=smooth,
@@ -512,7 +558,8 @@ class CrossEntropyLoss(_FunctionLoss):
     """Pixel-mean cross-entropy: binary for ``num_classes=1``, categorical otherwise.
 
     Args:
-        num_classes: 1 (sigmoid, {0, 1} mask) or ``C`` (softmax, class ids or one-hot).
+        num_classes: 1 (sigmoid, {0, 1} mask) or ``C`` (softmax, class ids or one-hot); ``None``
+            (default): the predictions' last axis, at each call.
         from_logits: ``y_pred`` holds logits (computed stably, without clipping).
         class_weights: per-pixel weight of the true class: ``[background, foreground]``
             for binary, ``C`` values for categorical.
@@ -522,7 +569,7 @@ class CrossEntropyLoss(_FunctionLoss):
     _function = staticmethod(cross_entropy_loss)
     _binary_class_weights = True
 
-    def __init__(self, num_classes=1, from_logits=False, class_weights=None, name="cross_entropy_loss",
+    def __init__(self, num_classes=None, from_logits=False, class_weights=None, name="cross_entropy_loss",
                  reduction="sum_over_batch_size", dtype=None):
         super().__init__(name, reduction, dtype, num_classes=num_classes, from_logits=from_logits,
                          class_weights=class_weights)
@@ -542,7 +589,7 @@ class FocalLoss(_FunctionLoss):
 
     _function = staticmethod(focal_loss)
 
-    def __init__(self, gamma=2.0, alpha=0.25, num_classes=1, from_logits=False, name="focal_loss",
+    def __init__(self, gamma=2.0, alpha=0.25, num_classes=None, from_logits=False, name="focal_loss",
                  reduction="sum_over_batch_size", dtype=None):
         super().__init__(name, reduction, dtype, gamma=gamma, alpha=alpha, num_classes=num_classes,
                          from_logits=from_logits)
@@ -550,7 +597,8 @@ class FocalLoss(_FunctionLoss):
 
 @keras.saving.register_keras_serializable(package="tfseg")
 class BCEDiceLoss(_FunctionLoss):
-    """``bce_weight * BCE + dice_weight * soft Dice loss`` for binary masks.
+    """``bce_weight * BCE + dice_weight * soft Dice loss``: binary for one sigmoid channel, categorical
+    (the same as :class:`CCEDiceLoss`) for ``C`` softmax channels; see :func:`bce_dice_loss`.
 
     Cross-entropy gives smooth per-pixel gradients early on; the Dice term counters
     class imbalance (a small lesion on a large background).
@@ -560,6 +608,8 @@ class BCEDiceLoss(_FunctionLoss):
         smooth, per_image: of the Dice term, as :class:`DiceLoss`.
         from_logits: ``y_pred`` holds logits.
         name, reduction, dtype: as ``keras.losses.Loss``.
+        num_classes, class_weights, include_background: as :class:`DiceLoss` (``num_classes=None``:
+            the predictions' last axis, at each call).
 
     Example:
         >>> import numpy as np
@@ -571,9 +621,11 @@ class BCEDiceLoss(_FunctionLoss):
     _function = staticmethod(bce_dice_loss)
 
     def __init__(self, bce_weight=1.0, dice_weight=1.0, smooth=1.0, per_image=False, from_logits=False,
-                 name="bce_dice_loss", reduction="sum_over_batch_size", dtype=None):
+                 name="bce_dice_loss", reduction="sum_over_batch_size", dtype=None, num_classes=None,
+                 class_weights=None, include_background=True):
         super().__init__(name, reduction, dtype, bce_weight=bce_weight, dice_weight=dice_weight, smooth=smooth,
-                         per_image=per_image, from_logits=from_logits)
+                         per_image=per_image, from_logits=from_logits, num_classes=num_classes,
+                         class_weights=class_weights, include_background=include_background)
 
 
 @keras.saving.register_keras_serializable(package="tfseg")
@@ -581,44 +633,37 @@ class CCEDiceLoss(_FunctionLoss):
     """``cce_weight * categorical cross-entropy + dice_weight * categorical Dice loss``.
 
     Args:
-        num_classes: number of softmax channels (2 or more).
+        num_classes: number of softmax channels (2 or more); ``None`` (default): the predictions'
+            last axis, at each call.
         cce_weight, dice_weight: weights of the two terms (default 1, 1).
         smooth, per_image, from_logits, class_weights, include_background: as :class:`DiceLoss`.
         name, reduction, dtype: as ``keras.losses.Loss``.
     """
 
     _function = staticmethod(cce_dice_loss)
+    _binary_form = "BCEDiceLoss"
 
-    def __init__(self, num_classes=2, cce_weight=1.0, dice_weight=1.0, smooth=1.0, per_image=False,
+    def __init__(self, num_classes=None, cce_weight=1.0, dice_weight=1.0, smooth=1.0, per_image=False,
                  from_logits=False, class_weights=None, include_background=True, name="cce_dice_loss",
                  reduction="sum_over_batch_size", dtype=None):
-        if int(num_classes) < 2:
-            raise ConfigError(f"CCEDiceLoss num_classes={num_classes!r}: needs 2 or more; use BCEDiceLoss")
         super().__init__(name, reduction, dtype, num_classes=num_classes, cce_weight=cce_weight,
                          dice_weight=dice_weight, smooth=smooth, per_image=per_image, from_logits=from_logits,
                          class_weights=class_weights, include_background=include_background)
 
 
 # --------------------------------------------------------------------------
-# By name (the CLI's --loss)
+# By name (the CLI's --loss, and strings in model.compile)
 # --------------------------------------------------------------------------
-_BINARY = {
-    "bce_dice": lambda c: BCEDiceLoss(),
-    "dice": lambda c: DiceLoss(),
-    "bce": lambda c: CrossEntropyLoss(),
-    "focal": lambda c: FocalLoss(),
-    "tversky": lambda c: TverskyLoss(),
-    "focal_tversky": lambda c: FocalTverskyLoss(),
-}
-_CATEGORICAL = {
-    "bce_dice": lambda c: CCEDiceLoss(num_classes=c),
-    "dice": lambda c: CategoricalDiceLoss(num_classes=c),
-    "bce": lambda c: CrossEntropyLoss(num_classes=c),
-    "focal": lambda c: FocalLoss(num_classes=c),
-    "tversky": lambda c: TverskyLoss(num_classes=c),
-    "focal_tversky": lambda c: FocalTverskyLoss(num_classes=c),
-    "cce": lambda c: CrossEntropyLoss(num_classes=c),
-    "cce_dice": lambda c: CCEDiceLoss(num_classes=c),
+#: ``--loss`` name -> (class for one sigmoid channel, class for ``C`` softmax channels); None: not for that case.
+_BY_NAME = {
+    "bce_dice": (BCEDiceLoss, CCEDiceLoss),
+    "dice": (DiceLoss, CategoricalDiceLoss),
+    "bce": (CrossEntropyLoss, CrossEntropyLoss),
+    "focal": (FocalLoss, FocalLoss),
+    "tversky": (TverskyLoss, TverskyLoss),
+    "focal_tversky": (FocalTverskyLoss, FocalTverskyLoss),
+    "cce": (None, CrossEntropyLoss),
+    "cce_dice": (None, CCEDiceLoss),
 }
 LOSS_NAMES = LOSSES  # the names --loss accepts (defined once, in tfseg.config)
 
@@ -674,7 +719,7 @@ class IgnoreClassLoss(keras.losses.Loss):
 
     def get_config(self):
         return {"loss": keras.saving.serialize_keras_object(self.loss), "ignore_class": self.ignore_class,
-                "name": self.name, "reduction": self.reduction, "dtype": self._dtype_policy.name}
+                "name": self.name, "reduction": self.reduction, "dtype": self.dtype}
 
 
 def get_loss(name: str, num_classes: int = 1, ignore_class=None) -> keras.losses.Loss:
@@ -697,10 +742,32 @@ def get_loss(name: str, num_classes: int = 1, ignore_class=None) -> keras.losses
     _check(num_classes)
     if key not in LOSS_NAMES:
         raise ConfigError(f"loss {name!r}: unknown loss; choose one of {', '.join(LOSS_NAMES)}")
+    binary, categorical = _BY_NAME[key]
     if num_classes == 1:
-        if key not in _BINARY:
+        if binary is None:
             raise ConfigError(f"loss {name!r} needs --num-classes 2 or more; for one class use bce or bce_dice")
-        loss = _BINARY[key](1)
+        loss = binary(num_classes=1)
     else:
-        loss = _CATEGORICAL[key](int(num_classes))
+        loss = categorical(num_classes=int(num_classes))
     return loss if ignore_class is None else IgnoreClassLoss(loss, ignore_class)
+
+
+def _compile_names():
+    """Every string ``model.compile(loss=...)`` accepts after ``import tfseg``: ``{name: loss class}``.
+
+    The ``--loss`` names (the class that infers the class count: ``"bce_dice"`` is
+    :class:`BCEDiceLoss`, categorical on a softmax output), each class's own name and its default
+    ``name`` (``"dice_loss"``, ``"bce_dice_loss"``, ...).
+    """
+    import inspect
+
+    names = {name: binary or categorical for name, (binary, categorical) in _BY_NAME.items()}
+    for cls in {c for pair in _BY_NAME.values() for c in pair if c is not None}:
+        names[cls.__name__] = cls
+        names[inspect.signature(cls).parameters["name"].default] = cls
+    return dict(sorted(names.items()))
+
+
+#: ``model.compile`` strings of the losses (registered with Keras when this module is imported).
+COMPILE_NAMES = _compile_names()
+keras_compat.register_compile_names("losses", COMPILE_NAMES)

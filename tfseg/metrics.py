@@ -15,7 +15,8 @@ function of those counts, as in segmentation_models.pytorch
     F-beta    = (1 + b^2) TP / ((1 + b^2) TP + b^2 FN + FP)
     PixelAccuracy = correctly labelled pixels / pixels of the selected true classes
 
-Predictions:
+Predictions (``num_classes``, when not given, is the predictions' last axis, read at the first
+update: one sigmoid channel is binary, ``C`` softmax channels multi-class; :func:`prediction_classes`):
     * binary (``num_classes=1``, one sigmoid channel): a pixel is foreground when
       ``p >= threshold``; with ``from_logits=True`` when ``logit >= log(t / (1 - t))``,
       which is the same as thresholding ``sigmoid(logit)``. Targets: foreground
@@ -47,7 +48,13 @@ Reductions:
 ``[B, H, W, 1]`` after ``[B]`` becomes ``[B, 1, 1, 1]`` and ``[B, H, W]`` becomes
 ``[B, H, W, 1]``. A weight multiplies that pixel's contribution to every count;
 weight 0 removes the pixel. ``ignore_class`` is the same as weight 0 on the
-pixels whose target equals it.
+pixels whose target equals it (both together: the product).
+
+Names (the keys in ``model.fit``'s logs, chosen not to collide with Keras' own metrics):
+``dice``, ``iou``, ``pixel_precision``, ``pixel_recall``, ``pixel_fbeta``, ``pixel_accuracy``.
+After ``import tfseg`` each name also works as a string in ``model.compile(metrics=[...])``
+(:data:`COMPILE_NAMES`; so do ``seg_precision``, ``seg_recall`` and ``seg_fbeta``, the names
+files saved by earlier versions use).
 
 Example:
     >>> import numpy as np
@@ -67,9 +74,13 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfseg import keras_compat
 from tfseg.errors import ConfigError
+from tfseg.masks import foreground
 
 __all__ = [
+    "COMPILE_NAMES",
+    "prediction_classes",
     "confusion_counts",
     "dice_from_counts",
     "iou_from_counts",
@@ -94,7 +105,7 @@ __all__ = [
 def confusion_counts(
     y_true,
     y_pred,
-    num_classes: int = 1,
+    num_classes: Optional[int] = None,
     threshold: float = 0.5,
     from_logits: bool = False,
     ignore_class: Optional[int] = None,
@@ -107,7 +118,7 @@ def confusion_counts(
             Multi-class: class ids ``[B, H, W, 1]``/``[B, H, W]`` or one-hot ``[B, H, W, C]``.
         y_pred: ``[B, H, W, 1]`` sigmoid probabilities (binary) or ``[B, H, W, C]``
             softmax probabilities; logits with ``from_logits=True``.
-        num_classes: 1 for binary, ``C`` for multi-class.
+        num_classes: 1 for binary, ``C`` for multi-class; default: ``y_pred``'s last axis.
         threshold: binary decision threshold on probabilities.
         from_logits: ``y_pred`` holds logits (binary: thresholded at ``logit(threshold)``).
         ignore_class: target value whose pixels are left out of every count.
@@ -124,13 +135,12 @@ def confusion_counts(
         >>> [float(c[0, 1]) for c in (tp, fp, fn, tn)]
         [1.0, 1.0, 0.0, 0.0]
     """
-    num_classes = _check_num_classes(num_classes)
     y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
     y_true = ops.convert_to_tensor(y_true)
     rank = len(y_pred.shape)
     if rank < 2:
         raise ConfigError(f"predictions of shape {tuple(y_pred.shape)}: expected [batch, ..., channels]")
-    _check_channels(y_pred, num_classes)
+    num_classes = prediction_classes(y_pred, num_classes)
     classes = max(num_classes, 2)
 
     true_ids = _true_ids(y_true, rank, num_classes)  # int32 [B, ..., 1]
@@ -149,27 +159,50 @@ def confusion_counts(
     return tp, fp, fn, tn
 
 
-def _check_num_classes(num_classes) -> int:
-    if int(num_classes) != num_classes or int(num_classes) < 1:
+def _check_num_classes(num_classes) -> Optional[int]:
+    """``num_classes`` as an int (``None`` stays ``None``: inferred from the predictions)."""
+    if num_classes is None:
+        return None
+    if isinstance(num_classes, bool) or int(num_classes) != num_classes or int(num_classes) < 1:
         raise ConfigError(f"num_classes={num_classes!r}: must be a positive integer")
     return int(num_classes)
 
 
-def _check_channels(y_pred, num_classes):
-    channels = y_pred.shape[-1]
+def prediction_classes(y_pred, num_classes: Optional[int] = None) -> int:
+    """The class count of predictions ``y_pred`` ``[..., C]``: ``num_classes`` when given (checked against
+    the last axis), else the last axis itself (1 = one sigmoid channel, binary). The one rule of
+    every loss and metric here.
+
+    Raises:
+        ConfigError: ``num_classes`` is not a positive integer, differs from the last axis, or is
+            not given while the last axis is unknown.
+
+    Example:
+        >>> import numpy as np
+        >>> prediction_classes(np.zeros((2, 4, 4, 3))), prediction_classes(np.zeros((2, 4, 4, 1)), 1)
+        (3, 1)
+    """
+    num_classes = _check_num_classes(num_classes)
+    channels = ops.convert_to_tensor(y_pred).shape[-1] if not hasattr(y_pred, "shape") else y_pred.shape[-1]
+    if num_classes is None:
+        if channels is None:
+            raise ConfigError("num_classes: not given, and the predictions' last axis (the classes) is unknown; "
+                              "pass num_classes")
+        return int(channels)
     if channels is not None and channels != num_classes:
-        hint = "" if num_classes > 1 or channels < 2 else f"; pass num_classes={channels}"
+        hint = "" if num_classes > 1 or channels < 2 else f"; pass num_classes={channels} (or leave it out)"
         raise ConfigError(
             f"predictions have {channels} channel(s) but num_classes={num_classes}{hint}"
         )
+    return num_classes
 
 
 def _true_ids(y_true, rank, num_classes):
-    """Target class ids, int32 ``[B, ..., 1]`` (binary: 1 where ``> 0.5``)."""
+    """Target class ids, int32 ``[B, ..., 1]`` (binary: 1 where ``> 0.5``, :func:`tfseg.masks.foreground`)."""
     if len(y_true.shape) == rank - 1:
         y_true = ops.expand_dims(y_true, -1)
     if num_classes == 1:
-        return ops.cast(ops.cast(y_true, "float32") > 0.5, "int32")
+        return ops.cast(foreground(ops.cast(y_true, "float32"), xp=ops), "int32")
     if y_true.shape[-1] == num_classes:  # one-hot
         return ops.expand_dims(ops.cast(ops.argmax(ops.cast(y_true, "float32"), axis=-1), "int32"), -1)
     return ops.cast(y_true, "int32")
@@ -273,6 +306,9 @@ class _CountMetric(keras.metrics.Metric):
     """Base of every metric here: accumulate :func:`confusion_counts`, reduce in ``result``.
 
     Subclasses set ``_class_score`` (counts -> per-class score) or override ``_reduce``.
+    With ``num_classes=None`` the class count (and with it the size of the count variables)
+    is read from the predictions at the first update (:func:`prediction_classes`), as
+    ``keras.metrics.F1Score`` does; ``num_classes`` keeps the value given (``get_config``).
     """
 
     _binary_default_classes = (1,)
@@ -281,7 +317,7 @@ class _CountMetric(keras.metrics.Metric):
         self,
         threshold: float = 0.5,
         per_image: bool = False,
-        num_classes: int = 1,
+        num_classes: Optional[int] = None,
         from_logits: bool = False,
         ignore_class: Optional[int] = None,
         class_ids: Optional[Sequence[int]] = None,
@@ -299,31 +335,38 @@ class _CountMetric(keras.metrics.Metric):
         self.ignore_class = None if ignore_class is None else int(ignore_class)
         self.class_ids = None if class_ids is None else [int(c) for c in class_ids]
         self.include_background = bool(include_background)
-        self._selected = self._selected_classes()
+        self._classes = None  # the class count in use: num_classes, or the predictions' at the first update
         if self.per_image:
             self.score_sum = self.add_variable((), "zeros", dtype="float32", name="score_sum")
             self.images = self.add_variable((), "zeros", dtype="float32", name="images")
-        else:
-            k = max(self.num_classes, 2)
+        if self.num_classes is not None:
+            self._build(self.num_classes)
+
+    def _build(self, num_classes: int) -> None:
+        """Fix the class count: the selected classes and (for the global reduction) the count variables."""
+        self._selected = self._selected_classes(num_classes)
+        if not self.per_image:
+            k = max(num_classes, 2)
             self.tp = self.add_variable((k,), "zeros", dtype="float32", name="tp")
             self.fp = self.add_variable((k,), "zeros", dtype="float32", name="fp")
             self.fn = self.add_variable((k,), "zeros", dtype="float32", name="fn")
             self.tn = self.add_variable((k,), "zeros", dtype="float32", name="tn")
+        self._classes = num_classes
 
-    def _selected_classes(self):
+    def _selected_classes(self, num_classes: int):
         """The class indices averaged over (validated; never empty)."""
-        k = max(self.num_classes, 2)
+        k = max(num_classes, 2)
         if self.class_ids is not None:
             chosen = list(self.class_ids)
-        elif self.num_classes == 1:
+        elif num_classes == 1:
             chosen = list(self._binary_default_classes)
         else:
             chosen = [c for c in range(k) if c != self.ignore_class]
-        if self.num_classes > 1 and not self.include_background:
+        if num_classes > 1 and not self.include_background:
             chosen = [c for c in chosen if c != 0]
         bad = [c for c in chosen if not 0 <= c < k]
         if bad:
-            raise ConfigError(f"class_ids {bad}: must be in [0, {k - 1}] for num_classes={self.num_classes}")
+            raise ConfigError(f"class_ids {bad}: must be in [0, {k - 1}] for num_classes={num_classes}")
         if not chosen:
             raise ConfigError(f"{self.name}: no class left to score (class_ids={self.class_ids}, include_background=False)")
         return chosen
@@ -337,10 +380,12 @@ class _CountMetric(keras.metrics.Metric):
         return ops.mean(ops.take(scores, self._selected, axis=-1), axis=-1)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        if self._classes is None:
+            self._build(prediction_classes(y_pred))
         tp, fp, fn, tn = confusion_counts(
             y_true,
             y_pred,
-            num_classes=self.num_classes,
+            num_classes=self._classes,
             threshold=self.threshold,
             from_logits=self.from_logits,
             ignore_class=self.ignore_class,
@@ -355,6 +400,8 @@ class _CountMetric(keras.metrics.Metric):
                 variable.assign_add(ops.sum(count, axis=0))
 
     def result(self):
+        if self._classes is None:  # nothing seen yet, and no class count to size the counts by
+            return ops.cast(ops.convert_to_tensor(0.0), self.dtype)
         if self.per_image:
             seen = self.images
             value = self.score_sum / ops.maximum(seen, 1.0)
@@ -383,7 +430,8 @@ _ARGS_DOC = """
         threshold: binary only: a pixel is foreground when ``probability >= threshold``.
         per_image: False: one score from the counts of all pixels seen since
             ``reset_state()``; True: the mean of per-image scores.
-        num_classes: 1 for one sigmoid channel; ``C > 1`` for ``C`` softmax channels.
+        num_classes: 1 for one sigmoid channel; ``C > 1`` for ``C`` softmax channels; ``None``
+            (default): the predictions' last axis, read at the first update.
         from_logits: ``y_pred`` holds logits (binary: sigmoid is applied before thresholding).
         ignore_class: a target value (e.g. 255) whose pixels are excluded from all counts.
         class_ids: the classes averaged over. Default: multi-class, all classes but
@@ -417,7 +465,7 @@ class Dice(_CountMetric):
 """
     )
 
-    def __init__(self, threshold=0.5, per_image=False, num_classes=1, from_logits=False,
+    def __init__(self, threshold=0.5, per_image=False, num_classes=None, from_logits=False,
                  ignore_class=None, class_ids=None, include_background=True, name="dice", dtype=None):
         super().__init__(threshold, per_image, num_classes, from_logits, ignore_class,
                          class_ids, include_background, name=name, dtype=dtype)
@@ -439,7 +487,7 @@ class IoU(_CountMetric):
         + _ARGS_DOC
     )
 
-    def __init__(self, threshold=0.5, per_image=False, num_classes=1, from_logits=False,
+    def __init__(self, threshold=0.5, per_image=False, num_classes=None, from_logits=False,
                  ignore_class=None, class_ids=None, include_background=True, name="iou", dtype=None):
         super().__init__(threshold, per_image, num_classes, from_logits, ignore_class,
                          class_ids, include_background, name=name, dtype=dtype)
@@ -451,7 +499,8 @@ class IoU(_CountMetric):
 @keras.saving.register_keras_serializable(package="tfseg")
 class Precision(_CountMetric):
     __doc__ = (
-        """Pixel precision ``TP / (TP + FP)`` (named ``seg_precision`` to differ from Keras').
+        """Pixel precision ``TP / (TP + FP)``, logged as ``pixel_precision`` (``keras.metrics.Precision`` is
+    ``precision``; files of earlier versions name it ``seg_precision``).
 
     1 when the class is absent from truth and prediction; 0 when nothing is
     predicted but the class is present.
@@ -459,8 +508,8 @@ class Precision(_CountMetric):
         + _ARGS_DOC
     )
 
-    def __init__(self, threshold=0.5, per_image=False, num_classes=1, from_logits=False,
-                 ignore_class=None, class_ids=None, include_background=True, name="seg_precision", dtype=None):
+    def __init__(self, threshold=0.5, per_image=False, num_classes=None, from_logits=False,
+                 ignore_class=None, class_ids=None, include_background=True, name="pixel_precision", dtype=None):
         super().__init__(threshold, per_image, num_classes, from_logits, ignore_class,
                          class_ids, include_background, name=name, dtype=dtype)
 
@@ -471,7 +520,8 @@ class Precision(_CountMetric):
 @keras.saving.register_keras_serializable(package="tfseg")
 class Recall(_CountMetric):
     __doc__ = (
-        """Pixel recall (sensitivity) ``TP / (TP + FN)`` (named ``seg_recall``).
+        """Pixel recall (sensitivity) ``TP / (TP + FN)``, logged as ``pixel_recall`` (``keras.metrics.Recall``
+    is ``recall``; earlier versions: ``seg_recall``).
 
     1 when the class is absent from truth and prediction; 0 when the class is
     predicted but absent from the truth.
@@ -479,8 +529,8 @@ class Recall(_CountMetric):
         + _ARGS_DOC
     )
 
-    def __init__(self, threshold=0.5, per_image=False, num_classes=1, from_logits=False,
-                 ignore_class=None, class_ids=None, include_background=True, name="seg_recall", dtype=None):
+    def __init__(self, threshold=0.5, per_image=False, num_classes=None, from_logits=False,
+                 ignore_class=None, class_ids=None, include_background=True, name="pixel_recall", dtype=None):
         super().__init__(threshold, per_image, num_classes, from_logits, ignore_class,
                          class_ids, include_background, name=name, dtype=dtype)
 
@@ -491,7 +541,8 @@ class Recall(_CountMetric):
 @keras.saving.register_keras_serializable(package="tfseg")
 class FBeta(_CountMetric):
     __doc__ = (
-        """F-beta ``(1 + b^2) TP / ((1 + b^2) TP + b^2 FN + FP)`` (named ``seg_fbeta``).
+        """F-beta ``(1 + b^2) TP / ((1 + b^2) TP + b^2 FN + FP)``, logged as ``pixel_fbeta``
+    (``keras.metrics.FBetaScore`` is ``fbeta_score``; earlier versions: ``seg_fbeta``).
 
     ``beta > 1`` weighs recall more, ``beta < 1`` precision; ``beta = 1`` is Dice.
 
@@ -501,8 +552,8 @@ class FBeta(_CountMetric):
         + _ARGS_DOC
     )
 
-    def __init__(self, beta=1.0, threshold=0.5, per_image=False, num_classes=1, from_logits=False,
-                 ignore_class=None, class_ids=None, include_background=True, name="seg_fbeta", dtype=None):
+    def __init__(self, beta=1.0, threshold=0.5, per_image=False, num_classes=None, from_logits=False,
+                 ignore_class=None, class_ids=None, include_background=True, name="pixel_fbeta", dtype=None):
         if not float(beta) > 0.0:
             raise ConfigError(f"beta={beta!r}: must be positive")
         super().__init__(threshold, per_image, num_classes, from_logits, ignore_class,
@@ -531,7 +582,7 @@ class PixelAccuracy(_CountMetric):
 
     _binary_default_classes = (0, 1)
 
-    def __init__(self, threshold=0.5, per_image=False, num_classes=1, from_logits=False,
+    def __init__(self, threshold=0.5, per_image=False, num_classes=None, from_logits=False,
                  ignore_class=None, class_ids=None, include_background=True, name="pixel_accuracy", dtype=None):
         super().__init__(threshold, per_image, num_classes, from_logits, ignore_class,
                          class_ids, include_background, name=name, dtype=dtype)
@@ -553,6 +604,22 @@ def default_metrics(num_classes: int = 1, ignore_class: Optional[int] = None):
     """
     return [Dice(num_classes=num_classes, ignore_class=ignore_class),
             IoU(num_classes=num_classes, ignore_class=ignore_class)]
+
+
+def _compile_names():
+    """``{string: metric class}`` for ``model.compile(metrics=[...])``: each metric's log name, and the
+    names of earlier versions (Keras names a metric made from a string after the string)."""
+    import inspect
+
+    names = {inspect.signature(cls).parameters["name"].default: cls
+             for cls in (Dice, IoU, Precision, Recall, FBeta, PixelAccuracy)}
+    names.update({"seg_precision": Precision, "seg_recall": Recall, "seg_fbeta": FBeta})
+    return names
+
+
+#: ``model.compile`` strings of the metrics (registered with Keras when this module is imported).
+COMPILE_NAMES = _compile_names()
+keras_compat.register_compile_names("metrics", COMPILE_NAMES)
 
 
 # --------------------------------------------------------------------------

@@ -130,28 +130,82 @@ def is_within(path, folder) -> bool:
     return path == folder or path.startswith(folder + ("/" if fileio.is_url(folder) else os.sep))
 
 
+def refuse_inside_source(path, source, name: str = "out") -> None:
+    """Refuse to write ``path`` inside a folder the data ``source`` reads its files from.
+
+    An output there would be read back as data (``evaluate --out D/masks`` writes figures
+    among the masks). ``source.folders()`` names them (:meth:`tfseg.data.sources.Source.folders`).
+
+    Raises:
+        TfsegError: names the folder and the source.
+    """
+    for folder in source.folders():
+        if is_within(path, folder):
+            raise TfsegError(f"{name} {path}: is inside {folder}, which the data source {source.spec.text!r} "
+                             "reads; tfseg writes no output into a data set (choose a folder outside it)")
+
+
 # --------------------------------------------------------------------------- the marker
-def claimed(folder) -> Dict[str, str]:
-    """``{file name: writer}`` of the files tfseg wrote into ``folder`` (its :data:`MARKER`)."""
+def _marker(folder) -> Dict:
     try:
         values = fileio.read_json(fileio.join(folder, MARKER))
     except TfsegError:
         return {}
-    files = values.get("files") if isinstance(values, dict) else None
+    return values if isinstance(values, dict) else {}
+
+
+def claimed(folder) -> Dict[str, str]:
+    """``{file name: writer}`` of the files tfseg wrote into ``folder`` (its :data:`MARKER`)."""
+    files = _marker(folder).get("files")
     return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+
+
+def unfinished(folder) -> List[str]:
+    """The files of ``folder`` that a command began to write and has not finished (:func:`begin_set`)."""
+    names = _marker(folder).get("unfinished")
+    return sorted(str(name) for name in names) if isinstance(names, list) else []
+
+
+def _write_marker(folder, files: Dict[str, str], pending: Iterable[str]) -> None:
+    fileio.makedirs(folder)
+    fileio.write_json_atomic(fileio.join(folder, MARKER),
+                             {"written_by": "tfseg", "files": files, "unfinished": sorted(set(pending))})
 
 
 def claim(folder, names: Iterable[str], writer: str) -> None:
     """Record ``names`` as written by ``writer`` in ``folder``'s marker, BEFORE writing them.
 
     Claiming first means a file an interrupted command left behind is still recognised.
+    What the marker already lists (an earlier command's files) is kept.
     """
     files = claimed(folder)
     new = {name: writer for name in names if files.get(name) != writer}
-    if not new:
-        return
+    if new:
+        _write_marker(folder, {**files, **new}, unfinished(folder))
+
+
+def begin_set(folder, names: Sequence[str], writer: str) -> None:
+    """Start writing the set of files ``names`` into ``folder`` as one unit (predict's masks, evaluate's files).
+
+    The names are claimed (:func:`claim`) and marked unfinished in the marker, and the
+    previous versions of them that tfseg wrote are deleted, all before the first new file is
+    written: an interrupted or failed command (a full disk) leaves a set that the marker calls
+    unfinished, never a mix of two runs' files. Running the same command again finishes it
+    (an unfinished set is replaced without ``--overwrite``); :func:`finish_set` closes it.
+    """
     fileio.makedirs(folder)
-    fileio.write_json_atomic(fileio.join(folder, MARKER), {"written_by": "tfseg", "files": {**files, **new}})
+    fileio.remove_stale_temporaries(folder)
+    ours = claimed(folder)
+    _write_marker(folder, {**ours, **{name: writer for name in names}}, [*unfinished(folder), *names])
+    for name in names:
+        if name in ours:
+            fileio.remove(fileio.join(folder, name))
+
+
+def finish_set(folder, names: Sequence[str]) -> None:
+    """Mark the set :func:`begin_set` started as complete (its files were all written)."""
+    done = set(names)
+    _write_marker(folder, claimed(folder), [name for name in unfinished(folder) if name not in done])
 
 
 def check_targets(folder, names: Sequence[str], overwrite: bool, inputs: Iterable[str] = (),
@@ -161,7 +215,8 @@ def check_targets(folder, names: Sequence[str], overwrite: bool, inputs: Iterabl
     A target is refused when it is one of ``inputs`` (always), when it exists and
     tfseg cannot recognise it as its own (``owned(path)``, default: listed in the
     folder's marker; ``--overwrite`` does not help), or when it exists and
-    ``overwrite`` is False.
+    ``overwrite`` is False (unless it belongs to an unfinished set, :func:`begin_set`,
+    which the same command finishes).
 
     Raises:
         TfsegError: one line naming the first refused path (and how many more there are).
@@ -169,6 +224,7 @@ def check_targets(folder, names: Sequence[str], overwrite: bool, inputs: Iterabl
     inputs = {file_key(source) for source in inputs}  # one set: predict may list thousands of images
     ours = claimed(folder)
     owned = owned or (lambda path: fileio.basename(path) in ours)
+    pending = set(unfinished(folder))
     problems = {"input": [], "foreign": [], "exists": []}
     for target in (fileio.join(folder, n) for n in names):
         if file_key(target) in inputs:
@@ -176,7 +232,7 @@ def check_targets(folder, names: Sequence[str], overwrite: bool, inputs: Iterabl
         elif fileio.exists(target):
             if not owned(target):
                 problems["foreign"].append(target)
-            elif not overwrite:
+            elif not overwrite and fileio.basename(target) not in pending:
                 problems["exists"].append(target)
     reasons = {
         "input": "is one of the inputs; tfseg never writes over an input (choose another folder)",

@@ -1,16 +1,20 @@
 """Finding and loading a trained model: a ``.keras`` file, a run folder, a SavedModel or a ``.tflite``.
 
-One place for what ``evaluate``, ``predict``, ``export`` and a resumed ``train`` need:
-:func:`resolve_model_path` (what a ``--model PATH`` names), :func:`load_keras_model`
-(safe-mode loading with one-line errors and a check that every weight is finite),
+One place for what ``evaluate``, ``predict``, ``export``, a resumed ``train`` and
+``tfseg.load_model`` need: :func:`load_model` (the one checked loader: whatever ``--model``
+takes), :func:`resolve_model_path` (what a ``--model PATH`` names), :func:`load_keras_model`
+(safe-mode loading with one-line errors, a check that every weight is finite and, inside a
+run folder, :func:`check_run_model`: the model is the one its ``config.json`` describes),
 :func:`locate_model` (the ``model.keras`` and the run folder's settings) and
 :func:`model_input_size`.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import re
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from tfseg import fileio
 from tfseg.errors import TfsegError
@@ -61,8 +65,41 @@ def latest_version(base: str) -> Optional[str]:
     return fileio.join(base, str(max(versions))) if versions else None
 
 
-def load_keras_model(path: str, compile: bool = True, require_finite: bool = True):
-    """``keras.models.load_model`` in safe mode, with one-line errors.
+def load_model(path, compile: bool = True):
+    """The model at ``path``, as ``tfseg evaluate/predict/export --model`` load it, with their checks.
+
+    ``path`` is what ``--model`` takes (:func:`resolve_model_path`): a ``.keras`` file, a run
+    folder (its ``model.keras``), a SavedModel version or base folder (the latest version),
+    or a ``.tflite`` file.
+
+    Returns:
+        A ``keras.Model`` for a ``.keras`` file or a run folder (:func:`load_keras_model`:
+        finite weights, and inside a run folder the architecture, input size and class count
+        of its ``config.json``). For a SavedModel or a ``.tflite`` file, which hold no Keras
+        model, the :class:`tfseg.inference.Predictor` that ``tfseg predict`` uses
+        (:func:`tfseg.inference.load_predictor`; ``predictor.probabilities(images)`` maps uint8
+        images of any size to probabilities of that size; a NaN/Inf output is refused at the
+        first prediction).
+
+    Raises:
+        TfsegError: nothing usable at ``path``, a damaged file, NaN/Inf weights, or a run
+            folder whose ``model.keras`` is not the model of its ``config.json``; names the file.
+
+    Example:
+        >>> model = load_model("runs/unet-synthetic")                    # doctest: +SKIP
+        >>> model.name
+        'unet'
+    """
+    kind, resolved = resolve_model_path(path)
+    if kind == "keras":
+        return load_keras_model(resolved, compile=compile)
+    from tfseg.inference import load_predictor
+
+    return load_predictor(resolved)
+
+
+def load_keras_model(path: str, compile: bool = True, require_finite: bool = True, check_run: bool = True):
+    """``keras.models.load_model`` in safe mode, with one-line errors and tfseg's checks.
 
     tfseg's custom objects are registered by ``import tfseg``, so no ``custom_objects``
     are needed.
@@ -71,10 +108,13 @@ def load_keras_model(path: str, compile: bool = True, require_finite: bool = Tru
         path: a ``.keras`` file (local or a URL).
         compile: restore the optimizer, loss and metrics too.
         require_finite: refuse a model with NaN/Inf weights (:func:`check_finite_weights`).
+        check_run: when ``path`` lies in a run folder, refuse a model that is not the one its
+            ``config.json`` describes (:func:`check_run_model`).
 
     Raises:
-        TfsegError: the file is missing, not a Keras file, damaged or truncated, or
-            (``require_finite``) holds NaN/Inf weights; the message names it.
+        TfsegError: the file is missing, not a Keras file, damaged or truncated, holds
+            NaN/Inf weights (``require_finite``), or does not match its run's ``config.json``
+            (``check_run``); the message names it.
     """
     import keras
 
@@ -93,7 +133,108 @@ def load_keras_model(path: str, compile: bool = True, require_finite: bool = Tru
                          f"{first_line(err)})") from None
     if require_finite:
         check_finite_weights(model, path)
+    if check_run:
+        run_dir = fileio.dirname(fileio.abspath(path))
+        from tfseg.outputs import is_run_folder
+
+        if fileio.basename(path) == "model.keras" and is_run_folder(run_dir):
+            from tfseg.training.run_folder import saved_config
+
+            config = saved_config(run_dir)
+            if config is not None:
+                check_run_model(model, path, config, run_classes(run_dir))
     return model
+
+
+def weights_file_size(model) -> int:
+    """A generous estimate of the bytes of ``model``'s ``.weights.h5`` or ``.keras`` file (optimizer included).
+
+    The variables' bytes, plus about 2 KB of HDF5 bookkeeping per variable (1.0-1.1 KB measured on
+    U-Nets with 80 and 180 variables) and 64 KB for the rest.
+    """
+    import numpy as np
+
+    optimizer = getattr(model, "optimizer", None)
+    variables = [*model.weights, *(getattr(optimizer, "variables", None) or [])]
+    data = sum(int(np.prod(v.shape)) * np.dtype(getattr(v.dtype, "name", v.dtype)).itemsize for v in variables)
+    return data + 2048 * len(variables) + 65536
+
+
+def run_classes(run_dir: str) -> Optional[int]:
+    """The class count a run trained with, when its folder says (``metrics.json``), else ``None``."""
+    try:
+        metrics = fileio.read_json(fileio.join(run_dir, "metrics.json"))
+    except TfsegError:
+        return None
+    value = metrics.get("num_classes") if isinstance(metrics, dict) else None
+    return int(value) if isinstance(value, int) and value >= 1 else None
+
+
+def architecture(model) -> Dict[str, Any]:
+    """What :func:`check_run_model` compares: ``{"name", "input": (H, W), "classes", "shapes"}``.
+
+    ``shapes`` is the sorted list of the model's weight shapes: the layers' sizes, whatever
+    their names (Keras numbers unnamed layers per process).
+    """
+    shapes = sorted(tuple(int(n) for n in weight.shape) for weight in model.weights)
+    try:
+        size = model_input_size(model)
+    except TfsegError:
+        size = None
+    return {"name": model.name, "input": size, "classes": model_num_classes(model), "shapes": shapes}
+
+
+@functools.lru_cache(maxsize=8)
+def _configured_architecture(config_json: str, num_classes: int) -> Dict[str, Any]:
+    from tfseg.config import TrainConfig
+    from tfseg.models import accepted_options, build_model
+
+    config = TrainConfig.from_dict(json.loads(config_json))
+    options = config.model_options(accepted_options(config.model, **config.model_options()))
+    if "encoder_weights" in options:
+        options["encoder_weights"] = None  # the shapes only: nothing to download
+    return architecture(build_model(config.model, config.model_input_size(), num_classes, **options))
+
+
+def configured_architecture(config, num_classes: int) -> Dict[str, Any]:
+    """:func:`architecture` of the model that ``config`` (a run's settings) builds with ``num_classes``.
+
+    Built once per process for each architecture (where a run lives and how long it trains do not count).
+    """
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("out", "epochs", "tensorboard")}
+    return _configured_architecture(json.dumps(settings, sort_keys=True), int(num_classes))
+
+
+def describe_architecture(found: Dict[str, Any]) -> str:
+    """``unet, input 64x64, 1 class`` (as the check's message names a model)."""
+    size = "x".join(map(str, found["input"])) if found["input"] else "?"
+    classes = found["classes"]
+    return f"{found['name']}, input {size}, {classes} class{'' if classes == 1 else 'es'}"
+
+
+def check_run_model(model, path: str, config, num_classes: Optional[int] = None) -> None:
+    """Refuse a run folder's ``model.keras`` that is not the model its ``config.json`` describes.
+
+    Compared: the architecture (the model's name and its layers' weight shapes, as
+    ``config.json``'s settings build it), the input size and the class count. The class
+    count is ``config.num_classes`` when it names one (2 or more); else the run's own
+    (``num_classes``, from ``metrics.json``); when neither says, the model's count is taken.
+
+    Raises:
+        TfsegError: names both files and what each describes (exit code 2).
+    """
+    found = architecture(model)
+    classes = config.num_classes if config.num_classes > 1 else (num_classes or found["classes"])
+    expected = configured_architecture(config, classes)
+    same = (found["name"], found["input"], found["classes"]) == (expected["name"], expected["input"],
+                                                                   expected["classes"])
+    if same and found["shapes"] == expected["shapes"]:
+        return
+    run_dir = fileio.dirname(fileio.abspath(path))
+    detail = "" if not same else " (the same name, input and classes, but other layers: other depth or widths)"
+    raise TfsegError(f"model {path}: is not the model of its run folder: {describe_architecture(found)}, "
+                     f"while {fileio.join(run_dir, 'config.json')} describes {describe_architecture(expected)}"
+                     f"{detail}; restore the run's model.keras or train again (--force-new)")
 
 
 def _is_zip(path: str) -> bool:

@@ -71,6 +71,55 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
     "segment": ("tfseg/segment.py", None, ["tests/test_segment.py"], ["-k", "not every_model_kind or keras"]),
     "inference": ("tfseg/inference.py", None, ["tests/test_segment.py", "tests/test_predict.py"],
                   ["-k", "not every_model_kind or not keras"]),
+    # what issue 26 changed in metrics, losses and layers: the class count read from y_pred, the compile names,
+    # the size check of a model of any size
+    "metrics_classes": (
+        "tfseg/metrics.py",
+        ["prediction_classes", "_check_num_classes", "_CountMetric._build", "_CountMetric.update_state",
+         "_CountMetric.result", "_CountMetric._selected_classes", "_compile_names"],
+        ["tests/test_metrics.py", "tests/test_keras_native.py"],
+        ["-k", "not jax and not script and not three_class_model and not old_metric"],
+    ),
+    "losses_classes": (
+        "tfseg/losses.py",
+        ["_check", "bce_dice_loss", "cce_dice_loss", "_at_least_two", "_FunctionLoss._validate",
+         "_FunctionLoss.call", "_FunctionLoss.get_config", "get_loss", "_compile_names", "IgnoreClassLoss.__call__"],
+        ["tests/test_losses.py", "tests/test_keras_native.py"],
+        ["-k", "not script and not three_class_model and not old_metric"],
+    ),
+    "layers_size_check": (
+        "tfseg/layers.py",
+        ["SizeCheck.__init__", "SizeCheck._check_static", "SizeCheck.build", "SizeCheck.call",
+         "SizeCheck.compute_output_shape", "SizeCheck.get_config"],
+        ["tests/test_keras_native.py"],
+        ["-k", "size or round_trips_through_its_config"],
+    ),
+    # training phases: the learning-rate schedule of each phase, the freeze schedule, resuming into a phase
+    "training_phases": (
+        "tfseg/training/fit.py",
+        ["learning_rate_schedule", "training_phases", "remaining_phases", "steps_per_epoch", "compile_model"],
+        ["tests/test_training.py", "tests/test_training_phases.py", "tests/test_plain_keras.py"],
+        ["-k", "freeze or cosine or lr_schedule or infinite or learning_rate or compiles_it_back or one_epoch or steps_per_epoch or final"],
+    ),
+    # the phase loop and the callback list: a (slow) two-phase run exercises them
+    "training_fit_phases": (
+        "tfseg/training/fit.py",
+        ["fit_phases", "make_callbacks"],
+        ["tests/test_training_phases.py"],
+        ["-m", "slow or not slow", "-k", "early_stop or callback_list"],
+    ),
+    "training_callbacks": (
+        "tfseg/training/callbacks.py",
+        ["not_finite", "weights_finite", "inference_model", "BestCheckpoint.on_epoch_end", "LearningRateLog.on_epoch_end",
+         "HistoryLog.on_epoch_end", "_csv_value", "NaNGuard.on_train_batch_end", "NaNGuard.on_epoch_end",
+         "Throughput.on_train_begin", "Throughput.on_epoch_begin", "Throughput.on_train_batch_end",
+         "Throughput.on_epoch_end", "Throughput.images_per_second", "Throughput.get_state", "Throughput.set_state",
+         "CALLBACK_STATE", "RunBackup.on_train_begin", "RunBackup.on_epoch_end", "RunBackup.save",
+         "restore_weights", "_plain"],
+        ["tests/test_training.py", "tests/test_training_phases.py", "tests/test_resume.py", "tests/test_keras_compat.py",
+         "tests/test_plain_keras.py"],
+        ["-k", "throughput or truncate or infinite or backup or callback_state or compile_state or checkpoint or nan_guard or final_phase or resuming"],
+    ),
     "export_serving": (
         "tfseg/export.py",
         ["serving_functions", "signatures", "saved_model_settings", "keras_export_archive", "SERVING_DEFAULT",
@@ -78,6 +127,67 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         ["tests/test_segment.py", "tests/test_serving_parity.py", "tests/test_export.py"],
         ["-k", "(not every_model_kind or saved_model) and not onnx"],
     ),
+    # The data side's one-place rules: mask values, class ids and the ignore value, colour maps, pixels, files.
+    "masks": (
+        "tfseg/masks.py",
+        None,
+        ["tests/test_source_settings.py", "tests/test_pipeline.py", "tests/test_multiclass_data.py"],
+        ["-k", "foreground or bound or fewer or uint16 or ids_beyond or int32_ids or needs_class_id or 255_border "
+               "or without_raw_masks or two_colours or jpeg_mask or ignore_class_reach"],
+    ),
+    "pipeline_classes": (
+        "tfseg/data/pipeline.py",
+        ["_checked_class_ids", "resolve_num_classes", "open_dataset_source", "MASK_DTYPE"],
+        ["tests/test_source_settings.py", "tests/test_pipeline.py"],
+        ["-k", "ignore_class_passes or ids_beyond or int32_ids or fewer or generated_and_tfds or opened_source "
+               "or generated_at_the_pipeline_size or train_opens or smallest_synthetic or bad_file_stops"],
+    ),
+    "patch_centre": (
+        "tfseg/data/patches.py",
+        ["random_patch"],
+        ["tests/test_patches.py", "tests/test_source_settings.py"],
+        ["-k", "foreground or uniform or padded or same_seed or centre_on_labelled"],
+    ),
+    "colormap": (
+        "tfseg/data/colormap.py",
+        None,
+        ["tests/test_multiclass_data.py", "tests/test_source_settings.py"],
+        ["-k", "colour or colormap"],
+    ),
+    "filepixels": (
+        "tfseg/data/filepixels.py",
+        None,
+        ["tests/test_pixel_rules.py", "tests/test_decode_formats.py", "tests/test_sources_files.py",
+         "tests/test_damaged_data.py"],
+        ["-k", "not fit and not train and not split"],
+    ),
+    "filecheck": (
+        "tfseg/data/filecheck.py",
+        None,
+        ["tests/test_pixel_rules.py", "tests/test_damaged_data.py", "tests/test_sources_files.py",
+         "tests/test_source_settings.py"],
+        ["-k", "damaged or broken or truncated or 16bit or graph_decoder or rechecking or palette_and or in_place "
+               "or handles_rgba or interlaced or colour_bmp or jpegs_of_any_size or opaque_rgba"],
+    ),
+    "filesource": (
+        "tfseg/data/filesource.py",
+        ["mask_value_problem", "_finish", "_same_shape", "is_image_file", "is_ignored"],
+        ["tests/test_sources_files.py", "tests/test_multiclass_data.py", "tests/test_source_settings.py"],
+        ["-k", "handles_rgba or mask_threshold or multi_class_folder or 255 or jpeg_mask or ph2_and_mads "
+               "or bad_folder or order_asked or smaller_class_id_mask or aspect_ratio"],
+    ),
+    "sources": (
+        "tfseg/data/sources.py",
+        None,
+        ["tests/test_source_settings.py", "tests/test_sources_tfds.py"],
+        ["-k", "not worked and not fit and not train and not shipped and not cli"],
+    ),
+    # what tfseg may write and replace, the one folder rule, temporaries, a full disk, the run lock
+    "fileio": ("tfseg/fileio.py", None, ["tests/test_fileio.py", "tests/test_stale_temporaries.py"],
+               ["-k", "not truncated and not killed_run_left and not bare_relative"]),
+    "outputs": ("tfseg/outputs.py", None, ["tests/test_fileio.py"], []),
+    "locks": ("tfseg/locks.py", None, ["tests/test_fileio.py", "tests/test_run_lock.py"],
+              ["-k", "not two_trains and not force_new and not fails_before_writing"]),
 }
 
 SWAPS = {
@@ -109,15 +219,19 @@ class Mutant:
 
 
 def function_lines(tree: ast.AST, names: Optional[Sequence[str]]) -> Optional[List[Tuple[int, int]]]:
-    """Line ranges of the named functions and module constants (None: the whole module)."""
+    """Line ranges of the named functions, methods (``Class.method``) and module constants (None: the
+    whole module)."""
     if names is None:
         return None
     ranges = [(node.lineno, node.end_lineno) for node in ast.walk(tree)
               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in names]
+    methods = {f"{cls.name}.{node.name}": node for cls in ast.walk(tree) if isinstance(cls, ast.ClassDef)
+               for node in cls.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    ranges += [(methods[name].lineno, methods[name].end_lineno) for name in names if name in methods]
     constants = {target.id: node for node in tree.body if isinstance(node, ast.Assign)
                  for target in node.targets if isinstance(target, ast.Name)}
     ranges += [(constants[name].lineno, constants[name].end_lineno) for name in names if name in constants]
-    defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)} | set(constants)
+    defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)} | set(constants) | set(methods)
     missing = set(names) - defined
     if missing:
         raise SystemExit(f"mutate: functions not found: {', '.join(sorted(missing))}")

@@ -99,9 +99,7 @@ def run(args):
                                                                   args.threshold):
                 if not claimed:  # every image checked and the first batch predicted: claim the outputs, then write
                     claimed = True
-                    fileio.makedirs(args.out)
-                    fileio.remove_stale_temporaries(args.out)
-                    outputs_module.claim(args.out, names, WRITER)
+                    outputs_module.begin_set(args.out, names, WRITER)  # the old set goes; marked unfinished
                 pending.append(pool.submit(write, path, image, mask, probabilities.shape[-1] == 1))
                 while pending and (pending[0].done() or len(pending) > MAX_PENDING_WRITES):
                     pending.popleft().result()  # a failed write raises here, in order
@@ -114,6 +112,8 @@ def run(args):
         finally:
             for future in pending:
                 future.cancel()
+    if claimed:
+        outputs_module.finish_set(args.out, names)
     counter.close()
     what = "mask(s) and overlay(s)" if args.overlays else "mask(s)"
     print(f"wrote {done} {what} to {args.out} ({predictor.kind} model {predictor.path})")

@@ -82,10 +82,10 @@ def run(args) -> int:
     verbose = 0 if args.quiet else (args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2))
     try:
         metrics = train(config, verbose=verbose, force_new=args.force_new)
-    except KeyboardInterrupt:
-        print("tfseg train: interrupted; run the same command again to resume after the last completed epoch",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM (tfseg.cli.sigterm_as_interrupt)
+        from tfseg.cli import interrupted
+
+        return interrupted("train", err, "; run the same command again to resume after the last completed epoch")
     if not verbose:  # the run printed its own summary line otherwise
         from tfseg.training.run import summary_line
 

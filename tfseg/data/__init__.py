@@ -3,8 +3,10 @@
 The modules follow the data flow::
 
     spec.py       the SOURCE grammar (``synthetic:N``, ``ph2:PATH``, ...)
-    sources.py    Source base class, ``register_source``, ``open_source``
-    synthetic.py  built-in procedural dermoscopy-like lesions
+    sources.py    Source base class (declared settings), ``register_source``, ``open_source``
+    kinds/        one module per SOURCE kind (synthetic, folder, mads, ph2, tfrecord, tfds)
+    filesource.py the file kinds' list -> check -> decode (filecheck, pixels, colormap)
+    synthetic.py  built-in procedural dermoscopy-like lesions (the generators)
     splits.py     deterministic, group-aware train/val/test split
     augment.py    joint image + mask augmentation (graph ops)
     pipeline.py   ``load_dataset``: resize, cache, shuffle, augment, batch
@@ -29,13 +31,13 @@ _EXPORTS = {
     "Source": "sources",
     "parse_source": "spec",
     "SourceSpec": "spec",
-    "DEFAULT_SYNTHETIC_COUNT": "spec",
+    "DEFAULT_SYNTHETIC_COUNT": "kinds.synthetic",
     "split_ids": "splits",
     "assign_splits": "splits",
     "AugmentConfig": "augment",
     "augment_example": "augment",
     "generate_sample": "synthetic",
-    "SyntheticSource": "synthetic",
+    "SyntheticSource": "kinds.synthetic",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -28,14 +28,11 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from tfseg.data.sources import Source
-from tfseg.data.spec import parse_source
+from tfseg import masks
 from tfseg.config import DEFAULT_FRACTIONS, SPLITS
+from tfseg.data.filecheck import size_text
+from tfseg.data.sources import Source, open_source
 from tfseg.errors import ConfigError, TfsegError
-
-FILE_KINDS = ("ph2", "mads", "folder")
-# Kinds whose opening checks the data and that can collect every problem instead of stopping at the first.
-CHECKED_KINDS = FILE_KINDS + ("tfrecord",)
 
 
 def inspect_source(source, seed: int = 0, fractions=DEFAULT_FRACTIONS, skip_bad: bool = False,
@@ -61,16 +58,12 @@ def inspect_source(source, seed: int = 0, fractions=DEFAULT_FRACTIONS, skip_bad:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"limit {limit!r}: must be a positive integer")
     if isinstance(source, Source):
-        src = source
+        src = open_source(source, **options)
     else:
-        spec = parse_source(source)
-        if spec.kind in CHECKED_KINDS:
-            options["skip_bad"] = True  # collect every problem instead of stopping at them
-        # The report lists the skipped samples itself.
-        with _quiet("tfseg.data.files"), _quiet("tfseg.data.tfrecord"):
-            from tfseg.data.pipeline import open_with_ignore_class
-
-            src = open_with_ignore_class(spec, **options)
+        # Collect every problem instead of stopping at the first (kinds that check when opened);
+        # the report lists the skipped samples itself.
+        with _quiet("tfseg.data.filesource"):
+            src = open_source(source, skip_bad=True, **{k: v for k, v in options.items() if k != "skip_bad"})
     ids = src.ids()
     problems = list(src.problems())
     splits = {}
@@ -80,9 +73,11 @@ def inspect_source(source, seed: int = 0, fractions=DEFAULT_FRACTIONS, skip_bad:
         except TfsegError as err:
             problems.append(("splits", str(err)))
             break
-    stats = _file_stats(src) if hasattr(src, "pairs") else _decoded_stats(src, ids[:limit] if limit else ids)
+    from tfseg.data.filesource import FileSource
+
+    stats = _file_stats(src) if isinstance(src, FileSource) else _decoded_stats(src, ids[:limit] if limit else ids)
     report = {
-        "source": getattr(src.spec, "text", str(src.spec)),
+        "source": src.spec.text,
         "kind": src.spec.kind,
         "num_samples": len(ids),
         "num_groups": len({src.group(i) for i in ids}),
@@ -90,11 +85,11 @@ def inspect_source(source, seed: int = 0, fractions=DEFAULT_FRACTIONS, skip_bad:
         "seed": seed,
         "fractions": [float(f) for f in fractions],
         "splits": splits,
-        "split_rule": getattr(src, "split_rule", None),
+        "split_rule": src.split_rule,
         **stats,
-        "warnings": [{"path": p, "message": m} for p, m in getattr(src, "warnings", [])],
+        "warnings": [{"path": p, "message": m} for p, m in src.warnings],
         "problems": [{"path": p, "message": m} for p, m in problems],
-        "skipped": len(getattr(src, "skipped", []) or []),
+        "skipped": len(src.skipped),
     }
     report["fatal"] = bool(problems) and not skip_bad
     return report
@@ -129,10 +124,11 @@ def _file_stats(src) -> Dict:
         image_types[f"{image.format} {image.mode}"] += 1
         mask_types[f"{mask.format} {mask.mode}"] += 1
         values.update(mask.values.keys())
-        if src.num_classes == 1:
-            threshold = src.mask_threshold if src.mask_threshold is not None else (127 if max(mask.values) > 1 else 0)
-            for value, count in mask.values.items():
-                pixels[int(value > threshold)] += count
+        if src.num_classes == 1 and mask.values:
+            found = np.array(list(mask.values))
+            foreground = masks.foreground(found, top=found.max(), threshold=src.mask_threshold)
+            for is_foreground, count in zip(foreground.tolist(), mask.values.values()):
+                pixels[int(is_foreground)] += count
         else:
             pixels.update(mask.values)
     return {
@@ -153,7 +149,7 @@ def _decoded_stats(src, ids) -> Dict:
     examples = src.examples(ids).as_numpy_iterator() if ids else []
     for example in progress.bar(len(ids), "reading samples", unit="sample", iterable=examples):
         height, width = example["image"].shape[:2]
-        sizes[f"{width}x{height}"] += 1
+        sizes[size_text(width, height)] += 1
         counts = np.bincount(example["mask"].ravel().astype(np.int64), minlength=1)
         found = {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
         values.update(found.keys())

@@ -7,7 +7,8 @@ sample and epoch; augmentation then works on the crop. Images of different sizes
 mix freely, since every crop has the same size.
 
 A crop is *foreground-centred* with probability ``foreground_fraction`` (when the
-mask has foreground, i.e. any non-zero value): a foreground pixel is drawn
+mask has foreground, i.e. any non-zero value other than ``ignore_class``, whose
+pixels are unlabelled): a foreground pixel is drawn
 uniformly and the crop centred on it, moved inside the image. Otherwise the crop's
 corner is uniform over the image. Small structures that cover 1% of an image
 are then seen in about ``foreground_fraction`` of the crops instead of in a few.
@@ -28,10 +29,44 @@ Example:
 
 from __future__ import annotations
 
+import logging
+from typing import Optional, Sequence, Tuple
+
 import tensorflow as tf
 
 from tfseg.config import DEFAULT_FOREGROUND_FRACTION, check_patch_options  # noqa: F401 - re-exported
 from tfseg.data.pixels import resize_pixels, scaled_size
+
+
+logger = logging.getLogger(__name__)
+
+
+def patch_larger_than_every_image(sizes: Optional[Sequence[Tuple[int, int]]], patch_size: int,
+                                  scale: float = 1.0) -> Optional[str]:
+    """A warning when a ``patch_size`` crop does not fit in any image (each scaled by ``scale``), else ``None``.
+
+    Every crop is then padded with zeros (:func:`random_patch`): the model sees more padding than
+    image. ``sizes``: ``(height, width)`` per image (``None``: unknown, no warning).
+    """
+    if not sizes:
+        return None
+    heights, widths = scaled_size(tf.constant([h for h, _ in sizes]), tf.constant([w for _, w in sizes]), scale)
+    scaled = list(zip(heights.numpy().tolist(), widths.numpy().tolist()))
+    fits = [min(h, w) for h, w in scaled]
+    if max(fits) >= int(patch_size):
+        return None
+    largest = max(scaled, key=lambda hw: min(hw))
+    scaled_by = "" if float(scale) == 1.0 else f" scaled by {float(scale):g}"
+    return (f"patch_size {patch_size} is larger than every training image{scaled_by} (the largest fitting square "
+            f"is {max(fits)} px, in a {largest[1]}x{largest[0]} image): every crop is padded with zeros; "
+            f"choose a patch size up to {max(fits)}")
+
+
+def warn_if_patch_larger_than_every_image(sizes, patch_size: int, scale: float = 1.0) -> None:
+    """Log :func:`patch_larger_than_every_image`'s warning (once: call it once per run)."""
+    message = patch_larger_than_every_image(sizes, patch_size, scale)
+    if message:
+        logger.warning(message)
 
 
 def rescale_example(image, mask, scale: float):
@@ -45,7 +80,8 @@ def rescale_example(image, mask, scale: float):
     return resize_pixels(image, size), mask
 
 
-def random_patch(image, mask, patch_size: int, seed, foreground_fraction: float = DEFAULT_FOREGROUND_FRACTION):
+def random_patch(image, mask, patch_size: int, seed, foreground_fraction: float = DEFAULT_FOREGROUND_FRACTION,
+                 ignore_class=None):
     """One random ``patch_size`` x ``patch_size`` crop of ``(image [H, W, C], mask [H, W, 1])``.
 
     Args:
@@ -53,6 +89,7 @@ def random_patch(image, mask, patch_size: int, seed, foreground_fraction: float 
         patch_size: side of the crop in pixels.
         seed: int ``[2]`` tensor; the same seed gives the same crop.
         foreground_fraction: chance of a crop centred on a random foreground pixel.
+        ignore_class: a mask value that is not foreground (unlabelled pixels), or None.
 
     Returns:
         ``(image [N, N, C], mask [N, N, 1])`` with the input dtypes.
@@ -69,7 +106,9 @@ def random_patch(image, mask, patch_size: int, seed, foreground_fraction: float 
 
     uniform_corner = tf.cast(
         tf.floor(tf.random.stateless_uniform([2], seeds[0], alg="philox") * tf.cast(room + 1, tf.float32)), tf.int32)
-    foreground = tf.where(mask[..., 0] > 0)  # [count, 2] (row, column)
+    labels = mask[..., 0]
+    labelled = labels > 0 if ignore_class is None else (labels > 0) & (labels != ignore_class)
+    foreground = tf.where(labelled)  # [count, 2] (row, column)
     count = tf.shape(foreground)[0]
     pick = tf.minimum(
         tf.cast(tf.random.stateless_uniform([], seeds[1], alg="philox") * tf.cast(count, tf.float32), tf.int32),

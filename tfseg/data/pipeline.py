@@ -23,15 +23,16 @@ from __future__ import annotations
 import logging
 import numbers
 import os
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import tensorflow as tf
 
+from tfseg import masks
 from tfseg.data.augment import augment_config, augment_example
 from tfseg.data.pixels import PIXEL_RANGE, model_inputs, resize_pixels, stored_pixels
 from tfseg.data.pixels import RESIZE_ANTIALIAS, RESIZE_METHOD, resize_image  # noqa: F401 - their former home
 from tfseg.data.patches import DEFAULT_FOREGROUND_FRACTION, check_patch_options, random_patch, rescale_example
-from tfseg.data.sources import Source, open_source
+from tfseg.data.sources import Source, check_opened, open_source, source_class
 from tfseg.data.spec import parse_source
 from tfseg.data.splits import SPLITS, validate_fractions
 from tfseg.config import CACHES, DEFAULT_FRACTIONS, image_hw
@@ -130,19 +131,19 @@ def load_dataset(
     def resized(example):
         mask = example["mask"]
         if classes > 1:  # before resizing, which may skip the offending pixels
-            mask = _checked_class_ids(mask, classes, example["id"], getattr(opened, "ignore_class", None))
+            mask = _checked_class_ids(mask, classes, example["id"], opened.ignore_class)
         return resize_example(example["image"], mask, size, classes)
 
     # Plain TensorFlow ops: autograph's source conversion would only add tracing time (a cold start cost).
     plain = tf.autograph.experimental.do_not_convert
     ds = opened.examples(ids).map(plain(resized), num_parallel_calls=tf.data.AUTOTUNE)
-    if skip_bad and not getattr(opened, "checked", False):
+    if skip_bad and not opened.checked:
         ds = ds.ignore_errors(log_warning=True)  # a source not checked up front drops what fails here
     else:
         # Every listed sample is known to decode: say how many, so that Keras counts the steps of an epoch
         # (no "Your input ran out of data" warning) and a sample that went missing is an error, not a silent loss.
         ds = ds.apply(tf.data.experimental.assert_cardinality(len(ids)))
-    sample_bytes = size[0] * size[1] * (3 + _mask_dtype(classes).size)
+    sample_bytes = size[0] * size[1] * (3 + MASK_DTYPE.size)
     if use_memory_cache(cache, len(ids) * sample_bytes, f"{opened.spec.text} {split}"):
         ds = ds.cache()
     if shuffle:
@@ -175,8 +176,8 @@ def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch
     if patch_size is None:
         config = None  # whole images are scored as they are
     shuffle = split == "train" if shuffle is None else bool(shuffle)
-    ds, classes, count, sample_bytes = _stored_examples(source, split, scale, seed, cache, fractions, num_classes,
-                                                        skip_bad, source_options, image_size)
+    ds, opened, classes, count, sample_bytes = _stored_examples(source, split, scale, seed, cache, fractions,
+                                                                num_classes, skip_bad, source_options, image_size)
     if shuffle:
         buffer = max(1, min(count, SHUFFLE_BUFFER_BYTES // sample_bytes))
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
@@ -185,7 +186,8 @@ def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4)
 
         def crop(pair, s):
-            image, mask = random_patch(pair[0], pair[1], patch_size, s[:2], foreground_fraction)
+            image, mask = random_patch(pair[0], pair[1], patch_size, s[:2], foreground_fraction,
+                                       ignore_class=opened.ignore_class)
             image, mask = scale_example(image, mask, classes)
             if config is not None:
                 image, mask = augment_example(image, mask, s[2:], config)
@@ -233,7 +235,8 @@ def native_examples(source, split: str = "test", seed: Optional[int] = 0, fracti
 
 def _stored_examples(source, split, scale, seed, cache, fractions, num_classes, skip_bad, source_options,
                      image_size):
-    """``(dataset of storage-form samples at native size x scale, num_classes, samples, bytes of one sample)``.
+    """``(dataset of storage-form samples at native size x scale, the opened source, num_classes, samples,
+    bytes of one sample)``.
 
     The stages: examples (original size) -> storage form (uint8, mask {0,1}/ids) -> ``scale`` -> cache.
     """
@@ -254,20 +257,20 @@ def _stored_examples(source, split, scale, seed, cache, fractions, num_classes, 
 
     def stored(example):
         mask = example["mask"]
-        if classes > 1:
-            mask = _checked_class_ids(mask, classes, example["id"], getattr(opened, "ignore_class", None))
+        if classes > 1:  # the same check as the resize path's, ignore value included
+            mask = _checked_class_ids(mask, classes, example["id"], opened.ignore_class)
         image, mask = native_example(example["image"], mask, classes)
         return rescale_example(image, mask, scale)
 
     ds = opened.examples(ids).map(stored, num_parallel_calls=tf.data.AUTOTUNE)
-    if skip_bad and not getattr(opened, "checked", False):
+    if skip_bad and not opened.checked:
         ds = ds.ignore_errors(log_warning=True)
     else:
         ds = ds.apply(tf.data.experimental.assert_cardinality(len(ids)))
-    sample_bytes = _native_sample_bytes(opened, ids, scale, classes)
+    sample_bytes = _native_sample_bytes(opened, ids, scale)
     if use_memory_cache(cache, len(ids) * sample_bytes, f"{opened.spec.text} {split}"):
         ds = ds.cache()
-    return ds, classes, len(ids), sample_bytes
+    return ds, opened, classes, len(ids), sample_bytes
 
 
 def native_example(image, mask, num_classes: int = 1):
@@ -279,14 +282,17 @@ def native_example(image, mask, num_classes: int = 1):
     return image, threshold(mask)
 
 
-def _native_sample_bytes(opened, ids, scale: float, num_classes: int) -> int:
+def _native_sample_bytes(opened, ids, scale: float) -> int:
     """Bytes of one stored sample, estimated from the first one (for the cache and shuffle sizes)."""
-    try:
-        first = next(iter(opened.examples(list(ids[:1]))))
-        height, width = (int(d) for d in first["image"].shape[:2])
-    except (tf.errors.OpError, StopIteration):  # an unreadable first sample: assume a 1024 px square
-        height = width = 1024
-    return max(1, int(height * width * float(scale) ** 2 * (3 + _mask_dtype(num_classes).size)))
+    size = opened.sample_size(ids[0])
+    if size is None:  # not known without decoding it
+        try:
+            first = next(iter(opened.examples(list(ids[:1]))))
+            size = tuple(int(d) for d in first["image"].shape[:2])
+        except (tf.errors.OpError, StopIteration):  # an unreadable first sample: assume a 1024 px square
+            size = (1024, 1024)
+    height, width = size
+    return max(1, int(height * width * float(scale) ** 2 * (3 + MASK_DTYPE.size)))
 
 
 def dataset_summary(source, seed: int = 0, fractions=DEFAULT_FRACTIONS, **source_options) -> Dict:
@@ -310,81 +316,30 @@ def dataset_summary(source, seed: int = 0, fractions=DEFAULT_FRACTIONS, **source
     }
 
 
-# Pipeline settings that a source kind also needs when it is opened: the file
-# sources validate every file up front, so ``skip_bad`` must reach them there.
-_OPENER_SETTINGS = {
-    "folder": ("num_classes", "skip_bad", "ignore_class"),
-    "mads": ("num_classes", "skip_bad", "ignore_class"),
-    "ph2": ("num_classes", "skip_bad", "ignore_class"),
-    "tfrecord": ("num_classes", "skip_bad"),
-    "tfds": ("num_classes",),
-}
-
-
 def open_dataset_source(source, image_size=None, num_classes=None, skip_bad=False, ignore_class=None,
                         **options) -> Source:
     """Open ``source`` for the pipeline; ``synthetic`` is generated at ``image_size`` directly.
 
-    ``num_classes``, ``skip_bad`` and ``ignore_class`` (a mask value allowed beside the class
-    ids) reach the kinds that take them when opening (file sources check every file up front). An opened :class:`Source` passes
-    through (it cannot take options).
+    ``num_classes``, ``skip_bad``, ``ignore_class`` and ``options`` reach every kind (each
+    declares what it accepts: :meth:`~tfseg.data.sources.Source.settings`; the file sources
+    check every mask with them when opened). An opened :class:`Source` passes through when
+    its settings agree (:func:`~tfseg.data.sources.check_opened`).
     """
+    settings = {"num_classes": num_classes, "ignore_class": ignore_class, "skip_bad": skip_bad or None, **options}
     if isinstance(source, Source):
-        if options:
-            raise ConfigError(f"source options {', '.join(sorted(options))}: only apply when the source is a SOURCE string")
-        return source
+        return check_opened(source, **settings)
     spec = parse_source(source)
-    if spec.kind == "synthetic" and image_size is not None and "image_size" not in options:
+    if image_size is not None and settings.get("image_size") is None and \
+            "image_size" in source_class(spec.kind).settings():
         height, width = image_hw(image_size)
         # Generated square; a non-square request is resized from the larger side.
-        options["image_size"] = max(height, width, 8)
-    settings = {"num_classes": num_classes, "skip_bad": skip_bad, "ignore_class": ignore_class}
-    for name in _OPENER_SETTINGS.get(spec.kind, ()):
-        if settings[name] not in (None, False):
-            options.setdefault(name, settings[name])
-    return with_ignore_class(open_source(spec, **options), ignore_class)
-
-
-def open_with_ignore_class(source, **options) -> Source:
-    """``open_source(source, **options)`` where ``options`` may hold ``ignore_class`` for any kind."""
-    from tfseg.data.spec import OPTION_KINDS
-
-    ignore_class = options.pop("ignore_class", None)
-    spec = parse_source(source)
-    if ignore_class is not None and spec.kind in OPTION_KINDS:  # the file sources check masks when opened
-        options["ignore_class"] = ignore_class
-    return with_ignore_class(open_source(spec, **options), ignore_class)
-
-
-def with_ignore_class(source: Source, ignore_class: Optional[int]) -> Source:
-    """``source``, allowing the mask value ``ignore_class`` beside its class ids (``None``: unchanged).
-
-    The file sources take it when opened (their up-front check must allow it); any other kind
-    (``tfrecord``, ``tfds``) gets it here, for the pipeline's class-id check.
-
-    Raises:
-        ConfigError: a binary source, or a value outside 0..255.
-    """
-    if ignore_class is None or getattr(source, "ignore_class", None) is not None:
-        return source
-    from tfseg.config import check_ignore_class
-
-    source.ignore_class = check_ignore_class(ignore_class, int(getattr(source, "num_classes", 1) or 1))
-    return source
+        settings["image_size"] = max(height, width, 8)
+    return open_source(spec, **settings)
 
 
 def resolve_num_classes(source: Source, num_classes: Optional[int]) -> int:
-    """``num_classes`` checked against the source's (``None`` -> the source's)."""
-    own = int(getattr(source, "num_classes", 1) or 1)
-    if num_classes is None:
-        return own
-    wanted = _positive_int("num_classes", num_classes)
-    if wanted < own or (own > 1 and wanted == 1):
-        raise ConfigError(
-            f"num_classes {num_classes!r}: data source {source.spec.text!r} has {own} classes"
-            + (" (binary masks, use 1)" if own == 1 else "")
-        )
-    return wanted
+    """``num_classes`` checked against the source's (``None`` -> the source's): :func:`tfseg.masks.resolve_num_classes`."""
+    return masks.resolve_num_classes(num_classes, source.num_classes, f"data source {source.spec.text!r}")
 
 
 def use_memory_cache(cache: str, nbytes: int, what: str = "data") -> bool:
@@ -417,9 +372,8 @@ def _positive_int(name, value) -> int:
     return int(value)
 
 
-def _mask_dtype(num_classes: int) -> tf.DType:
-    # uint8 holds ids up to 255 and keeps the cache four times smaller than int32.
-    return tf.uint8 if num_classes <= 256 else tf.int32
+# Masks in storage form: 0/1 or class ids below tfseg.masks.MAX_CLASSES, four times smaller than int32 in the cache.
+MASK_DTYPE = tf.uint8
 
 
 _IMAGE_DTYPES = {tf.uint8: 255.0, tf.uint16: 65535.0, tf.float16: 1.0, tf.float32: 1.0, tf.float64: 1.0, tf.bool: 1.0}
@@ -431,9 +385,11 @@ def resize_example(image, mask, image_size, num_classes: int = 1):
     Accepts what sources and users plausibly hand in: images ``[H, W]`` or
     ``[H, W, C]`` with C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA) of
     dtype uint8, uint16, float (in [0, 1]) or bool; masks ``[H, W]`` or ``[H, W, C]``.
-    Binary masks (``num_classes == 1``) may be {0, 1}, {0, 255}, bool, float, or
-    black/white RGB(A) (any colour channel counts): a pixel is foreground when it
-    is above half the mask's range (> 0 for {0, 1}). Multi-class masks must be one
+    Binary masks (``num_classes == 1``) may be {0, 1}, {0, 255}, uint16, bool, float,
+    or black/white RGB(A): channels become one by the mask rule of
+    :func:`tfseg.data.decode.mask_channel` (the maximum over the colour channels, or
+    the alpha of a mask drawn only there), then foreground is the rule of
+    :func:`tfseg.masks.foreground` (above half the mask's range, > 0.5 for {0, 1}). Multi-class masks must be one
     channel of integer class ids. The image is resized bilinearly with
     antialiasing and rounded to uint8; the mask with nearest neighbour, so its
     values never change. Image and mask may differ in size: each is resized.
@@ -444,7 +400,7 @@ def resize_example(image, mask, image_size, num_classes: int = 1):
         num_classes: 1 for binary masks, else the number of classes.
 
     Returns:
-        ``(uint8 [h, w, 3], uint8 [h, w, 1])``; the mask is int32 above 256 classes.
+        ``(uint8 [h, w, 3], uint8 [h, w, 1])``.
 
     Raises:
         TfsegError: a rank, channel count, dtype or size that cannot be an image or mask.
@@ -508,32 +464,33 @@ def _rgb_float(image):
 def _mask_values(mask, num_classes):
     """``(one-channel mask of raw values, threshold)``: ``threshold(mask)`` gives the storage form.
 
-    The binary rule's cut (> 0 for {0, 1} masks, half the range otherwise) is taken
-    from the whole mask here, so applying it after a nearest-neighbour resize is exact.
+    The binary rule's cut (:func:`tfseg.masks.binary_cut`) is taken from the whole mask here,
+    so applying it after a nearest-neighbour resize is exact.
     """
     mask = _image_rank3(mask, "mask")
     channels = mask.shape[-1]
     if num_classes > 1:
+        masks.check_num_classes(num_classes)
         if channels is not None and channels != 1:
             raise TfsegError(f"multi-class mask with {channels} channels: expected one channel of class ids")
         if not (mask.dtype.is_integer or mask.dtype.is_floating):
             raise TfsegError(f"multi-class mask dtype {mask.dtype.name}: expected integer class ids")
-        ids = tf.cast(tf.round(tf.cast(mask, tf.float32)) if mask.dtype.is_floating else mask,
-                      _mask_dtype(num_classes))
+        ids = tf.cast(tf.round(tf.cast(mask, tf.float32)) if mask.dtype.is_floating else mask, MASK_DTYPE)
         return ids, lambda resized: resized
-    if channels in (2, 4):  # drop alpha: an opaque alpha would turn everything foreground
-        mask = mask[..., : channels - 1]
     if mask.dtype == tf.bool:
         mask = tf.cast(mask, tf.uint8)
     if not (mask.dtype.is_integer or mask.dtype.is_floating):
         raise TfsegError(f"mask dtype {mask.dtype.name}: expected integers, floats or bool")
+    if channels != 1:  # the decoders' channel rule (an opaque alpha is not foreground)
+        from tfseg.data.decode import mask_channel
+
+        mask = mask_channel(mask)
     top = tf.cast(tf.reduce_max(mask), tf.float32)
-    # {0, 1} -> > 0.5 ... of 1; {0, 255} -> > 127.5: half the range of the values present.
-    cut = tf.where(top > 1.0, 127.5 if mask.dtype != tf.uint16 else 32767.5, 0.5)
+    full_scale = 65535 if mask.dtype == tf.uint16 else masks.MAX_MASK_VALUE
 
     def threshold(resized):
-        foreground = tf.cast(resized, tf.float32) > cut
-        return tf.cast(tf.reduce_any(foreground, axis=-1, keepdims=True), tf.uint8)
+        foreground = masks.foreground(tf.cast(resized, tf.float32), top=top, full_scale=full_scale, xp=tf)
+        return tf.cast(foreground, MASK_DTYPE)
 
     return mask, threshold
 
@@ -542,11 +499,11 @@ def _checked_class_ids(mask, num_classes, sample_id, ignore_class=None):
     """``mask``, after checking that its ids are below ``num_classes`` or ``ignore_class`` (else the
     error names the sample)."""
     values = tf.cast(mask, tf.int32)
-    if ignore_class is not None:  # the ignored value stays in the mask; the loss and metrics leave it out
-        values = tf.where(values == int(ignore_class), 0, values)
-    top = tf.reduce_max(values)
+    # The ignored value stays in the mask; the loss and metrics leave it out.
+    valid = masks.valid_class_ids(values, num_classes, ignore_class)
+    worst = tf.reduce_max(tf.where(valid, -1, values))
     check = tf.debugging.Assert(
-        top < num_classes, [f"mask class id >= num_classes={num_classes} in sample", sample_id, "max id", top]
+        worst < 0, [f"mask class id >= num_classes={num_classes} in sample", sample_id, "max id", worst]
     )
     # The dependency keeps the check in the dataset graph (an unused Assert is pruned).
     with tf.control_dependencies([check]):

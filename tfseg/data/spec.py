@@ -11,14 +11,17 @@
 [``?KEY=VALUE&...``]   optionally with source options (below)
 =====================  ====================================================
 
-Options of a ``tfds:``, ``folder:``, ``ph2:`` or ``mads:`` source can ride in the
-string, so that every verb that takes ``--data`` (and a run's ``config.json``)
-carries them: a ``?`` after the name or path, then ``KEY=VALUE`` pairs joined by
-``&``, e.g. ``tfds:ph2?manual_dir=/data/PH2``,
-``tfds:oxford_iiit_pet?splits=resplit`` or ``folder:/data/camvid?colormap=/data/camvid/classes.csv``.
-Keys and values are checked by the source (:mod:`tfseg.data.tfds_source`,
-:mod:`tfseg.data.files`); quote the string in a shell (``?`` and ``&`` are
-special there). A file source's PATH therefore cannot contain ``?``.
+``KIND:REST``: what REST is (a PATH, a TFDS NAME, a count N) is declared by the kind's
+:class:`~tfseg.data.sources.Source` class (``FORM``), so a new kind in ``tfseg/data/kinds/``
+parses without a change here.
+
+Options of any kind can ride in the string, so that every verb that takes ``--data``
+(and a run's ``config.json``) carries them: a ``?`` after the name or path, then
+``KEY=VALUE`` pairs joined by ``&``, e.g. ``tfds:ph2?manual_dir=/data/PH2``,
+``tfds:oxford_iiit_pet?splits=resplit``, ``folder:/data/camvid?colormap=/data/camvid/classes.csv``
+or ``folder:/data/skin?mask_threshold=127``. Keys and values are checked by the kind
+(:meth:`tfseg.data.sources.Source.settings`); quote the string in a shell (``?`` and ``&``
+are special there). A PATH therefore cannot contain ``?``.
 """
 
 from __future__ import annotations
@@ -28,24 +31,18 @@ from typing import Optional, Tuple
 
 from tfseg.errors import TfsegError
 
-KINDS = ("synthetic", "synthetic-large", "ph2", "mads", "folder", "tfrecord", "tfds")
-# File sources whose string may carry ?KEY=VALUE options (tfds: too, parsed with its name).
-OPTION_KINDS = ("folder", "ph2", "mads")
-DEFAULT_SYNTHETIC_COUNT = 1000
-DEFAULT_SYNTHETIC_LARGE_COUNT = 200
-
 
 @dataclass(frozen=True)
 class SourceSpec:
     """A parsed SOURCE string.
 
     Attributes:
-        kind: one of :data:`KINDS`.
+        kind: a registered kind (:func:`tfseg.data.sources.source_kinds`).
         path: the PATH part for file sources, else ``None``.
         name: the TFDS ``NAME[/CONFIG]`` for ``tfds``, else ``None``.
         count: the number of samples for ``synthetic`` and ``synthetic-large``, else ``None``.
         text: the original string, for messages.
-        options: ``((key, value), ...)`` given after ``?`` (``tfds`` and the file sources), in the order written.
+        options: ``((key, value), ...)`` given after ``?``, in the order written.
     """
 
     kind: str
@@ -67,38 +64,35 @@ def parse_source(source) -> SourceSpec:
     """
     if isinstance(source, SourceSpec):
         return source
+    from tfseg.data.sources import source_class
+
     text = str(source).strip()
-    kind, sep, rest = text.partition(":")
+    head, _, query = text.partition("?")
+    kind, sep, rest = head.partition(":")
     kind = kind.lower()
-    forms = ("synthetic[:N], synthetic-large[:N], ph2:PATH, mads:PATH, folder:PATH, tfrecord:PATH, "
-             "tfds:NAME[/CONFIG][?KEY=VALUE&...]")
-    if kind not in KINDS:
-        raise TfsegError(f"data source {text!r}: unknown kind {kind!r}; expected one of {forms}")
-    if kind in ("synthetic", "synthetic-large"):
+    form = source_class(kind, text).FORM
+    options = _parse_options(query, text) if query else ()
+    if form == "count":
         if not sep:
-            default = DEFAULT_SYNTHETIC_COUNT if kind == "synthetic" else DEFAULT_SYNTHETIC_LARGE_COUNT
-            return SourceSpec(kind, count=default, text=text)
+            return SourceSpec(kind, count=source_class(kind).DEFAULT_COUNT, text=text, options=options)
         try:
             count = int(rest)
         except ValueError:
             count = 0
         if count < 3:
             raise TfsegError(f"data source {text!r}: N must be an integer >= 3 (train, val and test need one each)")
-        return SourceSpec(kind, count=count, text=text)
+        return SourceSpec(kind, count=count, text=text, options=options)
     if not rest:
-        what = "NAME[/CONFIG]" if kind == "tfds" else "PATH"
+        what = "NAME[/CONFIG]" if form == "name" else "PATH"
         raise TfsegError(f"data source {text!r}: missing {what} after '{kind}:'")
-    if kind == "tfds":
-        name, _, query = rest.partition("?")
-        if not name:
-            raise TfsegError(f"data source {text!r}: missing NAME[/CONFIG] after 'tfds:'")
-        return SourceSpec("tfds", name=name, text=text, options=_parse_options(query, text) if query else ())
-    if kind in OPTION_KINDS:
-        path, _, query = rest.partition("?")
-        if not path:
-            raise TfsegError(f"data source {text!r}: missing PATH after '{kind}:'")
-        return SourceSpec(kind, path=path, text=text, options=_parse_options(query, text) if query else ())
-    return SourceSpec(kind, path=rest, text=text)
+    if form == "name":
+        return SourceSpec(kind, name=rest, text=text, options=options)
+    return SourceSpec(kind, path=rest, text=text, options=options)
+
+
+def with_option(text: str, key: str, value) -> str:
+    """The SOURCE string ``text`` with ``?key=value`` (or ``&key=value``) added, for messages."""
+    return f"{text}{'&' if '?' in text else '?'}{key}={value}"
 
 
 def _parse_options(query: str, text: str) -> Tuple[Tuple[str, str], ...]:

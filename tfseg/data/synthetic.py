@@ -1,4 +1,5 @@
-"""The built-in ``synthetic[:N]`` source (dermoscopy-like lesions with exact masks) and ``synthetic-large[:N]``.
+"""The generators of the built-in ``synthetic[:N]`` (dermoscopy-like lesions with exact masks) and
+``synthetic-large[:N]`` data (the sources: :mod:`tfseg.data.kinds.synthetic`, ``synthetic_large``).
 
 Every sample is drawn in TensorFlow graph ops from stateless random numbers
 seeded by ``(seed, sample index)``, so sample 17 is the same image on every
@@ -38,15 +39,9 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import List, Sequence
-
 import tensorflow as tf
 
-from tfseg.data.sources import Source, register_source
-from tfseg.data.spec import DEFAULT_SYNTHETIC_COUNT, SourceSpec
-from tfseg.errors import ConfigError, TfsegError
 
-ID_PREFIX = "synthetic-"
 DEFAULT_IMAGE_SIZE = 256
 MAX_HAIRS = 10
 MAX_FRECKLES = 6
@@ -330,7 +325,7 @@ def generate_sample(seed, index, image_size: int = DEFAULT_IMAGE_SIZE):
 
 
 @functools.lru_cache(maxsize=None)
-def _traced_generator(image_size: int):
+def traced_generator(image_size: int):
     # Traced once per size and process: every split and every test reuses the graph.
     return tf.function(
         lambda seed, index: generate_sample(seed, index, image_size),
@@ -338,69 +333,10 @@ def _traced_generator(image_size: int):
     )
 
 
-class SyntheticSource(Source):
-    """``synthetic[:N]``: N procedurally generated dermoscopy-like samples.
-
-    Args:
-        spec: the parsed SOURCE (``spec.count`` samples).
-        image_size: side of the generated square images (>= 8); the pipeline
-            passes its own ``image_size`` so that no resizing is needed.
-        seed: names the data set; the same seed gives byte-identical samples.
-            Independent of the split/shuffle/augmentation seed of ``load_dataset``,
-            so changing the training seed never changes the data.
-    """
-
-    num_classes = 1
-
-    def __init__(self, spec: SourceSpec, image_size: int = DEFAULT_IMAGE_SIZE, seed: int = 0):
-        self.spec = spec
-        self.count = int(spec.count or DEFAULT_SYNTHETIC_COUNT)
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-            raise ConfigError(f"synthetic image_size {image_size!r}: must be an integer >= 8")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigError(f"synthetic seed {seed!r}: must be an integer")
-        self.image_size = image_size
-        self.seed = seed
-        self._width = max(5, len(str(self.count - 1)))
-
-    def ids(self) -> List[str]:
-        return [f"{ID_PREFIX}{i:0{self._width}d}" for i in range(self.count)]
-
-    def index_of(self, sample_id: str) -> int:
-        """The sample index encoded in ``synthetic-NNNNN``."""
-        digits = sample_id[len(ID_PREFIX):] if sample_id.startswith(ID_PREFIX) else ""
-        if not digits.isdigit() or int(digits) >= self.count:
-            raise TfsegError(f"sample id {sample_id!r}: not in {self.spec.text or 'synthetic'} (ids are {self.ids()[0]}...)")
-        return int(digits)
-
-    def examples(self, ids: Sequence[str]):
-        indices = [self.index_of(i) for i in ids]
-        generate, seed = _traced_generator(self.image_size), tf.constant(self.seed, tf.int64)
-
-        def sample(index, sample_id):
-            image, mask = generate(seed, index)
-            return {"id": sample_id, "image": image, "mask": mask}
-
-        pairs = tf.data.Dataset.from_tensor_slices(
-            (tf.constant(indices, tf.int64), tf.constant(list(ids), tf.string))
-        )
-        return pairs.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
-@register_source("synthetic")
-def open_synthetic(spec: SourceSpec, **options) -> SyntheticSource:
-    """Opener for ``synthetic[:N]``; options: ``image_size``, ``seed``."""
-    unknown = sorted(set(options) - {"image_size", "seed"})
-    if unknown:
-        raise ConfigError(f"data source {spec.text!r}: unknown option(s) {', '.join(unknown)}; known: image_size, seed")
-    return SyntheticSource(spec, **options)
-
-
 # ---------------------------------------------------------------------------
 # ``synthetic-large[:N]``: native-resolution images of thin and small structures
 # ---------------------------------------------------------------------------
 
-LARGE_ID_PREFIX = "synthetic-large-"
 LARGE_MAX_SIZE = (768, 1024)  # (height, width) drawn; each sample is a crop of 640-768 x 896-1024
 LARGE_MIN_SIZE = (640, 896)
 MAX_VESSELS = 8
@@ -501,52 +437,6 @@ def generate_large_sample(seed, index):
 
 
 @functools.lru_cache(maxsize=None)
-def _traced_large_generator():
+def traced_large_generator():
     return tf.function(generate_large_sample,
                        input_signature=[tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64)])
-
-
-class SyntheticLargeSource(SyntheticSource):
-    """``synthetic-large[:N]``: N large images (640-768 x 896-1024 px) of thin lines and small dots.
-
-    Made to show native-resolution training (``--patch-size``): see :func:`generate_large_sample`.
-
-    Args:
-        spec: the parsed SOURCE (``spec.count`` samples).
-        seed: names the data set (independent of the split/training seed).
-    """
-
-    def __init__(self, spec: SourceSpec, seed: int = 0):
-        super().__init__(spec, seed=seed)
-
-    def ids(self) -> List[str]:
-        return [f"{LARGE_ID_PREFIX}{i:0{self._width}d}" for i in range(self.count)]
-
-    def index_of(self, sample_id: str) -> int:
-        digits = sample_id[len(LARGE_ID_PREFIX):] if sample_id.startswith(LARGE_ID_PREFIX) else ""
-        if not digits.isdigit() or int(digits) >= self.count:
-            raise TfsegError(f"sample id {sample_id!r}: not in {self.spec.text} (ids are {self.ids()[0]}...)")
-        return int(digits)
-
-    def examples(self, ids: Sequence[str]):
-        indices = [self.index_of(i) for i in ids]
-        generate, seed = _traced_large_generator(), tf.constant(self.seed, tf.int64)
-
-        def sample(index, sample_id):
-            image, mask = generate(seed, index)
-            return {"id": sample_id, "image": image, "mask": mask}
-
-        pairs = tf.data.Dataset.from_tensor_slices(
-            (tf.constant(indices, tf.int64), tf.constant(list(ids), tf.string))
-        )
-        return pairs.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
-@register_source("synthetic-large")
-def open_synthetic_large(spec: SourceSpec, **options) -> SyntheticLargeSource:
-    """Opener for ``synthetic-large[:N]``; option: ``seed`` (``image_size`` is ignored: images keep their size)."""
-    options.pop("image_size", None)
-    unknown = sorted(set(options) - {"seed"})
-    if unknown:
-        raise ConfigError(f"data source {spec.text!r}: unknown option(s) {', '.join(unknown)}; known: seed")
-    return SyntheticLargeSource(spec, **options)

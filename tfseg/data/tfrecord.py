@@ -32,17 +32,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import uuid
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from tfseg import fileio
+from tfseg.data.filecheck import file_version
 from tfseg.progress import bar as progress_bar
-from tfseg.data.sources import Source, register_source
-from tfseg.data.spec import SourceSpec
+from tfseg.data.sources import open_source
 from tfseg.errors import ConfigError, DataError, TfsegError
-
-logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FORMAT = "tfseg.tfrecord"
@@ -85,20 +81,23 @@ def _feature_int(value: int):
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
 
 
-def _check_out_dir(out: str, overwrite: bool, inputs: Sequence[str] = ()):
+def _check_out_dir(out: str, overwrite: bool, inputs: Sequence[str] = (), source=None):
     """Refuse an ``out`` that is not safe to write or replace (see :mod:`tfseg.outputs`).
 
     A non-empty ``out`` is replaced only with ``overwrite``, and only when it is a shard
     folder this function's writer made: ``manifest.json`` and the shards it names, nothing else.
+    It may not hold an input nor lie inside a folder ``source`` reads.
     """
     from tfseg import outputs
 
     outputs.check_output_folder(out)
     outputs.refuse_run_folder(out)
-    for source in inputs:
-        if outputs.is_within(source, out):
-            raise TfsegError(f"out {out}: holds the input {source}; tfseg never deletes or replaces an input "
+    for path in inputs:
+        if outputs.is_within(path, out):
+            raise TfsegError(f"out {out}: holds the input {path}; tfseg never deletes or replaces an input "
                              "(choose another folder)")
+    if source is not None:
+        outputs.refuse_inside_source(out, source)
     if not (fileio.isdir(out) and fileio.listdir(out)):
         return
     if not fileio.isfile(fileio.join(out, MANIFEST)):
@@ -119,50 +118,14 @@ def _check_out_dir(out: str, overwrite: bool, inputs: Sequence[str] = ()):
                          "to replace them")
 
 
-def _temporary_dir(out: str, tag: str) -> str:
-    """``PARENT/.NAME.tmp-<tag>-<random>`` next to ``out`` (a name :func:`_remove_stale_temporaries` cleans)."""
-    return fileio.join(fileio.dirname(out), f".{fileio.basename(out)}.tmp-{tag}{uuid.uuid4().hex[:8]}")
-
-
-def _replace_dir(tmp: str, out: str):
-    """Move the finished ``tmp`` folder to ``out``; the manifest is its commit marker.
-
-    Local disk: the old ``out`` disappears only once the new one is in place (two renames).
-    URL (``gs://``): a rename is a copy, so the old manifest goes first (the folder then reads
-    as unfinished, never as old manifest + new shards), the old shards next, and the new
-    shards are moved in before the new manifest.
-    """
-    if fileio.is_url(out):
-        fileio.remove(fileio.join(out, MANIFEST))
-        fileio.rmtree(out)
-        fileio.rename(tmp, out, last=[MANIFEST])
-        return
-    old = None
-    if fileio.exists(out):
-        # a temporary's name: a kill between the renames leaves it for the next write_shards to clean
-        old = _temporary_dir(out, "old-")
-        fileio.rename(out, old)
-    fileio.rename(tmp, out)
-    if old is not None:
-        fileio.rmtree(old)
-
-
-def _remove_stale_temporaries(out: str):
-    # Only this folder's own temporaries (.NAME.tmp-...) in the parent: the parent is the user's.
-    parent, prefix = fileio.dirname(out), f".{fileio.basename(out)}.tmp-"
-    if parent and fileio.isdir(parent):
-        for name in fileio.listdir(parent):
-            if name.startswith(prefix) and fileio.is_temporary(name):
-                fileio.rmtree(fileio.join(parent, name))
-
-
 def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Optional[int] = None,
                  progress: bool = True, overwrite: bool = False, **source_options) -> Dict:
     """Write every sample of ``source`` to TFRecord shards plus ``manifest.json``.
 
-    Written to a temporary folder next to ``out_dir`` and renamed at the end:
-    an interrupted run leaves no half-written ``out_dir``. On an object store
-    (``gs://``) the rename is a copy; ``manifest.json`` is moved last, so a folder
+    Written to a hidden staging folder next to ``out_dir`` and published by
+    :func:`tfseg.fileio.replacing_folder` (staging folders a killed ``prepare`` left are
+    removed first): an interrupted run leaves no half-written ``out_dir``. On an object
+    store (``gs://``) the rename is a copy; ``manifest.json`` is moved last, so a folder
     without it is unfinished (and refused by the ``tfrecord:`` source).
 
     Args:
@@ -182,24 +145,18 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
     """
     import tensorflow as tf
 
-    from tfseg.data.pipeline import open_with_ignore_class
-
-    src = source if isinstance(source, Source) else open_with_ignore_class(source, **source_options)
+    src = open_source(source, **source_options)
     if shards is not None and (isinstance(shards, bool) or not isinstance(shards, int) or shards < 1):
         raise ConfigError(f"shards {shards!r}: must be a positive integer")
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
         raise ConfigError(f"image_size {image_size!r}: must be a positive integer")
     out = fileio.fspath(out_dir).rstrip("/") if fileio.is_url(out_dir) else fileio.fspath(out_dir)
-    _check_out_dir(out, overwrite, inputs=[src.spec.path] if getattr(src.spec, "path", None) else [])
+    _check_out_dir(out, overwrite, inputs=[src.spec.path] if src.spec.path else [], source=src)
     ids = src.ids()
     count = min(shards or -(-len(ids) // SAMPLES_PER_SHARD), len(ids))
     names = [shard_name(i, count) for i in range(count)]
-    if fileio.dirname(out):
-        fileio.makedirs(fileio.dirname(out))
-    _remove_stale_temporaries(out)
-    tmp = _temporary_dir(out, "")
-    fileio.makedirs(tmp)
-    try:
+    # Staged next to out, manifest.json published last (tfseg.fileio.replacing_folder: the one folder rule).
+    with fileio.replacing_folder(out, MANIFEST) as tmp:
         groups = [src.group(i) for i in ids]
         counts = [0] * count
         written = src.examples(ids).map(lambda ex: _encode(ex, image_size), num_parallel_calls=tf.data.AUTOTUNE)
@@ -228,7 +185,7 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "source": str(getattr(src.spec, "text", src.spec)),
+            "source": src.spec.text,
             "num_samples": len(ids),
             "num_classes": int(src.num_classes),
             "image_size": image_size,
@@ -236,14 +193,10 @@ def write_shards(source, out_dir, shards: Optional[int] = None, image_size: Opti
                        for name, n in zip(names, counts)],
             "ids": list(ids),
             "groups": groups,
-            "skipped": [list(item) for item in getattr(src, "skipped", [])],
+            "skipped": [list(item) for item in src.skipped],
         }
         with fileio.open_file(fileio.join(tmp, MANIFEST), "w") as f:
             f.write(json.dumps(manifest, indent=1) + "\n")
-        _replace_dir(tmp, out)
-    except BaseException:
-        fileio.rmtree(tmp)
-        raise
     return {**manifest, "path": out}
 
 
@@ -264,20 +217,22 @@ def shard_problem(path: str, shard: Dict) -> str:
     """Why a shard differs from what the manifest recorded (``""`` when it is intact).
 
     Manifests with ``bytes``/``sha256`` are checked by size, then by checksum
-    (once per process for an unchanged file); older ones by reading every
+    (once per process for an unchanged file: :func:`~tfseg.data.filecheck.file_version`
+    sees a rewrite in place at the same size, even with its mtime set back); older ones by reading every
     record (TFRecord's own CRCs) and counting them against ``num_samples``.
     """
     import tensorflow as tf
 
     if not fileio.exists(path):
         return "missing shard"
-    stat = fileio.stat(path)
-    key = (fileio.abspath(path), stat.length, stat.mtime_nsec, shard.get("sha256"))
+    version = file_version(path)
+    key = version + (shard.get("sha256"),)
     if key in _VERIFIED:
         return _VERIFIED[key]
     if "sha256" in shard:
-        if stat.length != shard.get("bytes"):
-            why = f"damaged shard: {stat.length} bytes, the manifest says {shard.get('bytes')} (truncated or replaced)"
+        length = version[1]
+        if length != shard.get("bytes"):
+            why = f"damaged shard: {length} bytes, the manifest says {shard.get('bytes')} (truncated or replaced)"
         elif shard_digest(path)["sha256"] != shard["sha256"]:
             why = "damaged shard: its checksum differs from the manifest's (corrupted)"
         else:
@@ -319,106 +274,3 @@ def read_manifest(folder) -> Dict:
             or sum(int(shard.get("num_samples", -1)) for shard in shards) != len(manifest["ids"])):
         raise DataError(f"{path}: the per-shard sample counts do not add up to its {len(manifest['ids'])} ids")
     return manifest
-
-
-class TfrecordSource(Source):
-    """``tfrecord:DIR``: shards written by :func:`write_shards`.
-
-    Every shard is verified when the source is opened (:func:`shard_problem`:
-    size and checksum against the manifest), so a truncated, empty or
-    corrupted shard stops a run before training, naming the shard.
-
-    Args:
-        spec: the parsed ``tfrecord:DIR``.
-        num_classes: if given, must match the manifest's.
-        skip_bad: drop the samples of damaged or missing shards (listed in
-            :attr:`skipped`) instead of raising :class:`DataError`.
-    """
-
-    checked = True
-
-    def __init__(self, spec: SourceSpec, num_classes: Optional[int] = None, skip_bad: bool = False):
-        self.spec = spec
-        self.folder = fileio.fspath(spec.path)
-        self.manifest = read_manifest(self.folder)
-        self.num_classes = int(self.manifest["num_classes"])
-        if num_classes is not None and num_classes != self.num_classes:
-            raise ConfigError(f"num_classes={num_classes!r}: {self.folder} holds {self.num_classes}-class masks")
-        self.skipped = [tuple(item) for item in self.manifest.get("skipped", [])]
-        shards = self.manifest["shards"]
-        found = {index: shard_problem(fileio.join(self.folder, shard["file"]), shard)
-                 for index, shard in enumerate(shards)}
-        bad = sorted(index for index, why in found.items() if why)
-        self._problems = [(fileio.join(self.folder, shards[i]["file"]), found[i]) for i in bad]
-        ids, groups = self.manifest["ids"], self.manifest["groups"]
-        if self._problems:
-            message = f"data source {spec.text!r}: {len(self._problems)} damaged or missing shard(s)"
-            if not skip_bad:
-                raise DataError(message + " (write them again with `tfseg prepare`, or drop their samples "
-                                "with --skip-bad)", self._problems)
-            if len(bad) == len(shards):
-                raise DataError(message + ": no usable samples left", self._problems)
-            self.skipped += [(fileio.join(self.folder, shards[i]["file"]),
-                              f"{found[i]} ({shards[i]['num_samples']} samples dropped)") for i in bad]
-        # Sample i was written to shard i % N (see write_shards).
-        keep = [i for i in range(len(ids)) if i % len(shards) not in bad]
-        self.files = [fileio.join(self.folder, shard["file"]) for i, shard in enumerate(shards) if i not in bad]
-        self._groups = {ids[i]: groups[i] for i in keep}
-        self._order = {ids[i]: rank for rank, i in enumerate(keep)}
-
-    def ids(self) -> List[str]:
-        return sorted(self._groups)
-
-    def problems(self):
-        """Damaged or missing shards: ``[(shard path, why), ...]``."""
-        return list(self._problems)
-
-    def group(self, sample_id: str) -> str:
-        return self._groups[sample_id]
-
-    def examples(self, ids: Sequence[str]):
-        """Examples for ``ids`` in the order they were written (the source's id order)."""
-        import tensorflow as tf
-
-        unknown = [i for i in ids if i not in self._groups]
-        if unknown:
-            raise DataError(f"data source {self.spec.text!r}: unknown sample id(s) {', '.join(unknown[:5])}")
-        if [self._order[i] for i in ids] != sorted(self._order[i] for i in ids):
-            logger.warning("%s: examples come in the order they were written, not in the order asked",
-                           self.spec.text)
-        files = tf.data.Dataset.from_tensor_slices(self.files)
-        # Round-robin over the shards, one record each, undoes the i % N assignment of write_shards.
-        records = files.interleave(tf.data.TFRecordDataset, cycle_length=max(len(self.files), 1), block_length=1,
-                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        spec = {
-            "id": tf.io.FixedLenFeature([], tf.string),
-            "image": tf.io.FixedLenFeature([], tf.string),
-            "mask": tf.io.FixedLenFeature([], tf.string),
-        }
-        parsed = records.map(lambda record: tf.io.parse_single_example(record, spec),
-                             num_parallel_calls=tf.data.AUTOTUNE)
-        wanted = sorted(set(ids))
-        if len(wanted) < len(self._groups):
-            table = tf.lookup.StaticHashTable(
-                tf.lookup.KeyValueTensorInitializer(tf.constant(wanted + [""], tf.string),
-                                                    tf.constant([1] * len(wanted) + [0], tf.int32)),
-                default_value=0)
-            # Stop reading once every wanted record has gone by.
-            parsed = parsed.filter(lambda example: table.lookup(example["id"]) > 0).take(len(wanted))
-
-        def decode(example):
-            image = tf.ensure_shape(tf.io.decode_png(example["image"], channels=3), [None, None, 3])
-            mask = tf.ensure_shape(tf.io.decode_png(example["mask"], channels=1), [None, None, 1])
-            return {"id": example["id"], "image": image, "mask": mask}
-
-        return parsed.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-@register_source("tfrecord")
-def open_tfrecord(spec: SourceSpec, **options) -> TfrecordSource:
-    """Opener for ``tfrecord:DIR``; options: ``num_classes``, ``skip_bad``."""
-    unknown = sorted(set(options) - {"num_classes", "skip_bad"})
-    if unknown:
-        raise ConfigError(f"data source {spec.text!r}: unknown option(s) {', '.join(unknown)}; "
-                          "accepted: num_classes, skip_bad")
-    return TfrecordSource(spec, **options)

@@ -9,20 +9,34 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from typing import Iterable, Tuple, Union
+from typing import Iterable, Optional, Tuple, Union
 
+import keras
 from keras import layers
 
 from tfseg.errors import ConfigError
-from tfseg.layers import BatchNorm
+from tfseg.layers import BatchNorm, SizeCheck
 
-from tfseg.config import UPSAMPLINGS, image_hw  # noqa: E402
+from tfseg.config import BATCH_NORM_LAYERS, image_hw  # noqa: E402
+
+#: ``batch_norm`` option -> layer class. ``True`` is Keras' own layer, so that a model.keras loads with
+#: plain Keras; ``"bfloat16"`` is :class:`tfseg.layers.BatchNorm` (see BENCHMARKS.md for where it pays).
+BATCH_NORM_CLASSES = {True: layers.BatchNormalization, "keras": layers.BatchNormalization, "bfloat16": BatchNorm}
+BATCH_NORM_CHOICES = (True, False, *BATCH_NORM_LAYERS)
+
+
+def batch_normalization(batch_norm, name):
+    """The batch normalization layer that option ``batch_norm`` (``True``, ``"keras"`` or ``"bfloat16"``) names."""
+    return BATCH_NORM_CLASSES[batch_norm](name=name)
 
 
 def conv_bn_relu(x, filters, *, kernel_size=3, dilation_rate=1, batch_norm=True, name="conv", suffix=""):
-    """Conv (no bias when BatchNorm follows) -> (BatchNorm) -> ReLU: the one convolution unit of every model.
+    """Conv (no bias when batch normalization follows) -> (batch normalization) -> ReLU: the one convolution
+    unit of every model.
 
     Layers are named ``{name}_conv{suffix}``, ``{name}_bn{suffix}``, ``{name}_relu{suffix}``.
+    ``batch_norm``: ``True``/``"keras"`` (``keras.layers.BatchNormalization``), ``"bfloat16"``
+    (:class:`tfseg.layers.BatchNorm`) or ``False`` (none).
 
     Returns:
         ``[B, H, W, filters]`` (``padding="same"``).
@@ -32,7 +46,7 @@ def conv_bn_relu(x, filters, *, kernel_size=3, dilation_rate=1, batch_norm=True,
         kernel_initializer="he_normal", name=f"{name}_conv{suffix}",
     )(x)
     if batch_norm:
-        x = BatchNorm(name=f"{name}_bn{suffix}")(x)
+        x = batch_normalization(batch_norm, name=f"{name}_bn{suffix}")(x)
     return layers.Activation("relu", name=f"{name}_relu{suffix}")(x)
 
 
@@ -43,8 +57,8 @@ def conv_block(x, filters, *, convs=2, batch_norm=True, dropout=0.0, name="block
         x: feature map ``[B, H, W, C]``.
         filters: output channels of every convolution.
         convs: number of convolutions.
-        batch_norm: add batch normalization (:class:`tfseg.layers.BatchNorm`) after each convolution
-            (the conv then has no bias).
+        batch_norm: batch normalization after each convolution (the conv then has no bias):
+            ``True`` (Keras' layer), ``"bfloat16"`` (:class:`tfseg.layers.BatchNorm`) or ``False``.
         dropout: rate of SpatialDropout2D (drops whole channels) after the block; 0 = none.
         name: prefix of the layer names.
 
@@ -113,12 +127,16 @@ def output_head(x, num_classes=1, name="probabilities", upsample=1):
 
 # --- argument checks (one ConfigError line each) ---------------------------------------
 
-def image_shape(image_size: Union[int, Iterable[int]], multiple: int, model: str) -> Tuple[int, int]:
-    """``(height, width)`` from an int or a pair, each a positive multiple of ``multiple``.
+def image_shape(image_size: Union[None, int, Iterable[int]], multiple: int, model: str
+                ) -> Tuple[Optional[int], Optional[int]]:
+    """``(height, width)`` from an int or a pair, each a positive multiple of ``multiple``; ``(None, None)``
+    for ``image_size=None`` (a model of any input size, checked when called: :func:`checked_size_input`).
 
     Raises:
         ConfigError: a size that is not a positive integer or not divisible by ``multiple``.
     """
+    if image_size is None:
+        return None, None
     sizes = image_hw(image_size)
     for size in sizes:
         if size % multiple:
@@ -130,14 +148,27 @@ def image_shape(image_size: Union[int, Iterable[int]], multiple: int, model: str
     return sizes
 
 
+def model_input(height, width, multiple: int):
+    """``(keras.Input named "images", the tensor the model continues from)``.
+
+    A fixed size was checked when the model was built (:func:`image_shape`); a model of any size
+    (``height``/``width`` ``None``) checks each call's size with :class:`tfseg.layers.SizeCheck`.
+    """
+    inputs = keras.Input(shape=(height, width, 3), name="images")
+    if height is not None and width is not None:
+        return inputs, inputs
+    return inputs, SizeCheck(multiple, name=f"size_multiple_of_{multiple}")(inputs)
+
+
 def check_choice(option: str, value, choices) -> None:
     """ConfigError unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ConfigError(f"{option} {value!r}: choose one of {', '.join(map(str, choices))}")
 
 
-def check_common(num_classes, depth, base_filters, dropout) -> None:
-    """ConfigError for a non-positive count or a dropout rate outside [0, 1)."""
+def check_common(num_classes, depth, base_filters, dropout, batch_norm=True) -> None:
+    """ConfigError for a non-positive count, a dropout rate outside [0, 1) or an unknown ``batch_norm``."""
+    check_choice("batch_norm", batch_norm, BATCH_NORM_CHOICES)
     for flag, value in (("num_classes", num_classes), ("depth", depth), ("base_filters", base_filters)):
         if not _is_count(value):
             raise ConfigError(f"{flag} {value!r}: must be a positive integer")

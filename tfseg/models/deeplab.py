@@ -28,6 +28,7 @@ from typing import Optional, Sequence
 
 import keras
 
+from tfseg.config import default
 from tfseg.errors import ConfigError
 from tfseg.models.blocks import conv_bn_relu, output_head
 from tfseg.models.encoder_unet import check_common_options
@@ -60,29 +61,33 @@ def aspp(x, filters: int = 256, atrous_rates: Sequence[int] = (6, 12, 18), batch
 def build_deeplabv3plus(
     image_size: int = 256,
     num_classes: int = 1,
-    encoder: Optional[str] = "resnet50",
-    encoder_weights: Optional[str] = "imagenet",
+    encoder: Optional[str] = default("encoder"),
+    encoder_weights: Optional[str] = default("encoder_weights"),
     aspp_filters: int = 256,
     atrous_rates: Sequence[int] = (6, 12, 18),
     low_level_filters: int = 48,
     decoder_filters: int = 256,
-    batch_norm: bool = True,
-    dropout: float = 0.1,
+    batch_norm=default("batch_norm"),
+    dropout: float = default("dropout"),
 ) -> keras.Model:
     """DeepLabV3+ on a keras.applications encoder.
+
+    The options :class:`tfseg.config.TrainConfig` also has take their defaults from there.
 
     Args:
         image_size: int or ``(height, width)``; multiples of 16, at least 32.
         num_classes: 1 -> sigmoid output ``[B, H, W, 1]``; C > 1 -> softmax ``[B, H, W, C]``.
         encoder: a name of :data:`tfseg.models.encoders.ENCODERS`; ``None`` = ``resnet50``.
         encoder_weights: ``"imagenet"`` (downloaded once to ``$KERAS_HOME/models``),
-            ``None`` (random init) or a path to a weights file.
+            ``None`` (random init, the default) or a path to a weights file.
         aspp_filters: channels of every ASPP branch and of its projection (paper: 256).
         atrous_rates: dilation rates of the three 3x3 ASPP branches (paper, output stride 16: 6, 12, 18).
         low_level_filters: channels of the stride-4 projection (paper: 48).
         decoder_filters: channels of the two 3x3 decoder convolutions (paper: 256).
-        batch_norm: BatchNormalization after every ASPP/decoder convolution.
-        dropout: dropout after the ASPP projection (the reference implementation uses 0.1).
+        batch_norm: batch normalization after every ASPP/decoder convolution: ``True`` (Keras' layer),
+            ``"bfloat16"`` (:class:`tfseg.layers.BatchNorm`) or ``False``.
+        dropout: dropout after the ASPP projection (default 0, as ``tfseg train``; the reference
+            implementation uses 0.1).
 
     Returns:
         A functional ``keras.Model`` named ``deeplabv3plus_<encoder>``: input ``images``
@@ -99,7 +104,7 @@ def build_deeplabv3plus(
     encoder = (encoder or "resnet50").lower()
     get_encoder_spec(encoder)
     height, width = check_image_size(encoder, image_size, multiple=16)
-    check_common_options(num_classes, dropout)
+    check_common_options(num_classes, dropout, batch_norm)
     rates = tuple(int(r) for r in atrous_rates)
     if not rates or min(rates) < 1:
         raise ConfigError(f"atrous_rates {atrous_rates!r}: need positive integers")

@@ -18,8 +18,8 @@ from typing import Optional, Sequence
 import keras
 
 from tfseg.errors import ConfigError
-from tfseg.config import UPSAMPLINGS
-from tfseg.models.blocks import conv_bn_relu, output_head, upsampled
+from tfseg.config import UPSAMPLINGS, default
+from tfseg.models.blocks import BATCH_NORM_CHOICES, check_choice, conv_bn_relu, output_head, upsampled
 from tfseg.models.encoders import STRIDES, build_encoder, check_image_size, get_encoder_spec
 
 
@@ -35,8 +35,9 @@ def decoder_block(x, skip, filters: int, upsampling: str, batch_norm: bool, drop
     return conv_bn_relu(x, filters, batch_norm=batch_norm, name=f"{name}_2")
 
 
-def check_common_options(num_classes: int, dropout: float) -> None:
-    """ConfigError for a class count or dropout rate that cannot work."""
+def check_common_options(num_classes: int, dropout: float, batch_norm=True) -> None:
+    """ConfigError for a class count, dropout rate or ``batch_norm`` that cannot work."""
+    check_choice("batch_norm", batch_norm, BATCH_NORM_CHOICES)
     if int(num_classes) < 1:
         raise ConfigError(f"num_classes {num_classes!r}: must be a positive integer")
     if not 0.0 <= float(dropout) < 1.0:
@@ -47,24 +48,28 @@ def build_encoder_unet(
     image_size: int = 256,
     num_classes: int = 1,
     encoder: str = "mobilenetv2",
-    encoder_weights: Optional[str] = "imagenet",
+    encoder_weights: Optional[str] = default("encoder_weights"),
     decoder_filters: Optional[Sequence[int]] = None,
-    batch_norm: bool = True,
-    dropout: float = 0.0,
-    upsampling: str = "transpose",
-    base_filters: int = 16,
+    batch_norm=default("batch_norm"),
+    dropout: float = default("dropout"),
+    upsampling: str = default("upsampling"),
+    base_filters: int = default("base_filters"),
 ) -> keras.Model:
     """A U-Net whose encoder is a keras.applications backbone.
+
+    The options :class:`tfseg.config.TrainConfig` also has take its defaults from there (``encoder``
+    aside: it selects this builder, where TrainConfig's ``None`` means the plain U-Net).
 
     Args:
         image_size: int or ``(height, width)``; multiples of 32, at least 32.
         num_classes: 1 -> sigmoid output ``[B, H, W, 1]``; C > 1 -> softmax ``[B, H, W, C]``.
         encoder: a name of :data:`tfseg.models.encoders.ENCODERS`.
         encoder_weights: ``"imagenet"`` (downloaded once to ``$KERAS_HOME/models``),
-            ``None`` (random init) or a path to a weights file.
+            ``None`` (random init, the default) or a path to a weights file.
         decoder_filters: filters of the five decoder blocks, from stride 16 to full size;
-            default ``base_filters * (16, 8, 4, 2, 1)`` = (256, 128, 64, 32, 16).
-        batch_norm: BatchNormalization in the decoder.
+            default ``base_filters * (16, 8, 4, 2, 1)`` = (128, 64, 32, 16, 8).
+        batch_norm: batch normalization in the decoder: ``True`` (Keras' layer), ``"bfloat16"``
+            (:class:`tfseg.layers.BatchNorm`) or ``False``.
         dropout: dropout rate after each decoder concatenation (0 = none).
         upsampling: ``"transpose"`` (learned 2x2) or ``"bilinear"``.
         base_filters: sets ``decoder_filters`` when that is not given (the plain
@@ -83,7 +88,7 @@ def build_encoder_unet(
     """
     get_encoder_spec(encoder)
     height, width = check_image_size(encoder, image_size)
-    check_common_options(num_classes, dropout)
+    check_common_options(num_classes, dropout, batch_norm)
     if decoder_filters is None:
         decoder_filters = [int(base_filters) * 2**i for i in reversed(range(len(STRIDES)))]
     decoder_filters = tuple(int(f) for f in decoder_filters)

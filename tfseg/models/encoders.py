@@ -6,10 +6,11 @@ strides 2, 4, 8, 16 and 32, and which ImageNet preprocessing its weights expect.
 
 A model built here takes images float32 ``[B, H, W, 3]`` in ``[0, 1]`` like every
 tfseg model: the preprocessing runs inside the model (layer
-``encoder_preprocessing``), followed by the backbone kept as one nested functional
-sub-model named ``encoder`` whose outputs are the skip features. Keeping the
-backbone nested makes it easy to find, freeze (:func:`set_encoder_trainable`) and
-round-trip through ``.keras``.
+``encoder_preprocessing``, a Keras layer: :func:`preprocessing_layer`), followed by the
+backbone kept as one nested functional sub-model named ``encoder`` whose outputs are the
+skip features. Keeping the backbone nested makes it easy to find, freeze
+(:func:`set_encoder_trainable`) and round-trip through ``.keras``; since every layer is
+Keras' own, that file loads with plain Keras.
 
 Weights: ``encoder_weights="imagenet"`` downloads the backbone's ``*_notop.h5`` file
 once with ``keras.utils.get_file`` into ``$KERAS_HOME/models/`` (default
@@ -50,7 +51,7 @@ class EncoderSpec:
         constructor: name of the ``keras.applications`` function (e.g. ``"ResNet50"``).
         features: layer names of the backbone's last feature map at strides 2, 4, 8, 16, 32.
         preprocessing: ImageNet preprocessing mode the weights expect (see
-            :class:`ImageNetPreprocessing`): ``"tf"``, ``"torch"`` or ``"caffe"``.
+            :func:`preprocessing_layer`): ``"tf"``, ``"torch"`` or ``"caffe"``.
         weights_file: ``(height, width) -> file name`` that keras.applications caches
             for ``weights="imagenet", include_top=False``.
         weights_url: folder the file is downloaded from.
@@ -90,7 +91,7 @@ def _efficientnet_v2_spec(variant: str, features) -> EncoderSpec:
         constructor=f"EfficientNetV2{variant.upper()}",
         features=features,
         # Built with include_preprocessing=False: the same Rescaling(1/255) +
-        # ImageNet mean/std normalisation then runs in ImageNetPreprocessing("torch").
+        # ImageNet mean/std normalisation then runs in preprocessing_layer("torch").
         preprocessing="torch",
         weights_file=lambda size: f"efficientnetv2-{variant}_notop.h5",
         weights_url=_GCS + "efficientnet_v2/",
@@ -166,9 +167,49 @@ _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 PREPROCESSING_MODES = ("tf", "torch", "caffe")
 
 
+def preprocessing_layer(mode: str, name: str = PREPROCESSING_NAME) -> keras.layers.Layer:
+    """A Keras layer mapping images in ``[0, 1]`` to what an ImageNet backbone was trained on.
+
+    The same maps as :class:`ImageNetPreprocessing`, built from Keras' own layers so that a model
+    using them loads with plain Keras (computed in float32 under any precision policy):
+
+    - ``"tf"``: ``keras.layers.Rescaling(2, offset=-1)``;
+    - ``"torch"``: ``keras.layers.Normalization`` with the ImageNet mean and variance (``std**2``);
+    - ``"caffe"``: a frozen 1x1 ``keras.layers.Conv2D`` whose kernel swaps RGB to BGR and
+      multiplies by 255, and whose bias subtracts the BGR mean.
+
+    Raises:
+        ConfigError: unknown ``mode``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = preprocessing_layer("caffe")
+    >>> np.round(np.asarray(layer(np.array([[[[1.0, 0.0, 0.0]]]], "float32"))), 2).tolist()
+    [[[[-103.94, -116.78, 131.32]]]]
+    """
+    if mode not in PREPROCESSING_MODES:
+        raise ConfigError(f"preprocessing mode {mode!r}: choose one of {', '.join(PREPROCESSING_MODES)}")
+    if mode == "tf":
+        return keras.layers.Rescaling(2.0, offset=-1.0, name=name, dtype="float32")
+    if mode == "torch":
+        return keras.layers.Normalization(mean=list(_IMAGENET_MEAN_RGB), variance=[s * s for s in _IMAGENET_STD_RGB],
+                                          name=name, dtype="float32")
+    import numpy as np
+
+    layer = keras.layers.Conv2D(3, 1, name=name, dtype="float32", trainable=False)
+    layer.build((None, None, None, 3))
+    kernel = np.zeros((1, 1, 3, 3), "float32")
+    for channel in range(3):
+        kernel[0, 0, 2 - channel, channel] = 255.0  # output channel c (BGR) reads input channel 2 - c (RGB)
+    layer.set_weights([kernel, -np.asarray(_CAFFE_MEAN_BGR, "float32")])
+    return layer
+
+
 @keras.saving.register_keras_serializable(package="tfseg")
 class ImageNetPreprocessing(keras.layers.Layer):
-    """Map images in ``[0, 1]`` to what an ImageNet backbone was trained on.
+    """Map images in ``[0, 1]`` to what an ImageNet backbone was trained on (models built before the
+    preprocessing was made of Keras layers, :func:`preprocessing_layer`, hold this layer; it still loads).
 
     The modes are those of ``keras.applications.imagenet_utils.preprocess_input``,
     rewritten for input ``x`` in ``[0, 1]`` (RGB, channels last):
@@ -220,16 +261,12 @@ class ImageNetPreprocessing(keras.layers.Layer):
 
 
 def weights_cache_dir() -> str:
-    """The folder keras.applications caches ImageNet weights in.
+    """The folder keras.applications caches ImageNet weights in: ``keras.utils.get_file``'s
+    ``$KERAS_HOME/models`` (default ``~/.keras/models``; ``/tmp/.keras/models`` when that home
+    folder is missing or not writable; :func:`tfseg.keras_compat.keras_cache_dir`)."""
+    from tfseg.keras_compat import keras_cache_dir
 
-    ``$KERAS_HOME/models`` (default ``~/.keras/models``); like ``keras.utils.get_file``,
-    ``/tmp/.keras/models`` when that home folder is missing or not writable.
-    """
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    home = os.path.expanduser(home)
-    if not os.access(home, os.W_OK):
-        home = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
-    return os.path.join(home, "models")
+    return keras_cache_dir("models")
 
 
 def imagenet_weights_path(name: str, image_size) -> Tuple[str, str]:
@@ -327,7 +364,7 @@ def build_encoder(
     """Apply preprocessing + the pretrained backbone ``name`` to ``input_tensor``.
 
     Adds two layers to the functional graph: ``encoder_preprocessing``
-    (:class:`ImageNetPreprocessing`) and ``encoder``, a nested functional model
+    (:func:`preprocessing_layer`) and ``encoder``, a nested functional model
     whose outputs are the backbone's features at ``strides``. Layers after the
     deepest requested stride are not built (DeepLabV3+ stops at stride 16).
 
@@ -372,7 +409,7 @@ def build_encoder(
     )
     if weights is not None:
         _freeze_batchnorm(encoder)
-    x = ImageNetPreprocessing(spec.preprocessing, name=PREPROCESSING_NAME)(input_tensor)
+    x = preprocessing_layer(spec.preprocessing)(input_tensor)
     features = encoder(x)
     return dict(zip(strides, features))
 

@@ -9,7 +9,7 @@ No encoder feature maps are carried to the decoder, only the small integer indic
 stage, plain max pooling, bilinear upsampling in the decoder, no indices. Its defects are
 fixed: the model outputs probabilities (not logits), and the encoder runs once.
 
-keras.layers and tfseg.layers only; never imports TensorFlow.
+keras.layers and (for the indices) tfseg.layers only; never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from tfseg.layers import BatchNorm, MaxPoolingWithArgmax2D, MaxUnpooling2D
-from tfseg.models.blocks import check_choice, check_common, conv_block, image_shape, output_head
+from tfseg.config import default
+from tfseg.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
+from tfseg.models.blocks import (
+    batch_normalization, check_choice, check_common, conv_block, image_shape, model_input, output_head,
+)
 from tfseg.models.registry import register_model
 
 VARIANTS = ("indices", "simple")
@@ -28,23 +31,29 @@ VARIANTS = ("indices", "simple")
 def build_segnet(
     image_size=256,
     num_classes=1,
-    variant="indices",
-    depth=4,
-    base_filters=16,
-    batch_norm=True,
-    dropout=0.0,
+    variant=default("variant"),
+    depth=default("depth"),
+    base_filters=default("base_filters"),
+    batch_norm=default("batch_norm"),
+    dropout=default("dropout"),
 ):
     """A SegNet returning per-pixel probabilities.
 
+    Every option's default is :class:`tfseg.config.TrainConfig`'s (what ``tfseg train --model segnet`` builds).
+
     Args:
-        image_size: int or ``(height, width)``, multiples of ``2**depth``.
+        image_size: int or ``(height, width)``, multiples of ``2**depth``; ``None``: any such size,
+            checked when the model is called.
         num_classes: 1 = binary (sigmoid, ``[B, H, W, 1]``); more = softmax over
             ``[B, H, W, num_classes]``.
-        variant: ``"indices"`` (paper: pooling indices + unpooling) or ``"simple"`` (the
-            lesson's: bilinear upsampling, no indices).
+        variant: ``"indices"`` (paper: pooling indices + unpooling; also ``None``) or ``"simple"``
+            (the lesson's: bilinear upsampling, no indices). Only ``"simple"`` is built from Keras
+            layers alone (its ``.keras`` file loads with plain Keras); the indices need
+            :mod:`tfseg.layers`.
         depth: number of poolings (the paper's VGG16 SegNet has 5).
         base_filters: channels of the first stage (the paper: 64).
-        batch_norm: BatchNormalization after every convolution.
+        batch_norm: batch normalization after every convolution: ``True`` (``keras.layers.BatchNormalization``),
+            ``"bfloat16"`` (:class:`tfseg.layers.BatchNorm`) or ``False``.
         dropout: SpatialDropout2D rate; ``"indices"``: after the two deepest encoder and
             decoder stages (Bayesian SegNet's "central" units); ``"simple"``: after the
             bottleneck. 0 = none.
@@ -62,14 +71,15 @@ def build_segnet(
     >>> model.output_shape
     (None, 32, 32, 3)
     """
+    variant = VARIANTS[0] if variant is None else variant
     check_choice("variant", variant, VARIANTS)
-    check_common(num_classes, depth, base_filters, dropout)
+    check_common(num_classes, depth, base_filters, dropout, batch_norm)
     height, width = image_shape(image_size, 2**depth, "segnet")
-    inputs = keras.Input(shape=(height, width, 3), name="images")
+    inputs, x = model_input(height, width, 2**depth)
     if variant == "indices":
-        features = _indices_segnet(inputs, depth, base_filters, batch_norm, dropout)
+        features = _indices_segnet(x, depth, base_filters, batch_norm, dropout)
     else:
-        features = _simple_segnet(inputs, depth, base_filters, batch_norm, dropout)
+        features = _simple_segnet(x, depth, base_filters, batch_norm, dropout)
     return keras.Model(inputs, output_head(features, num_classes), name="segnet")
 
 
@@ -131,6 +141,6 @@ def _simple_segnet(x, depth, base_filters, batch_norm, dropout):
         )(x)
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up")(x)
         if batch_norm:
-            x = BatchNorm(name=f"{name}_bn")(x)
+            x = batch_normalization(batch_norm, name=f"{name}_bn")(x)
         x = layers.Activation("relu", name=f"{name}_relu")(x)
     return layers.UpSampling2D(2, interpolation="bilinear", name="dec1_up")(x)

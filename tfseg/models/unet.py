@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 
 from tfseg.errors import ConfigError
-from tfseg.config import UPSAMPLINGS
+from tfseg.config import UPSAMPLINGS, default
 from tfseg.models.blocks import (
     check_choice,
     check_common,
@@ -18,6 +18,7 @@ from tfseg.models.blocks import (
     decoder_block,
     encoder_block,
     image_shape,
+    model_input,
     option_names,
     output_head,
 )
@@ -25,11 +26,15 @@ from tfseg.models.registry import register_model
 
 
 @register_model("unet")
-def build_unet(image_size=256, num_classes=1, encoder=None, encoder_weights=None, **options):
+def build_unet(image_size=256, num_classes=1, encoder=default("encoder"), encoder_weights=default("encoder_weights"),
+               **options):
     """A U-Net returning per-pixel probabilities.
 
+    Every option's default is :class:`tfseg.config.TrainConfig`'s (what a bare ``tfseg train`` builds).
+
     Args:
-        image_size: int or ``(height, width)``; each a multiple of ``2**depth``.
+        image_size: int or ``(height, width)``; each a multiple of ``2**depth``; ``None``: any size
+            that is (checked when the model is called).
         num_classes: 1 = binary (sigmoid, ``[B, H, W, 1]``); more = softmax over
             ``[B, H, W, num_classes]``.
         encoder: ``None`` for the plain U-Net below; a backbone name (``"mobilenetv2"``,
@@ -37,7 +42,7 @@ def build_unet(image_size=256, num_classes=1, encoder=None, encoder_weights=None
             ``tfseg.models.encoder_unet.build_encoder_unet``.
         encoder_weights: backbone weights (``None`` or ``"imagenet"``); only with ``encoder``.
         **options: for the plain U-Net, those of :func:`build_plain_unet` (``depth=4``,
-            ``base_filters=16``, ``batch_norm=True``, ``dropout=0.0``,
+            ``base_filters=8``, ``batch_norm=True``, ``dropout=0.0``,
             ``upsampling="transpose"``); with ``encoder``, passed on as given.
 
     Returns:
@@ -65,26 +70,28 @@ def build_unet(image_size=256, num_classes=1, encoder=None, encoder_weights=None
 def build_plain_unet(
     image_size=256,
     num_classes=1,
-    depth=4,
-    base_filters=16,
-    batch_norm=True,
-    dropout=0.0,
-    upsampling="transpose",
+    depth=default("depth"),
+    base_filters=default("base_filters"),
+    batch_norm=default("batch_norm"),
+    dropout=default("dropout"),
+    upsampling=default("upsampling"),
 ):
     """The U-Net of the paper, scaled by ``depth`` and ``base_filters``.
 
     Stage ``i`` (0-based) of the encoder has ``base_filters * 2**i`` channels (two 3x3
-    convolutions, each followed by BatchNorm and ReLU, then 2x2 max pooling); the bottleneck
+    convolutions, each followed by batch normalization and ReLU, then 2x2 max pooling); the bottleneck
     has ``base_filters * 2**depth``; the decoder mirrors the encoder, concatenating the
     encoder stage of the same resolution (the skip) after upsampling. The encoder runs once
     per step (the lesson's U-Net ran it twice).
 
     Args:
-        image_size: int or ``(height, width)``, multiples of ``2**depth``.
+        image_size: int or ``(height, width)``, multiples of ``2**depth``; ``None``: any such size,
+            checked when the model is called (:class:`tfseg.layers.SizeCheck`).
         num_classes: output channels (sigmoid for 1, softmax otherwise).
         depth: number of poolings (and of decoder stages).
         base_filters: channels of the first stage; doubled at each stage down.
-        batch_norm: BatchNormalization after every convolution.
+        batch_norm: batch normalization after every convolution: ``True`` (``keras.layers.BatchNormalization``),
+            ``"bfloat16"`` (:class:`tfseg.layers.BatchNorm`) or ``False``.
         dropout: SpatialDropout2D rate at the end of the contracting path (deepest encoder
             stage and bottleneck), where the paper puts it; 0 = none.
         upsampling: ``"transpose"`` (learned Conv2DTranspose) or ``"bilinear"`` (fixed).
@@ -92,12 +99,12 @@ def build_plain_unet(
     Returns:
         A functional ``keras.Model`` named ``unet``.
     """
-    check_common(num_classes, depth, base_filters, dropout)
+    check_common(num_classes, depth, base_filters, dropout, batch_norm)
     check_choice("upsampling", upsampling, UPSAMPLINGS)
     height, width = image_shape(image_size, 2**depth, "unet")
 
-    inputs = keras.Input(shape=(height, width, 3), name="images")
-    x, skips = inputs, []
+    inputs, x = model_input(height, width, 2**depth)
+    skips = []
     for level in range(depth):
         rate = dropout if level == depth - 1 else 0.0
         skip, x = encoder_block(
@@ -124,7 +131,6 @@ def _encoder_unet(image_size, num_classes, encoder, encoder_weights, options):
         encoder_weights=encoder_weights,
         **options,
     )
-
 
 
 def unet_options(encoder=None, **_):

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 from tfseg import fileio
+from tfseg.saving import weights_file_size
 from tfseg.training.run_folder import BACKUP_DIR, MODEL_FILE, STATE_FILE, remove_superseded_weights
 
 MONITOR = "val_dice"
@@ -40,13 +41,25 @@ def weights_finite(model) -> bool:
     return all(np.isfinite(np.asarray(w)).all() for w in model.get_weights())
 
 
+def inference_model(model) -> keras.Model:
+    """``model``'s graph and weights without its compile state (loss, metrics, optimizer).
+
+    What ``model.keras`` holds: a file whose every object is Keras' own loads with plain
+    ``keras.models.load_model`` where tfseg is not installed; a compile config naming tfseg's
+    losses and metrics would stop that (Keras deserializes it with ``compile=True``, the default,
+    and fails on the unknown classes). tfseg compiles a loaded model from the run's ``config.json``
+    when it scores one (:func:`tfseg.training.compile_model`).
+    """
+    return keras.Model(model.inputs, model.outputs, name=model.name)
+
+
 class BestCheckpoint(keras.callbacks.Callback):
     """Save the model to ``filepath`` whenever ``monitor`` improves (``mode="max"``).
 
-    The file is written to a hidden temporary name and renamed onto ``filepath``,
-    so a kill during saving leaves the previous best file intact. An epoch whose
-    weights are not all finite is never saved, so ``model.keras`` always holds a
-    usable model.
+    The file holds the model without its loss, metrics and optimizer (:func:`inference_model`),
+    so it loads with plain Keras. It is written to a hidden temporary name and renamed onto
+    ``filepath``, so a kill during saving leaves the previous best file intact. An epoch whose
+    weights are not all finite is never saved, so ``model.keras`` always holds a usable model.
 
     Attributes:
         best: the best value of ``monitor`` so far (``-inf`` before the first).
@@ -65,8 +78,9 @@ class BestCheckpoint(keras.callbacks.Callback):
         if not weights_finite(self.model):
             return
         self.best = float(value)
+        fileio.check_room(self.filepath, weights_file_size(self.model))  # h5py cannot fail cleanly halfway
         with fileio.atomic_path(self.filepath) as tmp:
-            self.model.save(tmp)
+            inference_model(self.model).save(tmp)
 
 
 class LearningRateLog(keras.callbacks.Callback):
@@ -268,6 +282,8 @@ class RunBackup(keras.callbacks.Callback):
         """Write the weights, then ``state.json`` naming them, then delete the superseded weights."""
         fileio.makedirs(self.backup_dir)
         name = f"epoch-{epochs_done:04d}.weights.h5"
+        # h5py cannot fail cleanly halfway through (tfseg.fileio.release_hdf5_file): no start without room
+        fileio.check_room(fileio.join(self.backup_dir, name), weights_file_size(self.model))
         with fileio.atomic_path(fileio.join(self.backup_dir, name)) as tmp:
             self.model.save_weights(tmp, overwrite=True)
         state = {

@@ -56,14 +56,19 @@ def learning_rate_schedule(config: TrainConfig, phase: Dict[str, Any], steps_per
         warmup_target=peak, warmup_steps=warmup)
 
 
-def compile_model(model, config: TrainConfig, num_classes: int, learning_rate: float, schedule=None) -> None:
+def compile_model(model, config: TrainConfig, num_classes: int, learning_rate=None, schedule=None) -> None:
     """Adam, the configured loss, Dice and IoU (under mixed_float16, ``compile`` adds loss scaling itself).
 
-    ``schedule`` (:func:`learning_rate_schedule`) replaces the constant ``learning_rate``.
+    Also what a model loaded from a run's ``model.keras`` (saved without its compile state, so that
+    it loads with plain Keras) is compiled with before it is scored.
+    ``learning_rate``: default ``config.learning_rate``; ``schedule`` (:func:`learning_rate_schedule`)
+    replaces the constant rate.
     """
     from tfseg.losses import get_loss
     from tfseg.metrics import default_metrics
 
+    if learning_rate is None:
+        learning_rate = config.learning_rate
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate if schedule is None else schedule),
         loss=get_loss(config.loss, num_classes, config.ignore_class),

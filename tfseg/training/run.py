@@ -9,7 +9,9 @@ from typing import Any, Dict, List, Optional
 from tfseg import fileio
 from tfseg.config import SPLITS, TrainConfig
 from tfseg.errors import ConfigError, TfsegError
-from tfseg.training.fit import build_compiled_model, fit_phases, remaining_phases, seed_everything, steps_per_epoch
+from tfseg.training.fit import (
+    build_compiled_model, compile_model, fit_phases, remaining_phases, seed_everything, steps_per_epoch,
+)
 from tfseg.training.run_folder import (
     METRICS_FILE,
     MODEL_FILE,
@@ -87,6 +89,15 @@ def _train(config: TrainConfig, verbose: int, force_new: bool) -> Dict[str, Any]
     # First: multiworker configures the collective ops, which must precede every other TensorFlow op.
     strategy = distribute.get_strategy(config.strategy)
     config = distribute.worker_config(config, strategy, run_dir_of(config))
+    from tfseg.locks import run_lock
+
+    with run_lock(run_dir_of(config)):  # one writer per run folder, from before its state is read
+        return _train_locked(config, verbose, force_new, strategy, log)
+
+
+def _train_locked(config: TrainConfig, verbose: int, force_new: bool, strategy, log) -> Dict[str, Any]:
+    from tfseg import distribute
+
     run_dir = run_dir_of(config)
     status = run_status(config, force_new)
     state = training_state(run_dir) if status in ("resume", "complete") else {}
@@ -110,7 +121,14 @@ def _train(config: TrainConfig, verbose: int, force_new: bool) -> Dict[str, Any]
         # skip_bad must reach the file sources, which check every file when opened
         source = open_dataset_source(config.data, image_size=config.image_size, skip_bad=config.skip_bad,
                                      **_class_options(config))
+        from tfseg.outputs import refuse_inside_source
+
+        refuse_inside_source(run_dir, source)  # a run folder among the images would be read as data
         ids = split_ids(source, config)
+        if config.patch_size is not None:
+            from tfseg.data.patches import warn_if_patch_larger_than_every_image
+
+            warn_if_patch_larger_than_every_image(source.image_sizes(ids["train"]), config.patch_size, config.scale)
         # a resumed run keeps the split it started with: stop if the data or the split rule moved ids
         splits_stored = status == "resume" and check_stored_splits(run_dir, ids)
         num_classes = resolve_num_classes(source, None if config.num_classes == 1 else config.num_classes)
@@ -145,6 +163,7 @@ def _train(config: TrainConfig, verbose: int, force_new: bool) -> Dict[str, Any]
         # Outside the strategy: each process scores the whole val/test split on its own (exact, no
         # collectives), and the figures and the SavedModel come from a plain single-device model.
         best = load_keras_model(fileio.join(run_dir, MODEL_FILE))
+        compile_model(best, config, num_classes)  # model.keras holds no loss: it loads with plain Keras
         final = training_state(run_dir)
         from tfseg.evaluation import score_split, write_figures
         from tfseg.segment import Settings, keras_windows
@@ -231,10 +250,10 @@ def describe_run(config: TrainConfig, ids: Dict[str, List[str]], num_classes: in
 
 
 def _class_options(config: TrainConfig) -> Dict[str, Any]:
-    # The file sources check mask values when opened: they must know the classes and the ignored value.
-    if config.ignore_class is None:
-        return {}
-    return {"num_classes": config.num_classes, "ignore_class": config.ignore_class}
+    # Every source kind takes both when opened (the file sources check every mask with them);
+    # num_classes 1 (the default) lets the data say, e.g. a colour map's or the shards' classes.
+    return {"num_classes": None if config.num_classes == 1 else config.num_classes,
+            "ignore_class": config.ignore_class}
 
 
 def tiling_options(config: TrainConfig) -> Dict[str, Any]:

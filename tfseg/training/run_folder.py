@@ -71,16 +71,15 @@ def saved_config(run_dir: str) -> Optional[TrainConfig]:
         raise ConfigError(f"{path}: not a valid tfseg configuration ({err})") from None
 
 
-def move_aside(run_dir: str) -> str:
-    """Rename ``run_dir`` to ``run_dir.old-<timestamp>``; return the new name."""
+def aside_name(run_dir: str) -> str:
+    """``RUN_DIR.old-<timestamp>`` (``-2``, ``-3``... when taken): where ``--force-new`` moves a run."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = run_dir.rstrip("/\\")
+    base = fileio.fspath(run_dir).rstrip("/\\")
     target = f"{base}.old-{stamp}"
     suffix = 1
     while fileio.exists(target):
         suffix += 1
         target = f"{base}.old-{stamp}-{suffix}"
-    fileio.rename(run_dir, target)
     return target
 
 
@@ -136,21 +135,46 @@ def run_status(config: TrainConfig, force_new: bool = False) -> str:
 
 
 def start_run_dir(config: TrainConfig, status: str, log=print) -> None:
-    """Create RUN_DIR (moving an old one aside for ``"replace"``) and write ``config.json``.
+    """Create RUN_DIR and write ``config.json``; ``"replace"`` (``--force-new``) moves an old one aside.
 
-    A resumed run first deletes the hidden temporaries a killed process left in RUN_DIR,
-    ``backup/`` and ``saved_model/`` (:func:`tfseg.fileio.remove_stale_temporaries`), and
-    backup weights that ``state.json`` no longer names (:func:`remove_superseded_weights`).
+    ``"replace"``: a new RUN_DIR holding ``config.json`` takes the old one's place, which moves to
+    ``RUN_DIR.old-<time>`` (:func:`aside_name`) by :func:`tfseg.fileio.replacing_folder`, the one rule
+    for replacing a folder (``config.json`` is its marker). A resumed run first deletes the hidden
+    temporaries a killed process left in RUN_DIR, ``backup/`` and ``saved_model/``
+    (:func:`tfseg.fileio.remove_stale_temporaries`), checks that its ``model.keras`` is the model
+    of its ``config.json`` (:func:`check_run_model_file`), and deletes backup weights that
+    ``state.json`` no longer names (:func:`remove_superseded_weights`).
+
+    Raises:
+        TfsegError: a resumed run's ``model.keras`` is not its configuration's model.
     """
     run_dir = run_dir_of(config)
     if status == "replace":
-        log(f"force_new: moved the previous run to {move_aside(run_dir)}")
+        aside = aside_name(run_dir)
+        with fileio.replacing_folder(run_dir, CONFIG_FILE, keep_old=aside) as staging:
+            fileio.write_text_atomic(fileio.join(staging, CONFIG_FILE), config.to_json())
+        log(f"force_new: moved the previous run to {aside}")
+        return
     for folder in (run_dir, fileio.join(run_dir, BACKUP_DIR), fileio.join(run_dir, "saved_model")):
         fileio.remove_stale_temporaries(folder)
-    if status == "resume":  # a kill after state.json moved on but before the old weights were deleted
-        remove_superseded_weights(run_dir)
+    if status == "resume":
+        check_run_model_file(run_dir)
+        remove_superseded_weights(run_dir)  # a kill after state.json moved on but before they were deleted
     fileio.makedirs(run_dir)
     fileio.write_text_atomic(fileio.join(run_dir, CONFIG_FILE), config.to_json())
+
+
+def check_run_model_file(run_dir: str) -> None:
+    """Refuse to resume a run whose ``model.keras`` was replaced by another model (:func:`tfseg.saving.check_run_model`).
+
+    Raises:
+        TfsegError: names ``model.keras`` and ``config.json`` and what each describes.
+    """
+    path = fileio.join(run_dir, MODEL_FILE)
+    if fileio.exists(path):
+        from tfseg.saving import load_keras_model
+
+        load_keras_model(path, compile=False)
 
 
 def remove_superseded_weights(run_dir: str) -> List[str]:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
-# A frame "HipHop_HipHop1_C0_00180" belongs to the recording "HipHop_HipHop1" (camera C0, frame 180);
-# the same rule as tfseg's `mads:` source (tfseg.data.files.MADS_GROUP_PATTERN).
-SEQUENCE_PATTERN = re.compile(r"^(.+?)(?:_C\d+)?[_-]?\d+$")
+from tfseg.data.filesource import IMAGE_EXTENSIONS
+from tfseg.data.kinds.mads import MADS_GROUP_PATTERN
+from tfseg.data.filepixels import binary_mask, open_bytes, rgb_array
+
+# A frame "HipHop_HipHop1_C0_00180" belongs to the recording "HipHop_HipHop1" (camera C0, frame 180):
+# the rule of tfseg's `mads:` source.
+SEQUENCE_PATTERN = re.compile(MADS_GROUP_PATTERN)
 
 
 def sequence_of(stem: str) -> str:
@@ -32,19 +34,6 @@ def find_data_folder(manual_dir: epath.Path) -> epath.Path:
             return candidate
     raise FileNotFoundError(f"No folder with images/ and masks/ in {manual_dir}. "
                             + Builder.MANUAL_DOWNLOAD_INSTRUCTIONS)
-
-
-def binary_mask(rgb: np.ndarray) -> np.ndarray:
-    """A person mask (black/white, possibly RGB(A)) as uint8 0/1 ``[H, W, 1]``: any channel > 127."""
-    values = rgb.max(axis=-1)
-    threshold = 127 if values.max(initial=0) > 1 else 0
-    return (values > threshold).astype(np.uint8)[..., None]
-
-
-def read_rgb(path: epath.Path) -> np.ndarray:
-    pil_image = tfds.core.lazy_imports.PIL_Image
-    with path.open("rb") as f:
-        return np.asarray(pil_image.open(f).convert("RGB"))
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -86,9 +75,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             if image.stem not in masks:
                 logging.warning("MADS: no mask for %s; frame left out", image.name)
                 continue
+            # tfseg's pixel and mask rules (tfseg.data.filepixels, tfseg.masks): tfds:mads reads as mads:PATH does.
+            with open_bytes(image.read_bytes()) as image_file, open_bytes(masks[image.stem].read_bytes()) as mask_file:
+                pixels, labels = rgb_array(image_file), binary_mask(mask_file)
             yield image.stem, {
-                "image": read_rgb(image),
-                "segmentation_mask": binary_mask(read_rgb(masks[image.stem])),
+                "image": pixels,
+                "segmentation_mask": labels,
                 "image_id": image.stem,
                 "sequence": sequence_of(image.stem),
             }

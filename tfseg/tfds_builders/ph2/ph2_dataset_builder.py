@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
+
+from tfseg.data.filepixels import binary_mask, open_bytes, rgb_array
 
 IMAGES_FOLDER = "PH2 Dataset images"
 DIAGNOSES = ("common_nevus", "atypical_nevus", "melanoma")  # PH2_dataset.txt "Clinical Diagnosis" 0, 1, 2
@@ -34,23 +35,6 @@ def parse_diagnoses(text: str) -> dict:
         if len(fields) > 3 and re.fullmatch(r"IMD\d+", fields[1]) and fields[3] in ("0", "1", "2"):
             diagnoses[fields[1]] = int(fields[3])
     return diagnoses
-
-
-def binary_mask(rgb: np.ndarray) -> np.ndarray:
-    """A lesion mask (0/255 or 0/1, as RGB ``[H, W, 3]``) as uint8 0/1 ``[H, W, 1]``.
-
-    Foreground: any channel > 127 (> 0 when the mask only holds 0/1).
-    """
-    values = rgb.max(axis=-1)
-    threshold = 127 if values.max(initial=0) > 1 else 0
-    return (values > threshold).astype(np.uint8)[..., None]
-
-
-def read_rgb(path: epath.Path) -> np.ndarray:
-    """Any image file Pillow reads, as RGB uint8 ``[H, W, 3]``."""
-    pil_image = tfds.core.lazy_imports.PIL_Image
-    with path.open("rb") as f:
-        return np.asarray(pil_image.open(f).convert("RGB"))
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -94,9 +78,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 continue
             image = case / f"{name}_Dermoscopic_Image" / f"{name}.bmp"
             mask = case / f"{name}_lesion" / f"{name}_lesion.bmp"
+            # tfseg's pixel and mask rules (tfseg.data.filepixels, tfseg.masks): tfds:ph2 reads as ph2:PATH does.
+            with open_bytes(image.read_bytes()) as image_file, open_bytes(mask.read_bytes()) as mask_file:
+                pixels, labels = rgb_array(image_file), binary_mask(mask_file)
             yield name, {
-                "image": read_rgb(image),
-                "segmentation_mask": binary_mask(read_rgb(mask)),
+                "image": pixels,
+                "segmentation_mask": labels,
                 "diagnosis": diagnoses.get(name, -1),
                 "image_id": name,
             }

@@ -11,8 +11,11 @@ Mask values:
   option ``pet_classes``: ``"binary"`` (default; ``num_classes=1``): pet and
   border -> 1, background -> 0; ``"trimap"`` (``num_classes=3``): background
   -> 0, pet -> 1, border -> 2. ``num_classes=3`` alone selects ``"trimap"``.
-* any other dataset: binary (``value > 0`` is foreground) unless
-  ``num_classes=N`` (N >= 2), then the stored values are the class ids.
+* any other dataset: binary unless ``num_classes=N`` (N >= 2), then the stored
+  values are the class ids. Binary foreground is the rule of :mod:`tfseg.masks`
+  with this kind's default threshold :data:`DEFAULT_MASK_THRESHOLD` = 0 (a stored
+  value above 0 is foreground: datasets store 0/1 masks or class ids, not 0/255
+  levels); ``?mask_threshold=T`` sets another.
 
 Ids and splits. A sample's id is ``<tfds split>/<index>`` (index zero-padded,
 in TFDS's deterministic reading order with ``shuffle_files=False``), so listing
@@ -38,7 +41,7 @@ is downloaded and prepared (``download=False`` raises instead);
 download yourself, e.g. ``tfds:ph2``); once prepared it is not read again.
 
 Options in the SOURCE string. Every verb that takes ``--data`` (and a run's
-``config.json``) carries the string options of :data:`STRING_OPTIONS` after a
+``config.json``) carries the settings of :attr:`TfdsSource.SETTINGS` after a
 ``?``: ``tfds:ph2?manual_dir=/data/PH2``,
 ``tfds:oxford_iiit_pet?splits=resplit&pet_classes=trimap``,
 ``tfds:NAME?tfds_splits=train,test`` (see :mod:`tfseg.data.spec`). Keyword
@@ -68,9 +71,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from tfseg.data.sources import Source, register_source
-from tfseg.data.spec import SourceSpec
+from tfseg import masks
 from tfseg.config import DEFAULT_FRACTIONS
+from tfseg.data.sources import Setting, Source, parse_bool, parse_path, register_source
+from tfseg.data.spec import SourceSpec
 from tfseg.errors import ConfigError, DataError, TfsegError
 
 logger = logging.getLogger(__name__)
@@ -79,9 +83,7 @@ MASK_FEATURE_NAMES = ("segmentation_mask", "mask", "segmentation", "label_mask",
                       "annotation", "label")
 PET_CLASSES = ("binary", "trimap")
 SPLIT_MODES = ("official", "resplit")
-# Options a SOURCE string may carry after "?" (text; tfds_splits comma-separated).
-STRING_OPTIONS = ("manual_dir", "data_dir", "splits", "tfds_splits", "pet_classes", "image_key", "mask_key",
-                  "group_key")
+DEFAULT_MASK_THRESHOLD = 0  # binary TFDS masks: a stored value above 0 is foreground
 VAL_SPLIT_NAMES = ("validation", "val", "valid", "dev")
 BUILDERS_PACKAGE = "tfseg.tfds_builders"
 
@@ -159,6 +161,11 @@ def _find_features(features, image_key, mask_key, text):
     return image_key, mask_key
 
 
+def _splits_list(text: str):
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+@register_source
 class TfdsSource(Source):
     """A TFDS dataset as a :class:`~tfseg.data.sources.Source` (see the module docstring).
 
@@ -176,20 +183,37 @@ class TfdsSource(Source):
         download: prepare a dataset that is not prepared yet (default True).
         manual_dir: folder with manually downloaded files, for builders that need them.
         skip_bad: accepted for symmetry with file sources; TFDS data was checked when prepared.
+        ignore_class, mask_threshold: see :class:`~tfseg.data.sources.Source`.
     """
+
+    KIND = "tfds"
+    FORM = "name"
+    SETTINGS = (
+        Setting("manual_dir", "folder with files you downloaded yourself (e.g. tfds:ph2)", parse_path, normalise=parse_path),
+        Setting("data_dir", "TFDS data folder (default ~/tensorflow_datasets)", parse_path, normalise=parse_path),
+        Setting("splits", "official (TFDS's train/validation/test) or resplit (tfseg's seeded hash)"),
+        Setting("tfds_splits", "TFDS splits read, comma-separated (default: all)", _splits_list, normalise=tuple),
+        Setting("pet_classes", "oxford_iiit_pet: binary (pet+border vs background) or trimap (3 classes)"),
+        Setting("image_key", "the image feature's name"),
+        Setting("mask_key", "the segmentation mask feature's name"),
+        Setting("group_key", "a text feature naming each example's group (\"\" for none)"),
+        Setting("download", "prepare a dataset that is not prepared yet", parse_bool, in_string=False),
+    )
 
     def __init__(self, spec: SourceSpec, data_dir=None, num_classes=None, pet_classes=None, splits="official",
                  tfds_splits=None, image_key=None, mask_key=None, group_key=None, download=True,
-                 manual_dir=None, skip_bad=False):
+                 manual_dir=None, skip_bad=False, ignore_class=None, mask_threshold=None):
         import tensorflow_datasets as tfds
 
         self.spec = spec
         self.skipped = []
+        self.skip_bad = bool(skip_bad)
         if splits not in SPLIT_MODES:
             raise ConfigError(f"splits={splits!r} for {spec.text!r}: choose one of {', '.join(SPLIT_MODES)}")
         self.split_mode = splits
         self.pet_classes = self._pet_classes(pet_classes, num_classes)
-        self.num_classes = self._num_classes(num_classes)
+        own = None if self.pet_classes is None else (1 if self.pet_classes == "binary" else 3)
+        self.set_mask_settings(num_classes, ignore_class, mask_threshold, own_classes=own)
         self.builder = _make_builder(spec, data_dir)
         self._prepare(download, manual_dir)
         features = self.builder.info.features
@@ -224,20 +248,7 @@ class TfdsSource(Source):
             pet_classes = "trimap" if num_classes == 3 else "binary"
         if pet_classes not in PET_CLASSES:
             raise ConfigError(f"pet_classes={pet_classes!r}: choose one of {', '.join(PET_CLASSES)}")
-        expected = 1 if pet_classes == "binary" else 3
-        if num_classes not in (None, expected):
-            raise ConfigError(f"num_classes={num_classes!r} does not fit pet_classes={pet_classes!r} "
-                              f"(which gives {expected})")
         return pet_classes
-
-    def _num_classes(self, num_classes) -> int:
-        if self.pet_classes is not None:
-            return 1 if self.pet_classes == "binary" else 3
-        if num_classes is None:
-            return 1
-        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or not 1 <= num_classes <= 256:
-            raise ConfigError(f"num_classes={num_classes!r} for {self.spec.text!r}: an integer 1..256")
-        return int(num_classes)
 
     def _prepare(self, download: bool, manual_dir):
         import tensorflow_datasets as tfds
@@ -414,7 +425,9 @@ class TfdsSource(Source):
             # Values outside the trimap's 1..3 (none in the real data) count as background.
             mask = tf.where((mask >= 0) & (mask <= 3), tf.gather(lookup, tf.clip_by_value(mask, 0, 3)), 0)
         elif self.num_classes == 1:
-            mask = tf.cast(mask > 0, tf.int32)
+            threshold = DEFAULT_MASK_THRESHOLD if self.mask_threshold is None else self.mask_threshold
+            top = tf.cast(tf.reduce_max(mask), tf.float32)
+            mask = tf.cast(masks.foreground(tf.cast(mask, tf.float32), top=top, threshold=threshold, xp=tf), tf.int32)
         return tf.ensure_shape(tf.cast(mask, tf.uint8), [None, None, 1])
 
 
@@ -425,49 +438,3 @@ def _rgb(image):
     channels = tf.shape(image)[-1]
     image = tf.cond(channels == 1, lambda: tf.tile(image, [1, 1, 3]), lambda: image[..., :3])
     return tf.ensure_shape(image, [None, None, 3])
-
-
-@register_source("tfds")
-def open_tfds(spec: SourceSpec, **options) -> TfdsSource:
-    """Opener for ``tfds:NAME[/CONFIG][?KEY=VALUE&...]``; options: see :class:`TfdsSource`.
-
-    Raises:
-        ConfigError: an unknown option, or one given in the string and as a keyword with
-            different values.
-    """
-    accepted = ("data_dir", "num_classes", "pet_classes", "splits", "tfds_splits", "image_key", "mask_key",
-                "group_key", "download", "manual_dir", "skip_bad")
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ConfigError(f"data source {spec.text!r}: unknown option(s) {', '.join(unknown)}; "
-                          f"accepted: {', '.join(accepted)}")
-    options = dict(options)
-    for key, text in spec.options:
-        if key not in STRING_OPTIONS:
-            raise ConfigError(f"data source {spec.text!r}: unknown option {key!r}; accepted after '?': "
-                              f"{', '.join(STRING_OPTIONS)}")
-        value = _string_option(key, text)
-        given = options.get(key)
-        if given is not None and _comparable(key, given) != value:
-            raise ConfigError(f"data source {spec.text!r}: {key}={text!r} in the string, but {key}={given!r} "
-                              "given too")
-        options[key] = value
-    return TfdsSource(spec, **options)
-
-
-def _string_option(key: str, text: str):
-    if key == "tfds_splits":
-        return tuple(s.strip() for s in text.split(",") if s.strip())
-    if key in ("manual_dir", "data_dir"):
-        from tfseg import fileio
-
-        return fileio.fspath(text)  # "~/data/PH2" in a quoted --data is not expanded by the shell; URLs kept
-    return text
-
-
-def _comparable(key: str, value):
-    if key == "tfds_splits":
-        return tuple(value)
-    if key in ("manual_dir", "data_dir"):
-        return _string_option(key, str(value))
-    return value
