@@ -159,6 +159,8 @@ class TrainConfig:
     seed: int = _setting(0, "seeds the split, shuffling, augmentation and weight initialisation")
     deterministic: bool = _setting(False, "deterministic TensorFlow ops (slower; identical runs on one machine)")
     tensorboard: bool = _setting(False, "write TensorBoard logs and prediction images to RUN_DIR/logs")
+    keep_backup: bool = _setting(False, "keep backup/'s last-epoch weights and optimizer state (about 3x the size of "
+                                 "model.keras) when the run completes, so that more --epochs can continue it")
     out: Optional[str] = _setting(None, "run folder (default: runs/<model>-<data kind>)", metavar="RUN_DIR")
 
     def __post_init__(self):

@@ -17,6 +17,7 @@ from tfseg.training.run_folder import (
     MODEL_FILE,
     SPLITS_FILE,
     check_stored_splits,
+    remove_backup_weights,
     run_dir_of,
     run_status,
     start_run_dir,
@@ -43,7 +44,8 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
       the model, optimizer (learning rate included), history, best checkpoint and the
       early-stopping / learning-rate-plateau counters as they were;
     - complete: says so and returns the existing ``metrics.json`` (more ``epochs`` than
-      were run, on a run that did not stop early, trains the extra epochs);
+      were run, on a run that did not stop early and was trained with ``keep_backup``, trains
+      the extra epochs; without it the backup weights were deleted when the run completed);
     - a different configuration: refused with the list of what differs, unless
       ``force_new=True`` (``--force-new``), which moves the old folder aside to
       ``RUN_DIR.old-<timestamp>`` and starts over.
@@ -205,6 +207,8 @@ def _train_locked(config: TrainConfig, verbose: int, force_new: bool, strategy, 
                            into_run_folder=True, **tiling_options(config))
     metrics["seconds"] = float(state.get("seconds", 0.0)) + time.perf_counter() - start
     fileio.write_json_atomic(fileio.join(run_dir, METRICS_FILE), metrics)
+    if not config.keep_backup:
+        remove_backup_weights(run_dir)  # complete: the resume state's weights are not needed any more
     log(summary_line(metrics))
     distribute.remove_worker_dir(run_dir, strategy)  # a non-chief worker's copy is done with
     return metrics
@@ -246,7 +250,15 @@ def describe_run(config: TrainConfig, ids: Dict[str, List[str]], num_classes: in
             f"val {len(ids['val'])} / test {len(ids['test'])}; {classes}; {size}; precision {policy}; "
             f"strategy {distribute.strategy_name(strategy)} ({replicas} replica{'s' if replicas != 1 else ''}, "
             f"batch {config.batch_size} per replica, {distribute.global_batch_size(config.batch_size, strategy)} "
-            f"in all); {config.epochs} epochs into {run_dir_of(config)}")
+            f"in all); {describe_learning_rate(config)}; {config.epochs} epochs into {run_dir_of(config)}")
+
+
+def describe_learning_rate(config: TrainConfig) -> str:
+    """``Adam, learning rate 0.002 (one-epoch warm-up, cosine decay)``: the rate as ``--help`` and
+    ``config.json``'s differences write it (``%g``)."""
+    schedule = ("one-epoch warm-up, cosine decay" if config.lr_schedule == "cosine"
+                else "halved after epochs without a better val_dice")
+    return f"Adam, learning rate {config.learning_rate:g} ({schedule})"
 
 
 def _class_options(config: TrainConfig) -> Dict[str, Any]:
