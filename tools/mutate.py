@@ -161,6 +161,19 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
          "tests/test_damaged_data.py"],
         ["-k", "not fit and not train and not split"],
     ),
+    # EXIF orientation: the graph's reading of the tag and its turn, and the Pillow side's rule
+    "exif_graph": (
+        "tfseg/data/decode.py",
+        ["_read", "_exif_segment", "exif_orientation", "orient", "upright"],
+        ["tests/test_exif_orientation.py"],
+        ["-k", "graph_decoders or reads_the_tag or other_bytes"],
+    ),
+    "exif_pillow": (
+        "tfseg/data/filepixels.py",
+        ["orientation", "exif_block_orientation", "graph_orients", "upright"],
+        ["tests/test_exif_orientation.py"],
+        ["-k", "pillow_side or mask_files or load_aligned"],
+    ),
     "filecheck": (
         "tfseg/data/filecheck.py",
         None,
