@@ -114,6 +114,18 @@ def test_exif_orientation_reads_the_tag_as_pillow_does(tiff, expected):
         assert int(exif_orientation(tf.constant(data))) == expected
 
 
+def test_exif_orientation_walks_segments_by_their_length_not_by_searching_bytes():
+    # A comment segment whose text looks like an APP1 Exif segment (orientation 3) before the real one (6):
+    # the markers are walked as Pillow walks them, so the comment is skipped whole.
+    fake = _exif_jpeg(_tiff("II", [(0x0112, 3, 1, 3)]), app0=False)[2:40]
+    comment = b"\xff\xfe" + struct.pack(">H", len(fake) + 2) + fake
+    real = _exif_jpeg(_tiff("II", [(0x0112, 3, 1, 6)]))
+    data = real[:2] + comment + real[2:]
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.getexif().get(0x0112) == 6
+    assert int(exif_orientation(tf.constant(data))) == 6
+
+
 def test_exif_orientation_of_other_bytes_is_1():
     photo, _ = scene()
     for data in (b"", b"\xff\xd8", b"\xff\xd8\xff\xe1\x00", encoded(photo, 0, "PNG"), encoded(photo, 0)):

@@ -166,7 +166,7 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         "tfseg/data/decode.py",
         ["_read", "_exif_segment", "exif_orientation", "orient", "upright"],
         ["tests/test_exif_orientation.py"],
-        ["-k", "graph_decoders or reads_the_tag or other_bytes"],
+        ["-k", "graph_decoders or reads_the_tag or other_bytes or walks_segments"],
     ),
     "exif_pillow": (
         "tfseg/data/filepixels.py",
