@@ -30,7 +30,7 @@ SHOWN = {1: None, 2: T.FLIP_LEFT_RIGHT, 3: T.ROTATE_180, 4: T.FLIP_TOP_BOTTOM, 5
 STORED = {1: None, 2: T.FLIP_LEFT_RIGHT, 3: T.ROTATE_180, 4: T.FLIP_TOP_BOTTOM, 5: T.TRANSPOSE,
           6: T.ROTATE_90, 7: T.TRANSVERSE, 8: T.ROTATE_270}
 HEIGHT, WIDTH = 24, 40  # displayed: landscape
-EXTENSION = {"JPEG": "jpg", "WEBP": "webp", "PNG": "png"}
+EXTENSION = {"JPEG": "jpg", "WEBP": "webp", "PNG": "png", "TIFF": "tif"}
 
 
 def turn(pixels: np.ndarray, method) -> np.ndarray:
@@ -132,14 +132,14 @@ def test_exif_orientation_of_other_bytes_is_1():
         assert int(exif_orientation(tf.constant(data))) == 1
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "PNG"])
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "PNG", "TIFF"])
 def test_pillow_side_and_file_check_show_the_displayed_photo(tmp_path, fmt):
     photo, _ = scene()
     path = tmp_path / f"photo.{EXTENSION[fmt]}"
     path.write_bytes(encoded(turn(photo, STORED[6]), 6, fmt, **({"lossless": True} if fmt == "WEBP" else {})))
     info = check_file(str(path), is_mask=False)
     assert (info.width, info.height, info.orientation) == (WIDTH, HEIGHT, 6)
-    # Only a JPEG's EXIF block is read in the graph: a PNG or WebP tag sends the file to Pillow.
+    # Only a JPEG's EXIF block is read in the graph: a PNG, WebP or TIFF tag sends the file to Pillow.
     assert info.graph == (fmt == "JPEG")
     with Image.open(path) as image:
         assert rgb_array(image).shape == (HEIGHT, WIDTH, 3)

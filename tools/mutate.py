@@ -170,7 +170,7 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
     ),
     "exif_pillow": (
         "tfseg/data/filepixels.py",
-        ["orientation", "exif_block_orientation", "graph_orients", "upright"],
+        ["orientation", "displayed_size", "exif_block_orientation", "graph_orients", "upright"],
         ["tests/test_exif_orientation.py"],
         ["-k", "pillow_side or mask_files or load_aligned"],
     ),

@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tfseg import fileio
-from tfseg.data.filepixels import graph_orients, mask_values, open_bytes, orientation, upright
+from tfseg.data.filepixels import displayed_size, graph_orients, mask_values, open_bytes, orientation, upright
 
 _CACHE_LIMIT = 200_000
 
@@ -246,10 +246,8 @@ def _check_file(path: str, is_mask: bool) -> FileInfo:
     try:
         data = fileio.read_bytes(path)
         with open_bytes(data) as image:
-            fmt, mode, (width, height) = image.format or "", image.mode, image.size
+            fmt, mode, (width, height) = image.format or "", image.mode, displayed_size(image, data)
             turn = orientation(image, data)
-            if turn >= 5:  # turned a quarter: the displayed size is the stored one transposed
-                width, height = height, width
             orients = graph_orients(image, data)
             if not is_mask:
                 _verify_image(data, image, fmt)

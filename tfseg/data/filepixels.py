@@ -53,6 +53,18 @@ def orientation(image, data: bytes = None) -> int:
     return value if value in range(1, 9) else 1
 
 
+def displayed_size(image, data: bytes = None) -> Tuple[int, int]:
+    """``(width, height)`` of a Pillow image as displayed, before its pixels are read.
+
+    Turned a quarter (orientations 5..8): the stored size transposed, except for a TIFF, whose
+    Pillow reader reports the displayed size already (and turns the pixels itself when loading).
+    """
+    width, height = image.size
+    if orientation(image, data) >= 5 and image.format != "TIFF":
+        return height, width
+    return width, height
+
+
 def exif_block_orientation(image) -> int:
     """The Orientation tag of the image's EXIF block alone (1 when none), not an XMP one: what the
     graph decoders read (:func:`tfseg.data.decode.exif_orientation`)."""
