@@ -189,6 +189,25 @@ def test_a_mask_that_does_not_fit_names_the_orientation(tmp_path):
     assert "EXIF orientation 6" in text
 
 
+def test_an_invalid_orientation_reads_as_stored_and_an_xmp_only_one_through_pillow(tmp_path):
+    photo, _ = scene()
+    invalid = tmp_path / "nine.jpg"
+    invalid.write_bytes(encoded(photo, 9))  # not an orientation: Pillow and the graph read it as stored
+    info = check_file(str(invalid), is_mask=False)
+    assert (info.width, info.height, info.orientation, info.graph) == (WIDTH, HEIGHT, 1, True)
+    assert int(exif_orientation(tf.constant(invalid.read_bytes()))) == 1
+    # Orientation 2 in XMP metadata only: Pillow applies it, the graph (EXIF block only) would not.
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="2"/></rdf:RDF></x:xmpmeta>')
+    mirrored = tmp_path / "xmp.jpg"
+    buffer = io.BytesIO()
+    Image.fromarray(turn(photo, STORED[2])).save(buffer, "JPEG", quality=95, xmp=xmp)
+    mirrored.write_bytes(buffer.getvalue())
+    info = check_file(str(mirrored), is_mask=False)
+    assert (info.width, info.height, info.orientation, info.graph) == (WIDTH, HEIGHT, 2, False)
+    assert np.abs(read_rgb(str(mirrored)).astype(int) - photo).mean() < 4
+
+
 def brightness_model(size=16):
     """logit = 12 (mean(rgb) - 0.5): a mask of the bright pixels, wherever they are."""
     inputs = keras.Input((size, size, 3))

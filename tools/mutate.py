@@ -172,7 +172,7 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         "tfseg/data/filepixels.py",
         ["orientation", "displayed_size", "exif_block_orientation", "graph_orients", "upright"],
         ["tests/test_exif_orientation.py"],
-        ["-k", "pillow_side or mask_files or load_aligned"],
+        ["-k", "pillow_side or mask_files or load_aligned or invalid_orientation"],
     ),
     "filecheck": (
         "tfseg/data/filecheck.py",
