@@ -295,9 +295,12 @@ def test_an_export_stores_its_cleanup_and_tfseg_applies_it_client_side(specks, t
     served = loaded.signatures["serving_default"](images=tf.constant(image[None]))["mask"][0].numpy()
     assert served.sum() == truth.sum() + 2  # the graph does not clean
     # ... a client does, with the lines of docs/guide.md ("Clean-up of masks"):
-    labels, count = ndimage.label(served == 1, structure=np.ones((3, 3)))
+    mask = served
+    labels, count = ndimage.label(mask == 1, structure=np.ones((3, 3)))  # 8-connected components
     sizes = np.bincount(labels.ravel())[1:]
-    client = (labels == 1 + np.argmax(sizes)) & (sizes.max() >= 3)
+    mask = (labels == 1 + np.argmax(sizes)).astype(np.uint8) if count else mask  # the doc snippet
+    client = mask
+    assert (client == clean_mask(served, keep_largest=True)).all()
     predictor = load_predictor(version)
     assert predictor.cleanup == Cleanup(keep_largest=True, min_size=3)
     [(_, _, mask)] = predict_images(predictor, [str(root / "specky.png")])

@@ -399,8 +399,9 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     loss = getattr(model, "loss", None) if getattr(model, "compiled", False) else None
     if loss is None and run_config is not None:  # a run's model.keras holds no loss (it loads with plain Keras)
         from tfseg.losses import get_loss
+        from tfseg.training.run_folder import stored_class_weights
 
-        loss = get_loss(run_config.loss, num_classes)
+        loss = get_loss(run_config.loss, num_classes, class_weights=stored_class_weights(fileio.dirname(path)))
     if loss is not None and ignore_class is not None:  # its own loss, leaving out the ignored pixels
         from tfseg.losses import IgnoreClassLoss
 

@@ -62,7 +62,7 @@ def add_tiling_flags(parser):
 
 
 def add_cleanup_flags(parser, default: str):
-    """``--keep-largest``, ``--min-size N``, ``--fill-holes`` (predict, evaluate, export); read by :func:`cleanup_of`."""
+    """``--keep-largest``, ``--min-size N``, ``--fill-holes`` (predict, evaluate, export): :func:`cleanup_of`."""
     import argparse
 
     parser.add_argument("--keep-largest", action=argparse.BooleanOptionalAction, default=None,
