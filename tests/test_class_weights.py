@@ -22,6 +22,7 @@ def test_median_frequency_weights():
     assert median_frequency_weights([10**7, 100, 1]) == [0.02, 1.0, 50.0]  # clipped to [1/50, 50]
     assert median_frequency_weights([10**7, 100, 1], max_weight=10.0) == [0.1, 1.0, 10.0]
     assert median_frequency_weights([80, 0, 20]) == [0.625, 1.0, 2.5]  # an absent class weighs 1; median of present
+    assert median_frequency_weights([0, 1]) == [1.0, 1.0]  # a single pixel is enough to weigh
     with pytest.raises(ConfigError, match="no pixels"):
         median_frequency_weights([0, 0])
 
