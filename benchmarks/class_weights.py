@@ -117,7 +117,7 @@ def markdown(report: dict) -> str:
                "train_seconds"]
     return "\n\n".join([
         machine.header(report),
-        f"test split of {report['settings']['samples']} images with a rare small class 2; settings "
+        f"test split (15%) of a folder of {report['settings']['samples']} images with a rare small class 2; settings "
         f"{report['settings']}",
         machine.markdown_table(report["rows"], columns),
     ])
