@@ -142,6 +142,10 @@ class TrainConfig:
                                              "learning rate x0.1")
     # optimisation
     loss: str = _setting("bce_dice", "training loss", LOSSES)
+    class_weights: Optional[str] = _setting(None, "weigh the loss by true class: auto (median-frequency balancing "
+                                                  "measured on the training split) or w0,w1,... (class 0 first; "
+                                                  "binary: background,foreground, with --loss bce)",
+                                            metavar="auto|W0,W1,...")
     learning_rate: float = _setting(2e-3, "Adam's peak learning rate")
     lr_schedule: str = _setting("cosine", "cosine: linear warm-up for one epoch, then cosine decay to 0 at the "
                                 "last epoch; plateau: constant, halved when validation Dice stalls",
@@ -206,6 +210,9 @@ class TrainConfig:
             raise ConfigError(f"learning_rate {self.learning_rate!r}: must be a positive finite number")
         if self.ignore_class is not None:
             check_ignore_class(self.ignore_class, self.num_classes)
+        from tfseg.balance import check_class_weights_loss
+
+        check_class_weights_loss(self.class_weights, self.loss, self.num_classes)
         if self.freeze_encoder_epochs and not self.encoder and self.model == "unet":
             raise ConfigError("freeze_encoder_epochs: needs a pretrained --encoder")
 

@@ -3,12 +3,15 @@
 Every score here is of whole images at their own size: each image goes through the one path
 from image to mask (:mod:`tfseg.segment`, what ``tfseg predict`` runs) and is compared with its
 own mask (:func:`score_split`). ``tfseg evaluate`` and the val/test scores of a run's
-``metrics.json`` are both this.
+``metrics.json`` are both this. With a clean-up of the masks (``settings.cleanup``,
+:mod:`tfseg.postprocess`) the scores are of the cleaned masks, and the Dice and IoU of the masks
+before it are reported beside them (``without_cleanup``).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
@@ -17,6 +20,7 @@ import numpy as np
 from tfseg import fileio
 from tfseg.config import SPLITS, TrainConfig
 from tfseg.errors import ConfigError, TfsegError
+from tfseg.postprocess import mask_as_probabilities
 
 PER_IMAGE_COLUMNS = ("id", "dice", "iou", "hausdorff95", "mean_surface_distance")
 # What evaluate(out=...) writes.
@@ -102,12 +106,15 @@ class ImageRows:
         self.confusion = np.zeros((classes, classes), np.int64)
         self.rows, self.images, self.trues, self.preds = [], [], [], []
 
-    def add(self, image, mask, probabilities) -> None:
+    def add(self, image, mask, probabilities, predicted=None) -> None:
+        """One image; ``predicted``: its mask when already made (:meth:`tfseg.segment.Settings.cleaned_mask`)."""
         from tfseg.boundary import surface_metrics
         from tfseg.metrics import dice_score, iou_score
 
         true = mask[..., 0]
-        predicted = np.asarray(self.settings.mask(probabilities))
+        predicted = self.settings.cleaned_mask(probabilities) if predicted is None else predicted
+        if self.settings.cleanup.enabled:  # scored as the cleaned mask
+            probabilities = mask_as_probabilities(predicted, self.num_classes)
         ignore_class = self.ignore_class
         valid = np.ones(true.shape, bool) if ignore_class is None else true != ignore_class
         self.rows.append({
@@ -156,18 +163,29 @@ def score_split(settings, predict, examples, loss=None, ignore_class: Optional[i
         rows: an :class:`ImageRows` that every image is also added to (one pass for both).
 
     Returns:
-        ``{"dice", "iou"}`` (+ ``"loss"``) as floats.
+        ``{"dice", "iou"}`` (+ ``"loss"``) as floats. With a clean-up (``settings.cleanup``) Dice and
+        IoU are of the cleaned masks, and ``"without_cleanup": {"dice", "iou"}`` of the masks before
+        it; the loss is of the probabilities either way.
     """
     from tfseg import progress
 
-    scores = SplitScores(settings.num_classes, loss, ignore_class)
+    num_classes = settings.num_classes
+    scores = SplitScores(num_classes, loss, ignore_class)
+    cleaned = SplitScores(num_classes, None, ignore_class) if settings.cleanup.enabled else None
     with progress.bar(count, desc, unit="image") as counter:
         for image, mask, probabilities in predicted_examples(settings, predict, examples, batch_size):
             scores.add(mask, probabilities)
+            predicted = None
+            if cleaned is not None:
+                predicted = settings.cleaned_mask(probabilities)
+                cleaned.add(mask, mask_as_probabilities(predicted, num_classes))
             if rows is not None:
-                rows.add(image, mask, probabilities)
+                rows.add(image, mask, probabilities, predicted)
             counter.update()
-    return scores.result()
+    if cleaned is None:
+        return scores.result()
+    raw = scores.result()
+    return {**raw, **cleaned.result(), "without_cleanup": {"dice": raw["dice"], "iou": raw["iou"]}}
 
 
 def write_figures(run_dir: str, settings, predict, test_examples, count: int = 4,
@@ -294,7 +312,7 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
              batch_size: Optional[int] = None, seed: Optional[int] = None,
              fractions: Optional[Sequence[float]] = None, tiled: Optional[bool] = None,
              tta: Optional[str] = None, overwrite: bool = False,
-             ignore_class: Optional[int] = None) -> Dict[str, Any]:
+             ignore_class: Optional[int] = None, cleanup=None) -> Dict[str, Any]:
     """Evaluate a saved model on one split of a data source.
 
     Unset arguments come from the model's run folder (``config.json`` next to
@@ -314,13 +332,18 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
             whose ``scale`` is then used). Otherwise images are resized to the model's input.
         tta: ``"flips"``: average the identity and the two flips (``None``/``"none"``: off).
         ignore_class: a mask value whose pixels no score counts (default: the run's ``ignore_class``).
+        cleanup: clean the predicted masks (:mod:`tfseg.postprocess`): a :class:`~tfseg.postprocess.Cleanup`
+            or a mapping of its fields (``{"keep_largest": True}``); ``None``: none. Every score (split,
+            per image, per class, figures) is then of the cleaned masks, and
+            ``result[split]["without_cleanup"]`` holds the Dice and IoU before it.
         overwrite: replace the files of an earlier evaluation in ``out``. Files tfseg did not
             write are never replaced, and ``out`` may not be a run folder (only training writes
             there; a new sub-folder such as ``RUN_DIR/eval`` is fine): see :mod:`tfseg.outputs`.
 
     Returns:
         ``{split: {"dice", "iou", "loss", "num_images"}, "per_image": {...}, "per_class": {...},
-        "model", "data", "ignore_class"}``.
+        "model", "data", "ignore_class", "cleanup"}`` (``cleanup``: its fields and ``"flags"``, the CLI
+        flags that set it, ``"none"`` for none).
         Every image is predicted by the one path of ``tfseg predict`` (:mod:`tfseg.segment`) and
         scored at its own size against its own mask, as training scores its val and test splits
         for ``metrics.json``. ``dice``/``iou`` are over all pixels of the split; ``loss`` is the mean
@@ -339,10 +362,12 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     """
     from tfseg.data.pipeline import native_examples, open_dataset_source
     from tfseg.saving import load_keras_model, locate_model
+    from tfseg.postprocess import as_cleanup
     from tfseg.segment import Settings, keras_windows
 
     if split not in SPLITS:
         raise ConfigError(f"split {split!r}: choose one of {', '.join(SPLITS)}")
+    cleanup = as_cleanup(cleanup)
     path, run_config = locate_model(model_path)
     if out:
         from tfseg import outputs
@@ -362,7 +387,7 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     tiled = patch_trained if tiled is None else bool(tiled)
     model = load_keras_model(path)
     settings = Settings.of_model(model, tiled=tiled, scale=run_config.scale if patch_trained and tiled else 1.0,
-                                 tta=tta)
+                                 tta=tta, cleanup=cleanup)
     image_size = model_image_size(model)
     num_classes = settings.num_classes
     if ignore_class is None and run_config is not None:
@@ -374,8 +399,9 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     loss = getattr(model, "loss", None) if getattr(model, "compiled", False) else None
     if loss is None and run_config is not None:  # a run's model.keras holds no loss (it loads with plain Keras)
         from tfseg.losses import get_loss
+        from tfseg.training.run_folder import stored_class_weights
 
-        loss = get_loss(run_config.loss, num_classes)
+        loss = get_loss(run_config.loss, num_classes, class_weights=stored_class_weights(fileio.dirname(path)))
     if loss is not None and ignore_class is not None:  # its own loss, leaving out the ignored pixels
         from tfseg.losses import IgnoreClassLoss
 
@@ -407,7 +433,8 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     scores = {**scores, "loss": scores.get("loss"), "num_images": len(ids)}
     rows_named = rows.named(ids)
     result = {split: scores, "per_image": summarize_rows(rows_named), "per_class": per_class_scores(rows.confusion),
-              "model": path, "data": str(data), "tiled": tiled, "tta": settings.tta, "ignore_class": ignore_class}
+              "model": path, "data": str(data), "tiled": tiled, "tta": settings.tta, "ignore_class": ignore_class,
+              "cleanup": {**dataclasses.asdict(settings.cleanup), "flags": settings.cleanup.describe()}}
     if tiled:
         result["tiling"] = {"window": list(settings.window), "scale": settings.scale, "overlap": settings.overlap,
                             "blend": settings.blend}

@@ -127,6 +127,11 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         ["tests/test_segment.py", "tests/test_serving_parity.py", "tests/test_export.py"],
         ["-k", "(not every_model_kind or saved_model) and not onnx"],
     ),
+    # The clean-up of predicted masks (its rules at their edges; the paths that call it are integration tests).
+    "postprocess": ("tfseg/postprocess.py", None, ["tests/test_postprocess.py"],
+                    ["-k", "not cli and not evaluate and not export and not multiclass_predictions"]),
+    # --class-weights: parsing, the median-frequency rule and the counting it shares with inspect
+    "balance": ("tfseg/balance.py", None, ["tests/test_class_weights.py"], ["-m", "not slow"]),
     # The data side's one-place rules: mask values, class ids and the ignore value, colour maps, pixels, files.
     "masks": (
         "tfseg/masks.py",

@@ -35,9 +35,11 @@ def register(subparsers):
                         help="validation fraction of the split (default: the run's)")
     parser.add_argument("--test-fraction", type=float, default=None, metavar="F",
                         help="test fraction of the split (default: the run's)")
-    from tfseg.commands.predict import add_tiling_flags
+    from tfseg.commands.predict import add_cleanup_flags, add_tiling_flags
 
     add_tiling_flags(parser)
+    add_cleanup_flags(parser, "default: none; the scores are then of the cleaned masks, and the Dice and IoU "
+                              "without clean-up are printed and stored beside them")
     parser.add_argument("--ignore-class", type=int, default=None, metavar="V",
                         help="mask value left out of every score, e.g. 255 (default: the run's --ignore-class)")
     parser.set_defaults(run=run)
@@ -47,6 +49,7 @@ def register(subparsers):
 def run(args) -> int:
     from tfseg.config import TrainConfig
     from tfseg.evaluation import evaluate
+    from tfseg.commands.predict import cleanup_of
     from tfseg.saving import locate_model
 
     fractions = None
@@ -58,13 +61,16 @@ def run(args) -> int:
         fractions = TrainConfig(val_fraction=val, test_fraction=test).split_fractions()  # validates them
     result = evaluate(args.model, data=args.data, split=args.split, out=args.out, batch_size=args.batch_size,
                       seed=args.seed, fractions=fractions, tiled=args.tiled, tta=args.tta,
-                      overwrite=args.overwrite, ignore_class=args.ignore_class)
+                      overwrite=args.overwrite, ignore_class=args.ignore_class, cleanup=cleanup_of(args))
     scores, per_image = result[args.split], result["per_image"]
     loss = scores.get("loss")
-    print(f"{args.split}: dice {scores['dice']:.4f}  iou {scores['iou']:.4f}"
+    raw = scores.get("without_cleanup")  # with a clean-up: the scores of the masks before it
+    print(f"{args.split}: dice {scores['dice']:.4f}" + ("" if raw is None else f" (without clean-up {raw['dice']:.4f})")
+          + f"  iou {scores['iou']:.4f}" + ("" if raw is None else f" (without clean-up {raw['iou']:.4f})")
           + ("" if loss is None or math.isnan(loss) else f"  loss {loss:.4f}")
           + f"  ({scores['num_images']} {'whole images, sliding window' if result['tiled'] else 'images'}"
           + (", flip TTA" if result["tta"] == "flips" else "")
+          + ("" if raw is None else f", clean-up {result['cleanup']['flags']}")
           + f"; per-image dice mean {per_image['dice_mean']:.4f}, "
           f"median {per_image['dice_median']:.4f}; hd95 median {per_image['hausdorff95_median']:.2f} px)")
     from tfseg.evaluation import format_per_class

@@ -13,6 +13,7 @@ from tfseg.training.fit import (
     build_compiled_model, compile_model, fit_phases, remaining_phases, seed_everything, steps_per_epoch,
 )
 from tfseg.training.run_folder import (
+    CLASS_WEIGHTS_FILE,
     METRICS_FILE,
     MODEL_FILE,
     SPLITS_FILE,
@@ -141,12 +142,20 @@ def _train_locked(config: TrainConfig, verbose: int, force_new: bool, strategy, 
                     "val": examples["val"] if config.patch_size is not None
                     else load_split("val", config, num_classes, strategy, source)}
         phases = remaining_phases(config, int(state.get("epoch", 0)))
+        balance = run_class_weights(config, source, ids["train"], num_classes)
+        weights = None if balance is None else balance["weights"]
         with strategy.scope():  # built now: a bad model option fails before RUN_DIR is touched
             steps = steps_per_epoch(config, len(ids["train"]), strategy)
-            model = build_compiled_model(config, num_classes, phases[0], steps) if phases else None
+            model = build_compiled_model(config, num_classes, phases[0], steps, weights) if phases else None
 
         log(describe_run(config, ids, num_classes, policy, strategy))
+        if balance is not None:
+            from tfseg.balance import describe
+
+            log(describe(balance))
         start_run_dir(config, status, log)
+        if balance is not None:
+            fileio.write_json_atomic(fileio.join(run_dir, CLASS_WEIGHTS_FILE), balance)
         if not splits_stored:
             fileio.write_json_atomic(fileio.join(run_dir, SPLITS_FILE), ids)
         done = int(state.get("epoch", 0))
@@ -155,7 +164,7 @@ def _train_locked(config: TrainConfig, verbose: int, force_new: bool, strategy, 
         truncate_history(fileio.join(run_dir, HISTORY_FILE), done)
         if model is not None:
             nan_guard = fit_phases(model, phases, config, run_dir, strategy, datasets, len(ids["train"]), state,
-                                   start, verbose)
+                                   start, verbose, weights)
             if nan_guard.fired:
                 epoch = int(training_state(run_dir).get("epoch", 0)) + 1
                 # model.keras only ever holds finite weights (BestCheckpoint): say whether there is one
@@ -165,7 +174,7 @@ def _train_locked(config: TrainConfig, verbose: int, force_new: bool, strategy, 
         # Outside the strategy: each process scores the whole val/test split on its own (exact, no
         # collectives), and the figures and the SavedModel come from a plain single-device model.
         best = load_keras_model(fileio.join(run_dir, MODEL_FILE))
-        compile_model(best, config, num_classes)  # model.keras holds no loss: it loads with plain Keras
+        compile_model(best, config, num_classes, class_weights=weights)  # model.keras holds no loss
         final = training_state(run_dir)
         from tfseg.evaluation import score_split, write_figures
         from tfseg.segment import Settings, keras_windows
@@ -266,6 +275,16 @@ def _class_options(config: TrainConfig) -> Dict[str, Any]:
     # num_classes 1 (the default) lets the data say, e.g. a colour map's or the shards' classes.
     return {"num_classes": None if config.num_classes == 1 else config.num_classes,
             "ignore_class": config.ignore_class}
+
+
+def run_class_weights(config: TrainConfig, source, train_ids, num_classes: int) -> Optional[Dict[str, Any]]:
+    """The run's resolved ``--class-weights`` (:func:`tfseg.balance.resolve_class_weights`; ``auto``:
+    counted on the training split), or ``None``; stored in RUN_DIR/class_weights.json."""
+    from tfseg.balance import resolve_class_weights
+    from tfseg.data.inspect import class_pixels
+
+    return resolve_class_weights(config.class_weights, num_classes, lambda: class_pixels(source, train_ids),
+                                 config.ignore_class)
 
 
 def tiling_options(config: TrainConfig) -> Dict[str, Any]:

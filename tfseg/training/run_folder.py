@@ -5,6 +5,8 @@ RUN_DIR (``config.out``, default ``runs/<model>-<data kind>``, e.g. ``runs/unet-
     config.json      every setting (``TrainConfig.to_json()``), enough to reproduce the run
     splits.json      the sample ids of train/val/test, written when the run starts; a resumed
                      run and ``evaluate`` compare their split with it (never rewrite it)
+    class_weights.json  with ``--class-weights``: the weights the loss used, the rule and the
+                     training split's pixels per class (:func:`tfseg.balance.resolve_class_weights`)
     model.keras      best weights by validation Dice (written atomically)
     history.csv      one row per epoch, numbered from 1 (appended on resume)
     metrics.json     final scores and timings (see :func:`tfseg.training.train`)
@@ -38,6 +40,7 @@ SPLITS_FILE = "splits.json"
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
+CLASS_WEIGHTS_FILE = "class_weights.json"  # a run trained with --class-weights: the weights it used
 
 
 def default_run_dir(config: TrainConfig) -> str:
@@ -139,6 +142,12 @@ def run_status(config: TrainConfig, force_new: bool = False) -> str:
                           "backup weights were removed then; more epochs continue only a run trained with "
                           "keep_backup (--keep-backup); pass force_new (--force-new) to start over")
     return "resume"
+
+
+def stored_class_weights(run_dir: str) -> Optional[List[float]]:
+    """The class weights a run's loss used (``class_weights.json``), or ``None`` (trained without)."""
+    path = fileio.join(run_dir, CLASS_WEIGHTS_FILE)
+    return fileio.read_json(path)["weights"] if fileio.exists(path) else None
 
 
 def start_run_dir(config: TrainConfig, status: str, log=print) -> None:
