@@ -76,20 +76,21 @@ def test_export_writes_version_one_and_counts_up(unet, tmp_path):
     second = export.export_saved_model(unet, str(tmp_path))
     assert (first, second) == (str(tmp_path / "1"), str(tmp_path / "2"))
     assert os.path.isfile(os.path.join(second, "saved_model.pb"))
-    assert sorted(os.listdir(tmp_path)) == ["1", "2"]  # no temporary folder left
+    # no temporary folder left; beside the versions TF Serving's batching file and tfseg's marker
+    assert sorted(os.listdir(tmp_path)) == [".tfseg-outputs.json", "1", "2", "batching_parameters.txt"]
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(second).st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private 0700
 
 
 def test_signatures_have_the_api_names(served):
-    assert sorted(served.signatures) == ["serving_bytes", "serving_default", "serving_windows"]
+    assert sorted(served.signatures) == ["serving_bytes", "serving_compact", "serving_default", "serving_windows"]
     default = served.signatures["serving_default"]
     (spec,) = default.structured_input_signature[1].values()
     assert list(default.structured_input_signature[1]) == ["images"]
     assert (spec.dtype, spec.shape.as_list()) == (tf.uint8, [None, None, None, 3])
     outputs = default.structured_outputs
-    assert sorted(outputs) == ["mask", "probabilities"]
+    assert sorted(outputs) == ["mask", "mask_png_bytes", "probabilities"]
     probabilities = outputs["probabilities"]
     assert (probabilities.dtype, probabilities.shape.as_list()) == (tf.float32, [None, None, None, 1])
     assert (outputs["mask"].dtype, outputs["mask"].shape.as_list()) == (tf.uint8, [None, None, None])
@@ -97,7 +98,11 @@ def test_signatures_have_the_api_names(served):
     (spec,) = encoded.structured_input_signature[1].values()
     assert list(encoded.structured_input_signature[1]) == ["image_bytes"]
     assert (spec.dtype, spec.shape.as_list()) == (tf.string, [None])
-    assert sorted(encoded.structured_outputs) == ["height", "mask", "probabilities", "width"]
+    assert sorted(encoded.structured_outputs) == ["height", "mask", "mask_png_bytes", "probabilities", "width"]
+    compact = served.signatures["serving_compact"]
+    assert compact.structured_input_signature == encoded.structured_input_signature
+    assert sorted(compact.structured_outputs) == ["height", "mask_png_bytes", "width"]
+    assert compact.structured_outputs["mask_png_bytes"].dtype == tf.string
     windows = served.signatures["serving_windows"]  # the bare model, for tfseg predict's own path
     (spec,) = windows.structured_input_signature[1].values()
     assert list(windows.structured_input_signature[1]) == ["windows"]
@@ -411,7 +416,8 @@ def test_cli_export_tflite_into_a_folder(keras_file, tmp_path, capsys):
 
 def test_export_records_nothing_but_tensorflow_objects(unet, unet_export):
     # TF Serving reads saved_model.pb + variables/; nothing of ours may be needed besides.
-    assert sorted(os.listdir(unet_export)) == ["assets", "fingerprint.pb", "saved_model.pb", "variables"]
+    assert sorted(os.listdir(unet_export)) == ["assets", "assets.extra", "fingerprint.pb", "saved_model.pb", "variables"]
+    assert os.listdir(os.path.join(unet_export, "assets.extra")) == ["tf_serving_warmup_requests"]
     assert b"tfseg" not in open(os.path.join(unet_export, "saved_model.pb"), "rb").read()
     # each weight stored once (ExportArchive.track() would store them twice)
     weights = sum(np.asarray(w).nbytes for w in unet.weights)

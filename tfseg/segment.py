@@ -74,6 +74,8 @@ class Settings:
         tta: ``"none"`` or ``"flips"``: average the identity and the two flips of what the
             model sees (the resized image, or each window), each flipped back.
         threshold: binary mask = ``p >= threshold``.
+        probabilities_png: the serving signatures also return the probabilities as 8-bit PNGs
+            (``probabilities_png_bytes``, :mod:`tfseg.export`); the path itself does not change.
 
     Raises:
         ConfigError: a value out of range (named with the field, e.g. ``threshold 1.5: ...``).
@@ -88,6 +90,7 @@ class Settings:
     tta: str = "none"
     threshold: float = 0.5
     window_batch: Optional[int] = None
+    probabilities_png: bool = False
 
     def __post_init__(self):
         fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
@@ -99,6 +102,7 @@ class Settings:
             raise ConfigError(f"num_classes {self.num_classes!r}: must be a positive integer")
         fix("num_classes", int(self.num_classes))
         fix("tiled", bool(self.tiled))
+        fix("probabilities_png", bool(self.probabilities_png))
         try:
             fix("overlap", check_overlap(self.overlap))
             fix("blend", check_blend(self.blend))

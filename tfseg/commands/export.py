@@ -36,6 +36,9 @@ def register(subparsers):
     parser.add_argument("--tta", default="none", choices=("none", "flips"),
                         help="SavedModel: average the image and its left-right and up-down flips in the graph "
                              "(3x the time; default: none)")
+    parser.add_argument("--probabilities-png", action="store_true",
+                        help="SavedModel: the image signatures also return probabilities_png_bytes (8-bit "
+                             "probabilities as PNG; default: masks only in PNG)")
     parser.set_defaults(run=run)
     return parser
 
@@ -53,7 +56,8 @@ def run(args):
         raise TfsegError(f"--model {args.model}: export needs a .keras model (or a run folder with model.keras), "
                          f"found a {kind}")
     model = load_keras_model(path, compile=False)
-    for flag, value in (("--tiled", args.tiled), ("--tta", args.tta != "none")):
+    for flag, value in (("--tiled", args.tiled), ("--tta", args.tta != "none"),
+                        ("--probabilities-png", args.probabilities_png)):
         if value and args.format != "saved_model":
             raise TfsegError(f"{flag}: only applies to --format saved_model ({args.format} holds the bare model)")
 
@@ -65,10 +69,12 @@ def run(args):
         tiled = patch_trained if args.tiled is None else args.tiled
         scale = run_config.scale if patch_trained and tiled else 1.0
         written = export.export_saved_model(model, args.out, version=args.version, overwrite=args.overwrite,
-                                            threshold=args.threshold, tiled=tiled, scale=scale, tta=args.tta)
+                                            threshold=args.threshold, tiled=tiled, scale=scale, tta=args.tta,
+                                            probabilities_png=args.probabilities_png)
         if tiled or args.tta != "none":
             diff, size = export.whole_image_max_abs_diff(model, written)
             print(f"exported {written}")
+            _print_serving_files(args.out, written)
             how = (f"by sliding window (window {'x'.join(map(str, export.model_input_size(model)))}, scale {scale:g})"
                    if tiled else "resized to the model's input")
             print(f"serving_default and serving_bytes predict whole images {how}"
@@ -87,8 +93,22 @@ def run(args):
         diff, what = export.onnx_max_abs_diff(model, written), "ONNX (onnxruntime)"
     height, width = export.model_input_size(model)
     print(f"exported {written}")
+    if args.format == "saved_model":
+        _print_serving_files(args.out, written)
     print(f"check: max |{what} - Keras| probability = {diff:.3g} on 2 random {height}x{width} images")
     return 0
+
+
+def _print_serving_files(export_dir: str, written: str) -> None:
+    from tfseg import export, fileio
+
+    if export.warmup_available():
+        print(f"warm-up: {fileio.join(written, 'assets.extra', export.WARMUP_FILE)} (one request per signature)")
+    else:
+        print(f"warm-up: skipped, tensorflow-serving-api is not installed: {export.SERVING_EXTRA}")
+    batching = fileio.join(export_dir, export.BATCHING_FILE)
+    if fileio.exists(batching):
+        print(f"batching: {batching} (tensorflow_model_server --enable_batching --batching_parameters_file=...)")
 
 
 def _file_path(out: str, default_name: str) -> str:
