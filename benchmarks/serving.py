@@ -1,7 +1,8 @@
 """Latency, throughput and REST reply size of an exported SavedModel's serving signatures.
 
-One model (``build_model(--model, --image-size, base_filters=--base-filters)``, untrained weights:
-speed does not depend on them) is exported with ``tfseg.export.export_saved_model`` and loaded with
+One model (``build_model(--model, --image-size, base_filters=--base-filters)``, untrained weights
+seeded with ``--seed``: speed does not depend on them; a mask PNG's size does, an untrained model's
+speckled mask being larger than a trained model's blob) is exported with ``tfseg.export.export_saved_model`` and loaded with
 ``tf.saved_model.load``; its signatures are called in this process, as TF Serving calls them
 (without the network and the JSON/gRPC (de)serialisation):
 
@@ -65,6 +66,7 @@ def parse_args(argv=None):
                         help="image sizes WIDTHxHEIGHT, comma-separated (default 256x256,768x560)")
     parser.add_argument("--batches", default="1,8", help="images per call, comma-separated")
     parser.add_argument("--callers", default="1,4", help="concurrent callers (threads), comma-separated")
+    parser.add_argument("--seed", type=int, default=0, help="the model's initial weights")
     parser.add_argument("--repeats", type=int, default=3, help="calls per caller per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the signatures take turns in each")
     parser.add_argument("--wait-quiet", type=float, default=None, metavar="LOAD",
@@ -126,14 +128,17 @@ def measure(args) -> dict:
     from tfseg import export
     from tfseg.models import build_model
 
+    import keras
+
     work = tempfile.mkdtemp(prefix="tfseg-serving-bench-")
     try:
+        keras.utils.set_random_seed(args.seed)
         model = build_model(args.model, args.image_size, base_filters=args.base_filters)
         path = export.export_saved_model(model, os.path.join(work, "export"))
         signatures = tf.saved_model.load(path).signatures
         report = {"command": machine.command_line(), "machine": machine.machine_info(),
                   "settings": {"model": args.model, "image_size": args.image_size,
-                               "base_filters": args.base_filters, "repeats": args.repeats, "rounds": args.rounds},
+                               "base_filters": args.base_filters, "seed": args.seed, "repeats": args.repeats, "rounds": args.rounds},
                   "rows": [], "replies": []}
         with machine.CpuMeter() as share:
             for height, width in args.sizes:

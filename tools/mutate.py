@@ -127,6 +127,14 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         ["tests/test_segment.py", "tests/test_serving_parity.py", "tests/test_export.py"],
         ["-k", "(not every_model_kind or saved_model) and not onnx"],
     ),
+    "export_tfserving": (
+        "tfseg/export.py",
+        ["mask_levels", "probability_levels", "stack_planes", "png_per_image", "input_specs", "COMPACT_OUTPUTS",
+         "warmup_requests", "write_warmup_requests", "rest_json", "batching_parameters", "batching_parameters_text",
+         "write_batching_parameters", "BATCH_PIXELS", "MAX_BATCH_SIZE"],
+        ["tests/test_serving.py"],
+        ["-m", "not slow"],
+    ),
     # The data side's one-place rules: mask values, class ids and the ignore value, colour maps, pixels, files.
     "masks": (
         "tfseg/masks.py",
