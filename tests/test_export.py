@@ -228,7 +228,7 @@ def test_existing_version_needs_overwrite(tmp_path):
     head.set_weights([-w for w in head.get_weights()])  # a different model, to see the swap happen
     assert export.export_saved_model(model, str(tmp_path), version=3, overwrite=True) == first
     assert export.saved_model_max_abs_diff(model, first) < 1e-5
-    assert sorted(os.listdir(tmp_path)) == ["3"]
+    assert sorted(os.listdir(tmp_path)) == [".tfseg-outputs.json", "3", "batching_parameters.txt"]
 
 
 def _failing_save(*args, **kwargs):
