@@ -114,7 +114,8 @@ def test_probabilities_match_keras_at_model_size(unet, unet_export):
     assert export.saved_model_max_abs_diff(unet, unet_export) < 1e-5
 
 
-SERVE_WITHOUT_TFSEG = textwrap.dedent(
+# The start of a script run by `python -I`: tfseg cannot be imported, only TensorFlow (as in TF Serving).
+WITHOUT_TFSEG = textwrap.dedent(
     """
     import sys
     sys.modules["tfseg"] = None  # tfseg is installed editable: block it so only TensorFlow is used
@@ -125,7 +126,11 @@ SERVE_WITHOUT_TFSEG = textwrap.dedent(
         pass
     import numpy as np
     import tensorflow as tf
+    """
+)
 
+SERVE_WITHOUT_TFSEG = WITHOUT_TFSEG + textwrap.dedent(
+    """
     model_dir, png_path, out = sys.argv[1:]
     loaded = tf.saved_model.load(model_dir)
     data = open(png_path, "rb").read()

@@ -19,23 +19,9 @@ from tfseg import export, outputs
 from tfseg.cli import main
 from tfseg.segment import Settings
 
-from test_export import SIZE, png_bytes, random_image, red_detector
+from test_export import SIZE, WITHOUT_TFSEG, png_bytes, random_image, red_detector
 
 PHOTO = (768, 560)  # (height, width) of the photo a REST client sends
-
-WITHOUT_TFSEG = textwrap.dedent(
-    """
-    import sys
-    sys.modules["tfseg"] = None  # tfseg is installed editable: block it so only TensorFlow is used
-    try:
-        import tfseg  # noqa: F401
-        raise SystemExit("tfseg was importable")
-    except ImportError:
-        pass
-    import numpy as np
-    import tensorflow as tf
-    """
-)
 
 COMPACT_CLIENT = WITHOUT_TFSEG + textwrap.dedent(
     """
