@@ -68,8 +68,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfseg.data.decode import decode_rgb
-from tfseg.data.pixels import model_inputs
+from tfseg.data.pixels import model_inputs, stored_pixels
 from tfseg.errors import ConfigError, TfsegError
+from tfseg.masks import written_mask
 from tfseg.saving import model_input_size
 from tfseg.segment import Settings, check_threshold, keras_windows  # noqa: F401 - check_threshold: its former home
 
@@ -132,7 +133,7 @@ def signatures(settings: Settings, predict) -> Dict[str, tuple]:
         else:  # every image of a uint8 batch has the batch's size
             shape = tf.shape(probabilities)
             sizes = tf.tile(shape[tf.newaxis, 1:3], [shape[0], 1])
-        result[MASK_PNG] = png_per_image(mask_levels(mask, num_classes)[..., tf.newaxis], sizes)
+        result[MASK_PNG] = png_per_image(written_mask(mask, num_classes)[..., tf.newaxis], sizes)
         if settings.probabilities_png:
             result[PROBABILITIES_PNG] = png_per_image(probability_levels(probabilities), sizes, stack_planes)
         return result
@@ -190,14 +191,10 @@ def signatures(settings: Settings, predict) -> Dict[str, tuple]:
     return {name: (functions[name], [spec]) for name, spec in input_specs(settings).items()}
 
 
-def mask_levels(mask, num_classes: int):
-    """uint8 masks as a PNG stores them: 0/255 for one class (visible in any viewer), class ids otherwise."""
-    return mask * 255 if num_classes == 1 else mask
-
-
 def probability_levels(probabilities):
-    """float32 probabilities in [0, 1] -> uint8 ``round(255 p)`` (8 bits: steps of 1/255)."""
-    return tf.cast(tf.round(tf.clip_by_value(probabilities, 0.0, 1.0) * 255.0), tf.uint8)
+    """float32 probabilities in [0, 1] -> uint8 ``round(255 p)`` (8 bits: steps of 1/255), by the
+    pipeline's one rounding to stored pixels (:func:`tfseg.data.pixels.stored_pixels`)."""
+    return stored_pixels(probabilities * 255.0)
 
 
 def stack_planes(image):

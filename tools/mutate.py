@@ -129,7 +129,7 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
     ),
     "export_tfserving": (
         "tfseg/export.py",
-        ["mask_levels", "probability_levels", "stack_planes", "png_per_image", "input_specs", "COMPACT_OUTPUTS",
+        ["probability_levels", "stack_planes", "png_per_image", "input_specs", "COMPACT_OUTPUTS",
          "warmup_requests", "write_warmup_requests", "rest_json", "batching_parameters", "batching_parameters_text",
          "write_batching_parameters", "BATCH_PIXELS", "MAX_BATCH_SIZE"],
         ["tests/test_serving.py"],

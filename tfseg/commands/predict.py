@@ -71,6 +71,7 @@ def run(args):
     from tfseg.segment import check_threshold
     from tfseg import progress
     from tfseg.inference import list_images, load_predictor, predict_files
+    from tfseg.masks import written_mask
     from tfseg.viz import outline_overlay, outline_width
 
     if args.threshold is not None:
@@ -89,10 +90,10 @@ def run(args):
     predictor = load_predictor(args.model, tiled=args.tiled, tta=args.tta, scale=args.scale)
     counter = progress.bar(len(paths), "predicting", unit="image")
 
-    def write(path, image, mask, binary):
+    def write(path, image, mask, num_classes):
         # Runs on a writer thread: PNG/JPEG encoding releases the GIL, so it overlaps the next model call.
         mask_name, overlay_name = outputs[path]
-        _write_png(fileio.join(args.out, mask_name), mask * 255 if binary else mask)
+        _write_png(fileio.join(args.out, mask_name), written_mask(mask, num_classes))
         if args.overlays:
             overlay = outline_overlay(image, mask > 0, color=(255, 0, 0), width=outline_width(image.shape))
             fileio.write_bytes_atomic(fileio.join(args.out, overlay_name),
@@ -107,7 +108,7 @@ def run(args):
                 if not claimed:  # every image checked and the first batch predicted: claim the outputs, then write
                     claimed = True
                     outputs_module.begin_set(args.out, names, WRITER)  # the old set goes; marked unfinished
-                pending.append(pool.submit(write, path, image, mask, probabilities.shape[-1] == 1))
+                pending.append(pool.submit(write, path, image, mask, probabilities.shape[-1]))
                 while pending and (pending[0].done() or len(pending) > MAX_PENDING_WRITES):
                     pending.popleft().result()  # a failed write raises here, in order
                     done += 1
