@@ -11,7 +11,8 @@ after a warm-up pass on the first batch:
                                     resize, the model, probabilities back at 768x560, the mask
     tfseg predict --no-overlays     ``tfseg predict --model M IMAGE... --out DIR --no-overlays``:
                                     the same plus writing ``<stem>_mask.png``
-    tfseg predict (CLI)             the same plus ``<stem>_overlay.png`` (the image with the outline)
+    tfseg predict (CLI)             the same plus ``<stem>_overlay.jpg`` (the image with the outline, JPEG)
+    tfseg predict --overlay-format png   the overlay as PNG (lossless), as before JPEG overlays
 
 Each CLI call loads the model and traces its predict function; the same call on the first
 batch of images alone measures that fixed cost, and the rate over the other images is
@@ -107,11 +108,13 @@ def measure(args) -> dict:
 
         rows = {"model.predict, decoded arrays": keras_predict, "predict_images (API)": api,
                 "tfseg predict --no-overlays (CLI)": command(paths, "--no-overlays"),
-                "tfseg predict (CLI)": command(paths)}
+                "tfseg predict (CLI)": command(paths),
+                "tfseg predict --overlay-format png (CLI)": command(paths, "--overlay-format", "png")}
         # Each CLI call loads the model and traces its predict function: timed alone on one batch of images.
         first = paths[: args.batch_size]
         first_batch = {"tfseg predict --no-overlays (CLI)": command(first, "--no-overlays"),
-                       "tfseg predict (CLI)": command(first)}
+                       "tfseg predict (CLI)": command(first),
+                       "tfseg predict --overlay-format png (CLI)": command(first, "--overlay-format", "png")}
         # warm-up: trace every path once
         model.predict(arrays[: args.batch_size], batch_size=args.batch_size, verbose=0)
         for _ in predict_images(predictor, paths[: args.batch_size], batch_size=args.batch_size):

@@ -179,12 +179,38 @@ def test_native_resolution_quick_scores_both_methods_with_and_without_tta(tmp_pa
 def test_predict_folder_quick_times_the_model_the_api_and_the_cli(tmp_path):
     rows = run_quick("predict_folder", tmp_path)["rows"]
     assert [row["path"] for row in rows] == ["model.predict, decoded arrays", "predict_images (API)",
-                                             "tfseg predict --no-overlays (CLI)", "tfseg predict (CLI)"]
+                                             "tfseg predict --no-overlays (CLI)", "tfseg predict (CLI)",
+                                             "tfseg predict --overlay-format png (CLI)"]
     base = rows[0]["seconds"]
     for row in rows:
         assert row["seconds"] > 0
         assert row["throughput_vs_model_predict"] == pytest.approx(base / row["seconds"], rel=0.02)
     assert all(row["first_batch_seconds"] > 0 for row in rows[2:])
+
+
+@pytest.mark.slow
+def test_serving_quick_times_every_signature_size_batch_and_caller_count(tmp_path):
+    report = run_quick("serving", tmp_path)
+    rows = report["rows"]
+    assert [(r["size"], r["batch"], r["callers"]) for r in rows[::3]] == [
+        (size, batch, callers) for size in ("32x32", "80x48") for batch in (1, 2) for callers in (1, 2)]
+    assert [r["signature"] for r in rows[:3]] == ["serving_default", "serving_bytes", "serving_compact"]
+    for row in rows:
+        assert 0 < row["p50_ms"] <= row["p99_ms"] and row["images_per_second"] > 0
+        assert row["calls"] == row["callers"]  # 1 round x 1 call per caller in --quick
+    for bytes_row, compact in zip(rows[1::3], rows[2::3]):
+        assert compact["compact_vs_bytes"] == pytest.approx(compact["p50_ms"] / bytes_row["p50_ms"], rel=0.02)
+    for reply in report["replies"]:  # the compact reply is a PNG in b64, the others carry float32 lists
+        assert reply["serving_compact_kB"] < reply["serving_bytes_kB"] / 10
+
+
+def test_serving_percentile_is_the_nearest_rank():
+    import serving
+
+    values = list(range(1, 101))
+    assert [serving.percentile(values, q) for q in (50, 99, 100)] == [50, 99, 100]
+    assert serving.percentile([3.0], 99) == 3.0 and serving.percentile([1, 2], 50) == 1
+    assert serving.size_list("256x256,768x560") == [(256, 256), (560, 768)]
 
 
 @pytest.mark.slow

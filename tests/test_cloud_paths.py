@@ -245,9 +245,9 @@ def test_predict_reads_from_and_writes_to_ram(ram_run, capsys):
                         "--out", f"{root}/pred")
     assert code == 0, out
     names = [n for n in tree(f"{root}/pred") if not n.startswith(".")]
-    assert names == ["a_mask.png", "a_overlay.png", "b_mask.png", "b_overlay.png"], names
+    assert names == ["a_mask.png", "a_overlay.jpg", "b_mask.png", "b_overlay.jpg"], names
     assert read_png(f"{root}/pred/a_mask.png").shape == (20, 28)
-    assert read_png(f"{root}/pred/b_overlay.png").shape == (12, 16, 3)
+    assert read_png(f"{root}/pred/b_overlay.jpg").shape == (12, 16, 3)  # PIL reads the JPEG too
     # Its own outputs are replaced only with --overwrite, on ram:// as on a disk.
     code, out = run_cli(capsys, "predict", "--model", ram_run, f"{root}/in/a.png", "--out", f"{root}/pred")
     assert code == 2 and "--overwrite" in out, out

@@ -76,20 +76,21 @@ def test_export_writes_version_one_and_counts_up(unet, tmp_path):
     second = export.export_saved_model(unet, str(tmp_path))
     assert (first, second) == (str(tmp_path / "1"), str(tmp_path / "2"))
     assert os.path.isfile(os.path.join(second, "saved_model.pb"))
-    assert sorted(os.listdir(tmp_path)) == ["1", "2"]  # no temporary folder left
+    # no temporary folder left; beside the versions TF Serving's batching file and tfseg's marker
+    assert sorted(os.listdir(tmp_path)) == [".tfseg-outputs.json", "1", "2", "batching_parameters.txt"]
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(second).st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private 0700
 
 
 def test_signatures_have_the_api_names(served):
-    assert sorted(served.signatures) == ["serving_bytes", "serving_default", "serving_windows"]
+    assert sorted(served.signatures) == ["serving_bytes", "serving_compact", "serving_default", "serving_windows"]
     default = served.signatures["serving_default"]
     (spec,) = default.structured_input_signature[1].values()
     assert list(default.structured_input_signature[1]) == ["images"]
     assert (spec.dtype, spec.shape.as_list()) == (tf.uint8, [None, None, None, 3])
     outputs = default.structured_outputs
-    assert sorted(outputs) == ["mask", "probabilities"]
+    assert sorted(outputs) == ["mask", "mask_png_bytes", "probabilities"]
     probabilities = outputs["probabilities"]
     assert (probabilities.dtype, probabilities.shape.as_list()) == (tf.float32, [None, None, None, 1])
     assert (outputs["mask"].dtype, outputs["mask"].shape.as_list()) == (tf.uint8, [None, None, None])
@@ -97,7 +98,11 @@ def test_signatures_have_the_api_names(served):
     (spec,) = encoded.structured_input_signature[1].values()
     assert list(encoded.structured_input_signature[1]) == ["image_bytes"]
     assert (spec.dtype, spec.shape.as_list()) == (tf.string, [None])
-    assert sorted(encoded.structured_outputs) == ["height", "mask", "probabilities", "width"]
+    assert sorted(encoded.structured_outputs) == ["height", "mask", "mask_png_bytes", "probabilities", "width"]
+    compact = served.signatures["serving_compact"]
+    assert compact.structured_input_signature == encoded.structured_input_signature
+    assert sorted(compact.structured_outputs) == ["height", "mask_png_bytes", "width"]
+    assert compact.structured_outputs["mask_png_bytes"].dtype == tf.string
     windows = served.signatures["serving_windows"]  # the bare model, for tfseg predict's own path
     (spec,) = windows.structured_input_signature[1].values()
     assert list(windows.structured_input_signature[1]) == ["windows"]
@@ -109,7 +114,8 @@ def test_probabilities_match_keras_at_model_size(unet, unet_export):
     assert export.saved_model_max_abs_diff(unet, unet_export) < 1e-5
 
 
-SERVE_WITHOUT_TFSEG = textwrap.dedent(
+# The start of a script run by `python -I`: tfseg cannot be imported, only TensorFlow (as in TF Serving).
+WITHOUT_TFSEG = textwrap.dedent(
     """
     import sys
     sys.modules["tfseg"] = None  # tfseg is installed editable: block it so only TensorFlow is used
@@ -120,7 +126,11 @@ SERVE_WITHOUT_TFSEG = textwrap.dedent(
         pass
     import numpy as np
     import tensorflow as tf
+    """
+)
 
+SERVE_WITHOUT_TFSEG = WITHOUT_TFSEG + textwrap.dedent(
+    """
     model_dir, png_path, out = sys.argv[1:]
     loaded = tf.saved_model.load(model_dir)
     data = open(png_path, "rb").read()
@@ -223,7 +233,7 @@ def test_existing_version_needs_overwrite(tmp_path):
     head.set_weights([-w for w in head.get_weights()])  # a different model, to see the swap happen
     assert export.export_saved_model(model, str(tmp_path), version=3, overwrite=True) == first
     assert export.saved_model_max_abs_diff(model, first) < 1e-5
-    assert sorted(os.listdir(tmp_path)) == ["3"]
+    assert sorted(os.listdir(tmp_path)) == [".tfseg-outputs.json", "3", "batching_parameters.txt"]
 
 
 def _failing_save(*args, **kwargs):
@@ -242,7 +252,7 @@ def test_failed_export_leaves_previous_version_and_no_temp_folder(monkeypatch, t
     monkeypatch.setattr(tf.saved_model, "save", _failing_save)
     with pytest.raises(OSError, match="simulated"):
         export.export_saved_model(model, str(tmp_path), version=1 if overwrite else None, overwrite=overwrite)
-    assert sorted(os.listdir(tmp_path)) == ["1"]
+    assert sorted(os.listdir(tmp_path)) == [".tfseg-outputs.json", "1", "batching_parameters.txt"]  # no temporary
     assert open(os.path.join(previous, "saved_model.pb"), "rb").read() == before
     monkeypatch.undo()
     assert export.saved_model_max_abs_diff(model, previous) < 1e-5
@@ -262,7 +272,7 @@ def test_failed_swap_puts_the_previous_version_back(monkeypatch, tmp_path):
     with pytest.raises(OSError, match="simulated"):
         export.export_saved_model(model, str(tmp_path), version=1, overwrite=True)
     monkeypatch.undo()
-    assert sorted(os.listdir(tmp_path)) == ["1"]
+    assert sorted(os.listdir(tmp_path)) == [".tfseg-outputs.json", "1", "batching_parameters.txt"]
     assert export.saved_model_max_abs_diff(model, previous) < 1e-5
 
 
@@ -411,7 +421,8 @@ def test_cli_export_tflite_into_a_folder(keras_file, tmp_path, capsys):
 
 def test_export_records_nothing_but_tensorflow_objects(unet, unet_export):
     # TF Serving reads saved_model.pb + variables/; nothing of ours may be needed besides.
-    assert sorted(os.listdir(unet_export)) == ["assets", "fingerprint.pb", "saved_model.pb", "variables"]
+    assert sorted(os.listdir(unet_export)) == ["assets", "assets.extra", "fingerprint.pb", "saved_model.pb", "variables"]
+    assert os.listdir(os.path.join(unet_export, "assets.extra")) == ["tf_serving_warmup_requests"]
     assert b"tfseg" not in open(os.path.join(unet_export, "saved_model.pb"), "rb").read()
     # each weight stored once (ExportArchive.track() would store them twice)
     weights = sum(np.asarray(w).nbytes for w in unet.weights)

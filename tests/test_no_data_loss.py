@@ -239,7 +239,7 @@ def test_a_second_predict_into_the_same_folder_keeps_the_first_ones_claims(tmp_p
     out = str(tmp_path / "out")
     assert main(["predict", "--model", model_file, str(tmp_path / "in" / "a.png"), "--out", out]) == 0
     assert main(["predict", "--model", model_file, str(tmp_path / "in" / "b.png"), "--out", out]) == 0
-    assert sorted(outputs.claimed(out)) == ["a_mask.png", "a_overlay.png", "b_mask.png", "b_overlay.png"]
+    assert sorted(outputs.claimed(out)) == ["a_mask.png", "a_overlay.jpg", "b_mask.png", "b_overlay.jpg"]
     assert outputs.unfinished(out) == []
     # the first one's files are still tfseg's: replaced with --overwrite, never called the user's
     code, err = cli_error(capsys, ["predict", "--model", model_file, str(tmp_path / "in" / "a.png"), "--out", out])
@@ -255,8 +255,8 @@ def test_predict_into_its_input_folder_twice_reads_photos_only(tmp_path, capsys,
     assert main(args) == 0
     assert main([*args, "--overwrite"]) == 0
     assert "wrote 2 mask(s) and overlay(s)" in capsys.readouterr().out
-    assert sorted(os.listdir(photos)) == sorted([outputs.MARKER, "a.png", "b.png", "a_mask.png", "a_overlay.png",
-                                                 "b_mask.png", "b_overlay.png"])
+    assert sorted(os.listdir(photos)) == sorted([outputs.MARKER, "a.png", "b.png", "a_mask.png", "a_overlay.jpg",
+                                                 "b_mask.png", "b_overlay.jpg"])
 
 
 @pytest.mark.parametrize("path, folder, inside", [

@@ -70,7 +70,7 @@ def iou(a, b):
 def test_cli_predict_writes_masks_and_overlays_at_original_sizes(models, image_dir, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["predict", "--model", str(models / "model.keras"), str(image_dir), "--out", str(out),
-                 "--batch-size", "3"]) == 0
+                 "--batch-size", "3", "--overlay-format", "png"]) == 0  # lossless: exact overlay pixels
     captured = capsys.readouterr()
     assert captured.err == ""  # progress bars only on a terminal (tests/test_user_view.py)
     written = [name for name in os.listdir(out) if name != ".tfseg-outputs.json"]  # the marker of tfseg's files
@@ -100,7 +100,25 @@ def test_cli_predict_no_overlays_writes_the_same_masks_only(models, image_dir, t
     # Its own masks are replaced with --overwrite, and the overlays it never wrote are not claimed.
     assert main(["predict", "--model", str(models / "model.keras"), str(image_dir), "--out", str(masks),
                  "--no-overlays", "--overwrite"]) == 0
-    assert not any(name.endswith("_overlay.png") for name in os.listdir(masks))
+    assert not any("_overlay." in name for name in os.listdir(masks))
+
+
+def test_cli_predict_overlays_are_jpeg_by_default_and_close_to_the_png(models, image_dir, tmp_path):
+    jpeg, png = tmp_path / "jpeg", tmp_path / "png"
+    for out, extra in ((jpeg, []), (png, ["--overlay-format", "png"])):
+        assert main(["predict", "--model", str(models / "model.keras"), str(image_dir), "--out", str(out),
+                     *extra]) == 0
+    assert sorted(os.listdir(jpeg)) == sorted([".tfseg-outputs.json"] + [f"{s}_{kind}" for s in IMAGES
+                                                                          for kind in ("mask.png", "overlay.jpg")])
+    for stem, (height, width, _) in IMAGES.items():
+        assert (jpeg / f"{stem}_mask.png").read_bytes() == (png / f"{stem}_mask.png").read_bytes()
+        lossy = np.asarray(Image.open(jpeg / f"{stem}_overlay.jpg")).astype(int)
+        exact = np.asarray(Image.open(png / f"{stem}_overlay.png")).astype(int)
+        assert Image.open(jpeg / f"{stem}_overlay.jpg").format == "JPEG" and lossy.shape == (height, width, 3)
+        assert np.abs(lossy - exact).mean() < 4  # quality 90
+        line = np.all(exact == (255, 0, 0), axis=-1) & np.any(read_image(str(next(image_dir.glob(f"{stem}.*"))))
+                                                               != (255, 0, 0), axis=-1)
+        assert line.any() and lossy[line][:, 0].mean() > 200 and lossy[line][:, 1:].mean() < 80  # still red
 
 
 @pytest.mark.parametrize("kind", ["keras", "saved_model", "tflite"])

@@ -102,7 +102,8 @@ def test_predict_decodes_each_image_once(capsys, tmp_path, model_path, monkeypat
 
 def test_predict_outlines_scale_with_the_image(capsys, tmp_path, model_path):
     paths = write_square_images(str(tmp_path / "in"), 1, 1200)
-    code, _, err = run_cli(capsys, "predict", "--model", model_path, *paths, "--out", str(tmp_path / "out"))
+    code, _, err = run_cli(capsys, "predict", "--model", model_path, *paths, "--out", str(tmp_path / "out"),
+                           "--overlay-format", "png")  # lossless: the line's pixels are exactly red
     assert code == 0, err
     overlay = np.asarray(Image.open(str(tmp_path / "out" / "img0_overlay.png")))
     row = overlay[600]

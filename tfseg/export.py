@@ -74,14 +74,20 @@ import numpy as np
 import tensorflow as tf
 
 from tfseg.data.decode import decode_rgb
-from tfseg.data.pixels import model_inputs
+from tfseg.data.pixels import model_inputs, stored_pixels
 from tfseg.errors import ConfigError, TfsegError
+from tfseg.masks import written_mask
 from tfseg.saving import model_input_size
 from tfseg.segment import Settings, check_threshold, keras_windows  # noqa: F401 - check_threshold: its former home
 
 SERVING_DEFAULT = "serving_default"
 SERVING_BYTES = "serving_bytes"
 SERVING_WINDOWS = "serving_windows"
+SERVING_COMPACT = "serving_compact"
+MASK_PNG = "mask_png_bytes"
+PROBABILITIES_PNG = "probabilities_png_bytes"
+# What serving_compact returns: a REST reply of a few kB (names ending in _bytes travel as {"b64": ...}).
+COMPACT_OUTPUTS = (MASK_PNG, "height", "width")
 # The inference settings (tfseg.segment.Settings as JSON): a string variable collection of the SavedModel
 # (ExportArchive.add_variable_collection), so they travel inside it; no signature, TF Serving ignores it.
 SETTINGS_COLLECTION = "inference_settings"
@@ -93,32 +99,49 @@ QUANTIZE_CHOICES = ("none", "float16", "dynamic")
 
 
 def serving_functions(model, threshold: float = 0.5, tiled: bool = False, scale: float = 1.0,
-                      tta: Optional[str] = None) -> Dict[str, tuple]:
+                      tta: Optional[str] = None, probabilities_png: bool = False) -> Dict[str, tuple]:
     """``{signature name: (python function, input signature)}`` of the SavedModel's endpoints.
 
     The settings (:class:`tfseg.segment.Settings`) of ``model`` with these options, through
     :func:`signatures`.
     """
-    return signatures(Settings.of_model(model, threshold=threshold, tiled=tiled, scale=scale, tta=tta),
-                      keras_windows(model))
+    return signatures(Settings.of_model(model, threshold=threshold, tiled=tiled, scale=scale, tta=tta,
+                                       probabilities_png=probabilities_png), keras_windows(model))
+
+
+def input_specs(settings: Settings) -> Dict[str, tf.TensorSpec]:
+    """``{signature name: its one input}``: the inputs of :func:`signatures` (and of the warm-up requests)."""
+    return {
+        SERVING_DEFAULT: tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"),
+        SERVING_BYTES: tf.TensorSpec([None], tf.string, name="image_bytes"),
+        SERVING_COMPACT: tf.TensorSpec([None], tf.string, name="image_bytes"),
+        SERVING_WINDOWS: tf.TensorSpec([None, *settings.window, 3], tf.float32, name="windows"),
+    }
 
 
 def signatures(settings: Settings, predict) -> Dict[str, tuple]:
     """Every endpoint of the SavedModel, from one settings object and one adapter (:mod:`tfseg.segment`).
 
-    ``serving_default`` (uint8 images), ``serving_bytes`` (encoded files) and ``serving_windows``
-    (float32 model inputs at the model's size -> probabilities: the adapter itself, which
-    :mod:`tfseg.inference` runs the same Python path on). Resize or tiled, with or without flip
-    TTA: the same functions, the mode is in ``settings``; every image signature builds its
-    outputs with one function.
+    ``serving_default`` (uint8 images), ``serving_bytes`` (encoded files), ``serving_compact``
+    (encoded files -> :data:`COMPACT_OUTPUTS` only) and ``serving_windows`` (float32 model inputs
+    at the model's size -> probabilities: the adapter itself, which :mod:`tfseg.inference` runs the
+    same Python path on). Resize or tiled, with or without flip TTA: the same functions, the mode is
+    in ``settings``; every image signature builds its outputs with one function.
     """
     num_classes = settings.num_classes
 
     def outputs(probabilities, sizes=None):
         # The one place a signature's outputs are made (a later output is added here, for all).
-        result = {"probabilities": probabilities, "mask": settings.mask(probabilities)}
+        mask = settings.mask(probabilities)
+        result = {"probabilities": probabilities, "mask": mask}
         if sizes is not None:
             result.update(height=sizes[:, 0], width=sizes[:, 1])
+        else:  # every image of a uint8 batch has the batch's size
+            shape = tf.shape(probabilities)
+            sizes = tf.tile(shape[tf.newaxis, 1:3], [shape[0], 1])
+        result[MASK_PNG] = png_per_image(written_mask(mask, num_classes)[..., tf.newaxis], sizes)
+        if settings.probabilities_png:
+            result[PROBABILITIES_PNG] = png_per_image(probability_levels(probabilities), sizes, stack_planes)
         return result
 
     def serve_images(images):
@@ -128,6 +151,11 @@ def signatures(settings: Settings, predict) -> Dict[str, tuple]:
         # An empty batch returns empty outputs (there is no largest image to pad to).
         return tf.cond(tf.size(image_bytes) > 0, lambda: serve_encoded(image_bytes),
                        lambda: outputs(tf.zeros([0, 0, 0, num_classes], tf.float32), tf.zeros([0, 2], tf.int32)))
+
+    def serve_compact(image_bytes):
+        # serving_bytes' graph; what no output needs is pruned when the function runs.
+        served = serve_bytes(image_bytes)
+        return {name: served[name] for name in COMPACT_OUTPUTS}
 
     def serve_encoded(image_bytes):
         # Decoded once (the training pipeline's decoder, tfseg.data.decode), padded to the largest image.
@@ -164,11 +192,32 @@ def signatures(settings: Settings, predict) -> Dict[str, tuple]:
     def serve_windows(windows):
         return {"probabilities": tf.cast(predict(windows), tf.float32)}
 
-    return {
-        SERVING_DEFAULT: (serve_images, [tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]),
-        SERVING_BYTES: (serve_bytes, [tf.TensorSpec([None], tf.string, name="image_bytes")]),
-        SERVING_WINDOWS: (serve_windows, [tf.TensorSpec([None, *settings.window, 3], tf.float32, name="windows")]),
-    }
+    functions = {SERVING_DEFAULT: serve_images, SERVING_BYTES: serve_bytes, SERVING_COMPACT: serve_compact,
+                 SERVING_WINDOWS: serve_windows}
+    return {name: (functions[name], [spec]) for name, spec in input_specs(settings).items()}
+
+
+def probability_levels(probabilities):
+    """float32 probabilities in [0, 1] -> uint8 ``round(255 p)`` (8 bits: steps of 1/255), by the
+    pipeline's one rounding to stored pixels (:func:`tfseg.data.pixels.stored_pixels`)."""
+    return stored_pixels(probabilities * 255.0)
+
+
+def stack_planes(image):
+    """``[h, w, K]`` -> ``[K * h, w, 1]``: class ``k``'s plane is rows ``k*h:(k+1)*h`` of one grey image."""
+    shape = tf.shape(image)
+    return tf.reshape(tf.transpose(image, [2, 0, 1]), [shape[2] * shape[0], shape[1], 1])
+
+
+def png_per_image(levels, sizes, layout=None):
+    """uint8 ``[b, H, W, C]`` -> string ``[b]``: image ``i`` cut to ``sizes[i]`` (its own, without the
+    batch's padding), laid out by ``layout`` (default: as it is) and encoded as PNG."""
+    def encode(args):
+        image, size = args
+        image = image[: size[0], : size[1]]
+        return tf.io.encode_png(image if layout is None else layout(image))
+
+    return tf.map_fn(encode, (levels, sizes), fn_output_signature=tf.TensorSpec([], tf.string))
 
 
 def next_version(export_dir: str) -> int:
@@ -191,8 +240,13 @@ def check_version(version) -> int:
 
 def export_saved_model(model, export_dir, version: Optional[int] = None, overwrite: bool = False,
                        threshold: float = 0.5, tiled: bool = False, scale: float = 1.0, *,
-                       tta: Optional[str] = None, cleanup=None, into_run_folder: bool = False) -> str:
+                       tta: Optional[str] = None, cleanup=None, into_run_folder: bool = False,
+                       probabilities_png: bool = False, warmup: bool = True, batching: bool = True) -> str:
     """Write ``model`` as a TF Serving SavedModel in ``export_dir/<version>``.
+
+    Beside the SavedModel: ``<version>/assets.extra/tf_serving_warmup_requests`` (one request per
+    signature, :func:`write_warmup_requests`; needs ``tensorflow-serving-api``, skipped without it)
+    and ``export_dir/batching_parameters.txt`` (:func:`write_batching_parameters`).
 
     Args:
         model: a functional Keras model, input ``[batch, H, W, 3]`` float32 in [0, 1],
@@ -209,6 +263,9 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
         tta: ``"flips"``: the image signatures average the identity and the two flips.
         cleanup: the masks' clean-up (:class:`tfseg.postprocess.Cleanup` or a mapping of its fields),
             stored in the settings for tfseg's predictor; not in the serving graph (module docstring).
+        probabilities_png: the image signatures also return ``probabilities_png_bytes`` (8-bit PNGs).
+        warmup: write the TF Serving warm-up requests (when ``tensorflow-serving-api`` is installed).
+        batching: write ``batching_parameters.txt`` (:func:`write_batching_parameters`).
         into_run_folder: ``tfseg train``'s own export into its run folder; every other
             caller is refused a run folder (see :mod:`tfseg.outputs`).
 
@@ -235,7 +292,8 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
     target = fileio.join(export_dir, str(version))
     outputs.check_targets(export_dir, [str(version)], overwrite, owned=is_tfseg_saved_model)
 
-    settings = Settings.of_model(model, threshold=threshold, tiled=tiled, scale=scale, tta=tta, cleanup=cleanup)
+    settings = Settings.of_model(model, threshold=threshold, tiled=tiled, scale=scale, tta=tta, cleanup=cleanup,
+                                 probabilities_png=probabilities_png)
     archive = keras_export_archive(model, settings)
     fileio.makedirs(export_dir)
     fileio.remove_stale_temporaries(export_dir)  # what a killed export left (of writers that no longer run)
@@ -244,7 +302,125 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
     with fileio.replacing_folder(target, SAVED_MODEL_PB) as staging:
         with _quiet_stdout():
             archive.write_out(staging, verbose=False)
+        if warmup and warmup_available():
+            write_warmup_requests(staging, settings)
+    if batching:
+        write_batching_parameters(export_dir, settings, overwrite)
     return target
+
+
+# ---------------------------------------------------------------------------
+# TF Serving: warm-up requests and batching parameters
+# ---------------------------------------------------------------------------
+
+WARMUP_FILE = "tf_serving_warmup_requests"  # in <version>/assets.extra/, where TF Serving looks for it
+BATCHING_FILE = "batching_parameters.txt"
+SERVING_EXTRA = "pip install 'tfseg-keras[serving]' (tensorflow-serving-api)"
+# One batch of the model's inputs is kept near this many pixels (the activations grow with them):
+# 32 images at 256x256, 8 at 512x512, 2 at 1024x1024.
+BATCH_PIXELS = 2**21
+MAX_BATCH_SIZE = 64
+
+
+def warmup_available() -> bool:
+    """Whether ``tensorflow-serving-api`` (the PredictionLog protos) is installed."""
+    return importlib.util.find_spec("tensorflow_serving") is not None
+
+
+def warmup_requests(settings: Settings, seed: int = 0) -> Dict[str, dict]:
+    """``{signature: {input name: array}}``: one request per signature, one seeded random image at the
+    model's input size (the window): uint8 pixels, its PNG, or its model inputs (``serving_windows``)."""
+    height, width = settings.window
+    image = np.random.default_rng(seed).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+    examples = {tf.uint8: image, tf.string: np.array([tf.io.encode_png(image[0]).numpy()], dtype=object),
+                tf.float32: model_inputs(image).numpy()}
+    return {name: {spec.name: examples[spec.dtype]} for name, spec in input_specs(settings).items()}
+
+
+def write_warmup_requests(version_dir: str, settings: Settings) -> str:
+    """Write ``version_dir/assets.extra/tf_serving_warmup_requests``: a TFRecord of ``PredictionLog``
+    protos (``tensorflow_serving.apis``), one :func:`warmup_requests` request per signature, which
+    TF Serving runs when it loads the version, before it answers a client."""
+    from tfseg import fileio
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    folder = fileio.join(version_dir, "assets.extra")
+    fileio.makedirs(folder)
+    path = fileio.join(folder, WARMUP_FILE)
+    with tf.io.TFRecordWriter(path) as writer:
+        for name, inputs in warmup_requests(settings).items():
+            request = predict_pb2.PredictRequest()
+            request.model_spec.signature_name = name
+            for key, value in inputs.items():
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+    return path
+
+
+def rest_json(outputs: Dict) -> str:
+    """The body of TF Serving's REST reply to a ``"inputs"`` request with these outputs (``{name: array}``
+    from a signature): ``{"outputs": {name: nested lists}}``, a ``*_bytes`` string as ``{"b64": ...}``,
+    floats as float32's shortest round-trip decimal. Its length is what a client downloads.
+    """
+    import base64
+    import json
+
+    def plain(name, value):
+        value = np.asarray(value)
+        if name.endswith("_bytes"):
+            return [{"b64": base64.b64encode(item).decode("ascii")} if value.ndim == 1 else plain(name, item)
+                    for item in value]
+        if value.dtype.kind == "f":  # float32's shortest decimal, parsed back: Python prints it as short
+            value = value.astype(np.float32).astype(str).astype(np.float64)
+        return value.tolist()
+
+    return json.dumps({"outputs": {name: plain(name, value) for name, value in outputs.items()}},
+                      separators=(",", ":"))
+
+
+def batching_parameters(settings: Settings, num_batch_threads: int = 4) -> Dict[str, int]:
+    """TF Serving's ``--batching_parameters_file`` values for this model.
+
+    ``max_batch_size``: the largest power of two with ``max_batch_size * h * w <= BATCH_PIXELS``
+    (``(h, w)`` the model's input; 1..64): a merged batch's activations stay as large as 32 images
+    of 256x256. ``batch_timeout_micros`` 2000: a request waits at most 2 ms for others, small
+    against one model call. ``num_batch_threads``: batches run at once (set it to the server's
+    cores). ``max_enqueued_batches`` ``2 x num_batch_threads``: a burst beyond that is refused
+    at once instead of queueing for seconds.
+    """
+    height, width = settings.window
+    size = 1
+    while size * 2 * height * width <= BATCH_PIXELS and size * 2 <= MAX_BATCH_SIZE:
+        size *= 2
+    return {"max_batch_size": size, "batch_timeout_micros": 2000, "num_batch_threads": num_batch_threads,
+            "max_enqueued_batches": 2 * num_batch_threads}
+
+
+def batching_parameters_text(settings: Settings) -> str:
+    """:func:`batching_parameters` as TF Serving's text proto (``{ value: N }`` per field)."""
+    height, width = settings.window
+    lines = [f"# TF Serving batching for a {height}x{width} model, written by tfseg export "
+             "(tensorflow_model_server --enable_batching --batching_parameters_file=<this file>)"]
+    lines += [f"{key} {{ value: {value} }}" for key, value in batching_parameters(settings).items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_batching_parameters(export_dir: str, settings: Settings, overwrite: bool = False) -> Optional[str]:
+    """Write ``export_dir/batching_parameters.txt`` (beside the versions) unless a file is there that
+    tfseg did not write, or that it wrote and ``overwrite`` is False (a user's tuning is kept).
+
+    Returns:
+        Its path when written, else ``None``.
+    """
+    from tfseg import fileio, outputs
+
+    path = fileio.join(export_dir, BATCHING_FILE)
+    if fileio.exists(path) and (BATCHING_FILE not in outputs.claimed(export_dir) or not overwrite):
+        return None
+    outputs.claim(export_dir, [BATCHING_FILE], "tfseg export")
+    fileio.write_text_atomic(path, batching_parameters_text(settings))
+    return path
 
 
 # What a SavedModel version folder holds (anything else in it is not tfseg's).

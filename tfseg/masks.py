@@ -67,6 +67,16 @@ def foreground(values, top=None, threshold=None, full_scale=MAX_MASK_VALUE, xp=n
     return values > binary_cut(top, threshold, full_scale, xp)
 
 
+def written_mask(mask, num_classes: int):
+    """A predicted mask (0/1, or class ids) as tfseg writes it into a mask file or a PNG reply:
+    0/255 for one class (visible in any viewer), the class ids as they are for several.
+
+    Works on NumPy arrays and tensors alike (``tfseg predict``'s ``<stem>_mask.png``, the serving
+    graph's ``mask_png_bytes``).
+    """
+    return mask * MAX_MASK_VALUE if num_classes == 1 else mask
+
+
 def valid_class_ids(values, num_classes: int, ignore_class: Optional[int] = None):
     """Boolean, per value: a class id below ``num_classes`` or the ``ignore_class`` value."""
     valid = values < num_classes

@@ -81,6 +81,8 @@ class Settings:
         cleanup: the clean-up of the mask (:class:`tfseg.postprocess.Cleanup`, or a mapping of its
             fields), run by :meth:`cleaned_mask` on the client; the serving graph's ``mask`` is
             :meth:`mask`, without it (an export stores it for tfseg's SavedModel predictor).
+        probabilities_png: the serving signatures also return the probabilities as 8-bit PNGs
+            (``probabilities_png_bytes``, :mod:`tfseg.export`); the path itself does not change.
 
     Raises:
         ConfigError: a value out of range (named with the field, e.g. ``threshold 1.5: ...``).
@@ -96,6 +98,7 @@ class Settings:
     threshold: float = 0.5
     window_batch: Optional[int] = None
     cleanup: Cleanup = Cleanup()
+    probabilities_png: bool = False
 
     def __post_init__(self):
         fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
@@ -107,6 +110,7 @@ class Settings:
             raise ConfigError(f"num_classes {self.num_classes!r}: must be a positive integer")
         fix("num_classes", int(self.num_classes))
         fix("tiled", bool(self.tiled))
+        fix("probabilities_png", bool(self.probabilities_png))
         try:
             fix("overlap", check_overlap(self.overlap))
             fix("blend", check_blend(self.blend))

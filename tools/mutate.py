@@ -132,6 +132,14 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
                     ["-k", "not cli and not evaluate and not export and not multiclass_predictions"]),
     # --class-weights: parsing, the median-frequency rule and the counting it shares with inspect
     "balance": ("tfseg/balance.py", None, ["tests/test_class_weights.py"], ["-m", "not slow"]),
+    "export_tfserving": (
+        "tfseg/export.py",
+        ["probability_levels", "stack_planes", "png_per_image", "input_specs", "COMPACT_OUTPUTS",
+         "warmup_requests", "write_warmup_requests", "rest_json", "batching_parameters", "batching_parameters_text",
+         "write_batching_parameters", "BATCH_PIXELS", "MAX_BATCH_SIZE"],
+        ["tests/test_serving.py"],
+        ["-m", "not slow"],
+    ),
     # The data side's one-place rules: mask values, class ids and the ignore value, colour maps, pixels, files.
     "masks": (
         "tfseg/masks.py",

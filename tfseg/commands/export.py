@@ -36,6 +36,9 @@ def register(subparsers):
     parser.add_argument("--tta", default="none", choices=("none", "flips"),
                         help="SavedModel: average the image and its left-right and up-down flips in the graph "
                              "(3x the time; default: none)")
+    parser.add_argument("--probabilities-png", action="store_true",
+                        help="SavedModel: the image signatures also return probabilities_png_bytes (8-bit "
+                             "probabilities as PNG; default: masks only in PNG)")
     from tfseg.commands.predict import add_cleanup_flags
 
     add_cleanup_flags(parser, "SavedModel: stored with it and applied by tfseg predict and tfseg.inference, "
@@ -61,7 +64,8 @@ def run(args):
     from tfseg.postprocess import as_cleanup
 
     cleanup = as_cleanup(cleanup_of(args))
-    for flag, value in (("--tiled", args.tiled), ("--tta", args.tta != "none"), (cleanup.describe(), cleanup.enabled)):
+    for flag, value in (("--tiled", args.tiled), ("--tta", args.tta != "none"), (cleanup.describe(), cleanup.enabled),
+                        ("--probabilities-png", args.probabilities_png)):
         if value and args.format != "saved_model":
             raise TfsegError(f"{flag}: only applies to --format saved_model ({args.format} holds the bare model)")
 
@@ -74,13 +78,14 @@ def run(args):
         scale = run_config.scale if patch_trained and tiled else 1.0
         written = export.export_saved_model(model, args.out, version=args.version, overwrite=args.overwrite,
                                             threshold=args.threshold, tiled=tiled, scale=scale, tta=args.tta,
-                                            cleanup=cleanup)
+                                            cleanup=cleanup, probabilities_png=args.probabilities_png)
         if cleanup.enabled:
             print(f"clean-up {cleanup.describe()} stored with the export: tfseg predict and tfseg.inference apply it; "
                   "the serving graph's mask is without it (see docs/guide.md, 'Clean-up of masks')")
         if tiled or args.tta != "none":
             diff, size = export.whole_image_max_abs_diff(model, written)
             print(f"exported {written}")
+            _print_serving_files(args.out, written)
             how = (f"by sliding window (window {'x'.join(map(str, export.model_input_size(model)))}, scale {scale:g})"
                    if tiled else "resized to the model's input")
             print(f"serving_default and serving_bytes predict whole images {how}"
@@ -99,8 +104,22 @@ def run(args):
         diff, what = export.onnx_max_abs_diff(model, written), "ONNX (onnxruntime)"
     height, width = export.model_input_size(model)
     print(f"exported {written}")
+    if args.format == "saved_model":
+        _print_serving_files(args.out, written)
     print(f"check: max |{what} - Keras| probability = {diff:.3g} on 2 random {height}x{width} images")
     return 0
+
+
+def _print_serving_files(export_dir: str, written: str) -> None:
+    from tfseg import export, fileio
+
+    if export.warmup_available():
+        print(f"warm-up: {fileio.join(written, 'assets.extra', export.WARMUP_FILE)} (one request per signature)")
+    else:
+        print(f"warm-up: skipped, tensorflow-serving-api is not installed: {export.SERVING_EXTRA}")
+    batching = fileio.join(export_dir, export.BATCHING_FILE)
+    if fileio.exists(batching):
+        print(f"batching: {batching} (tensorflow_model_server --enable_batching --batching_parameters_file=...)")
 
 
 def _file_path(out: str, default_name: str) -> str:
