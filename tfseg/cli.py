@@ -156,10 +156,15 @@ def memory_output(args):
 
 
 def main(argv=None) -> int:
+    """The ``tfseg`` command: ``argv`` (default: ``sys.argv[1:]``) -> exit code.
+
+    ``--out ram://...`` is refused on the command line (``argv`` not given: the process ends with
+    the command); a Python caller passing ``argv`` keeps its process, and its ``ram://`` files.
+    """
     # Parsing first: --help, --version and argument errors answer before TensorFlow loads (seconds).
     parser = build_parser()
     args = parser.parse_args(argv)
-    refusal = memory_output(args)
+    refusal = memory_output(args) if argv is None else None
     if refusal:
         print(f"tfseg {args.verb}: error: {refusal}", file=sys.stderr)
         return 2
