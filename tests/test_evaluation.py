@@ -31,11 +31,77 @@ def test_a_class_predicted_but_never_true_scores_iou_and_dice_0(tmp_path):
     assert (rows[2]["true_pixels"], rows[2]["predicted_pixels"]) == (0, 4)
     assert rows[3]["iou"] is None and rows[3]["dice"] is None  # no pixel either way: no score
     assert rows[0]["iou"] == pytest.approx(20 / 24) and rows[1]["iou"] == 1.0
-    assert scores["classes_scored"] == 3 and scores["mean_iou"] == pytest.approx((20 / 24 + 1.0 + 0.0) / 3)
+    # the means leave out the background (by default) and class 3 (no pixel): classes 1 and 2
+    assert scores["classes_scored"] == 2 and scores["mean_iou"] == pytest.approx((1.0 + 0.0) / 2)
+    assert scores["background_included"] is False
+    everything = per_class_scores(table.confusion, include_background=True)
+    assert everything["classes_scored"] == 3 and everything["mean_iou"] == pytest.approx((20 / 24 + 1.0 + 0.0) / 3)
+    # counted as 1 on request, class 3 joins the means
+    counted = per_class_scores(table.confusion, include_background=True, ignore_empty=False)
+    assert counted["classes_scored"] == 4 and counted["mean_iou"] == pytest.approx((20 / 24 + 1.0 + 0.0 + 1.0) / 4)
+    # the image's own row: the same rule (classes 0, 1, 2 of this image; class 3 absent)
+    assert table.rows[0]["iou"] == pytest.approx((20 / 24 + 1.0 + 0.0) / 3)
     write_per_class_csv(str(tmp_path / "per_class.csv"), scores)
     with open(tmp_path / "per_class.csv") as f:
         written = {row["class"]: row for row in csv.DictReader(f)}
     assert float(written["2"]["iou"]) == 0.0 and written["3"]["iou"] == ""
+
+
+@pytest.mark.parametrize("ignore_empty", [True, False])
+def test_keras_metrics_and_evaluation_rows_follow_one_rule_for_absent_classes(ignore_empty, tmp_path):
+    from tfseg.evaluation import SplitScores, summarize_rows
+    from tfseg.metrics import Dice, IoU
+
+    rng = np.random.default_rng(3)
+    classes = 5  # truth uses 0..2, predictions 0..3 (3 predicted, never true); 4 appears nowhere
+    trues = [rng.integers(0, 3, (8, 8)).astype(np.uint8) for _ in range(4)]
+    trues[1][:] = 0  # an image holding only the background
+    preds = [np.where(rng.uniform(size=(8, 8)) < 0.7, t, rng.integers(0, 4, (8, 8))) for t in trues]
+    rows = ImageRows(Settings(window=(8, 8), num_classes=classes), ignore_empty=ignore_empty)
+    split = SplitScores(classes, ignore_empty=ignore_empty)
+    metrics = {}
+    for name, cls in (("dice", Dice), ("iou", IoU)):
+        for per_image, reduction in ((True, "image"), (False, "split")):
+            metrics[f"{name}_{reduction}"] = cls(num_classes=classes, per_image=per_image, ignore_empty=ignore_empty)
+    for true, pred in zip(trues, preds):
+        probabilities = one_hot(pred, classes)
+        rows.add(np.zeros((8, 8, 3), np.uint8), true[..., None], probabilities)
+        split.add(true[..., None], probabilities)
+        for metric in metrics.values():
+            metric.update_state(true[None, ..., None], probabilities[None])
+    summary = summarize_rows(rows.named([f"i{i}" for i in range(4)]))
+    table = per_class_scores(rows.confusion, include_background=True, ignore_empty=ignore_empty)
+    scores = split.result()
+    for name in ("dice", "iou"):
+        # per image: the rows' mean is the per-image metric's
+        assert summary[f"{name}_mean"] == pytest.approx(float(metrics[f"{name}_image"].result()), abs=1e-6)
+        # over the split: the table's mean (background included) is the Keras metric's and evaluate's
+        assert table[f"mean_{name}"] == pytest.approx(float(metrics[f"{name}_split"].result()), abs=1e-6)
+        assert scores[name] == pytest.approx(table[f"mean_{name}"], abs=1e-6)
+    # image 1 (background only, predicted 0..3): by hand, from its own classes
+    t, p = trues[1], preds[1]
+    dice = [2 * np.sum((t == c) & (p == c)) / (np.sum(t == c) + np.sum(p == c)) for c in range(classes)
+            if np.sum(t == c) + np.sum(p == c)]
+    dice += [] if ignore_empty else [1.0] * (classes - len(dice))
+    assert rows.rows[1]["dice"] == pytest.approx(np.mean(dice), abs=1e-6)
+    assert table["classes_scored"] == (4 if ignore_empty else 5)
+
+
+def test_an_image_with_nothing_true_and_nothing_predicted_has_no_score(tmp_path):
+    from tfseg.evaluation import summarize_rows, write_rows_csv
+
+    rows = ImageRows(Settings(window=(4, 4), num_classes=1))
+    full = np.zeros((4, 4, 1), np.uint8)
+    full[:2] = 1
+    rows.add(np.zeros((4, 4, 3), np.uint8), full, full.astype(np.float32))  # Dice 1
+    rows.add(np.zeros((4, 4, 3), np.uint8), np.zeros_like(full), np.zeros((4, 4, 1), np.float32))  # nothing
+    named = rows.named(["a", "b"])
+    assert named[0]["dice"] == 1.0 and np.isnan(named[1]["dice"])
+    summary = summarize_rows(named)
+    assert summary["dice_mean"] == 1.0 and summary["scored_images"] == 1
+    write_rows_csv(str(tmp_path / "per_image.csv"), named)
+    with open(tmp_path / "per_image.csv") as f:
+        assert [row["dice"] for row in csv.DictReader(f)] == ["1.0", ""]
 
 
 def test_boundary_distances_never_count_ignored_pixels():

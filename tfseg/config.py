@@ -202,8 +202,8 @@ class TrainConfig:
         if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
                 or not 0 < self.learning_rate < math.inf:
             raise ConfigError(f"learning_rate {self.learning_rate!r}: must be a positive finite number")
-        if self.ignore_class is not None:
-            check_ignore_class(self.ignore_class, self.num_classes)
+        if self.ignore_class is not None:  # num_classes 1: the data's count, checked when the data is opened
+            check_ignore_class(self.ignore_class, self.num_classes if self.num_classes > 1 else None)
         if self.freeze_encoder_epochs and not self.encoder and self.model == "unet":
             raise ConfigError("freeze_encoder_epochs: needs a pretrained --encoder")
 

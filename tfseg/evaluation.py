@@ -58,14 +58,16 @@ class SplitScores:
     Dice and IoU accumulate their pixel counts over every image added
     (:func:`tfseg.metrics.default_metrics`); the loss is computed per image (at its own size)
     and averaged over the images. ``ignore_class``: a mask value whose pixels no score counts.
+    ``ignore_empty``: a class absent from truth and prediction stays out of the mean
+    (:func:`tfseg.metrics.mean_over_classes`; False: it counts as 1).
     """
 
-    def __init__(self, num_classes: int, loss=None, ignore_class: Optional[int] = None):
+    def __init__(self, num_classes: int, loss=None, ignore_class: Optional[int] = None, ignore_empty: bool = True):
         import keras
 
         from tfseg.metrics import default_metrics
 
-        self.metrics = default_metrics(num_classes, ignore_class)
+        self.metrics = default_metrics(num_classes, ignore_class, ignore_empty=ignore_empty)
         self.loss = keras.losses.get(loss) if isinstance(loss, str) else loss
         self.losses = []
 
@@ -87,16 +89,18 @@ class ImageRows:
     """One row per image: ``{"dice", "iou", "hausdorff95", "mean_surface_distance"}``, the per-class pixel
     confusion and the arrays for figures.
 
-    Dice and IoU follow :class:`tfseg.metrics.Dice`/``IoU`` (empty truth and empty
-    prediction score 1). The boundary distances (:mod:`tfseg.boundary`, pixels) compare
+    Dice and IoU follow :class:`tfseg.metrics.Dice`/``IoU`` (the mean over the classes present in
+    the image's truth or prediction, :func:`tfseg.metrics.mean_over_classes`; ``NaN`` when no class
+    is, e.g. an empty truth and an empty prediction; ``ignore_empty=False``: an absent class
+    counts as 1). The boundary distances (:mod:`tfseg.boundary`, pixels) compare
     foreground (any class but 0) with foreground: 0 when both are empty, ``inf`` when one is.
     Pixels whose true value is ``ignore_class`` count nowhere (not in the scores, the distances,
     the confusion or the figures' outlines). ``confusion``: int64 ``[K, K]`` (K = ``max(num_classes,
     2)``, rows true, columns predicted; :func:`per_class_scores`).
     """
 
-    def __init__(self, settings, ignore_class: Optional[int] = None):
-        self.settings, self.ignore_class = settings, ignore_class
+    def __init__(self, settings, ignore_class: Optional[int] = None, ignore_empty: bool = True):
+        self.settings, self.ignore_class, self.ignore_empty = settings, ignore_class, bool(ignore_empty)
         self.num_classes = settings.num_classes
         classes = max(self.num_classes, 2)
         self.confusion = np.zeros((classes, classes), np.int64)
@@ -110,9 +114,10 @@ class ImageRows:
         predicted = np.asarray(self.settings.mask(probabilities))
         ignore_class = self.ignore_class
         valid = np.ones(true.shape, bool) if ignore_class is None else true != ignore_class
+        options = {"num_classes": self.num_classes, "ignore_class": ignore_class, "ignore_empty": self.ignore_empty}
         self.rows.append({
-            "dice": dice_score(true, probabilities, num_classes=self.num_classes, ignore_class=ignore_class),
-            "iou": iou_score(true, probabilities, num_classes=self.num_classes, ignore_class=ignore_class),
+            "dice": dice_score(true, probabilities, **options),
+            "iou": iou_score(true, probabilities, **options),
             # both distances from one pair of distance maps
             **surface_metrics((predicted > 0) & valid, (true > 0) & valid),
         })
@@ -142,7 +147,7 @@ class ImageRows:
 
 def score_split(settings, predict, examples, loss=None, ignore_class: Optional[int] = None, batch_size: int = 8,
                 desc: str = "scoring", count: Optional[int] = None,
-                rows: Optional[ImageRows] = None) -> Dict[str, Optional[float]]:
+                rows: Optional[ImageRows] = None, ignore_empty: bool = True) -> Dict[str, Optional[float]]:
     """Dice, IoU (and ``loss`` when given) of the one path's predictions over one split, each image at its own size.
 
     What ``tfseg evaluate``, training's val/test scores (``metrics.json``) and the whole-image
@@ -154,13 +159,14 @@ def score_split(settings, predict, examples, loss=None, ignore_class: Optional[i
         ignore_class: a mask value whose pixels no score counts.
         desc, count: the progress bar's words and length (:mod:`tfseg.progress`).
         rows: an :class:`ImageRows` that every image is also added to (one pass for both).
+        ignore_empty: a class absent from truth and prediction stays out of the mean (False: counts as 1).
 
     Returns:
         ``{"dice", "iou"}`` (+ ``"loss"``) as floats.
     """
     from tfseg import progress
 
-    scores = SplitScores(settings.num_classes, loss, ignore_class)
+    scores = SplitScores(settings.num_classes, loss, ignore_class, ignore_empty)
     with progress.bar(count, desc, unit="image") as counter:
         for image, mask, probabilities in predicted_examples(settings, predict, examples, batch_size):
             scores.add(mask, probabilities)
@@ -211,32 +217,47 @@ def _stacked(arrays):
     return np.stack([a[:height, :width] for a in arrays])
 
 
-def per_class_scores(confusion: np.ndarray) -> Dict[str, Any]:
+def per_class_scores(confusion: np.ndarray, include_background: bool = False,
+                     ignore_empty: bool = True) -> Dict[str, Any]:
     """IoU and Dice of every class from a pixel confusion matrix (rows true, columns predicted).
 
     ``IoU_c = TP / (TP + FP + FN)``, ``Dice_c = 2 TP / (2 TP + FP + FN)`` over all pixels of the
-    split (ignored pixels excluded). A class with no true and no predicted pixel has no score
-    (``None``) and stays out of the means; the means are unweighted over the other classes.
+    split (ignored pixels excluded; :func:`tfseg.metrics.dice_from_counts`/``iou_from_counts``).
+    A class with no true and no predicted pixel has no score (``None``). The means are unweighted
+    over the classes, by the rule of the metrics (:func:`tfseg.metrics.mean_over_classes`: a class
+    with no pixel stays out unless ``ignore_empty=False``), and leave the background (class 0)
+    out unless ``include_background``: for a binary model the mean is then the foreground's
+    Dice, the headline score.
 
     Returns:
         ``{"classes": [{"class", "iou", "dice", "true_pixels", "predicted_pixels"}, ...],
-        "mean_iou", "mean_dice", "classes_scored"}``.
+        "mean_iou", "mean_dice", "classes_scored", "background_included"}`` (``classes_scored``:
+        the classes in the means).
     """
+    from keras import ops
+
+    from tfseg.metrics import dice_from_counts, iou_from_counts, mean_over_classes
+
     confusion = np.asarray(confusion, np.float64)
     tp = np.diag(confusion)
     true_pixels, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
-    union = true_pixels + predicted - tp
+    fp, fn = predicted - tp, true_pixels - tp
+    counts = [x.astype(np.float32) for x in (tp, fp, fn)]
+    scores = {name: np.asarray(ops.convert_to_numpy(function(*counts)), np.float64)
+              for name, function in (("iou", iou_from_counts), ("dice", dice_from_counts))}
     rows = []
     for c in range(len(tp)):
-        scored = union[c] > 0
-        rows.append({"class": c, "iou": float(tp[c] / union[c]) if scored else None,
-                     "dice": float(2 * tp[c] / (true_pixels[c] + predicted[c])) if scored else None,
+        scored = tp[c] + fp[c] + fn[c] > 0
+        rows.append({"class": c, "iou": float(scores["iou"][c]) if scored else None,
+                     "dice": float(scores["dice"][c]) if scored else None,
                      "true_pixels": int(true_pixels[c]), "predicted_pixels": int(predicted[c])})
-    scored = [row for row in rows if row["iou"] is not None]
-    return {"classes": rows,
-            "mean_iou": float(np.mean([row["iou"] for row in scored])) if scored else None,
-            "mean_dice": float(np.mean([row["dice"] for row in scored])) if scored else None,
-            "classes_scored": len(scored)}
+    first = 0 if include_background else 1
+    means = {}
+    for name in ("iou", "dice"):
+        mean, counted = (float(ops.convert_to_numpy(v)) for v in mean_over_classes(
+            scores[name][first:], *(c[first:] for c in counts), ignore_empty=ignore_empty))
+        means[f"mean_{name}"] = None if counted == 0 else mean
+    return {"classes": rows, **means, "classes_scored": int(counted), "background_included": bool(include_background)}
 
 
 def format_per_class(table: Dict[str, Any]) -> str:
@@ -248,8 +269,9 @@ def format_per_class(table: Dict[str, Any]) -> str:
     for row in table["classes"]:
         lines.append(f"{row['class']:>5}  {number(row['iou'])}  {number(row['dice'])}  "
                      f"{row['true_pixels']:>11}  {row['predicted_pixels']:>9}")
+    background = "background included" if table.get("background_included", True) else "background (0) left out"
     lines.append(f"{'mean':>5}  {number(table['mean_iou'])}  {number(table['mean_dice'])}  "
-                 f"(over the {table['classes_scored']} classes with pixels)")
+                 f"(over the {table['classes_scored']} classes with pixels; {background})")
     return "\n".join(lines)
 
 
@@ -267,11 +289,16 @@ def write_per_class_csv(path: str, table: Dict[str, Any]) -> None:
 
 
 def summarize_rows(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    """Per-image statistics: mean/median Dice and IoU; median and finite mean of the distances, inf count."""
+    """Per-image statistics: mean/median Dice and IoU over the images with a score (``scored_images``;
+    an image with nothing true and nothing predicted has none); median and finite mean of the
+    distances, inf count."""
     summary: Dict[str, Any] = {}
     for key in ("dice", "iou"):
         values = np.array([row[key] for row in rows], np.float64)
-        summary[f"{key}_mean"], summary[f"{key}_median"] = float(values.mean()), float(np.median(values))
+        values = values[~np.isnan(values)]
+        summary[f"{key}_mean"] = float(values.mean()) if values.size else None
+        summary[f"{key}_median"] = float(np.median(values)) if values.size else None
+    summary["scored_images"] = int(values.size)
     for key in ("hausdorff95", "mean_surface_distance"):
         values = np.array([row[key] for row in rows], np.float64)
         finite = values[np.isfinite(values)]
@@ -286,15 +313,20 @@ def write_rows_csv(path: str, rows: Sequence[Dict[str, Any]]) -> None:
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=PER_IMAGE_COLUMNS)
     writer.writeheader()
-    writer.writerows({key: row[key] for key in PER_IMAGE_COLUMNS} for row in rows)
+    writer.writerows({key: ("" if _no_score(row[key]) else row[key]) for key in PER_IMAGE_COLUMNS} for row in rows)
     fileio.write_text_atomic(path, text.getvalue())
+
+
+def _no_score(value) -> bool:
+    return isinstance(value, float) and value != value  # NaN: nothing true and nothing predicted
 
 
 def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", out: Optional[str] = None,
              batch_size: Optional[int] = None, seed: Optional[int] = None,
              fractions: Optional[Sequence[float]] = None, tiled: Optional[bool] = None,
              tta: Optional[str] = None, overwrite: bool = False,
-             ignore_class: Optional[int] = None) -> Dict[str, Any]:
+             ignore_class: Optional[int] = None, ignore_empty: bool = True,
+             include_background: bool = False) -> Dict[str, Any]:
     """Evaluate a saved model on one split of a data source.
 
     Unset arguments come from the model's run folder (``config.json`` next to
@@ -313,7 +345,12 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
             ``None``: when the run trained on patches (``patch_size`` in its ``config.json``,
             whose ``scale`` is then used). Otherwise images are resized to the model's input.
         tta: ``"flips"``: average the identity and the two flips (``None``/``"none"``: off).
-        ignore_class: a mask value whose pixels no score counts (default: the run's ``ignore_class``).
+        ignore_class: a mask value whose pixels no score counts (default: the run's ``ignore_class``,
+            or the colour map's ``ignore`` colours).
+        ignore_empty: a class absent from an image's truth and prediction stays out of that image's
+            mean, and a class absent from the whole split out of the split's
+            (:func:`tfseg.metrics.mean_over_classes`); False: such a class counts as 1.
+        include_background: the per-class table's means include class 0 (default: left out).
         overwrite: replace the files of an earlier evaluation in ``out``. Files tfseg did not
             write are never replaced, and ``out`` may not be a run folder (only training writes
             there; a new sub-folder such as ``RUN_DIR/eval`` is fine): see :mod:`tfseg.outputs`.
@@ -376,15 +413,17 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
         from tfseg.losses import get_loss
 
         loss = get_loss(run_config.loss, num_classes)
-    if loss is not None and ignore_class is not None:  # its own loss, leaving out the ignored pixels
-        from tfseg.losses import IgnoreClassLoss
-
-        loss = loss if isinstance(loss, IgnoreClassLoss) else IgnoreClassLoss(loss, ignore_class)
     # Opened once (listed and checked once), with the model's classes for the kinds that take them.
     # (``synthetic`` is generated at one size: the run's image size when scoring whole images.)
     native = defaults.image_size if tiled and run_config is not None else image_size
     source = open_dataset_source(data, image_size=native, num_classes=num_classes if num_classes > 1 else None,
                                  ignore_class=ignore_class)
+    if ignore_class is None:
+        ignore_class = source.ignore_class  # e.g. the colours a colour map marks "ignore"
+    if loss is not None and ignore_class is not None:  # its own loss, leaving out the ignored pixels
+        from tfseg.losses import IgnoreClassLoss
+
+        loss = loss if isinstance(loss, IgnoreClassLoss) else IgnoreClassLoss(loss, ignore_class)
     if out:
         outputs.refuse_inside_source(out, source)  # figures among the masks would be read back as data
     ids = list(source.split_ids(split, seed=seed, fractions=fractions))
@@ -401,13 +440,16 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     # Every image at its own size through the one path (tfseg.segment), scored against its own mask.
     examples = native_examples(source, split=split, seed=seed, fractions=fractions, num_classes=num_classes,
                                cache="none")
-    rows = ImageRows(settings, ignore_class)
+    rows = ImageRows(settings, ignore_class, ignore_empty)
     scores = score_split(settings, keras_windows(model), examples, loss=loss, ignore_class=ignore_class,
-                         batch_size=batch_size, desc=f"scoring {split}", count=len(ids), rows=rows)
+                         batch_size=batch_size, desc=f"scoring {split}", count=len(ids), rows=rows,
+                         ignore_empty=ignore_empty)
     scores = {**scores, "loss": scores.get("loss"), "num_images": len(ids)}
     rows_named = rows.named(ids)
-    result = {split: scores, "per_image": summarize_rows(rows_named), "per_class": per_class_scores(rows.confusion),
-              "model": path, "data": str(data), "tiled": tiled, "tta": settings.tta, "ignore_class": ignore_class}
+    result = {split: scores, "per_image": summarize_rows(rows_named),
+              "per_class": per_class_scores(rows.confusion, include_background, ignore_empty),
+              "model": path, "data": str(data), "tiled": tiled, "tta": settings.tta, "ignore_class": ignore_class,
+              "ignore_empty": bool(ignore_empty)}
     if tiled:
         result["tiling"] = {"window": list(settings.window), "scale": settings.scale, "overlap": settings.overlap,
                             "blend": settings.blend}

@@ -39,7 +39,14 @@ def register(subparsers):
 
     add_tiling_flags(parser)
     parser.add_argument("--ignore-class", type=int, default=None, metavar="V",
-                        help="mask value left out of every score, e.g. 255 (default: the run's --ignore-class)")
+                        help="mask value left out of every score, e.g. 255 (default: the run's --ignore-class, "
+                             "or the colour map's 'ignore' colours)")
+    parser.add_argument("--count-empty", action="store_true",
+                        help="count a class absent from an image's truth and prediction as Dice/IoU 1 (default: "
+                             "it is left out of that image's mean, and an image with nothing true and nothing "
+                             "predicted has no score)")
+    parser.add_argument("--include-background", action="store_true",
+                        help="the per-class table's means include class 0 (default: left out)")
     parser.set_defaults(run=run)
     return parser
 
@@ -58,15 +65,20 @@ def run(args) -> int:
         fractions = TrainConfig(val_fraction=val, test_fraction=test).split_fractions()  # validates them
     result = evaluate(args.model, data=args.data, split=args.split, out=args.out, batch_size=args.batch_size,
                       seed=args.seed, fractions=fractions, tiled=args.tiled, tta=args.tta,
-                      overwrite=args.overwrite, ignore_class=args.ignore_class)
+                      overwrite=args.overwrite, ignore_class=args.ignore_class, ignore_empty=not args.count_empty,
+                      include_background=args.include_background)
     scores, per_image = result[args.split], result["per_image"]
     loss = scores.get("loss")
-    print(f"{args.split}: dice {scores['dice']:.4f}  iou {scores['iou']:.4f}"
+    unscored = scores["num_images"] - per_image["scored_images"]
+    print(f"{args.split}: dice {_number(scores['dice'])}  iou {_number(scores['iou'])}"
           + ("" if loss is None or math.isnan(loss) else f"  loss {loss:.4f}")
           + f"  ({scores['num_images']} {'whole images, sliding window' if result['tiled'] else 'images'}"
           + (", flip TTA" if result["tta"] == "flips" else "")
-          + f"; per-image dice mean {per_image['dice_mean']:.4f}, "
-          f"median {per_image['dice_median']:.4f}; hd95 median {per_image['hausdorff95_median']:.2f} px)")
+          + f"; per-image dice mean {_number(per_image['dice_mean'])}, "
+          f"median {_number(per_image['dice_median'])}"
+          + (f" over {per_image['scored_images']} (the other {unscored}: nothing true, nothing predicted)"
+             if unscored else "")
+          + f"; hd95 median {per_image['hausdorff95_median']:.2f} px)")
     from tfseg.evaluation import format_per_class
 
     ignored = "" if result["ignore_class"] is None else f" (mask value {result['ignore_class']} ignored)"
@@ -75,3 +87,8 @@ def run(args) -> int:
     if args.out:
         print(f"wrote {args.out}/metrics.json, per_image.csv, per_class.csv, dice_histogram.png, best_worst.png")
     return 0
+
+
+def _number(value) -> str:
+    """A score as printed: 4 decimals, ``-`` for none (nothing true and nothing predicted)."""
+    return "-" if value is None or value != value else f"{value:.4f}"

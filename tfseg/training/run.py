@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from typing import Any, Dict, List, Optional
 
@@ -123,6 +124,9 @@ def _train_locked(config: TrainConfig, verbose: int, force_new: bool, strategy, 
                                      **_class_options(config))
         from tfseg.outputs import refuse_inside_source
 
+        given = config  # config.json holds the settings as given
+        if source.ignore_class != config.ignore_class:  # the data's own (a colour map's "ignore" colours)
+            config = dataclasses.replace(config, ignore_class=source.ignore_class)
         refuse_inside_source(run_dir, source)  # a run folder among the images would be read as data
         ids = split_ids(source, config)
         if config.patch_size is not None:
@@ -144,7 +148,7 @@ def _train_locked(config: TrainConfig, verbose: int, force_new: bool, strategy, 
             model = build_compiled_model(config, num_classes, phases[0], steps) if phases else None
 
         log(describe_run(config, ids, num_classes, policy, strategy))
-        start_run_dir(config, status, log)
+        start_run_dir(given, status, log)
         if not splits_stored:
             fileio.write_json_atomic(fileio.join(run_dir, SPLITS_FILE), ids)
         done = int(state.get("epoch", 0))
