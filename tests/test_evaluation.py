@@ -177,3 +177,99 @@ def test_run_scores_evaluate_and_predict_agree_on_native_sizes(resize_run, capsy
         tp, fp, fn = tp + (predicted & true).sum(), fp + (predicted & ~true).sum(), fn + (~predicted & true).sum()
     assert metrics["test"]["dice"] == pytest.approx(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0, abs=1e-6)
     capsys.readouterr()
+
+
+# --------------------------------------------------------------------------- intervals and compare
+def brightness_model(path, bias):
+    """A saved binary model: foreground where the pixels' sum is bright (``bias`` moves the cut)."""
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid", dtype="float32")(inputs)
+    model = keras.Model(inputs, outputs)
+    model.layers[-1].set_weights([np.full((1, 1, 3, 1), 10.0, np.float32), np.array([bias], np.float32)])
+    model.save(path)
+    return path
+
+
+def write_grouped_folder(root):
+    """write_mixed_folder's images, two per group: ``s<k>_f<j>``."""
+    data = write_mixed_folder(root)
+    for kind in ("images", "masks"):
+        for i in range(len(SIZES)):
+            os.rename(os.path.join(root, kind, f"m{i}.png"), os.path.join(root, kind, f"s{i // 2}_f{i % 2}.png"))
+    return data
+
+
+def test_evaluate_reports_an_interval_for_every_headline_score(tmp_path, capsys):
+    from tfseg.cli import main
+    from tfseg.evaluation import evaluate
+
+    data = write_mixed_folder(str(tmp_path / "data"))
+    model = brightness_model(str(tmp_path / "a.keras"), -13.0)
+    result = evaluate(model, data=data, split="train", fractions=(0.6, 0.2, 0.2))
+    scores, per_image = result["train"], result["per_image"]
+    for key, value in (("dice", scores["dice"]), ("iou", scores["iou"])):
+        low, high = scores[f"{key}_ci95"]
+        assert low <= value <= high and low < high
+    low, high = per_image["dice_mean_ci95"]
+    assert low <= per_image["dice_mean"] <= high
+    assert "loss_ci95" not in scores  # a model saved without its loss has no loss to bracket
+    assert result["bootstrap"] == {"method": "percentile", "resamples": 1000, "seed": 0, "level": 0.95,
+                                   "units": "images", "num_units": scores["num_images"]}
+    again = evaluate(model, data=data, split="train", fractions=(0.6, 0.2, 0.2))
+    assert again["train"]["dice_ci95"] == scores["dice_ci95"]  # seeded: the same interval
+    out = str(tmp_path / "eval")
+    assert main(["evaluate", "--model", model, "--data", data, "--split", "train", "--val-fraction", "0.2",
+                 "--test-fraction", "0.2", "--out", out, "--resamples", "200"]) == 0
+    printed = capsys.readouterr().out
+    written = json.load(open(os.path.join(out, "metrics.json")))
+    low, high = written["train"]["dice_ci95"]
+    assert f"dice {written['train']['dice']:.4f} [{low:.4f}, {high:.4f}]" in printed
+    assert "200 resamples" in printed and written["bootstrap"]["resamples"] == 200
+    assert evaluate(model, data=data, split="train", fractions=(0.6, 0.2, 0.2), resamples=0).get("bootstrap") is None
+
+
+def test_groups_are_resampled_when_the_source_has_them(tmp_path):
+    from tfseg.evaluation import evaluate
+
+    root = str(tmp_path / "data")
+    write_grouped_folder(root)
+    model = brightness_model(str(tmp_path / "a.keras"), -13.0)
+    result = evaluate(model, data=f"mads:{root}?group_pattern=(s\\d+)_", split="train", fractions=(0.6, 0.2, 0.2))
+    info = result["bootstrap"]
+    assert info["units"] == "groups" and info["num_units"] * 2 == result["train"]["num_images"]
+
+
+def test_compare_scores_both_models_on_the_same_images(tmp_path, capsys):
+    from tfseg.cli import main
+    from tfseg.evaluation import compare, evaluate
+
+    data = write_mixed_folder(str(tmp_path / "data"))
+    good = brightness_model(str(tmp_path / "good.keras"), -13.0)
+    loose = brightness_model(str(tmp_path / "loose.keras"), -5.0)  # bright background pixels become lesion
+    result = compare(good, loose, data=data, split="train")
+    each = {key: evaluate(path, data=data, split="train") for key, path in (("a", good), ("b", loose))}
+    for key in ("a", "b"):
+        assert result[key]["dice"] == pytest.approx(each[key]["train"]["dice"], abs=1e-9)
+        assert result[key]["dice_ci95"] == pytest.approx(each[key]["train"]["dice_ci95"])
+    difference = result["difference"]
+    assert difference["dice"] == pytest.approx(result["a"]["dice"] - result["b"]["dice"])
+    low, high = difference["dice_ci95"]
+    assert 0 < low <= difference["dice"] <= high  # the looser cut is worse on every draw of these images
+    # paired: the difference's interval is narrower than the two intervals side by side suggest
+    assert high - low < (result["a"]["dice_ci95"][1] - result["a"]["dice_ci95"][0]) + \
+        (result["b"]["dice_ci95"][1] - result["b"]["dice_ci95"][0])
+    same = compare(good, good, data=data, split="train", resamples=100)["difference"]
+    assert same["dice"] == 0.0 and same["dice_ci95"] == [0.0, 0.0]
+    out = str(tmp_path / "cmp" / "compare.json")
+    assert main(["compare", good, loose, "--data", data, "--split", "train", "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert json.load(open(out))["difference"]["dice_ci95"] == pytest.approx([low, high])
+    assert f"A - B dice {difference['dice']:+.4f} [{low:+.4f}, {high:+.4f}]" in printed and "A is better" in printed
+    # the file is replaced only with --overwrite; a model is never written over
+    assert main(["compare", good, loose, "--data", data, "--split", "train", "--out", out]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["compare", good, loose, "--data", data, "--split", "train", "--out", out, "--overwrite"]) == 0
+    assert main(["compare", good, loose, "--data", data, "--out", str(tmp_path / "x.txt")]) == 2
+    assert ".json" in capsys.readouterr().err

@@ -17,6 +17,7 @@ import numpy as np
 from tfseg import fileio
 from tfseg.config import SPLITS, TrainConfig
 from tfseg.errors import ConfigError, TfsegError
+from tfseg.stats import RESAMPLES
 
 PER_IMAGE_COLUMNS = ("id", "dice", "iou", "hausdorff95", "mean_surface_distance")
 # What evaluate(out=...) writes.
@@ -100,24 +101,34 @@ class ImageRows:
     """
 
     def __init__(self, settings, ignore_class: Optional[int] = None, ignore_empty: bool = True):
+        from tfseg.metrics import default_metrics
+
         self.settings, self.ignore_class, self.ignore_empty = settings, ignore_class, bool(ignore_empty)
         self.num_classes = settings.num_classes
         classes = max(self.num_classes, 2)
         self.confusion = np.zeros((classes, classes), np.int64)
+        # the scores of each image's counts: the metrics of a run (Dice, IoU), by their one rule
+        self.scorers = {m.name: m for m in default_metrics(self.num_classes, ignore_class, ignore_empty)}
+        self.counts = []  # per image: float64 [4, K] (tp, fp, fn, tn; tfseg.metrics.confusion_counts)
         self.rows, self.images, self.trues, self.preds = [], [], [], []
 
     def add(self, image, mask, probabilities) -> None:
+        from keras import ops
+
         from tfseg.boundary import surface_metrics
-        from tfseg.metrics import dice_score, iou_score
+        from tfseg.metrics import confusion_counts
 
         true = mask[..., 0]
         predicted = np.asarray(self.settings.mask(probabilities))
         ignore_class = self.ignore_class
         valid = np.ones(true.shape, bool) if ignore_class is None else true != ignore_class
-        options = {"num_classes": self.num_classes, "ignore_class": ignore_class, "ignore_empty": self.ignore_empty}
+        counts = confusion_counts(mask[np.newaxis], probabilities[np.newaxis], num_classes=self.num_classes,
+                                  ignore_class=ignore_class)
+        counts = np.stack([np.asarray(ops.convert_to_numpy(c), np.float64)[0] for c in counts])
+        self.counts.append(counts)
         self.rows.append({
-            "dice": dice_score(true, probabilities, **options),
-            "iou": iou_score(true, probabilities, **options),
+            "dice": float(self.scorers["dice"].score_counts(*counts)),
+            "iou": float(self.scorers["iou"].score_counts(*counts)),
             # both distances from one pair of distance maps
             **surface_metrics((predicted > 0) & valid, (true > 0) & valid),
         })
@@ -147,7 +158,8 @@ class ImageRows:
 
 def score_split(settings, predict, examples, loss=None, ignore_class: Optional[int] = None, batch_size: int = 8,
                 desc: str = "scoring", count: Optional[int] = None,
-                rows: Optional[ImageRows] = None, ignore_empty: bool = True) -> Dict[str, Optional[float]]:
+                rows: Optional[ImageRows] = None, ignore_empty: bool = True,
+                scores: Optional[SplitScores] = None) -> Dict[str, Optional[float]]:
     """Dice, IoU (and ``loss`` when given) of the one path's predictions over one split, each image at its own size.
 
     What ``tfseg evaluate``, training's val/test scores (``metrics.json``) and the whole-image
@@ -160,13 +172,16 @@ def score_split(settings, predict, examples, loss=None, ignore_class: Optional[i
         desc, count: the progress bar's words and length (:mod:`tfseg.progress`).
         rows: an :class:`ImageRows` that every image is also added to (one pass for both).
         ignore_empty: a class absent from truth and prediction stays out of the mean (False: counts as 1).
+        scores: the :class:`SplitScores` to add to (then ``loss``, ``ignore_class`` and ``ignore_empty``
+            are its own); default: a new one.
 
     Returns:
         ``{"dice", "iou"}`` (+ ``"loss"``) as floats.
     """
     from tfseg import progress
 
-    scores = SplitScores(settings.num_classes, loss, ignore_class, ignore_empty)
+    if scores is None:
+        scores = SplitScores(settings.num_classes, loss, ignore_class, ignore_empty)
     with progress.bar(count, desc, unit="image") as counter:
         for image, mask, probabilities in predicted_examples(settings, predict, examples, batch_size):
             scores.add(mask, probabilities)
@@ -326,7 +341,7 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
              fractions: Optional[Sequence[float]] = None, tiled: Optional[bool] = None,
              tta: Optional[str] = None, overwrite: bool = False,
              ignore_class: Optional[int] = None, ignore_empty: bool = True,
-             include_background: bool = False) -> Dict[str, Any]:
+             include_background: bool = False, resamples: int = RESAMPLES) -> Dict[str, Any]:
     """Evaluate a saved model on one split of a data source.
 
     Unset arguments come from the model's run folder (``config.json`` next to
@@ -351,13 +366,17 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
             mean, and a class absent from the whole split out of the split's
             (:func:`tfseg.metrics.mean_over_classes`); False: such a class counts as 1.
         include_background: the per-class table's means include class 0 (default: left out).
+        resamples: bootstrap resamples of the 95% intervals (:func:`confidence_intervals`; 0: none).
         overwrite: replace the files of an earlier evaluation in ``out``. Files tfseg did not
             write are never replaced, and ``out`` may not be a run folder (only training writes
             there; a new sub-folder such as ``RUN_DIR/eval`` is fine): see :mod:`tfseg.outputs`.
 
     Returns:
-        ``{split: {"dice", "iou", "loss", "num_images"}, "per_image": {...}, "per_class": {...},
-        "model", "data", "ignore_class"}``.
+        ``{split: {"dice", "iou", "loss", "num_images", "dice_ci95", "iou_ci95", "loss_ci95"},
+        "per_image": {..., "dice_mean_ci95", "iou_mean_ci95"}, "per_class": {...}, "bootstrap": {...},
+        "model", "data", "ignore_class"}``; each ``*_ci95`` is ``[low, high]``, the percentile
+        bootstrap interval over the split's images, or its groups when the source has groups
+        (:func:`confidence_intervals`).
         Every image is predicted by the one path of ``tfseg predict`` (:mod:`tfseg.segment`) and
         scored at its own size against its own mask, as training scores its val and test splits
         for ``metrics.json``. ``dice``/``iou`` are over all pixels of the split; ``loss`` is the mean
@@ -374,6 +393,69 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
         TfsegError: the model cannot be loaded, or ``out`` cannot be written as above (checked
             before the model is loaded).
     """
+    from tfseg.saving import locate_model
+
+    path, _ = locate_model(model_path)
+    if out:
+        from tfseg import outputs
+
+        outputs.check_output_folder(out)
+        outputs.refuse_run_folder(out)
+        outputs.check_targets(out, OUTPUT_FILES, overwrite, inputs=[path])
+    scored = score_model(model_path, data=data, split=split, batch_size=batch_size, seed=seed, fractions=fractions,
+                         tiled=tiled, tta=tta, ignore_class=ignore_class, ignore_empty=ignore_empty, out=out)
+    rows, rows_named, settings = scored.rows, scored.rows.rows, scored.settings
+    result = {split: {**scored.scores, "loss": scored.scores.get("loss"), "num_images": len(scored.ids)},
+              "per_image": summarize_rows(rows_named),
+              "per_class": per_class_scores(rows.confusion, include_background, ignore_empty),
+              "model": scored.path, "data": scored.data, "tiled": scored.tiled, "tta": settings.tta,
+              "ignore_class": scored.ignore_class, "ignore_empty": bool(ignore_empty)}
+    if resamples:
+        intervals = confidence_intervals(scored, resamples)
+        result["bootstrap"] = intervals.pop("bootstrap")
+        for key, interval in intervals.items():
+            result["per_image" if key.endswith("_mean_ci95") else split][key] = interval
+    if scored.tiled:
+        result["tiling"] = {"window": list(settings.window), "scale": settings.scale, "overlap": settings.overlap,
+                            "blend": settings.blend}
+    if out:
+        from tfseg.viz import plot_best_worst, plot_dice_histogram
+
+        # One set: the previous evaluation's files go first, metrics.json comes last (tfseg.outputs.begin_set).
+        outputs.begin_set(out, OUTPUT_FILES, "tfseg evaluate")
+        write_rows_csv(fileio.join(out, "per_image.csv"), rows_named)
+        write_per_class_csv(fileio.join(out, "per_class.csv"), result["per_class"])
+        dice = np.array([row["dice"] for row in rows_named])
+        plot_dice_histogram(dice, fileio.join(out, "dice_histogram.png"))
+        plot_best_worst(*rows.figures(), dice, fileio.join(out, "best_worst.png"), ids=[row["id"] for row in rows_named])
+        fileio.write_json_atomic(fileio.join(out, "metrics.json"), result)
+        outputs.finish_set(out, OUTPUT_FILES)
+    return result
+
+
+class ScoredSplit:
+    """One model's scores of one split (:func:`score_model`), with what a bootstrap needs.
+
+    Attributes:
+        path: the ``model.keras`` file; ``data``, ``split``, ``seed``, ``fractions``: the split.
+        ids: the sample ids in order; ``groups``: the group of each (:meth:`Source.group`).
+        rows: the :class:`ImageRows` (named), per-image counts included.
+        scores: :func:`score_split`'s ``{"dice", "iou"(, "loss")}``; ``losses``: the per-image losses.
+        settings, tiled, ignore_class, ignore_empty: how the images were predicted and scored.
+    """
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+def score_model(model_path: str, data: Optional[str] = None, split: str = "test", batch_size: Optional[int] = None,
+                seed: Optional[int] = None, fractions: Optional[Sequence[float]] = None,
+                tiled: Optional[bool] = None, tta: Optional[str] = None, ignore_class: Optional[int] = None,
+                ignore_empty: bool = True, out: Optional[str] = None) -> ScoredSplit:
+    """Score a saved model on one split: the work of :func:`evaluate` (and, twice, of :func:`compare`).
+
+    Arguments as in :func:`evaluate` (``out``: only checked not to lie inside the source).
+    """
     from tfseg.data.pipeline import native_examples, open_dataset_source
     from tfseg.saving import load_keras_model, locate_model
     from tfseg.segment import Settings, keras_windows
@@ -381,12 +463,6 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     if split not in SPLITS:
         raise ConfigError(f"split {split!r}: choose one of {', '.join(SPLITS)}")
     path, run_config = locate_model(model_path)
-    if out:
-        from tfseg import outputs
-
-        outputs.check_output_folder(out)
-        outputs.refuse_run_folder(out)
-        outputs.check_targets(out, OUTPUT_FILES, overwrite, inputs=[path])
     defaults = run_config or TrainConfig()
     data = data or (run_config.data if run_config else None)
     if not data:
@@ -425,6 +501,8 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
 
         loss = loss if isinstance(loss, IgnoreClassLoss) else IgnoreClassLoss(loss, ignore_class)
     if out:
+        from tfseg import outputs
+
         outputs.refuse_inside_source(out, source)  # figures among the masks would be read back as data
     ids = list(source.split_ids(split, seed=seed, fractions=fractions))
     if run_config is not None and (str(data), seed, tuple(fractions)) == (
@@ -441,28 +519,160 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     examples = native_examples(source, split=split, seed=seed, fractions=fractions, num_classes=num_classes,
                                cache="none")
     rows = ImageRows(settings, ignore_class, ignore_empty)
-    scores = score_split(settings, keras_windows(model), examples, loss=loss, ignore_class=ignore_class,
-                         batch_size=batch_size, desc=f"scoring {split}", count=len(ids), rows=rows,
-                         ignore_empty=ignore_empty)
-    scores = {**scores, "loss": scores.get("loss"), "num_images": len(ids)}
-    rows_named = rows.named(ids)
-    result = {split: scores, "per_image": summarize_rows(rows_named),
-              "per_class": per_class_scores(rows.confusion, include_background, ignore_empty),
-              "model": path, "data": str(data), "tiled": tiled, "tta": settings.tta, "ignore_class": ignore_class,
-              "ignore_empty": bool(ignore_empty)}
-    if tiled:
-        result["tiling"] = {"window": list(settings.window), "scale": settings.scale, "overlap": settings.overlap,
-                            "blend": settings.blend}
-    if out:
-        from tfseg.viz import plot_best_worst, plot_dice_histogram
+    split_scores = SplitScores(num_classes, loss, ignore_class, ignore_empty)
+    scores = score_split(settings, keras_windows(model), examples, batch_size=batch_size, desc=f"scoring {split}",
+                         count=len(ids), rows=rows, scores=split_scores)
+    rows.named(ids)
+    return ScoredSplit(path=path, data=str(data), split=split, seed=seed, fractions=tuple(fractions), ids=ids,
+                       groups=[source.group(i) for i in ids], rows=rows, scores=scores,
+                       losses=list(split_scores.losses), settings=settings, tiled=tiled, ignore_class=ignore_class,
+                       ignore_empty=bool(ignore_empty))
 
-        # One set: the previous evaluation's files go first, metrics.json comes last (tfseg.outputs.begin_set).
-        outputs.begin_set(out, OUTPUT_FILES, "tfseg evaluate")
-        write_rows_csv(fileio.join(out, "per_image.csv"), rows_named)
-        write_per_class_csv(fileio.join(out, "per_class.csv"), result["per_class"])
-        dice = np.array([row["dice"] for row in rows_named])
-        plot_dice_histogram(dice, fileio.join(out, "dice_histogram.png"))
-        plot_best_worst(*rows.figures(), dice, fileio.join(out, "best_worst.png"), ids=[row["id"] for row in rows_named])
-        fileio.write_json_atomic(fileio.join(out, "metrics.json"), result)
-        outputs.finish_set(out, OUTPUT_FILES)
+
+def _count_values(scored: ScoredSplit, prefix: str = "") -> Dict[str, np.ndarray]:
+    """``{prefix + "tp"/"fp"/"fn"/"tn": [images, K]}``: the per-image pixel counts of a scored split."""
+    counts = np.stack(scored.rows.counts)  # [images, 4, K]
+    return {f"{prefix}{name}": counts[:, i] for i, name in enumerate(("tp", "fp", "fn", "tn"))}
+
+
+def _split_score(scored: ScoredSplit, name: str, prefix: str = ""):
+    """The statistic: ``name`` (``dice``/``iou``) of the summed counts, by the metric's own rule."""
+    scorer = scored.rows.scorers[name]
+
+    def statistic(sums):
+        return scorer.score_counts(*(sums[f"{prefix}{key}"] for key in ("tp", "fp", "fn", "tn")))
+
+    return statistic
+
+
+def bootstrap_info(scored: ScoredSplit, resamples: int) -> Dict[str, Any]:
+    """What ``metrics.json`` says of the intervals: method, resamples, seed, level and the units drawn."""
+    from tfseg import stats
+
+    _, units, kind = stats.units_of(scored.groups, len(scored.ids))
+    return {"method": "percentile", "resamples": int(resamples), "seed": stats.SEED, "level": stats.LEVEL,
+            "units": kind, "num_units": units}
+
+
+def confidence_intervals(scored: ScoredSplit, resamples: int = RESAMPLES) -> Dict[str, Any]:
+    """95% percentile bootstrap intervals of a split's headline scores (:mod:`tfseg.stats`).
+
+    The images of the split (or its groups, when the source groups its samples) are drawn with
+    replacement ``resamples`` times (seed :data:`tfseg.stats.SEED`); each draw is scored as the
+    split is: ``dice``/``iou`` from the summed pixel counts by the metrics' rule
+    (:meth:`tfseg.metrics.Dice.score_counts`), ``loss`` as the mean of the per-image losses, the
+    per-image means over the images with a score.
+
+    Returns:
+        ``{"dice_ci95", "iou_ci95"(, "loss_ci95"), "dice_mean_ci95", "iou_mean_ci95": [low, high] or None,
+        "bootstrap": bootstrap_info(...)}``.
+    """
+    from tfseg import stats
+
+    options = {"groups": scored.groups, "resamples": resamples}
+    counts = _count_values(scored)
+    intervals: Dict[str, Any] = {f"{name}_ci95": stats.bootstrap(_split_score(scored, name), counts, **options)
+                                 for name in ("dice", "iou")}
+    if scored.scores.get("loss") is not None and scored.losses:
+        intervals["loss_ci95"] = stats.bootstrap(stats.mean_statistic("value", "counted"),
+                                                 stats.per_image_values(scored.losses), **options)
+    for name in ("dice", "iou"):
+        intervals[f"{name}_mean_ci95"] = stats.bootstrap(
+            stats.mean_statistic("value", "counted"), stats.per_image_values([row[name] for row in scored.rows.rows]),
+            **options)
+    intervals["bootstrap"] = bootstrap_info(scored, resamples)
+    return intervals
+
+
+def compare(model_a: str, model_b: str, data: Optional[str] = None, split: str = "test",
+            batch_size: Optional[int] = None, tiled: Optional[bool] = None, tta: Optional[str] = None,
+            ignore_class: Optional[int] = None, resamples: int = RESAMPLES,
+            out: Optional[str] = None, overwrite: bool = False) -> Dict[str, Any]:
+    """Two models on the same images: their Dice and the paired difference with its 95% interval.
+
+    Both models are scored by :func:`score_model` (the one path of ``evaluate``) on one split:
+    ``data`` (default: A's run's SOURCE) with A's split seed and fractions, so both see the same
+    images whatever B was trained on. The difference ``A - B`` is bootstrapped by drawing the
+    images (or groups) once per resample for both models (a paired bootstrap: what varies from
+    image to image varies alike for both and leaves the difference), by :mod:`tfseg.stats`.
+
+    Args:
+        model_a, model_b: ``model.keras`` files or run folders.
+        data, split, batch_size, tiled, tta, ignore_class: as in :func:`evaluate` (each model
+            keeps its own run's tiling unless ``tiled`` is given).
+        resamples: bootstrap resamples.
+        out: a ``.json`` file for the result (``--out``); replaced only with ``overwrite``.
+
+    Returns:
+        ``{"split", "data", "num_images", "a": {"model", "dice", "iou", "dice_ci95", "dice_mean"},
+        "b": {...}, "difference": {"dice", "dice_ci95", "dice_mean", "dice_mean_ci95"}, "bootstrap"}``
+        (``difference`` is A - B: ``dice`` of the split's pixel counts, ``dice_mean`` the mean of the
+        per-image differences over the images both score).
+
+    Raises:
+        ConfigError: no data source, an unknown split, or the two models do not score the same images.
+    """
+    from tfseg import stats
+    from tfseg.saving import locate_model
+
+    if out:
+        target = _json_target(out, overwrite, [locate_model(model_a)[0], locate_model(model_b)[0]])
+    first = score_model(model_a, data=data, split=split, batch_size=batch_size, tiled=tiled, tta=tta,
+                        ignore_class=ignore_class)
+    second = score_model(model_b, data=first.data, split=split, batch_size=batch_size, seed=first.seed,
+                         fractions=first.fractions, tiled=tiled, tta=tta, ignore_class=first.ignore_class)
+    if first.ids != second.ids:
+        raise ConfigError(f"compare: the models scored different images of {first.data} ({split})")
+    if first.settings.num_classes != second.settings.num_classes:
+        raise ConfigError(f"compare: {first.path} predicts {first.settings.num_classes} class(es), "
+                          f"{second.path} {second.settings.num_classes}")
+    options = {"groups": first.groups, "resamples": resamples}
+    counts = {**_count_values(first, "a_"), **_count_values(second, "b_")}
+    dice_a, dice_b = _split_score(first, "dice", "a_"), _split_score(second, "dice", "b_")
+    per_image = [row_a["dice"] - row_b["dice"] for row_a, row_b in zip(first.rows.rows, second.rows.rows)]
+    paired = stats.per_image_values(per_image)  # NaN (an image one of them does not score): left out
+    result = {
+        "split": split, "data": first.data, "num_images": len(first.ids),
+        "difference": {
+            "dice": first.scores["dice"] - second.scores["dice"],
+            "dice_ci95": stats.bootstrap(lambda sums: dice_a(sums) - dice_b(sums), counts, **options),
+            "dice_mean": float(np.nanmean(per_image)) if np.isfinite(per_image).any() else None,
+            "dice_mean_ci95": stats.bootstrap(stats.mean_statistic("value", "counted"), paired, **options),
+        },
+        "bootstrap": bootstrap_info(first, resamples),
+    }
+    for key, scored in (("a", first), ("b", second)):
+        dice = [row["dice"] for row in scored.rows.rows]
+        result[key] = {"model": scored.path, "dice": scored.scores["dice"], "iou": scored.scores["iou"],
+                       "dice_ci95": stats.bootstrap(_split_score(scored, "dice"), _count_values(scored), **options),
+                       "dice_mean": float(np.nanmean(dice)) if np.isfinite(dice).any() else None}
+    if out:
+        from tfseg import outputs
+
+        folder, name = target
+        fileio.makedirs(folder)
+        outputs.claim(folder, [name], "tfseg compare")
+        fileio.write_json_atomic(fileio.join(folder, name), result)
     return result
+
+
+
+def _json_target(path: str, overwrite: bool, inputs: Sequence[str]):
+    """``(folder, name)`` of a JSON file a verb may write (``compare --out``), checked by the outputs rules
+    (:mod:`tfseg.outputs`: not an input, not in a run folder, replaced only when tfseg wrote it and
+    ``overwrite``), before any work is done.
+
+    Raises:
+        ConfigError: the name does not end with ``.json``.
+        TfsegError: the rules above.
+    """
+    from tfseg import outputs
+
+    path = fileio.fspath(path)
+    if not path.endswith(".json"):
+        raise ConfigError(f"out {path}: the file name must end with .json")
+    folder, name = fileio.dirname(fileio.abspath(path)), fileio.basename(path)
+    outputs.check_output_folder(folder)
+    outputs.refuse_run_folder(folder)
+    outputs.check_targets(folder, [name], overwrite, inputs=inputs)
+    return folder, name

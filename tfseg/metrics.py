@@ -419,6 +419,20 @@ class _CountMetric(keras.metrics.Metric):
         tp, fp, fn, tn = (ops.take(c, self._selected, axis=-1) for c in (tp, fp, fn, tn))
         return mean_over_classes(self._class_score(tp, fp, fn, tn), tp, fp, fn, self.ignore_empty)
 
+    def score_counts(self, tp, fp, fn, tn) -> np.ndarray:
+        """The score of confusion counts ``[..., K]`` (:func:`confusion_counts`, e.g. summed over some
+        images): float64 ``[...]``, what :meth:`result` gives after exactly those counts (the global
+        reduction), ``NaN`` where no class counts. Resampled sums are scored with it (:mod:`tfseg.stats`).
+
+        Raises:
+            ConfigError: the metric has no class count yet (give ``num_classes``).
+        """
+        if self._classes is None:
+            raise ConfigError(f"{self.name}: score_counts needs num_classes")
+        counts = [ops.convert_to_tensor(np.asarray(c, np.float32)) for c in (tp, fp, fn, tn)]
+        value, _ = self._reduce(*counts)
+        return np.asarray(ops.convert_to_numpy(value), np.float64)
+
     def update_state(self, y_true, y_pred, sample_weight=None):
         if self._classes is None:
             self._build(prediction_classes(y_pred))

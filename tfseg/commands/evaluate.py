@@ -47,6 +47,8 @@ def register(subparsers):
                              "predicted has no score)")
     parser.add_argument("--include-background", action="store_true",
                         help="the per-class table's means include class 0 (default: left out)")
+    parser.add_argument("--resamples", type=int, default=None, metavar="N",
+                        help="bootstrap resamples of the 95%% intervals (default: 1000; 0: no intervals)")
     parser.set_defaults(run=run)
     return parser
 
@@ -54,6 +56,7 @@ def register(subparsers):
 def run(args) -> int:
     from tfseg.config import TrainConfig
     from tfseg.evaluation import evaluate
+    from tfseg.stats import RESAMPLES
     from tfseg.saving import locate_model
 
     fractions = None
@@ -66,16 +69,18 @@ def run(args) -> int:
     result = evaluate(args.model, data=args.data, split=args.split, out=args.out, batch_size=args.batch_size,
                       seed=args.seed, fractions=fractions, tiled=args.tiled, tta=args.tta,
                       overwrite=args.overwrite, ignore_class=args.ignore_class, ignore_empty=not args.count_empty,
-                      include_background=args.include_background)
+                      include_background=args.include_background,
+                      resamples=RESAMPLES if args.resamples is None else args.resamples)
     scores, per_image = result[args.split], result["per_image"]
     loss = scores.get("loss")
     unscored = scores["num_images"] - per_image["scored_images"]
-    print(f"{args.split}: dice {_number(scores['dice'])}  iou {_number(scores['iou'])}"
-          + ("" if loss is None or math.isnan(loss) else f"  loss {loss:.4f}")
+    print(f"{args.split}: dice {number(scores['dice'])}{interval_text(scores.get('dice_ci95'))}"
+          f"  iou {number(scores['iou'])}{interval_text(scores.get('iou_ci95'))}"
+          + ("" if loss is None or math.isnan(loss) else f"  loss {loss:.4f}{interval_text(scores.get('loss_ci95'))}")
           + f"  ({scores['num_images']} {'whole images, sliding window' if result['tiled'] else 'images'}"
           + (", flip TTA" if result["tta"] == "flips" else "")
-          + f"; per-image dice mean {_number(per_image['dice_mean'])}, "
-          f"median {_number(per_image['dice_median'])}"
+          + f"; per-image dice mean {number(per_image['dice_mean'])}"
+          f"{interval_text(per_image.get('dice_mean_ci95'))}, median {number(per_image['dice_median'])}"
           + (f" over {per_image['scored_images']} (the other {unscored}: nothing true, nothing predicted)"
              if unscored else "")
           + f"; hd95 median {per_image['hausdorff95_median']:.2f} px)")
@@ -84,11 +89,23 @@ def run(args) -> int:
     ignored = "" if result["ignore_class"] is None else f" (mask value {result['ignore_class']} ignored)"
     print(f"per class on {args.split}{ignored}:")
     print(format_per_class(result["per_class"]))
+    if "bootstrap" in result:
+        units = result["bootstrap"]
+        print(f"[low, high]: 95% bootstrap intervals ({units['resamples']} resamples of the {units['num_units']} "
+              f"{units['units']}, percentile, seed {units['seed']})")
     if args.out:
         print(f"wrote {args.out}/metrics.json, per_image.csv, per_class.csv, dice_histogram.png, best_worst.png")
     return 0
 
 
-def _number(value) -> str:
+def number(value) -> str:
     """A score as printed: 4 decimals, ``-`` for none (nothing true and nothing predicted)."""
     return "-" if value is None or value != value else f"{value:.4f}"
+
+
+def interval_text(interval, signed: bool = False) -> str:
+    """`` [low, high]`` of a 95% interval as printed (nothing when there is none)."""
+    if interval is None:
+        return ""
+    form = "{:+.4f}" if signed else "{:.4f}"
+    return " [" + ", ".join(form.format(v) for v in interval) + "]"
