@@ -286,8 +286,12 @@ def format_per_class(table: Dict[str, Any]) -> str:
                      f"{row['true_pixels']:>11}  {row['predicted_pixels']:>9}")
     background = "background included" if table.get("background_included", True) else "background (0) left out"
     lines.append(f"{'mean':>5}  {number(table['mean_iou'])}  {number(table['mean_dice'])}  "
-                 f"(over the {table['classes_scored']} classes with pixels; {background})")
+                 f"(over {_classes(table['classes_scored'])} with pixels; {background})")
     return "\n".join(lines)
+
+
+def _classes(count: int) -> str:
+    return f"{count} class" if count == 1 else f"{count} classes"
 
 
 def write_per_class_csv(path: str, table: Dict[str, Any]) -> None:
