@@ -51,6 +51,9 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
 
     Args:
         config: every setting; ``config.out`` is RUN_DIR (default ``runs/<model>-<data kind>``).
+            With ``config.folds`` K: cross-validation into ``RUN_DIR/fold-1 .. fold-K`` (only fold
+            ``config.fold`` when given) and ``RUN_DIR/cv.json``; returns :func:`tfseg.training.cv.train_folds`'s
+            summary.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
         force_new: move an existing run folder aside instead of resuming it.
 
@@ -77,6 +80,15 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
         ['dice', 'iou', 'loss', 'num_images']
     """
     config.validate()
+    if config.folds is not None:  # cross-validation: one run folder per fold (tfseg.training.cv)
+        from tfseg.training.cv import train_folds
+
+        return train_folds(config, verbose, force_new)
+    return train_run(config, verbose, force_new)
+
+
+def train_run(config: TrainConfig, verbose: int = 1, force_new: bool = False) -> Dict[str, Any]:
+    """One run folder, ``config.out`` (:func:`train` without its cross-validation; a fold's run is one)."""
     from tfseg import progress
 
     with progress.quiet(True) if not verbose else contextlib.nullcontext():
