@@ -67,6 +67,8 @@ def test_draws_are_seeded_and_sum_to_the_units():
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, stats.draws(7, 50, seed=1))
     assert (a.sum(axis=1) == 7).all() and a.shape == (50, 7)
+    assert stats.draws(1, 3).tolist() == [[1.0], [1.0], [1.0]]  # one image, one resample: fine
+    assert stats.draws(4, 1).shape == (1, 4)
     with pytest.raises(ConfigError, match="no images"):
         stats.draws(0)
     with pytest.raises(ConfigError, match="resamples 0"):
@@ -85,6 +87,8 @@ def test_percentile_interval_leaves_out_resamples_without_a_score():
 def test_a_mean_over_images_without_scores():
     values = stats.per_image_values([0.5, np.nan, 1.0])
     assert values["counted"][:, 0].tolist() == [1.0, 0.0, 1.0]
+    whole = {key: value.sum(axis=0, keepdims=True) for key, value in values.items()}  # every image once
+    assert stats.mean_statistic("value", "counted")(whole).tolist() == [0.75]
     sums = {"value": np.array([[1.5], [0.0]]), "counted": np.array([[2.0], [0.0]])}
     result = stats.mean_statistic("value", "counted")(sums)
     assert result[0] == 0.75 and np.isnan(result[1])
