@@ -157,6 +157,9 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         ["-k", "not jax and not script"],
     ),
     "stats": ("tfseg/stats.py", None, ["tests/test_stats.py"], []),
+    "splits_folds": ("tfseg/data/splits.py", ["FoldSplit.__new__", "check_folds", "validate_fractions",
+                                              "assign_splits", "assign_folds"],
+                     ["tests/test_cross_validation.py", "tests/test_splits.py"], []),
     "evaluation_scores": (
         "tfseg/evaluation.py",
         ["ImageRows.__init__", "ImageRows.add", "per_class_scores", "summarize_rows", "write_rows_csv", "_no_score",
