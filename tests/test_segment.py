@@ -236,11 +236,13 @@ def test_a_saved_model_without_serving_windows_serves_as_exported(models, tmp_pa
 
 def test_a_run_trained_on_patches_predicts_tiled_at_its_scale(models, tmp_path):
     from tfseg.config import TrainConfig
+    from tfseg.models import build_model
 
     run = tmp_path / "run"
     run.mkdir()
-    models.model.save(str(run / "model.keras"))
-    (run / "config.json").write_text(TrainConfig(patch_size=16, scale=0.75, out=str(run)).to_json())
+    config = TrainConfig(patch_size=16, scale=0.75, base_filters=2, depth=1, out=str(run))
+    build_model(config.model, config.model_input_size(), 1, base_filters=2, depth=1).save(str(run / "model.keras"))
+    (run / "config.json").write_text(config.to_json())
     predictor = load_predictor(str(run))
     assert (predictor.kind, predictor.tiled, predictor.scale) == ("keras", True, 0.75)
     assert (load_predictor(str(run), tiled=False).tiled, load_predictor(str(run), tiled=False).scale) == (False, 1.0)

@@ -72,6 +72,7 @@ from keras import ops
 from tfseg import keras_compat
 from tfseg.config import LOSSES
 from tfseg.errors import ConfigError
+from tfseg.masks import check_num_classes
 from tfseg.metrics import prediction_classes
 
 EPSILON = 1e-7
@@ -129,9 +130,8 @@ def _check(num_classes=None, class_weights=None, binary_weights=False, **non_neg
     checks that need the class count to that call. ``binary_weights``: the loss takes
     ``[background, foreground]`` weights for one channel.
     """
-    if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) != num_classes
-                                    or num_classes < 1):
-        raise ConfigError(f"num_classes={num_classes!r}: must be a positive integer")
+    if num_classes is not None:
+        check_num_classes(num_classes)  # tfseg.masks: the one bound and message
     for name, value in non_negative.items():
         if value is None or not float(value) >= 0.0:
             raise ConfigError(f"{name}={value!r}: must be a non-negative number")

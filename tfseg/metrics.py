@@ -81,7 +81,7 @@ from keras import ops
 
 from tfseg import keras_compat
 from tfseg.errors import ConfigError
-from tfseg.masks import foreground
+from tfseg.masks import check_num_classes, foreground
 
 __all__ = [
     "COMPILE_NAMES",
@@ -167,11 +167,7 @@ def confusion_counts(
 
 def _check_num_classes(num_classes) -> Optional[int]:
     """``num_classes`` as an int (``None`` stays ``None``: inferred from the predictions)."""
-    if num_classes is None:
-        return None
-    if isinstance(num_classes, bool) or int(num_classes) != num_classes or int(num_classes) < 1:
-        raise ConfigError(f"num_classes={num_classes!r}: must be a positive integer")
-    return int(num_classes)
+    return None if num_classes is None else check_num_classes(num_classes)  # tfseg.masks: the one bound
 
 
 def prediction_classes(y_pred, num_classes: Optional[int] = None) -> int:

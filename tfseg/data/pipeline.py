@@ -111,38 +111,16 @@ def load_dataset(
                                source_options, image_size)
     size = image_hw(image_size)
     batch_size = _positive_int("batch_size", batch_size)
-    if split not in SPLITS + ("all",):
-        raise ConfigError(f"split {split!r}: choose one of train, val, test, all")
-    fractions = validate_fractions(fractions)
-    if cache is True or cache is False or cache is None:
-        cache = "memory" if cache else "none"
-    if cache not in CACHES:
-        raise ConfigError(f"cache {cache!r}: choose one of {', '.join(CACHES)}")
     config = augment_config(split == "train" if augment is None else augment)
     shuffle = split == "train" if shuffle is None else bool(shuffle)
 
-    opened = open_dataset_source(source, image_size=size, num_classes=num_classes, skip_bad=skip_bad,
-                                 **source_options)
-    classes = resolve_num_classes(opened, num_classes)
-    ids = opened.split_ids(split, seed=0 if seed is None else seed, fractions=fractions)
-    if not ids:
-        raise TfsegError(f"data source {opened.spec.text!r}: the {split!r} split is empty ({len(opened.ids())} samples)")
-
-    def resized(example):
-        mask = example["mask"]
-        if classes > 1:  # before resizing, which may skip the offending pixels
-            mask = _checked_class_ids(mask, classes, example["id"], opened.ignore_class)
-        return resize_example(example["image"], mask, size, classes)
+    def resized(image, mask, classes):
+        return resize_example(image, mask, size, classes)
 
     # Plain TensorFlow ops: autograph's source conversion would only add tracing time (a cold start cost).
     plain = tf.autograph.experimental.do_not_convert
-    ds = opened.examples(ids).map(plain(resized), num_parallel_calls=tf.data.AUTOTUNE)
-    if skip_bad and not opened.checked:
-        ds = ds.ignore_errors(log_warning=True)  # a source not checked up front drops what fails here
-    else:
-        # Every listed sample is known to decode: say how many, so that Keras counts the steps of an epoch
-        # (no "Your input ran out of data" warning) and a sample that went missing is an error, not a silent loss.
-        ds = ds.apply(tf.data.experimental.assert_cardinality(len(ids)))
+    ds, opened, classes, ids, cache = _split_examples(source, split, seed, cache, fractions, num_classes, skip_bad,
+                                                      source_options, size, plain(resized))
     sample_bytes = size[0] * size[1] * (3 + MASK_DTYPE.size)
     if use_memory_cache(cache, len(ids) * sample_bytes, f"{opened.spec.text} {split}"):
         ds = ds.cache()
@@ -240,6 +218,27 @@ def _stored_examples(source, split, scale, seed, cache, fractions, num_classes, 
 
     The stages: examples (original size) -> storage form (uint8, mask {0,1}/ids) -> ``scale`` -> cache.
     """
+    def stored(image, mask, classes):
+        return rescale_example(*native_example(image, mask, classes), scale)
+
+    # image_size only reaches ``synthetic``, which is generated at one size (its native size here).
+    ds, opened, classes, ids, cache = _split_examples(source, split, seed, cache, fractions, num_classes, skip_bad,
+                                                      source_options, image_size, stored)
+    sample_bytes = _native_sample_bytes(opened, ids, scale)
+    if use_memory_cache(cache, len(ids) * sample_bytes, f"{opened.spec.text} {split}"):
+        ds = ds.cache()
+    return ds, opened, classes, len(ids), sample_bytes
+
+
+def _split_examples(source, split, seed, cache, fractions, num_classes, skip_bad, source_options, image_size,
+                    transform):
+    """The first stages of both pipelines: ``(dataset, opened source, num_classes, ids, cache)``.
+
+    Checks ``split``, ``fractions`` and ``cache``; opens the source once (every setting reaches its
+    kind); lists the split's ids; maps each example's ``(image, mask)`` through
+    ``transform(image, mask, num_classes)`` after the class-id check (before any resize, which may skip
+    the offending pixels); counts the samples (or drops failures with ``skip_bad`` on an unchecked source).
+    """
     if split not in SPLITS + ("all",):
         raise ConfigError(f"split {split!r}: choose one of train, val, test, all")
     fractions = validate_fractions(fractions)
@@ -247,7 +246,6 @@ def _stored_examples(source, split, scale, seed, cache, fractions, num_classes, 
         cache = "memory" if cache else "none"
     if cache not in CACHES:
         raise ConfigError(f"cache {cache!r}: choose one of {', '.join(CACHES)}")
-    # image_size only reaches ``synthetic``, which is generated at one size (its native size here).
     opened = open_dataset_source(source, image_size=image_size, num_classes=num_classes, skip_bad=skip_bad,
                                  **source_options)
     classes = resolve_num_classes(opened, num_classes)
@@ -255,22 +253,21 @@ def _stored_examples(source, split, scale, seed, cache, fractions, num_classes, 
     if not ids:
         raise TfsegError(f"data source {opened.spec.text!r}: the {split!r} split is empty ({len(opened.ids())} samples)")
 
-    def stored(example):
+    def example_pair(example):
         mask = example["mask"]
-        if classes > 1:  # the same check as the resize path's, ignore value included
+        if classes > 1:
             mask = _checked_class_ids(mask, classes, example["id"], opened.ignore_class)
-        image, mask = native_example(example["image"], mask, classes)
-        return rescale_example(image, mask, scale)
+        return transform(example["image"], mask, classes)
 
-    ds = opened.examples(ids).map(stored, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = opened.examples(ids).map(tf.autograph.experimental.do_not_convert(example_pair),
+                                  num_parallel_calls=tf.data.AUTOTUNE)
     if skip_bad and not opened.checked:
-        ds = ds.ignore_errors(log_warning=True)
+        ds = ds.ignore_errors(log_warning=True)  # a source not checked up front drops what fails here
     else:
+        # Every listed sample is known to decode: say how many, so that Keras counts the steps of an epoch
+        # (no "Your input ran out of data" warning) and a sample that went missing is an error, not a silent loss.
         ds = ds.apply(tf.data.experimental.assert_cardinality(len(ids)))
-    sample_bytes = _native_sample_bytes(opened, ids, scale)
-    if use_memory_cache(cache, len(ids) * sample_bytes, f"{opened.spec.text} {split}"):
-        ds = ds.cache()
-    return ds, opened, classes, len(ids), sample_bytes
+    return ds, opened, classes, ids, cache
 
 
 def native_example(image, mask, num_classes: int = 1):

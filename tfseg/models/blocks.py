@@ -15,6 +15,7 @@ import keras
 from keras import layers
 
 from tfseg.errors import ConfigError
+from tfseg.masks import check_num_classes
 from tfseg.layers import BatchNorm, SizeCheck
 
 from tfseg.config import BATCH_NORM_LAYERS, image_hw  # noqa: E402
@@ -169,7 +170,8 @@ def check_choice(option: str, value, choices) -> None:
 def check_common(num_classes, depth, base_filters, dropout, batch_norm=True) -> None:
     """ConfigError for a non-positive count, a dropout rate outside [0, 1) or an unknown ``batch_norm``."""
     check_choice("batch_norm", batch_norm, BATCH_NORM_CHOICES)
-    for flag, value in (("num_classes", num_classes), ("depth", depth), ("base_filters", base_filters)):
+    check_num_classes(num_classes)  # tfseg.masks: the one bound and message
+    for flag, value in (("depth", depth), ("base_filters", base_filters)):
         if not _is_count(value):
             raise ConfigError(f"{flag} {value!r}: must be a positive integer")
     if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:

@@ -19,7 +19,7 @@ import keras
 
 from tfseg.errors import ConfigError
 from tfseg.config import UPSAMPLINGS, default
-from tfseg.models.blocks import BATCH_NORM_CHOICES, check_choice, conv_bn_relu, output_head, upsampled
+from tfseg.models.blocks import check_common, conv_bn_relu, output_head, upsampled
 from tfseg.models.encoders import STRIDES, build_encoder, check_image_size, get_encoder_spec
 
 
@@ -36,12 +36,8 @@ def decoder_block(x, skip, filters: int, upsampling: str, batch_norm: bool, drop
 
 
 def check_common_options(num_classes: int, dropout: float, batch_norm=True) -> None:
-    """ConfigError for a class count, dropout rate or ``batch_norm`` that cannot work."""
-    check_choice("batch_norm", batch_norm, BATCH_NORM_CHOICES)
-    if int(num_classes) < 1:
-        raise ConfigError(f"num_classes {num_classes!r}: must be a positive integer")
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ConfigError(f"dropout {dropout!r}: must be in [0, 1)")
+    """ConfigError for a class count, dropout rate or ``batch_norm`` that cannot work (:func:`check_common`)."""
+    check_common(num_classes, 1, 1, dropout, batch_norm)
 
 
 def build_encoder_unet(
