@@ -56,8 +56,11 @@ def test_bad_fold_settings_are_one_line():
         TrainConfig(folds=3, fold=4)
     with pytest.raises(ConfigError, match="needs --folds"):
         TrainConfig(fold=1)
-    assert TrainConfig(folds=3, fold=2).split_fractions() == TrainConfig().split_fractions()
-    assert isinstance(TrainConfig(folds=3, fold=2).split_fractions(), FoldSplit)
+    fold = TrainConfig(folds=3, fold=2).split_fractions()
+    assert tuple(fold) == TrainConfig().split_fractions() and isinstance(fold, FoldSplit)
+    # another fold, or no fold, is another split
+    assert fold != TrainConfig().split_fractions() and fold != TrainConfig(folds=3, fold=1).split_fractions()
+    assert fold == TrainConfig(folds=3, fold=2).split_fractions()
     assert cli.main(["train", "--folds", "3", "--fold", "5"]) == 2
 
 

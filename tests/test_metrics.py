@@ -586,3 +586,11 @@ def test_ignore_class_with_pixel_sample_weight_multiplies_both(cls, per_image, c
     plain = cls(num_classes=classes, per_image=per_image, class_ids=ignoring.class_ids)
     plain.update_state(np.where(y_true == 255, 0, y_true), y_pred, sample_weight=weights * keep)
     assert float(ignoring.result()) == pytest.approx(float(plain.result()), abs=1e-6)
+
+
+@pytest.mark.parametrize("metric_class", [Dice, IoU])
+def test_per_image_counts_an_image_whose_every_pixel_is_missed(metric_class):
+    # image 0: all foreground, nothing predicted (score 0); image 1: perfect (score 1)
+    y_true = np.stack([np.ones((4, 4, 1)), np.pad(np.ones((2, 2, 1)), ((1, 1), (1, 1), (0, 0)))]).astype("float32")
+    y_pred = np.stack([np.zeros((4, 4, 1)), y_true[1]]).astype("float32")
+    assert run_metric(metric_class(per_image=True), [(y_true, y_pred)]) == pytest.approx(0.5, abs=TOL)

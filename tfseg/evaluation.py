@@ -9,8 +9,9 @@ own mask (:func:`score_split`). ``tfseg evaluate`` and the val/test scores of a 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
-from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -437,6 +438,7 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     return result
 
 
+@dataclasses.dataclass
 class ScoredSplit:
     """One model's scores of one split (:func:`score_model`), with what a bootstrap needs.
 
@@ -448,8 +450,20 @@ class ScoredSplit:
         settings, tiled, ignore_class, ignore_empty: how the images were predicted and scored.
     """
 
-    def __init__(self, **fields):
-        self.__dict__.update(fields)
+    path: str
+    data: str
+    split: str
+    seed: int
+    fractions: Tuple[float, float, float]
+    ids: List[str]
+    groups: List[str]
+    rows: ImageRows
+    scores: Dict[str, Optional[float]]
+    losses: List[float]
+    settings: Any
+    tiled: bool
+    ignore_class: Optional[int]
+    ignore_empty: bool
 
 
 def score_model(model_path: str, data: Optional[str] = None, split: str = "test", batch_size: Optional[int] = None,
@@ -472,7 +486,10 @@ def score_model(model_path: str, data: Optional[str] = None, split: str = "test"
     if not data:
         raise ConfigError(f"data: required ({path} is not inside a run folder with a config.json)")
     seed = defaults.seed if seed is None else int(seed)
-    fractions = tuple(fractions) if fractions is not None else defaults.split_fractions()
+    from tfseg.data.splits import validate_fractions
+
+    # (a fold's run: a FoldSplit, whose validation split is its fold; kept as it is)
+    fractions = validate_fractions(fractions if fractions is not None else defaults.split_fractions())
     batch_size = int(batch_size or defaults.batch_size)
 
     patch_trained = run_config is not None and run_config.patch_size is not None
@@ -509,8 +526,8 @@ def score_model(model_path: str, data: Optional[str] = None, split: str = "test"
 
         outputs.refuse_inside_source(out, source)  # figures among the masks would be read back as data
     ids = list(source.split_ids(split, seed=seed, fractions=fractions))
-    if run_config is not None and (str(data), seed, tuple(fractions)) == (
-        str(run_config.data), run_config.seed, tuple(run_config.split_fractions())
+    if run_config is not None and (str(data), seed, fractions) == (
+        str(run_config.data), run_config.seed, validate_fractions(run_config.split_fractions())
     ):
         # the run's own split: it must still be the one the run trained with (splits.json)
         from tfseg.training.run_folder import check_stored_splits
@@ -527,7 +544,7 @@ def score_model(model_path: str, data: Optional[str] = None, split: str = "test"
     scores = score_split(settings, keras_windows(model), examples, batch_size=batch_size, desc=f"scoring {split}",
                          count=len(ids), rows=rows, scores=split_scores)
     rows.named(ids)
-    return ScoredSplit(path=path, data=str(data), split=split, seed=seed, fractions=tuple(fractions), ids=ids,
+    return ScoredSplit(path=path, data=str(data), split=split, seed=seed, fractions=fractions, ids=ids,
                        groups=[source.group(i) for i in ids], rows=rows, scores=scores,
                        losses=list(split_scores.losses), settings=settings, tiled=tiled, ignore_class=ignore_class,
                        ignore_empty=bool(ignore_empty))

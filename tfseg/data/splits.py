@@ -66,6 +66,17 @@ class FoldSplit(tuple):
     def __repr__(self):
         return f"FoldSplit({tuple(self)!r}, fold={self.fold}, folds={self.folds})"
 
+    # another fold (or no fold) is another split, whatever the fractions
+    def __eq__(self, other):
+        return (tuple(self) == tuple(other) and isinstance(other, FoldSplit)
+                and (self.fold, self.folds) == (other.fold, other.folds))
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash((tuple(self), self.fold, self.folds))
+
     def __reduce__(self):
         return (FoldSplit, (tuple(self), self.fold, self.folds))
 
