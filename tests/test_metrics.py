@@ -594,3 +594,11 @@ def test_per_image_counts_an_image_whose_every_pixel_is_missed(metric_class):
     y_true = np.stack([np.ones((4, 4, 1)), np.pad(np.ones((2, 2, 1)), ((1, 1), (1, 1), (0, 0)))]).astype("float32")
     y_pred = np.stack([np.zeros((4, 4, 1)), y_true[1]]).astype("float32")
     assert run_metric(metric_class(per_image=True), [(y_true, y_pred)]) == pytest.approx(0.5, abs=TOL)
+
+
+def test_an_image_whose_background_is_all_predicted_as_another_class_is_seen():
+    # every pixel true class 0, predicted class 2: classes 0 and 2 score 0, class 1 (absent) counts 1 on request
+    y_true = np.zeros((1, 2, 2, 1), "int32")
+    y_pred = np.eye(3, dtype="float32")[np.full((1, 2, 2), 2)]
+    assert run_metric(Dice(num_classes=3, ignore_empty=False), [(y_true, y_pred)]) == pytest.approx(1 / 3, abs=TOL)
+    assert run_metric(Dice(num_classes=3), [(y_true, y_pred)]) == 0.0

@@ -432,3 +432,12 @@ def test_every_command_of_docs_multiclass_runs_as_written(tmp_path, monkeypatch,
     assert "3 classes (mask value 255 ignored)" in printed and "background (0) left out" in printed
     result = json.load(open(tmp_path / "runs" / "camvid" / "eval" / "metrics.json"))
     assert result["ignore_class"] == IGNORE and [row["class"] for row in result["per_class"]["classes"]] == [0, 1, 2]
+
+
+def test_colour_map_headers_blank_lines_and_comments(tmp_path):
+    from tfseg.data.files import read_colormap
+
+    # a first line that does not start with a number is a header, whatever follows it
+    path = tmp_path / "classes.csv"
+    path.write_text("id,0,0,0\n\n , , , \n# a note\n0,0,0,0\n1,9,9,9\n")
+    assert read_colormap(str(path)).colours == {(0, 0, 0): 0, (9, 9, 9): 1}
