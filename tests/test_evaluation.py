@@ -273,3 +273,10 @@ def test_compare_scores_both_models_on_the_same_images(tmp_path, capsys):
     assert main(["compare", good, loose, "--data", data, "--split", "train", "--out", out, "--overwrite"]) == 0
     assert main(["compare", good, loose, "--data", data, "--out", str(tmp_path / "x.txt")]) == 2
     assert ".json" in capsys.readouterr().err
+
+
+def test_a_class_with_a_single_pixel_is_scored():
+    # one pixel of class 1 predicted where the truth is 0: Dice 0, not "no score"
+    table = per_class_scores(np.array([[10, 1], [0, 0]]))
+    assert table["classes"][1]["dice"] == 0.0 and table["classes"][1]["iou"] == 0.0
+    assert table["mean_dice"] == 0.0 and table["classes_scored"] == 1
