@@ -275,7 +275,7 @@ def test_compare_scores_both_models_on_the_same_images(tmp_path, capsys):
     assert ".json" in capsys.readouterr().err
 
 
-def test_a_class_with_a_single_pixel_is_scored():
+def test_a_single_pixel_of_a_class_predicted_but_never_true_is_scored():
     # one pixel of class 1 predicted where the truth is 0: Dice 0, not "no score"
     table = per_class_scores(np.array([[10, 1], [0, 0]]))
     assert table["classes"][1]["dice"] == 0.0 and table["classes"][1]["iou"] == 0.0

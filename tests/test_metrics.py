@@ -602,3 +602,6 @@ def test_an_image_whose_background_is_all_predicted_as_another_class_is_seen():
     y_pred = np.eye(3, dtype="float32")[np.full((1, 2, 2), 2)]
     assert run_metric(Dice(num_classes=3, ignore_empty=False), [(y_true, y_pred)]) == pytest.approx(1 / 3, abs=TOL)
     assert run_metric(Dice(num_classes=3), [(y_true, y_pred)]) == 0.0
+    # and the other way round: every pixel true class 2, predicted class 0
+    y_true, y_pred = np.full((1, 2, 2, 1), 2, "int32"), np.eye(3, dtype="float32")[np.zeros((1, 2, 2), int)]
+    assert run_metric(Dice(num_classes=3, ignore_empty=False), [(y_true, y_pred)]) == pytest.approx(1 / 3, abs=TOL)
