@@ -11,7 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -193,3 +195,15 @@ def test_batch_norm_quick_compares_both_layers_per_precision(tmp_path):
         assert row["keras_img_s"] > 0 and row["bfloat16_img_s"] > 0
         assert [len(row["rounds"][layer]) for layer in ("keras", "bfloat16")] == [2, 2]
         assert row["ratio_min"] <= row["bfloat16_over_keras"] <= row["ratio_max"]
+
+
+@pytest.mark.slow
+def test_class_weights_quick_trains_without_and_with_auto_weights(tmp_path):
+    report = run_quick("class_weights", tmp_path, "--work", str(tmp_path / "work"))
+    rows = report["rows"]
+    assert [(row["loss"], row["class_weights"]) for row in rows] == [("cce", "none"), ("cce", "auto")]
+    assert rows[0]["weights_used"] is None and len(rows[1]["weights_used"]) == 3
+    stored = json.loads((tmp_path / "work" / "cce-auto" / "class_weights.json").read_text())
+    assert rows[1]["weights_used"] == stored["weights"] and stored["weights"][2] > stored["weights"][1]
+    masks = sorted((tmp_path / "work" / "data" / "masks").iterdir())
+    assert len(masks) == 24 and set(np.unique(np.asarray(Image.open(masks[0])))) <= {0, 1, 2}

@@ -1,6 +1,7 @@
 """tfds: source, offline: ``tfds.testing.mock_data`` for oxford_iiit_pet, and the shipped PH2/MADS builders on their dummy_data."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,21 @@ def test_shipped_mads_builder_groups_frames_by_sequence(tmp_path):
 def test_one_fit_step_on_mocked_pets(tmp_path):
     with tfds.testing.mock_data(num_examples=6):
         fit_one_step("tfds:oxford_iiit_pet", tfds_splits=("train", "test"))
+
+
+def test_a_build_is_quiet_and_another_manual_dir_is_told_it_reads_the_build(tmp_path, capfd, caplog):
+    source_text = f"tfds:ph2?manual_dir={PH2_DUMMY}&data_dir={tmp_path}"
+    open_source(source_text)
+    captured = capfd.readouterr()
+    printed = captured.out + captured.err
+    # No cursor escape codes of TFDS's progress bars (not a terminal), no deprecation warnings.
+    assert "\x1b[" not in printed and "eprecat" not in printed and "dataset_info.json" not in printed
+    assert not [r for r in caplog.records if r.name.startswith("tfseg") and r.levelname == "WARNING"]
+    open_source(source_text)  # the folder it was built from: nothing to say
+    assert not [r for r in caplog.records if "not the files in manual_dir" in r.getMessage()]
+    other = tmp_path / "ph2_again"
+    shutil.copytree(PH2_DUMMY, other)
+    source = open_source(f"tfds:ph2?manual_dir={other}&data_dir={tmp_path}")
+    [warning] = [r.getMessage() for r in caplog.records if "not the files in manual_dir" in r.getMessage()]
+    assert f"prepared from {PH2_DUMMY}" in warning and str(other) in warning and "delete that folder" in warning
+    assert source.ids() == ["train/000000", "train/000001", "train/000002"]

@@ -154,6 +154,30 @@ def test_a_nan_loss_stops_with_advice(folder_data, tmp_path, monkeypatch, value)
 
 
 @pytest.mark.slow
+def test_a_complete_run_deletes_its_backup_weights_and_refuses_more_epochs_by_name(synthetic_run):
+    config, _ = synthetic_run
+    backup = os.path.join(config.out, "backup")
+    assert os.listdir(backup) == ["state.json"]
+    with open(os.path.join(backup, "state.json")) as f:
+        state = json.load(f)
+    assert state["weights"] is None and state["epoch"] == 2
+    assert training.run_status(config) == "complete"
+    with pytest.raises(ConfigError, match=r"backup weights were removed then; .*--keep-backup.*--force-new"):
+        training.run_status(dataclasses.replace(config, epochs=3))
+
+
+@pytest.mark.slow
+def test_keep_backup_keeps_the_weights_and_more_epochs_continue_the_run(folder_data, tmp_path):
+    config = TrainConfig(data=folder_data, epochs=1, keep_backup=True, out=str(tmp_path / "run"), **TINY)
+    training.train(config, verbose=0)
+    assert any(name.endswith(".weights.h5") for name in os.listdir(os.path.join(config.out, "backup")))
+    # keep_backup may change between the calls: without it, the extended run then deletes them.
+    metrics = training.train(dataclasses.replace(config, epochs=2, keep_backup=False), verbose=0)
+    assert metrics["epochs_completed"] == 2
+    assert os.listdir(os.path.join(config.out, "backup")) == ["state.json"]
+
+
+@pytest.mark.slow
 def test_tensorboard_logs_scalars_and_prediction_images(folder_data, tmp_path):
     pytest.importorskip("tensorboard")
     config = TrainConfig(data=folder_data, epochs=1, tensorboard=True, out=str(tmp_path / "run"), **TINY)

@@ -148,6 +148,10 @@ class TrainConfig:
                                              "learning rate x0.1")
     # optimisation
     loss: str = _setting("bce_dice", "training loss", LOSSES)
+    class_weights: Optional[str] = _setting(None, "weigh the loss by true class: auto (median-frequency balancing "
+                                                  "measured on the training split) or w0,w1,... (class 0 first; "
+                                                  "binary: background,foreground, with --loss bce)",
+                                            metavar="auto|W0,W1,...")
     learning_rate: float = _setting(2e-3, "Adam's peak learning rate")
     lr_schedule: str = _setting("cosine", "cosine: linear warm-up for one epoch, then cosine decay to 0 at the "
                                 "last epoch; plateau: constant, halved when validation Dice stalls",
@@ -165,6 +169,8 @@ class TrainConfig:
     seed: int = _setting(0, "seeds the split, shuffling, augmentation and weight initialisation")
     deterministic: bool = _setting(False, "deterministic TensorFlow ops (slower; identical runs on one machine)")
     tensorboard: bool = _setting(False, "write TensorBoard logs and prediction images to RUN_DIR/logs")
+    keep_backup: bool = _setting(False, "keep backup/'s last-epoch weights and optimizer state (about 3x the size of "
+                                 "model.keras) when the run completes, so that more --epochs can continue it")
     out: Optional[str] = _setting(None, "run folder (default: runs/<model>-<data kind>)", metavar="RUN_DIR")
 
     def __post_init__(self):
@@ -216,6 +222,9 @@ class TrainConfig:
             raise ConfigError(f"learning_rate {self.learning_rate!r}: must be a positive finite number")
         if self.ignore_class is not None:  # num_classes 1: the data's count, checked when the data is opened
             check_ignore_class(self.ignore_class, self.num_classes if self.num_classes > 1 else None)
+        from tfseg.balance import check_class_weights_loss
+
+        check_class_weights_loss(self.class_weights, self.loss, self.num_classes)
         if self.freeze_encoder_epochs and not self.encoder and self.model == "unet":
             raise ConfigError("freeze_encoder_epochs: needs a pretrained --encoder")
 

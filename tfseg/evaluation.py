@@ -3,7 +3,9 @@
 Every score here is of whole images at their own size: each image goes through the one path
 from image to mask (:mod:`tfseg.segment`, what ``tfseg predict`` runs) and is compared with its
 own mask (:func:`score_split`). ``tfseg evaluate`` and the val/test scores of a run's
-``metrics.json`` are both this.
+``metrics.json`` are both this. With a clean-up of the masks (``settings.cleanup``,
+:mod:`tfseg.postprocess`) the scores are of the cleaned masks, and the Dice and IoU of the masks
+before it are reported beside them (``without_cleanup``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from tfseg import fileio
 from tfseg.config import SPLITS, TrainConfig
 from tfseg.errors import ConfigError, TfsegError
+from tfseg.postprocess import mask_as_probabilities
 from tfseg.stats import RESAMPLES
 
 PER_IMAGE_COLUMNS = ("id", "dice", "iou", "hausdorff95", "mean_surface_distance")
@@ -113,14 +116,17 @@ class ImageRows:
         self.counts = []  # per image: float64 [4, K] (tp, fp, fn, tn; tfseg.metrics.confusion_counts)
         self.rows, self.images, self.trues, self.preds = [], [], [], []
 
-    def add(self, image, mask, probabilities) -> None:
+    def add(self, image, mask, probabilities, predicted=None) -> None:
+        """One image; ``predicted``: its mask when already made (:meth:`tfseg.segment.Settings.cleaned_mask`)."""
         from keras import ops
 
         from tfseg.boundary import surface_metrics
         from tfseg.metrics import confusion_counts
 
         true = mask[..., 0]
-        predicted = np.asarray(self.settings.mask(probabilities))
+        predicted = self.settings.cleaned_mask(probabilities) if predicted is None else predicted
+        if self.settings.cleanup.enabled:  # scored as the cleaned mask
+            probabilities = mask_as_probabilities(predicted, self.num_classes)
         ignore_class = self.ignore_class
         valid = np.ones(true.shape, bool) if ignore_class is None else true != ignore_class
         counts = confusion_counts(mask[np.newaxis], probabilities[np.newaxis], num_classes=self.num_classes,
@@ -177,19 +183,30 @@ def score_split(settings, predict, examples, loss=None, ignore_class: Optional[i
             are its own); default: a new one.
 
     Returns:
-        ``{"dice", "iou"}`` (+ ``"loss"``) as floats.
+        ``{"dice", "iou"}`` (+ ``"loss"``) as floats. With a clean-up (``settings.cleanup``) Dice and
+        IoU are of the cleaned masks, and ``"without_cleanup": {"dice", "iou"}`` of the masks before
+        it; the loss is of the probabilities either way.
     """
     from tfseg import progress
 
+    num_classes = settings.num_classes
     if scores is None:
-        scores = SplitScores(settings.num_classes, loss, ignore_class, ignore_empty)
+        scores = SplitScores(num_classes, loss, ignore_class, ignore_empty)
+    cleaned = SplitScores(num_classes, None, ignore_class, ignore_empty) if settings.cleanup.enabled else None
     with progress.bar(count, desc, unit="image") as counter:
         for image, mask, probabilities in predicted_examples(settings, predict, examples, batch_size):
             scores.add(mask, probabilities)
+            predicted = None
+            if cleaned is not None:
+                predicted = settings.cleaned_mask(probabilities)
+                cleaned.add(mask, mask_as_probabilities(predicted, num_classes))
             if rows is not None:
-                rows.add(image, mask, probabilities)
+                rows.add(image, mask, probabilities, predicted)
             counter.update()
-    return scores.result()
+    if cleaned is None:
+        return scores.result()
+    raw = scores.result()
+    return {**raw, **cleaned.result(), "without_cleanup": {"dice": raw["dice"], "iou": raw["iou"]}}
 
 
 def write_figures(run_dir: str, settings, predict, test_examples, count: int = 4,
@@ -346,7 +363,7 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
              fractions: Optional[Sequence[float]] = None, tiled: Optional[bool] = None,
              tta: Optional[str] = None, overwrite: bool = False,
              ignore_class: Optional[int] = None, ignore_empty: bool = True,
-             include_background: bool = False, resamples: int = RESAMPLES) -> Dict[str, Any]:
+             include_background: bool = False, resamples: int = RESAMPLES, cleanup=None) -> Dict[str, Any]:
     """Evaluate a saved model on one split of a data source.
 
     Unset arguments come from the model's run folder (``config.json`` next to
@@ -372,6 +389,10 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
             (:func:`tfseg.metrics.mean_over_classes`); False: such a class counts as 1.
         include_background: the per-class table's means include class 0 (default: left out).
         resamples: bootstrap resamples of the 95% intervals (:func:`confidence_intervals`; 0: none).
+        cleanup: clean the predicted masks (:mod:`tfseg.postprocess`): a :class:`~tfseg.postprocess.Cleanup`
+            or a mapping of its fields (``{"keep_largest": True}``); ``None``: none. Every score (split,
+            per image, per class, figures, intervals) is then of the cleaned masks, and
+            ``result[split]["without_cleanup"]`` holds the Dice and IoU before it.
         overwrite: replace the files of an earlier evaluation in ``out``. Files tfseg did not
             write are never replaced, and ``out`` may not be a run folder (only training writes
             there; a new sub-folder such as ``RUN_DIR/eval`` is fine): see :mod:`tfseg.outputs`.
@@ -379,9 +400,10 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
     Returns:
         ``{split: {"dice", "iou", "loss", "num_images", "dice_ci95", "iou_ci95", "loss_ci95"},
         "per_image": {..., "dice_mean_ci95", "iou_mean_ci95"}, "per_class": {...}, "bootstrap": {...},
-        "model", "data", "ignore_class"}``; each ``*_ci95`` is ``[low, high]``, the percentile
+        "model", "data", "ignore_class", "cleanup"}``; each ``*_ci95`` is ``[low, high]``, the percentile
         bootstrap interval over the split's images, or its groups when the source has groups
-        (:func:`confidence_intervals`).
+        (:func:`confidence_intervals`); ``cleanup``: its fields and ``"flags"``, the CLI flags that set it,
+        ``"none"`` for none.
         Every image is predicted by the one path of ``tfseg predict`` (:mod:`tfseg.segment`) and
         scored at its own size against its own mask, as training scores its val and test splits
         for ``metrics.json``. ``dice``/``iou`` are over all pixels of the split; ``loss`` is the mean
@@ -408,13 +430,15 @@ def evaluate(model_path: str, data: Optional[str] = None, split: str = "test", o
         outputs.refuse_run_folder(out)
         outputs.check_targets(out, OUTPUT_FILES, overwrite, inputs=[path])
     scored = score_model(model_path, data=data, split=split, batch_size=batch_size, seed=seed, fractions=fractions,
-                         tiled=tiled, tta=tta, ignore_class=ignore_class, ignore_empty=ignore_empty, out=out)
+                         tiled=tiled, tta=tta, ignore_class=ignore_class, ignore_empty=ignore_empty, out=out,
+                         cleanup=cleanup)
     rows, rows_named, settings = scored.rows, scored.rows.rows, scored.settings
     result = {split: {**scored.scores, "loss": scored.scores.get("loss"), "num_images": len(scored.ids)},
               "per_image": summarize_rows(rows_named),
               "per_class": per_class_scores(rows.confusion, include_background, ignore_empty),
               "model": scored.path, "data": scored.data, "tiled": scored.tiled, "tta": settings.tta,
-              "ignore_class": scored.ignore_class, "ignore_empty": bool(ignore_empty)}
+              "ignore_class": scored.ignore_class, "ignore_empty": bool(ignore_empty),
+              "cleanup": {**dataclasses.asdict(settings.cleanup), "flags": settings.cleanup.describe()}}
     if resamples:
         intervals = confidence_intervals(scored, resamples)
         result["bootstrap"] = intervals.pop("bootstrap")
@@ -469,17 +493,19 @@ class ScoredSplit:
 def score_model(model_path: str, data: Optional[str] = None, split: str = "test", batch_size: Optional[int] = None,
                 seed: Optional[int] = None, fractions: Optional[Sequence[float]] = None,
                 tiled: Optional[bool] = None, tta: Optional[str] = None, ignore_class: Optional[int] = None,
-                ignore_empty: bool = True, out: Optional[str] = None) -> ScoredSplit:
+                ignore_empty: bool = True, out: Optional[str] = None, cleanup=None) -> ScoredSplit:
     """Score a saved model on one split: the work of :func:`evaluate` (and, twice, of :func:`compare`).
 
     Arguments as in :func:`evaluate` (``out``: only checked not to lie inside the source).
     """
     from tfseg.data.pipeline import native_examples, open_dataset_source
+    from tfseg.postprocess import as_cleanup
     from tfseg.saving import load_keras_model, locate_model
     from tfseg.segment import Settings, keras_windows
 
     if split not in SPLITS:
         raise ConfigError(f"split {split!r}: choose one of {', '.join(SPLITS)}")
+    cleanup = as_cleanup(cleanup)
     path, run_config = locate_model(model_path)
     defaults = run_config or TrainConfig()
     data = data or (run_config.data if run_config else None)
@@ -496,7 +522,7 @@ def score_model(model_path: str, data: Optional[str] = None, split: str = "test"
     tiled = patch_trained if tiled is None else bool(tiled)
     model = load_keras_model(path)
     settings = Settings.of_model(model, tiled=tiled, scale=run_config.scale if patch_trained and tiled else 1.0,
-                                 tta=tta)
+                                 tta=tta, cleanup=cleanup)
     image_size = model_image_size(model)
     num_classes = settings.num_classes
     if ignore_class is None and run_config is not None:
@@ -508,8 +534,9 @@ def score_model(model_path: str, data: Optional[str] = None, split: str = "test"
     loss = getattr(model, "loss", None) if getattr(model, "compiled", False) else None
     if loss is None and run_config is not None:  # a run's model.keras holds no loss (it loads with plain Keras)
         from tfseg.losses import get_loss
+        from tfseg.training.run_folder import stored_class_weights
 
-        loss = get_loss(run_config.loss, num_classes)
+        loss = get_loss(run_config.loss, num_classes, class_weights=stored_class_weights(fileio.dirname(path)))
     # Opened once (listed and checked once), with the model's classes for the kinds that take them.
     # (``synthetic`` is generated at one size: the run's image size when scoring whole images.)
     native = defaults.image_size if tiled and run_config is not None else image_size
@@ -541,8 +568,9 @@ def score_model(model_path: str, data: Optional[str] = None, split: str = "test"
                                cache="none")
     rows = ImageRows(settings, ignore_class, ignore_empty)
     split_scores = SplitScores(num_classes, loss, ignore_class, ignore_empty)
-    scores = score_split(settings, keras_windows(model), examples, batch_size=batch_size, desc=f"scoring {split}",
-                         count=len(ids), rows=rows, scores=split_scores)
+    scores = score_split(settings, keras_windows(model), examples, ignore_class=ignore_class,
+                         batch_size=batch_size, desc=f"scoring {split}", count=len(ids), rows=rows,
+                         ignore_empty=ignore_empty, scores=split_scores)
     rows.named(ids)
     return ScoredSplit(path=path, data=str(data), split=split, seed=seed, fractions=fractions, ids=ids,
                        groups=[source.group(i) for i in ids], rows=rows, scores=scores,

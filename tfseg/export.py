@@ -37,6 +37,12 @@ as JSON) are stored in the SavedModel as the string variable ``inference_setting
 (``tf.saved_model.load(path).inference_settings[0]``). The SavedModel needs TensorFlow only:
 no tfseg import and no custom objects to load or serve.
 
+A clean-up of the masks (``cleanup``: keep the largest component, drop small ones, fill holes;
+:mod:`tfseg.postprocess`) is stored in those settings, and tfseg's SavedModel predictor
+(``tfseg predict``, :func:`tfseg.inference.load_predictor`) applies it; the serving graph does
+not (its ``mask`` is the threshold/argmax): a TF Serving client cleans the mask itself
+(docs/guide.md, "Clean-up of masks").
+
 Every writer is atomic: a SavedModel version is built in a hidden staging folder
 inside ``export_dir`` and put in place by :func:`tfseg.fileio.replacing_folder`
 (``saved_model.pb`` last); a TFLite/ONNX file is written to a temporary file and
@@ -185,7 +191,7 @@ def check_version(version) -> int:
 
 def export_saved_model(model, export_dir, version: Optional[int] = None, overwrite: bool = False,
                        threshold: float = 0.5, tiled: bool = False, scale: float = 1.0, *,
-                       tta: Optional[str] = None, into_run_folder: bool = False) -> str:
+                       tta: Optional[str] = None, cleanup=None, into_run_folder: bool = False) -> str:
     """Write ``model`` as a TF Serving SavedModel in ``export_dir/<version>``.
 
     Args:
@@ -201,6 +207,8 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
         scale: with ``tiled``, images are resized by this factor before the windows run
             (the run's ``--scale``).
         tta: ``"flips"``: the image signatures average the identity and the two flips.
+        cleanup: the masks' clean-up (:class:`tfseg.postprocess.Cleanup` or a mapping of its fields),
+            stored in the settings for tfseg's predictor; not in the serving graph (module docstring).
         into_run_folder: ``tfseg train``'s own export into its run folder; every other
             caller is refused a run folder (see :mod:`tfseg.outputs`).
 
@@ -227,7 +235,7 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
     target = fileio.join(export_dir, str(version))
     outputs.check_targets(export_dir, [str(version)], overwrite, owned=is_tfseg_saved_model)
 
-    settings = Settings.of_model(model, threshold=threshold, tiled=tiled, scale=scale, tta=tta)
+    settings = Settings.of_model(model, threshold=threshold, tiled=tiled, scale=scale, tta=tta, cleanup=cleanup)
     archive = keras_export_archive(model, settings)
     fileio.makedirs(export_dir)
     fileio.remove_stale_temporaries(export_dir)  # what a killed export left (of writers that no longer run)

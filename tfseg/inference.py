@@ -12,7 +12,10 @@ A model trained on patches (``--patch-size``; its run folder says so, and so doe
 SavedModel) predicts whole images at native resolution instead: a sliding window of the
 model's input size (:mod:`tfseg.tiling`), chosen automatically and with ``tiled=True``
 (``--tiled``) for any model. ``tta="flips"`` (``--tta flips``) averages the identity and the
-left-right and up-down flips (inside each window when tiled).
+left-right and up-down flips (inside each window when tiled). ``cleanup`` (``--keep-largest``,
+``--min-size N``, ``--fill-holes``) cleans each mask after the threshold/argmax
+(:mod:`tfseg.postprocess`), for every kind; a SavedModel exported with a clean-up applies it here
+by default (its serving graph does not).
 
 A model kind differs only in its *adapter*, the function that turns a batch of model
 inputs (windows) into probabilities: ``predict_on_batch`` of a Keras model, a TFLite
@@ -39,6 +42,7 @@ from tfseg.errors import ConfigError, DataError, TfsegError
 from tfseg.export import (SERVING_DEFAULT, SERVING_WINDOWS, saved_model_settings, tflite_interpreter,
                           tflite_probabilities)
 from tfseg.metrics import probabilities_to_mask
+from tfseg.postprocess import Cleanup, as_cleanup
 from tfseg.saving import first_line as _first_line
 from tfseg.saving import latest_version, load_keras_model, resolve_model_path
 from tfseg.segment import Settings, check_threshold, keras_windows
@@ -53,8 +57,8 @@ class Predictor:
         kind: ``"keras"``, ``"saved_model"`` or ``"tflite"``.
         path: what was loaded.
         settings: the :class:`~tfseg.segment.Settings` of the path (window, classes, tiling, TTA,
-            threshold); ``image_size``, ``num_classes``, ``tiled``, ``scale``, ``tta`` and
-            ``threshold`` read them.
+            threshold, clean-up); ``image_size``, ``num_classes``, ``tiled``, ``scale``, ``tta``,
+            ``threshold`` and ``cleanup`` read them.
     """
 
     kind = ""
@@ -69,14 +73,21 @@ class Predictor:
     scale = property(lambda self: self.settings.scale)
     tta = property(lambda self: self.settings.tta)
     threshold = property(lambda self: self.settings.threshold)
+    cleanup = property(lambda self: self.settings.cleanup)
 
-    def configure(self, tiled: bool = False, scale: float = 1.0, tta: Optional[str] = None) -> "Predictor":
-        """Set sliding-window prediction (``tiled``, ``scale``) and test-time augmentation; returns self.
+    def configure(self, tiled: bool = False, scale: float = 1.0, tta: Optional[str] = None,
+                  cleanup=None) -> "Predictor":
+        """Set sliding-window prediction (``tiled``, ``scale``), test-time augmentation and the mask's
+        clean-up; returns self.
+
+        ``cleanup``: a :class:`~tfseg.postprocess.Cleanup`, or a mapping of the fields to change
+        (``{"keep_largest": True}``; ``None`` values and ``None`` itself leave the current one).
 
         Raises:
-            ConfigError: a bad ``scale`` or ``tta``, or a ``scale`` without ``tiled``.
+            ConfigError: a bad ``scale``, ``tta`` or clean-up value, or a ``scale`` without ``tiled``.
         """
-        self.settings = self.settings.replace(tiled=tiled, scale=scale, tta=tta)
+        self.settings = self.settings.replace(tiled=tiled, scale=scale, tta=tta,
+                                              cleanup=as_cleanup(cleanup, self.settings.cleanup))
         return self
 
     def predict_windows(self, windows):
@@ -147,6 +158,7 @@ class ServedSavedModelPredictor(Predictor):
 
     kind = "saved_model"
     image_size, num_classes, tiled, scale, tta, threshold = None, None, False, 1.0, "none", 0.5
+    cleanup = Cleanup()  # client-side, so an export of an earlier tfseg can be cleaned too
 
     def __init__(self, path: str, loaded=None):
         loaded = _load_saved_model(path) if loaded is None else loaded
@@ -157,11 +169,13 @@ class ServedSavedModelPredictor(Predictor):
                              "export the model with `tfseg export`")
         self.path, self.settings = path, None
 
-    def configure(self, tiled: bool = False, scale: float = 1.0, tta: Optional[str] = None) -> "Predictor":
+    def configure(self, tiled: bool = False, scale: float = 1.0, tta: Optional[str] = None,
+                  cleanup=None) -> "Predictor":
         if tiled or float(scale) != 1.0 or tta not in (None, "none"):
             raise ConfigError(f"model {self.path}: this SavedModel has no '{SERVING_WINDOWS}' signature (an export "
                               "of an earlier tfseg), so it serves only as it was exported, without tiling, scale or "
                               "TTA: export the model again with `tfseg export`")
+        self.cleanup = as_cleanup(cleanup, self.cleanup)
         return self
 
     def probabilities(self, images):
@@ -197,7 +211,7 @@ def saved_model_predictor(path: str) -> Predictor:
 
 
 def load_predictor(path: str, tiled: Optional[bool] = None, tta: Optional[str] = None,
-                   scale: Optional[float] = None) -> Predictor:
+                   scale: Optional[float] = None, cleanup=None) -> Predictor:
     """A :class:`Predictor` for whatever ``path`` holds (see :func:`resolve_model_path`).
 
     Args:
@@ -209,9 +223,12 @@ def load_predictor(path: str, tiled: Optional[bool] = None, tta: Optional[str] =
             as exported).
         scale: with ``tiled``, resize images by this factor first; ``None``: the run's (or the
             export's) ``scale`` when tiled as it trained, else 1.
+        cleanup: the masks' clean-up (:mod:`tfseg.postprocess`): a :class:`~tfseg.postprocess.Cleanup`,
+            or a mapping of the fields to change (``{"keep_largest": True, "min_size": 20}``; a field
+            left out or ``None`` stays as the SavedModel was exported, else off).
 
     Raises:
-        ConfigError: a bad ``tta`` or ``scale``; ``tiled``, ``scale`` or ``tta`` for a SavedModel
+        ConfigError: a bad ``tta``, ``scale`` or clean-up value; ``tiled``, ``scale`` or ``tta`` for a SavedModel
             exported without the ``serving_windows`` signature.
 
     Example:
@@ -229,7 +246,7 @@ def load_predictor(path: str, tiled: Optional[bool] = None, tta: Optional[str] =
     tiled = native[0] if tiled is None else bool(tiled)
     if scale is None:
         scale = native[1] if tiled == native[0] else 1.0
-    return predictor.configure(tiled=tiled, scale=scale, tta=predictor.tta if tta is None else tta)
+    return predictor.configure(tiled=tiled, scale=scale, tta=predictor.tta if tta is None else tta, cleanup=cleanup)
 
 
 def _run_config_of(keras_path: str):
@@ -336,7 +353,8 @@ def predict_files(predictor: Predictor, paths: Sequence[str], batch_size: int = 
     Every file is checked first, so a bad file raises :class:`DataError` (listing
     all of them) before anything is predicted; a model that gives NaN/Inf probabilities (a
     diverged run, whatever its kind) raises :class:`TfsegError`. The mask is ``p >= threshold``
-    (0/1) for one class, else the argmax class id.
+    (0/1) for one class, else the argmax class id, then cleaned by the predictor's
+    :attr:`~Predictor.cleanup` (:mod:`tfseg.postprocess`; the probabilities are not changed).
 
     Args:
         predictor: from :func:`load_predictor`.
@@ -361,7 +379,7 @@ def predict_files(predictor: Predictor, paths: Sequence[str], batch_size: int = 
             if not np.isfinite(probabilities).all():  # any kind of model: a SavedModel/TFLite has no weights to check
                 raise TfsegError(f"model {predictor.path}: gives NaN/Inf probabilities for {path}; its weights are "
                                  "not finite (the training diverged): retrain with a lower learning rate or float32")
-            yield path, image, probabilities, probabilities_to_mask(probabilities, threshold).numpy()
+            yield path, image, probabilities, predictor.cleanup.apply(probabilities_to_mask(probabilities, threshold))
 
 
 def _decoded(path: str) -> np.ndarray:

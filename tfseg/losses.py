@@ -65,6 +65,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 
 import keras
 from keras import ops
@@ -722,7 +723,7 @@ class IgnoreClassLoss(keras.losses.Loss):
                 "name": self.name, "reduction": self.reduction, "dtype": self.dtype}
 
 
-def get_loss(name: str, num_classes: int = 1, ignore_class=None) -> keras.losses.Loss:
+def get_loss(name: str, num_classes: int = 1, ignore_class=None, class_weights=None) -> keras.losses.Loss:
     """The loss called ``name`` with its defaults, for one sigmoid or ``num_classes`` softmax channels.
 
     For ``num_classes > 1`` the binary names map to their categorical forms
@@ -733,6 +734,8 @@ def get_loss(name: str, num_classes: int = 1, ignore_class=None) -> keras.losses
         ConfigError: unknown name (the message lists the choices), or ``cce*`` with one class.
 
     ``ignore_class``: a target value whose pixels the loss leaves out (:class:`IgnoreClassLoss`).
+    ``class_weights``: the loss's own ``class_weights`` (``C`` weights; one class: ``[background,
+    foreground]``, cross-entropy only); a loss that takes none raises :class:`ConfigError`.
 
     Example:
         >>> type(get_loss("bce_dice")).__name__, type(get_loss("dice", num_classes=3)).__name__
@@ -743,12 +746,13 @@ def get_loss(name: str, num_classes: int = 1, ignore_class=None) -> keras.losses
     if key not in LOSS_NAMES:
         raise ConfigError(f"loss {name!r}: unknown loss; choose one of {', '.join(LOSS_NAMES)}")
     binary, categorical = _BY_NAME[key]
-    if num_classes == 1:
-        if binary is None:
-            raise ConfigError(f"loss {name!r} needs --num-classes 2 or more; for one class use bce or bce_dice")
-        loss = binary(num_classes=1)
-    else:
-        loss = categorical(num_classes=int(num_classes))
+    cls = binary if num_classes == 1 else categorical
+    if cls is None:
+        raise ConfigError(f"loss {name!r} needs --num-classes 2 or more; for one class use bce or bce_dice")
+    options = {} if class_weights is None else {"class_weights": class_weights}
+    if options and "class_weights" not in inspect.signature(cls).parameters:
+        raise ConfigError(f"class_weights {list(class_weights)!r}: loss {name!r} takes no class weights")
+    loss = cls(num_classes=int(num_classes), **options)
     return loss if ignore_class is None else IgnoreClassLoss(loss, ignore_class)
 
 
@@ -759,8 +763,6 @@ def _compile_names():
     :class:`BCEDiceLoss`, categorical on a softmax output), each class's own name and its default
     ``name`` (``"dice_loss"``, ``"bce_dice_loss"``, ...).
     """
-    import inspect
-
     names = {name: binary or categorical for name, (binary, categorical) in _BY_NAME.items()}
     for cls in {c for pair in _BY_NAME.values() for c in pair if c is not None}:
         names[cls.__name__] = cls

@@ -17,6 +17,9 @@ TensorFlow ops so that they run eagerly and inside a ``tf.function`` of unknown 
     restore              probabilities resized bilinearly back to (H, W)
       v
     mask                 tfseg.metrics.probabilities_to_mask: p >= threshold (one class), argmax otherwise
+      v
+    cleaned_mask         tfseg.postprocess (keep the largest component, drop small ones, fill holes):
+                         NumPy on the client, never in the serving graph (``mask`` is the graph's last step)
 
 Every knob is a field of :class:`Settings`. A model kind differs only in its *adapter*: a
 function from float32 windows ``[n, h, w, C]`` (model inputs at the model's size) to
@@ -46,6 +49,7 @@ import tensorflow as tf
 from tfseg.data.pixels import model_inputs, resize_pixels, scaled_size
 from tfseg.errors import ConfigError
 from tfseg.metrics import probabilities_to_mask
+from tfseg.postprocess import Cleanup, as_cleanup
 from tfseg.tiling import DEFAULT_BLEND, DEFAULT_OVERLAP, check_blend, check_overlap, check_tta, flip_tta, sliding_window
 
 Predict = Callable  # float32 windows [n, h, w, C] -> probabilities [n, h, w, K]
@@ -74,6 +78,9 @@ class Settings:
         tta: ``"none"`` or ``"flips"``: average the identity and the two flips of what the
             model sees (the resized image, or each window), each flipped back.
         threshold: binary mask = ``p >= threshold``.
+        cleanup: the clean-up of the mask (:class:`tfseg.postprocess.Cleanup`, or a mapping of its
+            fields), run by :meth:`cleaned_mask` on the client; the serving graph's ``mask`` is
+            :meth:`mask`, without it (an export stores it for tfseg's SavedModel predictor).
 
     Raises:
         ConfigError: a value out of range (named with the field, e.g. ``threshold 1.5: ...``).
@@ -88,6 +95,7 @@ class Settings:
     tta: str = "none"
     threshold: float = 0.5
     window_batch: Optional[int] = None
+    cleanup: Cleanup = Cleanup()
 
     def __post_init__(self):
         fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
@@ -114,6 +122,7 @@ class Settings:
             raise ConfigError(f"scale {scale!r}: only applies to sliding-window (tiled) prediction")
         if self.window_batch is not None and (isinstance(self.window_batch, bool) or int(self.window_batch) < 1):
             raise ConfigError(f"window_batch {self.window_batch!r}: must be a positive integer")
+        fix("cleanup", as_cleanup(self.cleanup))
 
     @classmethod
     def of_model(cls, model, **options) -> "Settings":
@@ -180,6 +189,10 @@ class Settings:
     def mask(self, probabilities):
         """uint8 ``[..., H, W]`` masks: :func:`tfseg.metrics.probabilities_to_mask` at :attr:`threshold`."""
         return probabilities_to_mask(probabilities, self.threshold)
+
+    def cleaned_mask(self, probabilities) -> np.ndarray:
+        """:meth:`mask` after :attr:`cleanup` (NumPy; the mask itself when no clean-up is set)."""
+        return self.cleanup.apply(np.asarray(self.mask(probabilities)))
 
     # -- whole images ------------------------------------------------------------------------------
 

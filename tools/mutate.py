@@ -127,6 +127,11 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         ["tests/test_segment.py", "tests/test_serving_parity.py", "tests/test_export.py"],
         ["-k", "(not every_model_kind or saved_model) and not onnx"],
     ),
+    # The clean-up of predicted masks (its rules at their edges; the paths that call it are integration tests).
+    "postprocess": ("tfseg/postprocess.py", None, ["tests/test_postprocess.py"],
+                    ["-k", "not cli and not evaluate and not export and not multiclass_predictions"]),
+    # --class-weights: parsing, the median-frequency rule and the counting it shares with inspect
+    "balance": ("tfseg/balance.py", None, ["tests/test_class_weights.py"], ["-m", "not slow"]),
     # The data side's one-place rules: mask values, class ids and the ignore value, colour maps, pixels, files.
     "masks": (
         "tfseg/masks.py",
@@ -179,6 +184,19 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
         ["tests/test_pixel_rules.py", "tests/test_decode_formats.py", "tests/test_sources_files.py",
          "tests/test_damaged_data.py"],
         ["-k", "not fit and not train and not split"],
+    ),
+    # EXIF orientation: the graph's reading of the tag and its turn, and the Pillow side's rule
+    "exif_graph": (
+        "tfseg/data/decode.py",
+        ["_read", "_exif_segment", "exif_orientation", "orient", "upright"],
+        ["tests/test_exif_orientation.py"],
+        ["-k", "graph_decoders or reads_the_tag or other_bytes or walks_segments"],
+    ),
+    "exif_pillow": (
+        "tfseg/data/filepixels.py",
+        ["orientation", "displayed_size", "exif_block_orientation", "graph_orients", "upright"],
+        ["tests/test_exif_orientation.py"],
+        ["-k", "pillow_side or mask_files or load_aligned or invalid_orientation"],
     ),
     "filecheck": (
         "tfseg/data/filecheck.py",

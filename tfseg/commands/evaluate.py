@@ -35,9 +35,11 @@ def register(subparsers):
                         help="validation fraction of the split (default: the run's)")
     parser.add_argument("--test-fraction", type=float, default=None, metavar="F",
                         help="test fraction of the split (default: the run's)")
-    from tfseg.commands.predict import add_tiling_flags
+    from tfseg.commands.predict import add_cleanup_flags, add_tiling_flags
 
     add_tiling_flags(parser)
+    add_cleanup_flags(parser, "default: none; the scores are then of the cleaned masks, and the Dice and IoU "
+                              "without clean-up are printed and stored beside them")
     parser.add_argument("--ignore-class", type=int, default=None, metavar="V",
                         help="mask value left out of every score, e.g. 255 (default: the run's --ignore-class, "
                              "or the colour map's 'ignore' colours)")
@@ -56,6 +58,7 @@ def register(subparsers):
 def run(args) -> int:
     from tfseg.config import TrainConfig
     from tfseg.evaluation import evaluate
+    from tfseg.commands.predict import cleanup_of
     from tfseg.stats import RESAMPLES
     from tfseg.saving import locate_model
 
@@ -70,15 +73,19 @@ def run(args) -> int:
                       seed=args.seed, fractions=fractions, tiled=args.tiled, tta=args.tta,
                       overwrite=args.overwrite, ignore_class=args.ignore_class, ignore_empty=not args.count_empty,
                       include_background=args.include_background,
-                      resamples=RESAMPLES if args.resamples is None else args.resamples)
+                      resamples=RESAMPLES if args.resamples is None else args.resamples, cleanup=cleanup_of(args))
     scores, per_image = result[args.split], result["per_image"]
     loss = scores.get("loss")
+    raw = scores.get("without_cleanup")  # with a clean-up: the scores of the masks before it
     unscored = scores["num_images"] - per_image["scored_images"]
     print(f"{args.split}: dice {number(scores['dice'])}{interval_text(scores.get('dice_ci95'))}"
-          f"  iou {number(scores['iou'])}{interval_text(scores.get('iou_ci95'))}"
+          + ("" if raw is None else f" (without clean-up {number(raw['dice'])})")
+          + f"  iou {number(scores['iou'])}{interval_text(scores.get('iou_ci95'))}"
+          + ("" if raw is None else f" (without clean-up {number(raw['iou'])})")
           + ("" if loss is None or math.isnan(loss) else f"  loss {loss:.4f}{interval_text(scores.get('loss_ci95'))}")
           + f"  ({scores['num_images']} {'whole images, sliding window' if result['tiled'] else 'images'}"
           + (", flip TTA" if result["tta"] == "flips" else "")
+          + ("" if raw is None else f", clean-up {result['cleanup']['flags']}")
           + f"; per-image dice mean {number(per_image['dice_mean'])}"
           f"{interval_text(per_image.get('dice_mean_ci95'))}, median {number(per_image['dice_median'])}"
           + (f" over {per_image['scored_images']} (the other {unscored}: nothing true, nothing predicted)"

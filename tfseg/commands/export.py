@@ -36,6 +36,10 @@ def register(subparsers):
     parser.add_argument("--tta", default="none", choices=("none", "flips"),
                         help="SavedModel: average the image and its left-right and up-down flips in the graph "
                              "(3x the time; default: none)")
+    from tfseg.commands.predict import add_cleanup_flags
+
+    add_cleanup_flags(parser, "SavedModel: stored with it and applied by tfseg predict and tfseg.inference, "
+                              "not by the serving graph; default: none")
     parser.set_defaults(run=run)
     return parser
 
@@ -53,7 +57,11 @@ def run(args):
         raise TfsegError(f"--model {args.model}: export needs a .keras model (or a run folder with model.keras), "
                          f"found a {kind}")
     model = load_keras_model(path, compile=False)
-    for flag, value in (("--tiled", args.tiled), ("--tta", args.tta != "none")):
+    from tfseg.commands.predict import cleanup_of
+    from tfseg.postprocess import as_cleanup
+
+    cleanup = as_cleanup(cleanup_of(args))
+    for flag, value in (("--tiled", args.tiled), ("--tta", args.tta != "none"), (cleanup.describe(), cleanup.enabled)):
         if value and args.format != "saved_model":
             raise TfsegError(f"{flag}: only applies to --format saved_model ({args.format} holds the bare model)")
 
@@ -65,7 +73,11 @@ def run(args):
         tiled = patch_trained if args.tiled is None else args.tiled
         scale = run_config.scale if patch_trained and tiled else 1.0
         written = export.export_saved_model(model, args.out, version=args.version, overwrite=args.overwrite,
-                                            threshold=args.threshold, tiled=tiled, scale=scale, tta=args.tta)
+                                            threshold=args.threshold, tiled=tiled, scale=scale, tta=args.tta,
+                                            cleanup=cleanup)
+        if cleanup.enabled:
+            print(f"clean-up {cleanup.describe()} stored with the export: tfseg predict and tfseg.inference apply it; "
+                  "the serving graph's mask is without it (see docs/guide.md, 'Clean-up of masks')")
         if tiled or args.tta != "none":
             diff, size = export.whole_image_max_abs_diff(model, written)
             print(f"exported {written}")

@@ -39,6 +39,7 @@ def register(subparsers):
                         help="also write <stem>_overlay.png, the image with the predicted outline (default: yes; "
                              "--no-overlays writes the masks only, about 1.5x faster on photos)")
     add_tiling_flags(parser)
+    add_cleanup_flags(parser, "default: none; a SavedModel: as it was exported")
     parser.add_argument("--scale", type=float, default=None, metavar="X",
                         help="with sliding windows: resize images by X first (default: the run's --scale, else 1)")
     parser.add_argument("--overwrite", action="store_true",
@@ -58,6 +59,23 @@ def add_tiling_flags(parser):
     parser.add_argument("--tta", default=None, choices=("none", "flips"),
                         help="test-time augmentation: flips averages the image and its left-right and up-down "
                              "flips (3x the time; default: none; a SavedModel: as it was exported)")
+
+
+def add_cleanup_flags(parser, default: str):
+    """``--keep-largest``, ``--min-size N``, ``--fill-holes`` (predict, evaluate, export): :func:`cleanup_of`."""
+    import argparse
+
+    parser.add_argument("--keep-largest", action=argparse.BooleanOptionalAction, default=None,
+                        help="clean-up: keep only the largest 8-connected component of each class (" + default + ")")
+    parser.add_argument("--min-size", type=int, default=None, metavar="N",
+                        help="clean-up: drop components of each class under N pixels (0: none; " + default + ")")
+    parser.add_argument("--fill-holes", action=argparse.BooleanOptionalAction, default=None,
+                        help="clean-up: fill background enclosed by one class with that class (" + default + ")")
+
+
+def cleanup_of(args):
+    """The clean-up flags given (``{"keep_largest": ..., "min_size": ..., "fill_holes": ...}``, ``None``: not given)."""
+    return {"keep_largest": args.keep_largest, "min_size": args.min_size, "fill_holes": args.fill_holes}
 
 
 def run(args):
@@ -80,7 +98,7 @@ def run(args):
     outputs_module.check_output_folder(args.out)
     outputs_module.refuse_run_folder(args.out)
     outputs_module.check_targets(args.out, names, args.overwrite, inputs=paths)
-    predictor = load_predictor(args.model, tiled=args.tiled, tta=args.tta, scale=args.scale)
+    predictor = load_predictor(args.model, tiled=args.tiled, tta=args.tta, scale=args.scale, cleanup=cleanup_of(args))
     counter = progress.bar(len(paths), "predicting", unit="image")
 
     def write(path, image, mask, binary):
@@ -116,7 +134,8 @@ def run(args):
         outputs_module.finish_set(args.out, names)
     counter.close()
     what = "mask(s) and overlay(s)" if args.overlays else "mask(s)"
-    print(f"wrote {done} {what} to {args.out} ({predictor.kind} model {predictor.path})")
+    cleaned = "" if not predictor.cleanup.enabled else f", clean-up {predictor.cleanup.describe()}"
+    print(f"wrote {done} {what} to {args.out} ({predictor.kind} model {predictor.path}{cleaned})")
     return 0
 
 

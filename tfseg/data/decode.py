@@ -18,6 +18,14 @@ Pixel rules (the graph twins of :func:`tfseg.data.files.rgb_array` and
   grey level when the colour table is Pillow's "grey" one (``[0, 255]`` for
   2 colours, ``0..n-1`` otherwise), else the palette index.
 
+Orientation: every decoder here returns the image as a viewer shows it. A JPEG's
+EXIF Orientation tag (APP1 ``Exif``, IFD0 tag 0x0112, values 2..8) is read in
+the graph (:func:`exif_orientation`) and applied (:func:`orient`), the twin of
+Pillow's ``ImageOps.exif_transpose`` (:func:`tfseg.data.filepixels.upright`). Other
+formats are decoded as stored: a PNG, WebP or TIFF with an orientation tag goes
+through Pillow (:func:`tfseg.data.filecheck.graph_decoder`); the serving graph's
+``serving_bytes`` reads it as stored.
+
 Example:
     >>> import tensorflow as tf
     >>> from tfseg.data.decode import decode_rgb                # doctest: +SKIP
@@ -30,6 +38,98 @@ from __future__ import annotations
 import tensorflow as tf
 
 _BMP_HEADER = 54
+
+
+# How many IFD0 entries the orientation search reads (TIFF sorts tags: 0x0112 is among the first 8).
+_IFD_ENTRIES = 64
+# Junk bytes and segments walked before the first APP1 (Pillow skips junk byte by byte too).
+_JPEG_STEPS = 4096
+
+
+def _read(data, pos, n: int):
+    """int32 ``[n]``: ``n`` bytes of ``data`` from ``pos``, zeros past its end (no out-of-range error)."""
+    pos = tf.clip_by_value(tf.cast(pos, tf.int32), 0, tf.strings.length(data))
+    chunk = tf.strings.join([tf.strings.substr(data, pos, n), tf.constant(b"\0" * n)])
+    return tf.ensure_shape(tf.cast(tf.io.decode_raw(tf.strings.substr(chunk, 0, n), tf.uint8), tf.int32), [n])
+
+
+def _exif_segment(data):
+    """``(start, end)`` of the TIFF block of a JPEG's first APP1 ``Exif`` segment; ``(-1, -1)`` when none.
+
+    Walks the JPEG markers as Pillow does: fill and junk bytes one at a time, markers without
+    a length (SOI, RSTn, TEM) two bytes, every other segment by its length, up to SOS or EOI.
+    """
+    length = tf.strings.length(data)
+
+    def step(pos, start, end, done):
+        head = _read(data, pos, 4)
+        junk = (head[0] != 0xFF) | (head[1] == 0xFF)
+        marker = head[1]
+        standalone = (marker == 0x00) | (marker == 0x01) | ((marker >= 0xD0) & (marker <= 0xD8))
+        size = head[2] * 256 + head[3]
+        exif = ~junk & (marker == 0xE1) & tf.equal(tf.strings.substr(data, tf.minimum(pos + 4, length), 6),
+                                                     b"Exif\0\0")
+        stop = ~junk & ((marker == 0xDA) | (marker == 0xD9))
+        after = tf.where(junk, pos + 1, tf.where(standalone, pos + 2, pos + 2 + size))
+        return (after, tf.where(exif, pos + 10, start), tf.where(exif, tf.minimum(pos + 2 + size, length), end),
+                done | exif | stop)
+
+    jpeg = tf.equal(tf.strings.substr(data, 0, 2), b"\xff\xd8")
+    _, start, end, _ = tf.while_loop(
+        lambda pos, start, end, done: ~done & (pos + 1 < length), step,
+        (tf.constant(2), tf.constant(-1), tf.constant(-1), ~jpeg), maximum_iterations=_JPEG_STEPS)
+    return start, end
+
+
+def exif_orientation(data):
+    """Scalar int32 1..8: the EXIF Orientation tag of encoded JPEG bytes, as Pillow reads it (the first
+    APP1 ``Exif`` segment, IFD0, the first value of a BYTE, SHORT or LONG entry held inline; the last
+    of repeated entries); 1 for other formats, no tag, or a value outside 1..8."""
+    start, end = _exif_segment(data)
+    header = _read(data, start, 8)
+    little = (header[0] == 0x49) & (header[1] == 0x49)  # "II"; "MM" is big-endian
+    valid = (start >= 0) & (little | ((header[0] == 0x4D) & (header[1] == 0x4D)))
+
+    def number(values):  # unsigned integer of 2 or 4 bytes in the block's byte order (last axis)
+        weights = 256 ** tf.range(values.shape[-1] - 1, -1, -1, dtype=tf.int64)
+        weights = tf.where(little, tf.reverse(weights, [0]), weights)
+        return tf.reduce_sum(tf.cast(values, tf.int64) * weights, axis=-1)
+
+    ifd = tf.cast(start, tf.int64) + number(header[4:8])
+    count = number(_read(data, ifd, 2))
+    entries = tf.reshape(_read(data, ifd + 2, 12 * _IFD_ENTRIES), [_IFD_ENTRIES, 12])
+    index = tf.range(_IFD_ENTRIES, dtype=tf.int64)
+    kind, values_count = number(entries[:, 2:4]), number(entries[:, 4:8])
+    # BYTE, SHORT or LONG values held in the entry itself (Pillow takes the first of several).
+    inline = (values_count >= 1) & (((kind == 1) & (values_count <= 4)) | ((kind == 3) & (values_count <= 2))
+                                    | ((kind == 4) & (values_count == 1)))
+    match = ((number(entries[:, 0:2]) == 0x0112) & inline & (index < count)
+             & (ifd + 2 + 12 * (index + 1) <= tf.cast(end, tf.int64)))
+    values = tf.where(kind == 1, tf.cast(entries[:, 8], tf.int64),
+                      tf.where(kind == 3, number(entries[:, 8:10]), number(entries[:, 8:12])))
+    # The last matching entry, as Pillow's directory keeps the last of repeated tags.
+    last = tf.reduce_max(tf.where(match, index, -1))
+    value = tf.where(last >= 0, tf.gather(values, tf.maximum(last, 0)), 1)
+    return tf.cast(tf.where(valid & (value >= 1) & (value <= 8), value, 1), tf.int32)
+
+
+def orient(image, orientation):
+    """A decoded image ``[H, W, C]`` as displayed under EXIF ``orientation`` (scalar 1..8; no ``tf.cond``).
+
+    2: mirrored left-right; 3: turned 180 degrees; 4: mirrored top-bottom; 5: transposed;
+    6: turned 90 degrees clockwise; 7: transversed; 8: turned 90 degrees counter-clockwise.
+    Each is a transpose (5..8) followed by reversing rows and/or columns.
+    """
+    swap = orientation >= 5
+    image = tf.transpose(image, tf.where(swap, [1, 0, 2], [0, 1, 2]))
+    rows = (orientation == 3) | (orientation == 4) | (orientation == 7) | (orientation == 8)
+    columns = (orientation == 2) | (orientation == 3) | (orientation == 6) | (orientation == 7)
+    return tf.reverse(image, tf.boolean_mask(tf.constant([0, 1]), tf.stack([rows, columns])))
+
+
+def upright(image, data):
+    """``image`` decoded from ``data``, as displayed (:func:`orient` by :func:`exif_orientation`)."""
+    return orient(image, exif_orientation(data))
 
 
 class _Header:
@@ -119,8 +219,8 @@ def palette_bmp_rgb(data):
 
 def image_rgb(data):
     """``tf.io.decode_image`` to RGB uint8 ``[H, W, 3]`` (formats it reads right: see the module docstring)."""
-    return tf.ensure_shape(tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False),
-                           [None, None, 3])
+    return tf.ensure_shape(upright(tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False),
+                                   data), [None, None, 3])
 
 
 def image_mask(data, channels: int):
@@ -128,7 +228,7 @@ def image_mask(data, channels: int):
     # One or two channels: decoded as stored (decode_image refuses channels=1 for BMP and channels=2).
     mask = tf.io.decode_image(data, channels=0 if channels <= 2 else channels, dtype=tf.uint8,
                               expand_animations=False)
-    mask = tf.ensure_shape(mask, [None, None, channels])
+    mask = tf.ensure_shape(upright(mask, data), [None, None, channels])
     if channels == 1:
         return mask
     colour = mask[..., : channels - 1] if channels in (2, 4) else mask
@@ -147,7 +247,7 @@ def decode_rgb(data):
     image = tf.cond(
         is_palette_bmp(data),
         lambda: _palette_bmp_rgb(data),
-        lambda: tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False),
+        lambda: upright(tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False), data),
     )
     return tf.ensure_shape(image, [None, None, 3])
 
@@ -173,6 +273,7 @@ def decode_mask(data):
     mask = tf.cond(
         is_palette_bmp(data),
         lambda: palette_bmp_mask(data),
-        lambda: mask_channel(tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)),
+        lambda: mask_channel(upright(tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False),
+                                     data)),
     )
     return tf.ensure_shape(mask, [None, None, 1])

@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tfseg import fileio
-from tfseg.data.filepixels import mask_values, open_bytes
+from tfseg.data.filepixels import displayed_size, graph_orients, mask_values, open_bytes, orientation, upright
 
 _CACHE_LIMIT = 200_000
 
@@ -50,7 +50,8 @@ class FileInfo:
     Attributes:
         format: Pillow's format name (``PNG``, ``JPEG``, ``BMP``, ``TIFF``...), ``""`` if unreadable.
         mode: Pillow's mode (``RGB``, ``L``, ``P``, ``I;16``...).
-        width, height: pixels.
+        width, height: pixels, as displayed (after the EXIF orientation).
+        orientation: the EXIF orientation (1..8) applied to the stored pixels; 1 when none.
         values: for a mask, ``{raw value: pixel count}``; empty for an image.
         coloured: for a mask, True when some pixel has R, G, B not all equal.
         graph: True when a graph decoder gives the same pixels (no Pillow fallback needed).
@@ -72,6 +73,7 @@ class FileInfo:
     encoding: str = ""
     decoder: str = ""
     note: str = ""
+    orientation: int = 1
 
     @property
     def size(self) -> str:
@@ -97,14 +99,17 @@ def _bmp_header(path) -> Optional[Tuple[int, int, int, int, int, int]]:
 _MASK_CHANNELS = {"1": 1, "L": 1, "P": 1, "LA": 2, "RGB": 3, "CMYK": 3, "RGBA": 4}
 
 
-def graph_decoder(path, fmt: str, mode: str, is_mask: bool) -> str:
+def graph_decoder(path, fmt: str, mode: str, is_mask: bool, orients: bool = True) -> str:
     """The graph decoder that yields exactly what :func:`~tfseg.data.filepixels.rgb_array` /
     :func:`~tfseg.data.filepixels.mask_array` do, ``""`` if none.
 
     ``"palette_bmp"``: an uncompressed 1/4/8-bit BMP (:mod:`tfseg.data.decode`);
     ``"image"`` (``"image:C"`` for a mask of C channels): ``tf.io.decode_image``.
-    ``path`` may be the file's bytes.
+    ``path`` may be the file's bytes. ``orients``: whether the graph shows the file's
+    orientation as Pillow does (:func:`~tfseg.data.filepixels.graph_orients`); if not, Pillow.
     """
+    if not orients:
+        return ""
     if fmt == "BMP":
         header = _bmp_header(path)
         if header is None or header[1] < 40 or header[5] != 0:
@@ -241,12 +246,15 @@ def _check_file(path: str, is_mask: bool) -> FileInfo:
     try:
         data = fileio.read_bytes(path)
         with open_bytes(data) as image:
-            fmt, mode, (width, height) = image.format or "", image.mode, image.size
+            fmt, mode, (width, height) = image.format or "", image.mode, displayed_size(image, data)
+            turn = orientation(image, data)
+            orients = graph_orients(image, data)
             if not is_mask:
                 _verify_image(data, image, fmt)
-                decoder = graph_decoder(data, fmt, mode, False)
-                return FileInfo(fmt, mode, width, height, graph=bool(decoder), decoder=decoder)
+                decoder = graph_decoder(data, fmt, mode, False, orients)
+                return FileInfo(fmt, mode, width, height, graph=bool(decoder), decoder=decoder, orientation=turn)
             image.load()
+            image = upright(image)
             values, encoding = mask_values(image)
             alpha = ""
             if "A" in mode and not encoding:
@@ -259,9 +267,9 @@ def _check_file(path: str, is_mask: bool) -> FileInfo:
                 coloured = bool(np.any(rgb.min(axis=-1) != rgb.max(axis=-1)))
         counts = np.bincount(values.ravel(), minlength=256)
         found = {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
-        decoder = graph_decoder(data, fmt, mode, True)
+        decoder = graph_decoder(data, fmt, mode, True, orients)
         return FileInfo(fmt, mode, width, height, found, coloured, bool(decoder), encoding=encoding,
-                        decoder=decoder, note=alpha)
+                        decoder=decoder, note=alpha, orientation=turn)
     except Exception as err:  # noqa: BLE001 - any decoder failure means "unreadable", reported per file
         if type(err).__name__ == "UnidentifiedImageError":
             return FileInfo(error="not an image format Pillow or TensorFlow can read")

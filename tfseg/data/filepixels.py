@@ -14,6 +14,11 @@ twins (checked equal, file by file, by ``tests/test_decode_formats.py``), and
   all values fit in 8 bits (class ids), divided by 257 when all are multiples of 257
   (0/65535), else refused; float: refused when fractional or negative.
 
+Orientation: both are read as a viewer shows the file: its EXIF Orientation tag is
+applied by Pillow's ``ImageOps.exif_transpose`` (:func:`upright`, the one place on this
+side; :func:`tfseg.data.decode.orient` is the graph's twin), so a photo turned by its
+camera pairs with a mask drawn on the photo as displayed.
+
 What the raw values then mean (foreground, class ids) is :mod:`tfseg.masks`.
 """
 
@@ -33,8 +38,63 @@ def open_bytes(data: bytes):
     return Image.open(io.BytesIO(data))
 
 
+_ORIENTATION = 0x0112
+
+
+def orientation(image, data: bytes = None) -> int:
+    """The EXIF Orientation (1..8) that :func:`upright` applies to a Pillow image; 1 when none.
+
+    ``data`` (the file's bytes), when given, spares loading a PNG's pixels to look for an
+    ``eXIf`` chunk after them when it has none.
+    """
+    if image.format == "PNG" and "exif" not in image.info and data is not None and b"eXIf" not in data:
+        return 1
+    value = image.getexif().get(_ORIENTATION, 1)
+    return value if value in range(1, 9) else 1
+
+
+def displayed_size(image, data: bytes = None) -> Tuple[int, int]:
+    """``(width, height)`` of a Pillow image as displayed, before its pixels are read.
+
+    Turned a quarter (orientations 5..8): the stored size transposed, except for a TIFF, whose
+    Pillow reader reports the displayed size already (and turns the pixels itself when loading).
+    """
+    width, height = image.size
+    if orientation(image, data) >= 5 and image.format != "TIFF":
+        return height, width
+    return width, height
+
+
+def exif_block_orientation(image) -> int:
+    """The Orientation tag of the image's EXIF block alone (1 when none), not an XMP one: what the
+    graph decoders read (:func:`tfseg.data.decode.exif_orientation`)."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    if image.info.get("exif"):
+        exif.load(image.info["exif"])
+    value = exif.get(_ORIENTATION, 1)
+    return value if value in range(1, 9) else 1
+
+
+def graph_orients(image, data: bytes = None) -> bool:
+    """Whether the graph decoders show this image as :func:`upright` does: no orientation, or a
+    JPEG's EXIF one (:func:`tfseg.data.decode.exif_orientation`); not a PNG/WebP/TIFF tag, nor
+    a JPEG's XMP-only one."""
+    value = orientation(image, data)
+    return value == 1 or (image.format == "JPEG" and exif_block_orientation(image) == value)
+
+
+def upright(image):
+    """A Pillow image as displayed: its EXIF orientation applied (``ImageOps.exif_transpose``), else itself."""
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(image) if orientation(image) != 1 else image
+
+
 def rgb_array(image) -> np.ndarray:
-    """A Pillow image as RGB uint8 ``[H, W, 3]`` (the image rule of the module docstring)."""
+    """A Pillow image as RGB uint8 ``[H, W, 3]``, as displayed (the image rule of the module docstring)."""
+    image = upright(image)
     if image.mode.startswith("I") or image.mode == "F":
         values = np.asarray(image)
         if values.max(initial=0) > 255:
@@ -67,7 +127,8 @@ def _alpha_or(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 
 def mask_values(image) -> Tuple[np.ndarray, str]:
-    """``(one uint8 channel [H, W], why the encoding hides the mask or "")`` of a Pillow mask."""
+    """``(one uint8 channel [H, W], why the encoding hides the mask or "")`` of a Pillow mask, as displayed."""
+    image = upright(image)
     mode = image.mode
     if mode == "1":
         return np.asarray(image, dtype=np.uint8) * 255, ""
@@ -122,7 +183,7 @@ def read_rgb(path) -> np.ndarray:
 
     data = fileio.read_bytes(path)
     with open_bytes(data) as image:
-        if not graph_decoder(data, image.format or "", image.mode, False):
+        if not graph_decoder(data, image.format or "", image.mode, False, graph_orients(image, data)):
             return rgb_array(image)
     from tfseg.data.decode import decode_rgb
 

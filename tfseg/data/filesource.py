@@ -19,8 +19,9 @@ image, two files claiming one sample, unexpected mask values, a mask whose
 encoding would read as one value (a colour-coded mask whose max over R, G, B
 is constant, 16-bit values that are neither below 256 nor multiples of 257,
 fractional or negative values), a mask with another aspect ratio than its
-image (a wrong pair or a rotated mask). Warnings (reported by ``tfseg inspect``,
-not fatal): a mask of another size but the same aspect ratio (it is resized to
+image (a wrong pair or a rotated mask; sizes are compared as displayed, after
+each file's EXIF orientation, so a photo turned by its camera fits a mask drawn
+on it as shown). Warnings (reported by ``tfseg inspect``, not fatal): a mask of another size but the same aspect ratio (it is resized to
 the image with nearest neighbour), ignored files. The list of skipped samples
 is logged once per process, however often the source is opened.
 
@@ -186,6 +187,13 @@ def _same_shape(image: FileInfo, mask: FileInfo) -> bool:
                                                                             mask.width, mask.height)
 
 
+def _orientation_note(image: FileInfo, mask: FileInfo) -> str:
+    """For a size message: which file was turned by its EXIF orientation (sizes are as displayed)."""
+    turned = [f"the {kind}'s EXIF orientation {info.orientation}" for kind, info in (("image", image), ("mask", mask))
+              if info.orientation != 1]
+    return f" sizes as displayed, after {' and '.join(turned)}" if turned else ""
+
+
 _REPORTED_SKIPS: set = set()
 
 
@@ -331,7 +339,8 @@ class FileSource(Source):
                                                           f"{image_info.size}: resized with nearest neighbour"))
                 else:
                     found.append((str(pair.mask), f"mask {mask_info.size} does not fit image {image_info.size} "
-                                                  "(another aspect ratio: a wrong pair, or a rotated mask?)"))
+                                                  f"(another aspect ratio: a wrong pair, or a rotated mask?"
+                                                  f"{_orientation_note(image_info, mask_info)})"))
             problems.extend(found)
             if not found:
                 good.append(pair)

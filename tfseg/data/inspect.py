@@ -115,6 +115,45 @@ def _sorted_counts(counter: Counter) -> Dict[str, int]:
     return {str(k): v for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))}
 
 
+def class_pixels(src, ids) -> Counter:
+    """Pixels of each mask value over the masks of ``ids`` (after the source's value rule: binary masks
+    count 0/1): what the class balance of :func:`inspect_source` is made of, and what automatic class
+    weights (:mod:`tfseg.balance`) are measured on (the training split's ids).
+
+    File sources count from their up-front file check (no decoding); other sources (and masks
+    read through a colour map) decode their examples. An ``ignore_class`` value is counted like any other value.
+    """
+    from tfseg.data.filesource import FileSource
+
+    pixels = Counter()
+    if isinstance(src, FileSource) and src.colormap is None:  # a colour map's raw values are not class ids
+        for sample_id in ids:
+            pixels.update(_pair_pixels(src, src.pairs[sample_id]))
+        return pixels
+    examples = src.examples(list(ids)).as_numpy_iterator() if len(ids) else []
+    for example in examples:
+        pixels.update(_mask_pixels(example["mask"]))
+    return pixels
+
+
+def _pair_pixels(src, pair) -> Counter:
+    """Pixels of each mask value of one checked file pair (binary: 0/1 by the foreground rule)."""
+    mask = pair.mask_info
+    if not (src.num_classes == 1 and mask.values):
+        return Counter(mask.values)
+    found = np.array(list(mask.values))
+    foreground = masks.foreground(found, top=found.max(), threshold=src.mask_threshold)
+    pixels = Counter()
+    for is_foreground, count in zip(foreground.tolist(), mask.values.values()):
+        pixels[int(is_foreground)] += count
+    return pixels
+
+
+def _mask_pixels(mask) -> Dict[int, int]:
+    counts = np.bincount(np.asarray(mask).ravel().astype(np.int64), minlength=1)
+    return {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
+
+
 def _file_stats(src) -> Dict:
     """From the file check of a FileSource: no decoding."""
     sizes, image_types, mask_types, values, pixels = Counter(), Counter(), Counter(), Counter(), Counter()
@@ -124,13 +163,7 @@ def _file_stats(src) -> Dict:
         image_types[f"{image.format} {image.mode}"] += 1
         mask_types[f"{mask.format} {mask.mode}"] += 1
         values.update(mask.values.keys())
-        if src.num_classes == 1 and mask.values:
-            found = np.array(list(mask.values))
-            foreground = masks.foreground(found, top=found.max(), threshold=src.mask_threshold)
-            for is_foreground, count in zip(foreground.tolist(), mask.values.values()):
-                pixels[int(is_foreground)] += count
-        else:
-            pixels.update(mask.values)
+        pixels.update(_pair_pixels(src, pair))
     return {
         "inspected_samples": len(src.pairs),
         "image_sizes": _sorted_counts(sizes),
@@ -150,8 +183,7 @@ def _decoded_stats(src, ids) -> Dict:
     for example in progress.bar(len(ids), "reading samples", unit="sample", iterable=examples):
         height, width = example["image"].shape[:2]
         sizes[size_text(width, height)] += 1
-        counts = np.bincount(example["mask"].ravel().astype(np.int64), minlength=1)
-        found = {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
+        found = _mask_pixels(example["mask"])
         values.update(found.keys())
         pixels.update(found)
     return {

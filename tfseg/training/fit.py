@@ -23,7 +23,8 @@ from tfseg.training.callbacks import (
 from tfseg.training.run_folder import HISTORY_FILE, MODEL_FILE, training_state
 
 
-def build_compiled_model(config: TrainConfig, num_classes: int, phase: Dict[str, Any], steps_per_epoch=None):
+def build_compiled_model(config: TrainConfig, num_classes: int, phase: Dict[str, Any], steps_per_epoch=None,
+                         class_weights=None):
     """``build_model`` + :func:`compile_model` for ``phase``. Call inside ``strategy.scope()``."""
     from tfseg.models import accepted_options, build_model
     from tfseg.models.encoders import set_encoder_trainable
@@ -33,7 +34,7 @@ def build_compiled_model(config: TrainConfig, num_classes: int, phase: Dict[str,
     if phase["frozen"]:
         set_encoder_trainable(model, False)
     compile_model(model, config, num_classes, phase["learning_rate"],
-                  learning_rate_schedule(config, phase, steps_per_epoch))
+                  learning_rate_schedule(config, phase, steps_per_epoch), class_weights)
     return model
 
 
@@ -56,13 +57,15 @@ def learning_rate_schedule(config: TrainConfig, phase: Dict[str, Any], steps_per
         warmup_target=peak, warmup_steps=warmup)
 
 
-def compile_model(model, config: TrainConfig, num_classes: int, learning_rate=None, schedule=None) -> None:
+def compile_model(model, config: TrainConfig, num_classes: int, learning_rate=None, schedule=None,
+                  class_weights=None) -> None:
     """Adam, the configured loss, Dice and IoU (under mixed_float16, ``compile`` adds loss scaling itself).
 
     Also what a model loaded from a run's ``model.keras`` (saved without its compile state, so that
     it loads with plain Keras) is compiled with before it is scored.
     ``learning_rate``: default ``config.learning_rate``; ``schedule`` (:func:`learning_rate_schedule`)
-    replaces the constant rate.
+    replaces the constant rate. ``class_weights``: the loss's weights per class (the run's resolved
+    ``--class-weights``, :func:`tfseg.balance.resolve_class_weights`), ``None``: unweighted.
     """
     from tfseg.losses import get_loss
     from tfseg.metrics import default_metrics
@@ -71,7 +74,7 @@ def compile_model(model, config: TrainConfig, num_classes: int, learning_rate=No
         learning_rate = config.learning_rate
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate if schedule is None else schedule),
-        loss=get_loss(config.loss, num_classes, config.ignore_class),
+        loss=get_loss(config.loss, num_classes, config.ignore_class, class_weights),
         metrics=default_metrics(num_classes, config.ignore_class),
         jit_compile=config.jit_compile,
     )
@@ -126,7 +129,8 @@ def steps_per_epoch(config: TrainConfig, train_images: int, strategy=None) -> in
     return max(1, math.ceil(train_images / global_batch_size(config.batch_size, strategy)))
 
 
-def fit_phases(model, phases, config, run_dir, strategy, datasets, train_images, state, start, verbose):
+def fit_phases(model, phases, config, run_dir, strategy, datasets, train_images, state, start, verbose,
+               class_weights=None):
     """``model.fit`` for each phase (recompiling when the encoder is unfrozen); return the NaN guard.
 
     A resumed run first loads its backed-up weights and optimizer (:func:`restore_weights`)
@@ -145,7 +149,8 @@ def fit_phases(model, phases, config, run_dir, strategy, datasets, train_images,
             with strategy.scope():
                 set_encoder_trainable(model, not phase["frozen"])
                 compile_model(model, config, model.outputs[0].shape[-1], phase["learning_rate"],
-                              learning_rate_schedule(config, phase, steps_per_epoch(config, train_images, strategy)))
+                              learning_rate_schedule(config, phase, steps_per_epoch(config, train_images, strategy)),
+                              class_weights)
         with strategy.scope():
             restore_weights(model, run_dir, phase["index"])
         backup = RunBackup(run_dir, {}, throughput, phase=phase["index"], final_phase=phase["final"],
@@ -189,6 +194,9 @@ def make_callbacks(config, run_dir, throughput, nan_guard, backup, val_dataset, 
         throughput,
         nan_guard,
         *validation,
+        # Keras' epoch line before the learning rate reaches the logs: its bar writes 0.0020 above 1e-3 and
+        # 9.7553e-04 below; the run's first line states the rate once (describe_run), history.csv each epoch's.
+        keras.callbacks.ProgbarLogger(),
         tracked.get("reduce_lr") or LearningRateLog(),  # before HistoryLog: adds learning_rate to the epoch logs
         tracked["checkpoint"],
         tracked["early_stopping"],

@@ -14,10 +14,12 @@ from tfseg.training.fit import (
     build_compiled_model, compile_model, fit_phases, remaining_phases, seed_everything, steps_per_epoch,
 )
 from tfseg.training.run_folder import (
+    CLASS_WEIGHTS_FILE,
     METRICS_FILE,
     MODEL_FILE,
     SPLITS_FILE,
     check_stored_splits,
+    remove_backup_weights,
     run_dir_of,
     run_status,
     start_run_dir,
@@ -44,7 +46,8 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
       the model, optimizer (learning rate included), history, best checkpoint and the
       early-stopping / learning-rate-plateau counters as they were;
     - complete: says so and returns the existing ``metrics.json`` (more ``epochs`` than
-      were run, on a run that did not stop early, trains the extra epochs);
+      were run, on a run that did not stop early and was trained with ``keep_backup``, trains
+      the extra epochs; without it the backup weights were deleted when the run completed);
     - a different configuration: refused with the list of what differs, unless
       ``force_new=True`` (``--force-new``), which moves the old folder aside to
       ``RUN_DIR.old-<timestamp>`` and starts over.
@@ -155,12 +158,20 @@ def _train_locked(config: TrainConfig, verbose: int, force_new: bool, strategy, 
                     "val": examples["val"] if config.patch_size is not None
                     else load_split("val", config, num_classes, strategy, source)}
         phases = remaining_phases(config, int(state.get("epoch", 0)))
+        balance = run_class_weights(config, source, ids["train"], num_classes)
+        weights = None if balance is None else balance["weights"]
         with strategy.scope():  # built now: a bad model option fails before RUN_DIR is touched
             steps = steps_per_epoch(config, len(ids["train"]), strategy)
-            model = build_compiled_model(config, num_classes, phases[0], steps) if phases else None
+            model = build_compiled_model(config, num_classes, phases[0], steps, weights) if phases else None
 
         log(describe_run(config, ids, num_classes, policy, strategy))
+        if balance is not None:
+            from tfseg.balance import describe
+
+            log(describe(balance))
         start_run_dir(given, status, log)
+        if balance is not None:
+            fileio.write_json_atomic(fileio.join(run_dir, CLASS_WEIGHTS_FILE), balance)
         if not splits_stored:
             fileio.write_json_atomic(fileio.join(run_dir, SPLITS_FILE), ids)
         done = int(state.get("epoch", 0))
@@ -169,7 +180,7 @@ def _train_locked(config: TrainConfig, verbose: int, force_new: bool, strategy, 
         truncate_history(fileio.join(run_dir, HISTORY_FILE), done)
         if model is not None:
             nan_guard = fit_phases(model, phases, config, run_dir, strategy, datasets, len(ids["train"]), state,
-                                   start, verbose)
+                                   start, verbose, weights)
             if nan_guard.fired:
                 epoch = int(training_state(run_dir).get("epoch", 0)) + 1
                 # model.keras only ever holds finite weights (BestCheckpoint): say whether there is one
@@ -179,7 +190,7 @@ def _train_locked(config: TrainConfig, verbose: int, force_new: bool, strategy, 
         # Outside the strategy: each process scores the whole val/test split on its own (exact, no
         # collectives), and the figures and the SavedModel come from a plain single-device model.
         best = load_keras_model(fileio.join(run_dir, MODEL_FILE))
-        compile_model(best, config, num_classes)  # model.keras holds no loss: it loads with plain Keras
+        compile_model(best, config, num_classes, class_weights=weights)  # model.keras holds no loss
         final = training_state(run_dir)
         from tfseg.evaluation import score_split, write_figures
         from tfseg.segment import Settings, keras_windows
@@ -221,6 +232,8 @@ def _train_locked(config: TrainConfig, verbose: int, force_new: bool, strategy, 
                            into_run_folder=True, **tiling_options(config))
     metrics["seconds"] = float(state.get("seconds", 0.0)) + time.perf_counter() - start
     fileio.write_json_atomic(fileio.join(run_dir, METRICS_FILE), metrics)
+    if not config.keep_backup:
+        remove_backup_weights(run_dir)  # complete: the resume state's weights are not needed any more
     log(summary_line(metrics))
     distribute.remove_worker_dir(run_dir, strategy)  # a non-chief worker's copy is done with
     return metrics
@@ -262,7 +275,15 @@ def describe_run(config: TrainConfig, ids: Dict[str, List[str]], num_classes: in
             f"val {len(ids['val'])} / test {len(ids['test'])}; {classes}; {size}; precision {policy}; "
             f"strategy {distribute.strategy_name(strategy)} ({replicas} replica{'s' if replicas != 1 else ''}, "
             f"batch {config.batch_size} per replica, {distribute.global_batch_size(config.batch_size, strategy)} "
-            f"in all); {config.epochs} epochs into {run_dir_of(config)}")
+            f"in all); {describe_learning_rate(config)}; {config.epochs} epochs into {run_dir_of(config)}")
+
+
+def describe_learning_rate(config: TrainConfig) -> str:
+    """``Adam, learning rate 0.002 (one-epoch warm-up, cosine decay)``: the rate as ``--help`` and
+    ``config.json``'s differences write it (``%g``)."""
+    schedule = ("one-epoch warm-up, cosine decay" if config.lr_schedule == "cosine"
+                else "halved after epochs without a better val_dice")
+    return f"Adam, learning rate {config.learning_rate:g} ({schedule})"
 
 
 def _class_options(config: TrainConfig) -> Dict[str, Any]:
@@ -270,6 +291,16 @@ def _class_options(config: TrainConfig) -> Dict[str, Any]:
     # num_classes 1 (the default) lets the data say, e.g. a colour map's or the shards' classes.
     return {"num_classes": None if config.num_classes == 1 else config.num_classes,
             "ignore_class": config.ignore_class}
+
+
+def run_class_weights(config: TrainConfig, source, train_ids, num_classes: int) -> Optional[Dict[str, Any]]:
+    """The run's resolved ``--class-weights`` (:func:`tfseg.balance.resolve_class_weights`; ``auto``:
+    counted on the training split), or ``None``; stored in RUN_DIR/class_weights.json."""
+    from tfseg.balance import resolve_class_weights
+    from tfseg.data.inspect import class_pixels
+
+    return resolve_class_weights(config.class_weights, num_classes, lambda: class_pixels(source, train_ids),
+                                 config.ignore_class)
 
 
 def tiling_options(config: TrainConfig) -> Dict[str, Any]:

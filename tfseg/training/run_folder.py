@@ -5,13 +5,16 @@ RUN_DIR (``config.out``, default ``runs/<model>-<data kind>``, e.g. ``runs/unet-
     config.json      every setting (``TrainConfig.to_json()``), enough to reproduce the run
     splits.json      the sample ids of train/val/test, written when the run starts; a resumed
                      run and ``evaluate`` compare their split with it (never rewrite it)
+    class_weights.json  with ``--class-weights``: the weights the loss used, the rule and the
+                     training split's pixels per class (:func:`tfseg.balance.resolve_class_weights`)
     model.keras      best weights by validation Dice (written atomically)
     history.csv      one row per epoch, numbered from 1 (appended on resume)
     metrics.json     final scores and timings (see :func:`tfseg.training.train`)
     curves.png       loss and Dice per epoch
     predictions.png  test images with true and predicted outlines
     saved_model/1/   the TF Serving export (:func:`tfseg.export.export_saved_model`)
-    backup/          resume state: weights + optimizer of the last epoch, callback state
+    backup/          resume state: weights + optimizer of the last epoch, callback state (the weights
+                     are deleted when the run completes, unless --keep-backup)
 
 RUN_DIR may be a local folder or a URL (``gs://bucket/runs/x``): every file goes
 through :mod:`tfseg.fileio`.
@@ -29,7 +32,7 @@ from tfseg.config import SPLITS, TrainConfig
 from tfseg.errors import ConfigError, DataError, TfsegError
 
 # Settings a resumed run may change: where it lives, how long it trains, whether it logs to TensorBoard.
-RESUMABLE_CHANGES = ("out", "epochs", "tensorboard")
+RESUMABLE_CHANGES = ("out", "epochs", "tensorboard", "keep_backup")
 BACKUP_DIR = "backup"
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"
@@ -37,6 +40,7 @@ SPLITS_FILE = "splits.json"
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
+CLASS_WEIGHTS_FILE = "class_weights.json"  # a run trained with --class-weights: the weights it used
 
 
 def default_run_dir(config: TrainConfig) -> str:
@@ -131,7 +135,19 @@ def run_status(config: TrainConfig, force_new: bool = False) -> str:
             f"{run_dir} holds a run with other settings ({describe_diff(diff)}); rerun with the same "
             "settings to resume it, or pass force_new (--force-new) to start over, or choose another folder"
         )
-    return "complete" if is_complete(run_dir, config) else "resume"
+    if is_complete(run_dir, config):
+        return "complete"
+    if fileio.exists(fileio.join(run_dir, METRICS_FILE)) and training_state(run_dir).get("weights", "") is None:
+        raise ConfigError(f"{run_dir}: the run completed {training_state(run_dir).get('epoch')} epochs and its "
+                          "backup weights were removed then; more epochs continue only a run trained with "
+                          "keep_backup (--keep-backup); pass force_new (--force-new) to start over")
+    return "resume"
+
+
+def stored_class_weights(run_dir: str) -> Optional[List[float]]:
+    """The class weights a run's loss used (``class_weights.json``), or ``None`` (trained without)."""
+    path = fileio.join(run_dir, CLASS_WEIGHTS_FILE)
+    return fileio.read_json(path)["weights"] if fileio.exists(path) else None
 
 
 def start_run_dir(config: TrainConfig, status: str, log=print) -> None:
@@ -190,6 +206,25 @@ def remove_superseded_weights(run_dir: str) -> List[str]:
     removed = []
     for name in fileio.listdir(backup_dir):
         if name.endswith(".weights.h5") and name != named and not fileio.is_temporary(name):
+            fileio.remove(fileio.join(backup_dir, name))
+            removed.append(name)
+    return removed
+
+
+def remove_backup_weights(run_dir: str) -> List[str]:
+    """A completed run's ``backup/*.weights.h5`` (last epoch's weights and optimizer state), deleted;
+    ``state.json`` stays, naming no weights (what says the run is complete, how far and how long it ran).
+
+    ``state.json`` is rewritten first, so it never names a deleted file.
+    """
+    backup_dir = fileio.join(run_dir, BACKUP_DIR)
+    state = training_state(run_dir)
+    if not state:
+        return []
+    fileio.write_json_atomic(fileio.join(backup_dir, STATE_FILE), {**state, "weights": None})
+    removed = []
+    for name in fileio.listdir(backup_dir):
+        if name.endswith(".weights.h5") and not fileio.is_temporary(name):
             fileio.remove(fileio.join(backup_dir, name))
             removed.append(name)
     return removed

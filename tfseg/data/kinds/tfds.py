@@ -38,7 +38,11 @@ the source opens and a group is never split across train/val/test.
 Preparation. ``data_dir`` passes through to TFDS. A dataset not yet prepared
 is downloaded and prepared (``download=False`` raises instead);
 ``manual_dir`` is passed to the download config (datasets whose files you
-download yourself, e.g. ``tfds:ph2``); once prepared it is not read again.
+download yourself, e.g. ``tfds:ph2``); once prepared it is not read again: the
+build records its folder, and a later ``manual_dir`` naming another folder gets
+a warning that the earlier build is read (delete the build to rebuild). The
+build's deprecation warnings, absl INFO/WARNING lines and, off a terminal or with
+``--quiet``, its progress bars are kept out of tfseg's output.
 
 Options in the SOURCE string. Every verb that takes ``--data`` (and a run's
 ``config.json``) carries the settings of :attr:`TfdsSource.SETTINGS` after a
@@ -89,6 +93,39 @@ BUILDERS_PACKAGE = "tfseg.tfds_builders"
 
 # Oxford-IIIT pet trimap value -> class id (index = stored value 0..3; 0 does not occur).
 _PET_LOOKUP = {"binary": (0, 1, 0, 1), "trimap": (0, 1, 0, 2)}
+
+
+# Written beside a build tfseg prepared from a manual_dir: which folder it was (one line).
+MANUAL_DIR_RECORD = "tfseg_manual_dir.txt"
+
+
+def _folder(path) -> str:
+    from tfseg import fileio
+
+    return fileio.abspath(str(path)).rstrip("/\\")
+
+
+@contextlib.contextmanager
+def _quiet_build():
+    """A TFDS build without its deprecation warnings, absl INFO/WARNING lines, and progress bars (their cursor
+    escape codes) unless tfseg's own progress bars are on (a terminal, no ``--quiet``)."""
+    import warnings
+
+    import tensorflow_datasets as tfds
+    from absl import logging as absl_logging
+
+    from tfseg import progress
+
+    level, bars = absl_logging.get_verbosity(), progress.enabled()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    tfds.display_progress_bar(bars)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        absl_logging.set_verbosity(level)
+        tfds.display_progress_bar(True)  # TFDS's default
 
 
 def _base_name(name: str) -> str:
@@ -214,8 +251,9 @@ class TfdsSource(Source):
         self.pet_classes = self._pet_classes(pet_classes, num_classes)
         own = None if self.pet_classes is None else (1 if self.pet_classes == "binary" else 3)
         self.set_mask_settings(num_classes, ignore_class, mask_threshold, own_classes=own)
-        self.builder = _make_builder(spec, data_dir)
-        self._prepare(download, manual_dir)
+        with _quiet_build():  # TFDS warns, e.g., that a folder not yet prepared has no dataset_info.json
+            self.builder = _make_builder(spec, data_dir)
+            self._prepare(download, manual_dir)
         features = self.builder.info.features
         self.image_key, self.mask_key = _find_features(features, image_key, mask_key, spec.text)
         self._image_feature, self._mask_feature = features[self.image_key], features[self.mask_key]
@@ -254,6 +292,7 @@ class TfdsSource(Source):
         import tensorflow_datasets as tfds
 
         if self.builder.is_prepared():
+            self._note_cached_build(manual_dir)
             return
         if not download:
             raise TfsegError(f"data source {self.spec.text!r}: not prepared in {self.builder.data_dir} "
@@ -270,6 +309,25 @@ class TfdsSource(Source):
                     f"'tfds:{self.spec.name}?manual_dir=DIR'; {first[:200]})" if "manual" in first.lower()
                     else f" ({first[:300]})")
             raise TfsegError(f"data source {self.spec.text!r}: could not download and prepare it{hint}") from None
+        if manual_dir:
+            from tfseg import fileio
+
+            fileio.write_text_atomic(fileio.join(self.builder.data_dir, MANUAL_DIR_RECORD), _folder(manual_dir))
+
+    def _note_cached_build(self, manual_dir) -> None:
+        """Say so when ``manual_dir`` is not the folder the prepared build was made from: TFDS reads its
+        build and never the new files (a build tfseg did not make records no folder)."""
+        from tfseg import fileio
+
+        if not manual_dir:
+            return
+        record = fileio.join(self.builder.data_dir, MANUAL_DIR_RECORD)
+        built_from = fileio.read_text(record).strip() if fileio.exists(record) else ""
+        if built_from == _folder(manual_dir):
+            return
+        origin = f"from {built_from}" if built_from else "earlier (not by tfseg: its files are not recorded)"
+        logger.warning("%s: reading the build prepared %s in %s, not the files in manual_dir=%s; delete that "
+                       "folder to rebuild from them", self.spec.text, origin, self.builder.data_dir, manual_dir)
 
     def _count(self, split: str) -> int:
         info = self.builder.info.splits.get(split) if self.builder.info.splits else None
