@@ -72,7 +72,7 @@ def main(argv=None) -> int:
         model = keras.models.load_model(os.path.join(r["run_dir"], "model.keras"))
         predictions[label] = model.predict(images, verbose=0)
         dice[label] = viz.per_image_dice(masks, predictions[label])
-        print(f"{label}: per-image Dice mean {dice[label].mean():.4f} median {np.median(dice[label]):.4f} "
+        print(f"{label}: per-image Dice mean {np.nanmean(dice[label]):.4f} median {np.nanmedian(dice[label]):.4f} "
               f"on {len(images)} test images")
 
     unet = results["U-Net"]["run_dir"]

@@ -30,15 +30,15 @@ TOL = 1e-5
 # --------------------------------------------------------------------------
 # NumPy references (written from the definitions, not from tfseg's code)
 # --------------------------------------------------------------------------
-def np_f1(t, p):
-    """F1 of boolean arrays; 1 when both are empty."""
+def np_f1(t, p, empty=1.0):
+    """F1 of boolean arrays; ``empty`` when both are empty."""
     tp, fp, fn = np.sum(t & p), np.sum(~t & p), np.sum(t & ~p)
-    return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+    return empty if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
 
 
-def np_jaccard(t, p):
+def np_jaccard(t, p, empty=1.0):
     union = np.sum(t | p)
-    return 1.0 if union == 0 else np.sum(t & p) / union
+    return empty if union == 0 else np.sum(t & p) / union
 
 
 def binary_batches(seed, n_batches=3, batch=4, size=16):
@@ -98,15 +98,44 @@ def test_iou_equals_keras_binary_iou():
 @pytest.mark.parametrize("metric_class, reference", [(Dice, np_f1), (IoU, np_jaccard)])
 def test_per_image_mean_matches_numpy_loop_with_empty_mask_convention(metric_class, reference):
     batches = binary_batches(2)
-    expected = [reference(t > 0.5, p >= 0.5) for y_true, y_pred in batches for t, p in zip(y_true, y_pred)]
-    assert expected[0] == 1.0 and expected[1] == 0.0  # empty/empty scores 1, empty truth + prediction 0
-    assert run_metric(metric_class(per_image=True), batches) == pytest.approx(np.mean(expected), abs=TOL)
+    pairs = [(t > 0.5, p >= 0.5) for y_true, y_pred in batches for t, p in zip(y_true, y_pred)]
+    # an image with nothing true and nothing predicted has no score and stays out of the mean...
+    expected = [reference(t, p, empty=np.nan) for t, p in pairs]
+    assert np.isnan(expected[0]) and expected[1] == 0.0  # empty/empty: none; empty truth + prediction: 0
+    assert run_metric(metric_class(per_image=True), batches) == pytest.approx(np.nanmean(expected), abs=TOL)
+    # ...unless asked to count it as 1
+    expected = [reference(t, p) for t, p in pairs]
+    assert run_metric(metric_class(per_image=True, ignore_empty=False), batches) == pytest.approx(
+        np.mean(expected), abs=TOL)
 
 
-def test_global_empty_truth_and_empty_prediction_scores_one():
+def test_empty_truth_and_empty_prediction_have_no_score_unless_counted_as_one():
     zeros = np.zeros((2, 8, 8, 1), "float32")
-    assert run_metric(Dice(), [(zeros, zeros)]) == 1.0
-    assert run_metric(IoU(per_image=True), [(zeros, zeros)]) == 1.0
+    assert np.isnan(run_metric(Dice(), [(zeros, zeros)]))
+    assert np.isnan(run_metric(IoU(per_image=True), [(zeros, zeros)]))
+    assert np.isnan(dice_score(zeros[0], zeros[0]))
+    assert run_metric(Dice(ignore_empty=False), [(zeros, zeros)]) == 1.0
+    assert run_metric(IoU(per_image=True, ignore_empty=False), [(zeros, zeros)]) == 1.0
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+def test_a_class_absent_from_truth_and_prediction_does_not_raise_the_mean(per_image):
+    # classes 0..3; class 3 is in no mask and never predicted; class 2 is predicted once where it is not true
+    true = np.array([[0, 1], [2, 1]]).reshape(1, 2, 2, 1)
+    pred = np.eye(4, dtype="float32")[[[0, 1], [0, 1]]][None]
+    dice = {0: 2 / 3, 1: 1.0, 2: 0.0}
+    want = np.mean(list(dice.values()))
+    assert run_metric(Dice(num_classes=4, per_image=per_image), [(true, pred)]) == pytest.approx(want, abs=TOL)
+    assert run_metric(Dice(num_classes=4, per_image=per_image, ignore_empty=False), [(true, pred)]) == pytest.approx(
+        (sum(dice.values()) + 1.0) / 4, abs=TOL)
+    assert dice_score(true[0], pred[0]) == pytest.approx(want, abs=TOL)
+    # a second image where class 3 appears: in the global counts it is then scored for both images
+    true2, pred2 = np.full((1, 2, 2, 1), 3), np.eye(4, dtype="float32")[[[3, 3], [3, 3]]][None]
+    both = run_metric(Dice(num_classes=4, per_image=per_image), [(true, pred), (true2, pred2)])
+    if per_image:  # image 1: 0.5556 over its 3 classes, image 2: 1.0 over class 3 alone
+        assert both == pytest.approx((want + 1.0) / 2, abs=TOL)
+    else:  # class 0: 2/3, 1: 1, 2: 0, 3: 1
+        assert both == pytest.approx((2 / 3 + 1 + 0 + 1) / 4, abs=TOL)
 
 
 def test_result_is_zero_before_update_and_after_reset():
@@ -191,12 +220,13 @@ def test_sample_weight_is_per_pixel_and_zero_weight_equals_removing_pixels():
     assert float(metric.result()) == pytest.approx(2 * tp / (2 * tp + fp + fn), abs=TOL)
 
 
-def np_weighted_scores(t, p, w):
-    """Weighted ``(dice, iou, precision, recall, f2, pixel accuracy)`` of boolean arrays, per the module docstring."""
+def np_weighted_scores(t, p, w, empty=np.nan):
+    """Weighted ``(dice, iou, precision, recall, f2, pixel accuracy)`` of boolean arrays, per the module docstring
+    (``empty``: the score of a class absent from truth and prediction, none by default)."""
     tp, fp, fn, tn = (np.sum(w * x) for x in (t & p, ~t & p, t & ~p, ~t & ~p))
 
     def ratio(num, den):
-        return 1.0 if tp + fp + fn == 0 else (num / den if den > 0 else 0.0)
+        return empty if tp + fp + fn == 0 else (num / den if den > 0 else 0.0)
 
     accuracy = 1.0 if tp + fp + fn + tn == 0 else (tp + tn) / (tp + fp + fn + tn)
     return (ratio(2 * tp, 2 * tp + fp + fn), ratio(tp, tp + fp + fn), ratio(tp, tp + fp), ratio(tp, tp + fn),
@@ -219,7 +249,7 @@ def test_every_metric_takes_sample_weight_of_every_documented_shape(index, shape
     given = {"B": full["B"].reshape(4), "BHW": full["BHW"][..., 0], "BHW1": full["BHW"]}[shape].astype("float32")
     t, p = y_true > 0.5, y_pred >= 0.5
     if per_image:
-        expected = np.mean([np_weighted_scores(t[i], p[i], weights[i])[index] for i in range(4)])
+        expected = np.nanmean([np_weighted_scores(t[i], p[i], weights[i])[index] for i in range(4)])
     else:
         expected = np_weighted_scores(t, p, weights)[index]
     metric = metric_class(per_image=per_image, **options)
@@ -232,7 +262,8 @@ def test_per_image_skips_images_with_no_valid_pixel():
     weights = np.array([1.0, 0.0, 1.0, 1.0], "float32")  # image 1 (empty truth, a prediction) is dropped
     metric = Dice(per_image=True)
     metric.update_state(y_true, y_pred, sample_weight=weights)
-    expected = np.mean([np_f1(y_true[i] > 0.5, y_pred[i] >= 0.5) for i in (0, 2, 3)])
+    # image 0 (empty truth and prediction) has no score either
+    expected = np.nanmean([np_f1(y_true[i] > 0.5, y_pred[i] >= 0.5, empty=np.nan) for i in (0, 2, 3)])
     assert float(metric.result()) == pytest.approx(expected, abs=TOL)
 
 
@@ -377,11 +408,14 @@ def test_global_dice_after_an_update_whose_background_class_has_more_fp_than_the
         assert float(metric.result()) == pytest.approx(expected, abs=TOL), metric.name
 
 
-def test_pixel_accuracy_without_selected_true_pixels_or_predictions_is_one():
+def test_pixel_accuracy_without_selected_true_pixels_has_no_score_unless_counted_as_one():
     ids = np.zeros((1, 4, 4, 1), "int32")
     probs = np.eye(3, dtype="float32")[np.zeros((1, 4, 4), int)]
     for per_image in (False, True):
         metric = PixelAccuracy(num_classes=3, include_background=False, per_image=per_image)
+        metric.update_state(ids, probs)
+        assert np.isnan(float(metric.result()))
+        metric = PixelAccuracy(num_classes=3, include_background=False, per_image=per_image, ignore_empty=False)
         metric.update_state(ids, probs)
         assert float(metric.result()) == 1.0
 
@@ -552,3 +586,22 @@ def test_ignore_class_with_pixel_sample_weight_multiplies_both(cls, per_image, c
     plain = cls(num_classes=classes, per_image=per_image, class_ids=ignoring.class_ids)
     plain.update_state(np.where(y_true == 255, 0, y_true), y_pred, sample_weight=weights * keep)
     assert float(ignoring.result()) == pytest.approx(float(plain.result()), abs=1e-6)
+
+
+@pytest.mark.parametrize("metric_class", [Dice, IoU])
+def test_per_image_counts_an_image_whose_every_pixel_is_missed(metric_class):
+    # image 0: all foreground, nothing predicted (score 0); image 1: perfect (score 1)
+    y_true = np.stack([np.ones((4, 4, 1)), np.pad(np.ones((2, 2, 1)), ((1, 1), (1, 1), (0, 0)))]).astype("float32")
+    y_pred = np.stack([np.zeros((4, 4, 1)), y_true[1]]).astype("float32")
+    assert run_metric(metric_class(per_image=True), [(y_true, y_pred)]) == pytest.approx(0.5, abs=TOL)
+
+
+def test_an_image_whose_background_is_all_predicted_as_another_class_is_seen():
+    # every pixel true class 0, predicted class 2: classes 0 and 2 score 0, class 1 (absent) counts 1 on request
+    y_true = np.zeros((1, 2, 2, 1), "int32")
+    y_pred = np.eye(3, dtype="float32")[np.full((1, 2, 2), 2)]
+    assert run_metric(Dice(num_classes=3, ignore_empty=False), [(y_true, y_pred)]) == pytest.approx(1 / 3, abs=TOL)
+    assert run_metric(Dice(num_classes=3), [(y_true, y_pred)]) == 0.0
+    # and the other way round: every pixel true class 2, predicted class 0
+    y_true, y_pred = np.full((1, 2, 2, 1), 2, "int32"), np.eye(3, dtype="float32")[np.zeros((1, 2, 2), int)]
+    assert run_metric(Dice(num_classes=3, ignore_empty=False), [(y_true, y_pred)]) == pytest.approx(1 / 3, abs=TOL)

@@ -59,8 +59,11 @@ def test_ignore_class_loss_round_trips_through_keras_serialization():
 
 
 def test_ignore_class_needs_class_id_masks(capsys):
+    from tfseg.data.sources import open_source
+
+    TrainConfig(ignore_class=IGNORE).validate()  # num_classes 1: the data's count, known when it is opened
     with pytest.raises(ConfigError, match="ignore_class 255: needs class-id masks"):
-        TrainConfig(ignore_class=IGNORE).validate()
+        open_source("synthetic:8", ignore_class=IGNORE)  # binary masks
     with pytest.raises(ConfigError, match="0..255"):
         TrainConfig(ignore_class=300, num_classes=3).validate()
     assert cli.main(["train", "--ignore-class", "255"]) == 2
@@ -127,13 +130,15 @@ def test_evaluate_prints_and_writes_the_per_class_table(tmp_path, capsys):
     assert [row["iou"] for row in per_class["classes"]] == pytest.approx(expected_iou)
     assert [row["dice"] for row in per_class["classes"]] == pytest.approx(expected_dice)
     assert [row["true_pixels"] for row in per_class["classes"]] == [480 * images, 465 * images, 15 * images]
-    assert per_class["mean_iou"] == pytest.approx(np.mean(expected_iou))
-    assert per_class["mean_dice"] == pytest.approx(np.mean(expected_dice))
+    # the means leave the background out (and say so)
+    assert per_class["mean_iou"] == pytest.approx(np.mean(expected_iou[1:]))
+    assert per_class["mean_dice"] == pytest.approx(np.mean(expected_dice[1:]))
+    assert per_class["background_included"] is False and per_class["classes_scored"] == 2
     with open(os.path.join(out, "per_class.csv")) as f:
         rows = list(csv.DictReader(f))
     assert [row["class"] for row in rows] == ["0", "1", "2", "mean"]
-    assert float(rows[-1]["iou"]) == pytest.approx(np.mean(expected_iou))
-    assert "mask value 255 ignored" in printed.out and "mean" in printed.out
+    assert float(rows[-1]["iou"]) == pytest.approx(np.mean(expected_iou[1:]))
+    assert "mask value 255 ignored" in printed.out and "background (0) left out" in printed.out
     assert f"{465 / 480:.4f}" in printed.out
 
 
@@ -351,3 +356,88 @@ def test_inspect_prepare_and_shards_with_an_ignore_value(tmp_path, capsys):
     assert sorted(np.unique(masks).tolist()) == [0, 1, 2, IGNORE]
     with pytest.raises(ConfigError, match="needs class-id masks"):
         load_dataset("synthetic:8", split="train", image_size=16, ignore_class=IGNORE)
+
+
+# --------------------------------------------------------------------------- "ignore" colours, the class count
+def test_a_colour_marked_ignore_needs_no_ignore_class(tmp_path):
+    from tfseg.data.sources import open_source
+
+    root = str(tmp_path / "camvid")
+    expected = write_colour_folder(root, count=3)
+    colours = {**COLOURS}
+    del colours[3]
+    colormap = write_colormap(str(tmp_path / "classes.csv"), colours, extra=["ignore,64,0,128,unlabelled"])
+    source = open_source(f"folder:{root}?colormap={colormap}")
+    assert (source.num_classes, source.ignore_class) == (3, IGNORE)
+    for example in source.examples(source.ids()).as_numpy_iterator():
+        want = expected[example["id"].decode()]
+        np.testing.assert_array_equal(example["mask"][..., 0], np.where(want == 3, IGNORE, want))
+    # with --ignore-class the ignore colours take that value
+    source = open_source(f"folder:{root}?colormap={colormap}", ignore_class=200)
+    assert (source.num_classes, source.ignore_class) == (3, 200)
+    example = next(source.examples(source.ids()).as_numpy_iterator())
+    assert set(np.unique(example["mask"])) == {0, 1, 2, 200}
+    # an "ignore" line may come first (it is no header)
+    first = write_colormap(str(tmp_path / "first.csv"), {}, header=False,
+                           extra=["ignore,64,0,128"] + [f"{i},{r},{g},{b}" for i, (r, g, b) in colours.items()])
+    assert open_source(f"folder:{root}?colormap={first}").num_classes == 3
+
+
+def test_a_gap_in_the_colour_map_ids_is_named_not_counted_as_classes(tmp_path):
+    from tfseg.data.sources import open_source
+
+    root = str(tmp_path / "camvid")
+    write_colour_folder(root, count=3)
+    colours = {**COLOURS}
+    del colours[3]
+    colormap = write_colormap(str(tmp_path / "classes.csv"), colours, extra=["255,64,0,128,void"])
+    with pytest.raises(DataError, match=r"class id\(s\) 3\.\.254 have no colour.*'ignore'.*--ignore-class 255"):
+        open_source(f"folder:{root}?colormap={colormap}")
+    assert open_source(f"folder:{root}?colormap={colormap}", ignore_class=IGNORE).num_classes == 3
+    gap = write_colormap(str(tmp_path / "gap.csv"), {0: COLOURS[0], 2: COLOURS[1], 3: COLOURS[2]},
+                         extra=["ignore,64,0,128"])
+    with pytest.raises(DataError, match=r"class id\(s\) 1 have no colour"):
+        open_source(f"folder:{root}?colormap={gap}")
+
+
+def docs_blocks(name, language):
+    """The fenced blocks of ``language`` (``""``: no language given) in ``docs/<name>``."""
+    import re
+
+    text = open(os.path.join(os.path.dirname(__file__), "..", "docs", name)).read()
+    return [block for lang, block in re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M) if lang == language]
+
+
+@pytest.mark.slow
+def test_every_command_of_docs_multiclass_runs_as_written(tmp_path, monkeypatch, capsys):
+    """docs/multiclass.md's commands, word for word, on a small CamVid-like folder in ~/data/camvid
+    whose classes.csv is the document's own example (its "ignore" colour is class 3's squares)."""
+    import json
+    import shlex
+
+    home = tmp_path / "home"
+    root = str(home / "data" / "camvid")
+    write_colour_folder(root, count=12)
+    csv_block, = [block for block in docs_blocks("multiclass.md", "") if block.startswith("class_id,r,g,b")]
+    with open(os.path.join(root, "classes.csv"), "w") as f:
+        f.write(csv_block)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    bash, = [block for block in docs_blocks("multiclass.md", "bash") if "colormap=" in block]
+    commands = [shlex.split(line) for line in bash.splitlines() if line.startswith("tfseg ")]
+    assert [c[1] for c in commands] == ["inspect", "train", "evaluate"]
+    for command in commands:
+        assert cli.main(command[1:]) == 0, (command, capsys.readouterr().err)
+    printed = capsys.readouterr().out
+    assert "3 classes (mask value 255 ignored)" in printed and "background (0) left out" in printed
+    result = json.load(open(tmp_path / "runs" / "camvid" / "eval" / "metrics.json"))
+    assert result["ignore_class"] == IGNORE and [row["class"] for row in result["per_class"]["classes"]] == [0, 1, 2]
+
+
+def test_colour_map_headers_blank_lines_and_comments(tmp_path):
+    from tfseg.data.files import read_colormap
+
+    # a first line that does not start with a number is a header, whatever follows it
+    path = tmp_path / "classes.csv"
+    path.write_text("id,0,0,0\n\n , , , \n# a note\n0,0,0,0\n1,9,9,9\n")
+    assert read_colormap(str(path)).colours == {(0, 0, 0): 0, (9, 9, 9): 1}

@@ -79,9 +79,9 @@ def test_notebook_runs_in_quick_mode(name, tmp_path, monkeypatch):
               if "image/png" in o.get("data", {})]
     assert images, "the notebook showed no picture"
     if name.startswith("02"):
-        assert "PH2 not found" in text
-        assert {"comparison.png", "dice_histogram.png", "best_worst_unet.png", "best_worst_segnet.png"} <= {
-            p.name for p in tmp_path.iterdir()}
+        assert "PH2 not found" in text and "U-Net - SegNet: " in text and "95% interval" in text
+        assert {"comparison.png", "dice_histogram.png", "best_worst_unet.png", "best_worst_segnet.png",
+                "compare.json"} <= {p.name for p in tmp_path.iterdir()}
     if name.startswith("03"):
         assert "MADS not found" in text and (tmp_path / "chroma_key.png").is_file()
     if name.startswith("01"):

@@ -183,8 +183,8 @@ def test_per_image_dice_formula_and_empty_convention():
     true[0, :2] = 1
     pred[0, :1] = 1  # |T|=8, |P|=4, overlap 4 -> 8/12
     true[1, :2] = 1  # prediction empty -> 0
-    # image 2: both empty -> 1
-    np.testing.assert_allclose(viz.per_image_dice(true, pred), [8 / 12, 0.0, 1.0], rtol=1e-6)
+    # image 2: both empty -> no score
+    np.testing.assert_allclose(viz.per_image_dice(true, pred), [8 / 12, 0.0, np.nan], rtol=1e-6)
 
 
 def test_per_image_dice_thresholds_probabilities_at_half():

@@ -24,7 +24,7 @@ import sys
 import threading
 import traceback
 
-VERBS = ("train", "evaluate", "predict", "export", "inspect", "prepare")
+VERBS = ("train", "evaluate", "compare", "predict", "export", "inspect", "prepare")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(
         prog="tfseg",
-        description="Semantic segmentation with Keras 3: train, evaluate, predict, export, inspect, prepare.",
+        description="Semantic segmentation with Keras 3: train, evaluate, compare, predict, export, inspect, "
+                    "prepare.",
     )
     parser.add_argument("--version", action="version", version=f"tfseg {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)

@@ -113,6 +113,12 @@ class TrainConfig:
     augment: bool = _setting(True, "random flips, rotations, crops and colour changes of the training images")
     val_fraction: float = _setting(0.15, "fraction of the samples (by group) in the validation split")
     test_fraction: float = _setting(0.15, "fraction of the samples (by group) in the test split")
+    folds: Optional[int] = _setting(None, "cross-validation: cut the non-test samples into K folds (the test "
+                                          "split stays fixed) and train one run per fold, RUN_DIR/fold-1 .. "
+                                          "fold-K, summarised in RUN_DIR/cv.json; --val-fraction is then unused",
+                                    metavar="K")
+    fold: Optional[int] = _setting(None, "with --folds: train only fold I (1..K), e.g. one fold per machine",
+                                   metavar="I")
     num_classes: int = _setting(1, "classes of class-id masks; 1 = binary, or as many as the data holds")
     ignore_class: Optional[int] = _setting(None, "mask value left out of the loss and the metrics (e.g. 255, "
                                                  "VOC's object borders); class-id masks only")
@@ -203,13 +209,19 @@ class TrainConfig:
                 "each in (0, 1) and their sum below 1"
             )
         check_patch_options(self.patch_size, self.scale, self.foreground_fraction)
+        if self.folds is not None or self.fold is not None:
+            from tfseg.data.splits import check_folds
+
+            if self.folds is None:
+                raise ConfigError(f"fold {self.fold!r}: needs --folds K")
+            check_folds(self.folds, self.fold)
         if self.patch_size is None and self.scale != 1.0:
             raise ConfigError(f"--scale {self.scale!r}: only applies with --patch-size")
         if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
                 or not 0 < self.learning_rate < math.inf:
             raise ConfigError(f"learning_rate {self.learning_rate!r}: must be a positive finite number")
-        if self.ignore_class is not None:
-            check_ignore_class(self.ignore_class, self.num_classes)
+        if self.ignore_class is not None:  # num_classes 1: the data's count, checked when the data is opened
+            check_ignore_class(self.ignore_class, self.num_classes if self.num_classes > 1 else None)
         from tfseg.balance import check_class_weights_loss
 
         check_class_weights_loss(self.class_weights, self.loss, self.num_classes)
@@ -272,8 +284,14 @@ class TrainConfig:
         return True if self.batch_norm_layer == "keras" else self.batch_norm_layer
 
     def split_fractions(self) -> Tuple[float, float, float]:
-        """(train, val, test) fractions."""
-        return (1.0 - self.val_fraction - self.test_fraction, self.val_fraction, self.test_fraction)
+        """(train, val, test) fractions; a cross-validation fold's run (``folds`` and ``fold`` set) gets a
+        :class:`tfseg.data.splits.FoldSplit`, whose validation split is that fold."""
+        fractions = (1.0 - self.val_fraction - self.test_fraction, self.val_fraction, self.test_fraction)
+        if self.folds is not None and self.fold is not None:
+            from tfseg.data.splits import FoldSplit
+
+            return FoldSplit(fractions, self.fold, self.folds)
+        return fractions
 
     def diff(self, other: "TrainConfig", ignore=("out", "epochs")) -> Dict[str, Tuple[Any, Any]]:
         """Settings that differ: ``{name: (self_value, other_value)}``."""

@@ -131,15 +131,16 @@ def resolve_num_classes(wanted, own: Optional[int] = None, what: str = "the data
     return wanted
 
 
-def check_ignore_class(ignore_class, num_classes: int) -> int:
-    """``ignore_class`` as an int: a mask value 0..255, for class-id masks (``num_classes >= 2``).
+def check_ignore_class(ignore_class, num_classes: Optional[int]) -> int:
+    """``ignore_class`` as an int: a mask value 0..255, for class-id masks (``num_classes >= 2``;
+    ``None``: the class count is not known yet, e.g. a colour map's, and is checked when it is).
 
     Raises:
         ConfigError: not an integer in 0..255, or binary masks (their 0/255 encoding has no spare value).
     """
     if not _is_int(ignore_class) or not 0 <= ignore_class <= MAX_MASK_VALUE:
         raise ConfigError(f"ignore_class {ignore_class!r}: a mask value 0..{MAX_MASK_VALUE} (e.g. 255)")
-    if int(num_classes) < 2:
+    if num_classes is not None and int(num_classes) < 2:
         raise ConfigError(f"ignore_class {ignore_class!r}: needs class-id masks (--num-classes 2 or more)")
     return int(ignore_class)
 

@@ -28,12 +28,17 @@ update: one sigmoid channel is binary, ``C`` softmax channels multi-class; :func
       class ids ``[B, H, W, 1]`` (or ``[B, H, W]``) or one-hot ``[B, H, W, C]``.
       Scores are the macro mean over the selected classes.
 
-Empty-mask convention: a class with no true pixel and no predicted pixel
-(``TP + FP + FN = 0``) scores 1 (a perfect "nothing there"). When only the
-denominator is zero (e.g. precision with no predicted pixel but some true
-ones) the score is 0. This holds per image (``per_image=True``) and for the
-global reduction over everything seen since ``reset_state()``. Before any pixel
-is seen a metric returns 0, like Keras' own metrics.
+Empty classes (``ignore_empty``, as MONAI's ``ignore_empty``): a class with no true pixel and
+no predicted pixel (``TP + FP + FN = 0``) has no score and is left out of the mean over the
+classes (:func:`mean_over_classes`, the one rule), so that classes absent from an image (or
+from the whole split) do not raise the mean. When no selected class has a pixel at all (an
+empty truth and an empty prediction), there is no score: ``NaN`` (the per-image functions and
+``evaluate``'s rows), and ``per_image=True`` leaves such an image out of its mean.
+``ignore_empty=False`` counts an empty class as 1 (a perfect "nothing there"), as earlier
+versions did. When only the denominator is zero (e.g. precision with no predicted pixel but
+some true ones) the score is 0. This holds per image (``per_image=True``) and for the global
+reduction over everything seen since ``reset_state()``. Before any pixel is seen a metric
+returns 0, like Keras' own metrics.
 
 Reductions:
     * ``per_image=False`` (default, "micro" over pixels): counts are summed over all
@@ -87,6 +92,7 @@ __all__ = [
     "precision_from_counts",
     "recall_from_counts",
     "fbeta_from_counts",
+    "mean_over_classes",
     "Dice",
     "IoU",
     "Precision",
@@ -295,6 +301,35 @@ def fbeta_from_counts(tp, fp, fn, tn=None, beta=1.0):
     return _ratio((1.0 + b2) * tp, (1.0 + b2) * tp + b2 * fn + fp, tp, fp, fn)
 
 
+def mean_over_classes(scores, tp, fp, fn, ignore_empty: bool = True):
+    """The mean of per-class ``scores`` ``[..., K]`` over the classes that count: the one rule of every
+    multi-class (and binary) score in tfseg, the Keras metrics and ``evaluate``'s rows and table alike.
+
+    With ``ignore_empty`` (the default) a class with ``TP + FP + FN = 0`` (absent from the truth and
+    from the prediction) is left out; ``ignore_empty=False`` counts every class (an empty one
+    scores what ``scores`` holds for it: 1 for the ``*_from_counts`` functions).
+
+    Returns:
+        ``(mean [...], classes counted [...])``, float32; the mean is ``NaN`` where no class counts.
+
+    Example:
+        >>> import numpy as np
+        >>> tp, fp, fn = np.array([[3., 0.]]), np.array([[1., 0.]]), np.array([[0., 0.]])
+        >>> mean, counted = mean_over_classes(dice_from_counts(tp, fp, fn), tp, fp, fn)
+        >>> round(float(mean[0]), 4), float(counted[0])   # class 1 is absent: only class 0 counts
+        (0.8571, 1.0)
+    """
+    scores = ops.cast(ops.convert_to_tensor(scores), "float32")
+    if ignore_empty:
+        present = ops.cast(ops.convert_to_tensor(tp + fp + fn) > 0.0, "float32")
+    else:
+        present = ops.ones_like(scores)
+    counted = ops.sum(present, axis=-1)
+    total = ops.sum(ops.where(present > 0.0, scores, 0.0), axis=-1)
+    mean = ops.where(counted > 0.0, total / ops.maximum(counted, 1.0), float("nan"))
+    return mean, counted
+
+
 # --------------------------------------------------------------------------
 # Stateful metrics
 # --------------------------------------------------------------------------
@@ -320,6 +355,7 @@ class _CountMetric(keras.metrics.Metric):
         include_background: bool = True,
         name: Optional[str] = None,
         dtype=None,
+        ignore_empty: bool = True,
     ):
         super().__init__(name=name, dtype=dtype)
         if not 0.0 <= float(threshold) <= 1.0:
@@ -331,10 +367,13 @@ class _CountMetric(keras.metrics.Metric):
         self.ignore_class = None if ignore_class is None else int(ignore_class)
         self.class_ids = None if class_ids is None else [int(c) for c in class_ids]
         self.include_background = bool(include_background)
+        self.ignore_empty = bool(ignore_empty)
         self._classes = None  # the class count in use: num_classes, or the predictions' at the first update
         if self.per_image:
             self.score_sum = self.add_variable((), "zeros", dtype="float32", name="score_sum")
             self.images = self.add_variable((), "zeros", dtype="float32", name="images")
+            # images with valid pixels but no score (nothing true, nothing predicted)
+            self.unscored = self.add_variable((), "zeros", dtype="float32", name="unscored")
         if self.num_classes is not None:
             self._build(self.num_classes)
 
@@ -371,9 +410,24 @@ class _CountMetric(keras.metrics.Metric):
         raise NotImplementedError
 
     def _reduce(self, tp, fp, fn, tn):
-        """``[..., K]`` counts -> ``[...]`` score: macro mean of the selected classes."""
-        scores = self._class_score(tp, fp, fn, tn)
-        return ops.mean(ops.take(scores, self._selected, axis=-1), axis=-1)
+        """``[..., K]`` counts -> ``([...] score, [...] classes counted)``: the mean of the selected
+        classes (:func:`mean_over_classes`; ``NaN`` where none counts)."""
+        tp, fp, fn, tn = (ops.take(c, self._selected, axis=-1) for c in (tp, fp, fn, tn))
+        return mean_over_classes(self._class_score(tp, fp, fn, tn), tp, fp, fn, self.ignore_empty)
+
+    def score_counts(self, tp, fp, fn, tn) -> np.ndarray:
+        """The score of confusion counts ``[..., K]`` (:func:`confusion_counts`, e.g. summed over some
+        images): float64 ``[...]``, what :meth:`result` gives after exactly those counts (the global
+        reduction), ``NaN`` where no class counts. Resampled sums are scored with it (:mod:`tfseg.stats`).
+
+        Raises:
+            ConfigError: the metric has no class count yet (give ``num_classes``).
+        """
+        if self._classes is None:
+            raise ConfigError(f"{self.name}: score_counts needs num_classes")
+        counts = [ops.convert_to_tensor(np.asarray(c, np.float32)) for c in (tp, fp, fn, tn)]
+        value, _ = self._reduce(*counts)
+        return np.asarray(ops.convert_to_numpy(value), np.float64)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         if self._classes is None:
@@ -388,9 +442,13 @@ class _CountMetric(keras.metrics.Metric):
             sample_weight=sample_weight,
         )
         if self.per_image:
-            seen = ops.cast((tp + fp + fn + tn)[:, 0] > 0.0, "float32")
-            self.score_sum.assign_add(ops.sum(self._reduce(tp, fp, fn, tn) * seen))
-            self.images.assign_add(ops.sum(seen))
+            # an image counts when it has a valid pixel and a class with a score
+            score, counted = self._reduce(tp, fp, fn, tn)
+            valid = (tp + fp + fn + tn)[:, 0] > 0.0
+            seen = ops.logical_and(valid, counted > 0.0)
+            self.score_sum.assign_add(ops.sum(ops.where(seen, score, 0.0)))
+            self.images.assign_add(ops.sum(ops.cast(seen, "float32")))
+            self.unscored.assign_add(ops.sum(ops.cast(ops.logical_and(valid, counted == 0.0), "float32")))
         else:
             for variable, count in zip((self.tp, self.fp, self.fn, self.tn), (tp, fp, fn, tn)):
                 variable.assign_add(ops.sum(count, axis=0))
@@ -399,12 +457,13 @@ class _CountMetric(keras.metrics.Metric):
         if self._classes is None:  # nothing seen yet, and no class count to size the counts by
             return ops.cast(ops.convert_to_tensor(0.0), self.dtype)
         if self.per_image:
-            seen = self.images
-            value = self.score_sum / ops.maximum(seen, 1.0)
+            images = ops.convert_to_tensor(self.images)
+            seen = images + self.unscored
+            value = ops.where(images > 0.0, self.score_sum / ops.maximum(images, 1.0), float("nan"))
         else:
             counts = [ops.convert_to_tensor(v) for v in (self.tp, self.fp, self.fn, self.tn)]
             seen = counts[0][0] + counts[1][0] + counts[2][0] + counts[3][0]
-            value = self._reduce(*counts)
+            value, _ = self._reduce(*counts)  # NaN when pixels were seen but no class has a score
         return ops.cast(ops.where(seen > 0.0, value, 0.0), self.dtype)
 
     def get_config(self):
@@ -416,6 +475,7 @@ class _CountMetric(keras.metrics.Metric):
             "ignore_class": self.ignore_class,
             "class_ids": self.class_ids,
             "include_background": self.include_background,
+            "ignore_empty": self.ignore_empty,
             "name": self.name,
             "dtype": self.dtype,
         }
@@ -436,6 +496,8 @@ _ARGS_DOC = """
             (Binary metrics score the foreground unless ``class_ids`` says otherwise.)
         name: the key in ``model.fit`` logs.
         dtype: dtype of the result; the counts are always float32.
+        ignore_empty: True (default): a class absent from truth and prediction is left out of
+            the mean (:func:`mean_over_classes`); False: it counts as 1.
 """
 
 
@@ -462,9 +524,10 @@ class Dice(_CountMetric):
     )
 
     def __init__(self, threshold=0.5, per_image=False, num_classes=None, from_logits=False,
-                 ignore_class=None, class_ids=None, include_background=True, name="dice", dtype=None):
+                 ignore_class=None, class_ids=None, include_background=True,
+                 name="dice", dtype=None, ignore_empty=True):
         super().__init__(threshold, per_image, num_classes, from_logits, ignore_class,
-                         class_ids, include_background, name=name, dtype=dtype)
+                         class_ids, include_background, name=name, dtype=dtype, ignore_empty=ignore_empty)
 
     def _class_score(self, tp, fp, fn, tn):
         return dice_from_counts(tp, fp, fn, tn)
@@ -484,9 +547,10 @@ class IoU(_CountMetric):
     )
 
     def __init__(self, threshold=0.5, per_image=False, num_classes=None, from_logits=False,
-                 ignore_class=None, class_ids=None, include_background=True, name="iou", dtype=None):
+                 ignore_class=None, class_ids=None, include_background=True,
+                 name="iou", dtype=None, ignore_empty=True):
         super().__init__(threshold, per_image, num_classes, from_logits, ignore_class,
-                         class_ids, include_background, name=name, dtype=dtype)
+                         class_ids, include_background, name=name, dtype=dtype, ignore_empty=ignore_empty)
 
     def _class_score(self, tp, fp, fn, tn):
         return iou_from_counts(tp, fp, fn, tn)
@@ -505,9 +569,10 @@ class Precision(_CountMetric):
     )
 
     def __init__(self, threshold=0.5, per_image=False, num_classes=None, from_logits=False,
-                 ignore_class=None, class_ids=None, include_background=True, name="pixel_precision", dtype=None):
+                 ignore_class=None, class_ids=None, include_background=True, name="pixel_precision", dtype=None,
+                 ignore_empty=True):
         super().__init__(threshold, per_image, num_classes, from_logits, ignore_class,
-                         class_ids, include_background, name=name, dtype=dtype)
+                         class_ids, include_background, name=name, dtype=dtype, ignore_empty=ignore_empty)
 
     def _class_score(self, tp, fp, fn, tn):
         return precision_from_counts(tp, fp, fn, tn)
@@ -526,9 +591,10 @@ class Recall(_CountMetric):
     )
 
     def __init__(self, threshold=0.5, per_image=False, num_classes=None, from_logits=False,
-                 ignore_class=None, class_ids=None, include_background=True, name="pixel_recall", dtype=None):
+                 ignore_class=None, class_ids=None, include_background=True,
+                 name="pixel_recall", dtype=None, ignore_empty=True):
         super().__init__(threshold, per_image, num_classes, from_logits, ignore_class,
-                         class_ids, include_background, name=name, dtype=dtype)
+                         class_ids, include_background, name=name, dtype=dtype, ignore_empty=ignore_empty)
 
     def _class_score(self, tp, fp, fn, tn):
         return recall_from_counts(tp, fp, fn, tn)
@@ -549,11 +615,12 @@ class FBeta(_CountMetric):
     )
 
     def __init__(self, beta=1.0, threshold=0.5, per_image=False, num_classes=None, from_logits=False,
-                 ignore_class=None, class_ids=None, include_background=True, name="pixel_fbeta", dtype=None):
+                 ignore_class=None, class_ids=None, include_background=True,
+                 name="pixel_fbeta", dtype=None, ignore_empty=True):
         if not float(beta) > 0.0:
             raise ConfigError(f"beta={beta!r}: must be positive")
         super().__init__(threshold, per_image, num_classes, from_logits, ignore_class,
-                         class_ids, include_background, name=name, dtype=dtype)
+                         class_ids, include_background, name=name, dtype=dtype, ignore_empty=ignore_empty)
         self.beta = float(beta)
 
     def _class_score(self, tp, fp, fn, tn):
@@ -579,27 +646,33 @@ class PixelAccuracy(_CountMetric):
     _binary_default_classes = (0, 1)
 
     def __init__(self, threshold=0.5, per_image=False, num_classes=None, from_logits=False,
-                 ignore_class=None, class_ids=None, include_background=True, name="pixel_accuracy", dtype=None):
+                 ignore_class=None, class_ids=None, include_background=True, name="pixel_accuracy", dtype=None,
+                 ignore_empty=True):
         super().__init__(threshold, per_image, num_classes, from_logits, ignore_class,
-                         class_ids, include_background, name=name, dtype=dtype)
+                         class_ids, include_background, name=name, dtype=dtype, ignore_empty=ignore_empty)
 
     def _reduce(self, tp, fp, fn, tn):
         tp, fn = (ops.take(c, self._selected, axis=-1) for c in (tp, fn))
         correct, total = ops.sum(tp, axis=-1), ops.sum(tp + fn, axis=-1)
-        return ops.where(total > 0.0, correct / ops.maximum(total, 1e-30), 1.0)
+        counted = ops.cast(total > 0.0, "float32")  # no selected true pixel: no score (ignore_empty) or 1
+        if not self.ignore_empty:
+            counted = ops.ones_like(counted)
+        empty = float("nan") if self.ignore_empty else 1.0
+        return ops.where(total > 0.0, correct / ops.maximum(total, 1e-30), empty), counted
 
 
-def default_metrics(num_classes: int = 1, ignore_class: Optional[int] = None):
+def default_metrics(num_classes: int = 1, ignore_class: Optional[int] = None, ignore_empty: bool = True):
     """The metrics every run reports: ``[Dice(...), IoU(...)]`` (logged as ``dice``, ``iou``).
 
-    ``ignore_class``: a mask value whose pixels no metric counts (e.g. 255).
+    ``ignore_class``: a mask value whose pixels no metric counts (e.g. 255). ``ignore_empty``: a class
+    absent from truth and prediction stays out of the mean (False: it counts as 1).
 
     Example:
         >>> [m.name for m in default_metrics()]
         ['dice', 'iou']
     """
-    return [Dice(num_classes=num_classes, ignore_class=ignore_class),
-            IoU(num_classes=num_classes, ignore_class=ignore_class)]
+    return [Dice(num_classes=num_classes, ignore_class=ignore_class, ignore_empty=ignore_empty),
+            IoU(num_classes=num_classes, ignore_class=ignore_class, ignore_empty=ignore_empty)]
 
 
 def _compile_names():

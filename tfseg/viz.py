@@ -259,7 +259,8 @@ def per_image_dice(true_masks, pred_masks) -> np.ndarray:
 
     ``dice = 2 |T & P| / (|T| + |P|)`` on the foreground (rule in the module
     docstring; probabilities are thresholded at 0.5); an image where both masks
-    are empty scores 1.0 (nothing to find, nothing found). No smoothing constant.
+    are empty has no score, ``NaN`` (:func:`tfseg.metrics.mean_over_classes`; the
+    figures leave it out). No smoothing constant.
 
     Args:
         true_masks: ``[N, H, W]`` or ``[N, H, W, 1]``.
@@ -609,13 +610,16 @@ def plot_best_worst(images, true_masks, pred_masks, dice, path=None, k: int = 4,
     if len(scores) != len(images) or len(scores) == 0:
         raise TfsegError(f"plot_best_worst: {len(scores)} Dice values for {len(images)} images")
     k = min(int(k), len(scores))
-    order = np.argsort(-scores, kind="stable")  # best first; ties keep the input order
+    unscored = np.isnan(scores)  # no score (nothing true, nothing predicted): last in both rows
+    best = np.argsort(np.where(unscored, np.inf, -scores), kind="stable")  # ties keep the input order
+    worst = np.argsort(np.where(unscored, np.inf, scores), kind="stable")
     width = _outline_width(np.asarray(images[0]).shape[0])
     cells = []
-    for label, picks in (("best", order[:k]), ("worst", order[::-1][:k])):
+    for label, picks in (("best", best[:k]), ("worst", worst[:k])):
         for rank, i in enumerate(picks, 1):
             overlay = compare_overlay(images[i], true_masks[i], pred_masks[i], width=width)
-            cells.append((overlay, f"{label} {rank}: {_label(ids, i)}  Dice {scores[i]:.3f}"))
+            score = "-" if unscored[i] else f"{scores[i]:.3f}"
+            cells.append((overlay, f"{label} {rank}: {_label(ids, i)}  Dice {score}"))
     fig = _new_figure(2.6 * k, 2 * 2.6 + 0.9)
     _overlay_grid(fig, cells, k)
     fig.legend(handles=_legend_handles(), loc="outside lower center", ncol=3, fontsize=9, frameon=False)
@@ -642,6 +646,7 @@ def plot_dice_histogram(dice_values, path=None, bins: int = 20, title: Optional[
     edges = np.linspace(0.0, 1.0, int(bins) + 1)
     for i, (name, values) in enumerate(runs.items()):
         values = np.asarray(values, np.float64)
+        values = values[~np.isnan(values)]  # images with no score (nothing true, nothing predicted)
         if values.size == 0:
             raise TfsegError(f"plot_dice_histogram: no Dice values for {name!r}")
         color = f"C{i % 10}"

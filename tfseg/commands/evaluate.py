@@ -41,7 +41,16 @@ def register(subparsers):
     add_cleanup_flags(parser, "default: none; the scores are then of the cleaned masks, and the Dice and IoU "
                               "without clean-up are printed and stored beside them")
     parser.add_argument("--ignore-class", type=int, default=None, metavar="V",
-                        help="mask value left out of every score, e.g. 255 (default: the run's --ignore-class)")
+                        help="mask value left out of every score, e.g. 255 (default: the run's --ignore-class, "
+                             "or the colour map's 'ignore' colours)")
+    parser.add_argument("--count-empty", action="store_true",
+                        help="count a class absent from an image's truth and prediction as Dice/IoU 1 (default: "
+                             "it is left out of that image's mean, and an image with nothing true and nothing "
+                             "predicted has no score)")
+    parser.add_argument("--include-background", action="store_true",
+                        help="the per-class table's means include class 0 (default: left out)")
+    parser.add_argument("--resamples", type=int, default=None, metavar="N",
+                        help="bootstrap resamples of the 95%% intervals (default: 1000; 0: no intervals)")
     parser.set_defaults(run=run)
     return parser
 
@@ -50,6 +59,7 @@ def run(args) -> int:
     from tfseg.config import TrainConfig
     from tfseg.evaluation import evaluate
     from tfseg.commands.predict import cleanup_of
+    from tfseg.stats import RESAMPLES
     from tfseg.saving import locate_model
 
     fractions = None
@@ -61,23 +71,48 @@ def run(args) -> int:
         fractions = TrainConfig(val_fraction=val, test_fraction=test).split_fractions()  # validates them
     result = evaluate(args.model, data=args.data, split=args.split, out=args.out, batch_size=args.batch_size,
                       seed=args.seed, fractions=fractions, tiled=args.tiled, tta=args.tta,
-                      overwrite=args.overwrite, ignore_class=args.ignore_class, cleanup=cleanup_of(args))
+                      overwrite=args.overwrite, ignore_class=args.ignore_class, ignore_empty=not args.count_empty,
+                      include_background=args.include_background,
+                      resamples=RESAMPLES if args.resamples is None else args.resamples, cleanup=cleanup_of(args))
     scores, per_image = result[args.split], result["per_image"]
     loss = scores.get("loss")
     raw = scores.get("without_cleanup")  # with a clean-up: the scores of the masks before it
-    print(f"{args.split}: dice {scores['dice']:.4f}" + ("" if raw is None else f" (without clean-up {raw['dice']:.4f})")
-          + f"  iou {scores['iou']:.4f}" + ("" if raw is None else f" (without clean-up {raw['iou']:.4f})")
-          + ("" if loss is None or math.isnan(loss) else f"  loss {loss:.4f}")
+    unscored = scores["num_images"] - per_image["scored_images"]
+    print(f"{args.split}: dice {number(scores['dice'])}{interval_text(scores.get('dice_ci95'))}"
+          + ("" if raw is None else f" (without clean-up {number(raw['dice'])})")
+          + f"  iou {number(scores['iou'])}{interval_text(scores.get('iou_ci95'))}"
+          + ("" if raw is None else f" (without clean-up {number(raw['iou'])})")
+          + ("" if loss is None or math.isnan(loss) else f"  loss {loss:.4f}{interval_text(scores.get('loss_ci95'))}")
           + f"  ({scores['num_images']} {'whole images, sliding window' if result['tiled'] else 'images'}"
           + (", flip TTA" if result["tta"] == "flips" else "")
           + ("" if raw is None else f", clean-up {result['cleanup']['flags']}")
-          + f"; per-image dice mean {per_image['dice_mean']:.4f}, "
-          f"median {per_image['dice_median']:.4f}; hd95 median {per_image['hausdorff95_median']:.2f} px)")
+          + f"; per-image dice mean {number(per_image['dice_mean'])}"
+          f"{interval_text(per_image.get('dice_mean_ci95'))}, median {number(per_image['dice_median'])}"
+          + (f" over {per_image['scored_images']} (the other {unscored}: nothing true, nothing predicted)"
+             if unscored else "")
+          + f"; hd95 median {per_image['hausdorff95_median']:.2f} px)")
     from tfseg.evaluation import format_per_class
 
     ignored = "" if result["ignore_class"] is None else f" (mask value {result['ignore_class']} ignored)"
     print(f"per class on {args.split}{ignored}:")
     print(format_per_class(result["per_class"]))
+    if "bootstrap" in result:
+        units = result["bootstrap"]
+        print(f"[low, high]: 95% bootstrap intervals ({units['resamples']} resamples of the {units['num_units']} "
+              f"{units['units']}, percentile, seed {units['seed']})")
     if args.out:
         print(f"wrote {args.out}/metrics.json, per_image.csv, per_class.csv, dice_histogram.png, best_worst.png")
     return 0
+
+
+def number(value) -> str:
+    """A score as printed: 4 decimals, ``-`` for none (nothing true and nothing predicted)."""
+    return "-" if value is None or value != value else f"{value:.4f}"
+
+
+def interval_text(interval, signed: bool = False) -> str:
+    """`` [low, high]`` of a 95% interval as printed (nothing when there is none)."""
+    if interval is None:
+        return ""
+    form = "{:+.4f}" if signed else "{:.4f}"
+    return " [" + ", ".join(form.format(v) for v in interval) + "]"

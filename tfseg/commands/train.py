@@ -86,7 +86,11 @@ def run(args) -> int:
         from tfseg.cli import interrupted
 
         return interrupted("train", err, "; run the same command again to resume after the last completed epoch")
-    if not verbose:  # the run printed its own summary line otherwise
+    if not verbose and config.folds is not None:  # cross-validation: the folds' table
+        from tfseg.training.cv import format_folds
+
+        print(format_folds(metrics))
+    elif not verbose:  # the run printed its own summary line otherwise
         from tfseg.training.run import summary_line
 
         print(summary_line({"run_dir": config.out, **metrics}))

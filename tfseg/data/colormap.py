@@ -1,7 +1,10 @@
 """Colour-coded masks: a class-to-colour map (``folder:PATH?colormap=FILE``) and its decoding.
 
 A CSV file (``class_id,r,g,b[,name]``) says which RGB colour is which class; several
-colours may share a class (e.g. every "void" colour -> the ignore value). Masks are then
+colours may share a class (e.g. every "void" colour -> the ignore value). ``ignore`` as the
+class id marks a colour whose pixels no loss or score counts: the source's ``ignore_class``
+is then ``--ignore-class`` when given, else :data:`DEFAULT_IGNORE` (255), and the class ids
+must run ``0..N-1`` without a gap (N classes, whatever the ignore value). Masks are then
 read as RGB and each colour replaced by its class id: checked up front with NumPy
 (:meth:`ColourMap.check`, every colour must be in the map) and decoded in the graph with a
 hash table (:meth:`ColourMap.mask_decoder`). Colour masks must be lossless (PNG, BMP, GIF):
@@ -15,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import io
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,6 +29,10 @@ from tfseg.errors import ConfigError, DataError
 
 # What TensorFlow's graph decoder reads (a colour mask is decoded with tf.io.decode_image).
 COLOUR_MASK_FORMATS = ("PNG", "BMP", "GIF")
+#: The class-id column's word for a colour that is no class (its pixels are ignored).
+IGNORE_WORD = "ignore"
+#: The mask value ``ignore`` colours decode to when ``--ignore-class`` is not given (VOC's).
+DEFAULT_IGNORE = 255
 
 
 def _packed(r, g, b):
@@ -41,15 +48,40 @@ class ColourMap:
         colours: ``{(r, g, b): class id}`` (several colours may share a class, e.g. every
             "void" colour -> the ignore value).
         names: ``{class id: name}`` where the file names them.
+        ignored: the colours marked ``ignore`` (they decode to :meth:`ignore_value`).
     """
 
-    def __init__(self, path: str, colours: Dict[Tuple[int, int, int], int], names: Dict[int, str]):
-        self.path, self.colours, self.names = path, colours, names
+    def __init__(self, path: str, colours: Dict[Tuple[int, int, int], int], names: Dict[int, str],
+                 ignored: Sequence[Tuple[int, int, int]] = ()):
+        self.path, self.colours, self.names = path, dict(colours), names
+        self.ignored = tuple(ignored)
+
+    def ignore_value(self, ignore_class: Optional[int]) -> Optional[int]:
+        """The source's ignore value: ``ignore_class`` when given, else :data:`DEFAULT_IGNORE` when the map
+        marks colours ``ignore`` (``None`` when neither). The ``ignore`` colours decode to it."""
+        if self.ignored and ignore_class is None:
+            ignore_class = DEFAULT_IGNORE
+        for colour in self.ignored:
+            self.colours[colour] = ignore_class
+        return ignore_class
 
     def num_classes(self, ignore_class: Optional[int]) -> int:
-        """The classes of the map: its highest id + 1, the ignore value left out (at least 2)."""
-        ids = [i for i in self.colours.values() if i != ignore_class]
-        own = max(ids) + 1 if ids else 1
+        """The classes of the map: the ids ``0..N-1`` of its colours, the ignore value left out (N >= 2).
+
+        Raises:
+            DataError: the ids leave a gap (e.g. 0, 1, 2 and 255 without ``--ignore-class 255``:
+                255 classes without a colour), naming the missing ids.
+            ConfigError: fewer than 2 classes.
+        """
+        ids = sorted({i for i in self.colours.values() if i != ignore_class})
+        own = ids[-1] + 1 if ids else 1
+        missing = sorted(set(range(own)) - set(ids))
+        if missing:
+            shown = (f"{missing[0]}..{missing[-1]}" if missing == list(range(missing[0], missing[-1] + 1))
+                     and len(missing) > 2 else ", ".join(map(str, missing)))
+            raise DataError(f"colormap {self.path}: class id(s) {shown} have no colour, so the ids do not run "
+                            f"0..{own - 1}; mark a colour that is no class with {IGNORE_WORD!r} as its class id "
+                            f"(or give --ignore-class {ids[-1]} for class id {ids[-1]})")
         if own < 2:
             raise ConfigError(f"colormap {self.path}: maps colours to {own} class; a colour map needs 2 or more")
         return own
@@ -104,9 +136,10 @@ class ColourMap:
 def read_colormap(path: str) -> ColourMap:
     """Read a class-to-colour map: CSV lines ``class_id,r,g,b[,name]``.
 
-    A first line that does not start with a number is a header; empty lines and lines
-    starting with ``#`` are skipped. Values are integers 0..255. A colour may appear once;
-    a class may have several colours.
+    A first line that does not start with a number (or ``ignore``) is a header; empty lines and
+    lines starting with ``#`` are skipped. Values are integers 0..255; ``ignore`` as the class
+    id marks a colour whose pixels count in no loss or score. A colour may appear once; a class
+    may have several colours.
 
     Example file (CamVid style)::
 
@@ -114,6 +147,7 @@ def read_colormap(path: str) -> ColourMap:
         0,0,0,0,void
         1,128,128,128,sky
         2,128,0,0,building
+        ignore,64,0,128,unlabelled
 
     Raises:
         DataError: the file is missing or a line is not ``id,r,g,b[,name]`` with values 0..255
@@ -126,28 +160,33 @@ def read_colormap(path: str) -> ColourMap:
         raise DataError(f"colormap {path}: no such file")
     colours: Dict[Tuple[int, int, int], int] = {}
     names: Dict[int, str] = {}
+    ignored: List[Tuple[int, int, int]] = []
     rows = list(csv.reader(io.StringIO(fileio.read_text(path))))
     for number, row in enumerate(rows, 1):
         fields = [f.strip() for f in row]
         if not fields or not "".join(fields) or fields[0].startswith("#"):
             continue
-        if number == 1 and not fields[0].lstrip("-").isdigit():
+        ignore = fields[0].lower() == IGNORE_WORD
+        if number == 1 and not ignore and not fields[0].lstrip("-").isdigit():
             continue  # a header
         try:
             if len(fields) not in (4, 5):
                 raise ValueError
-            class_id, r, g, b = (int(f) for f in fields[:4])
-            if not all(0 <= v <= 255 for v in (class_id, r, g, b)):
+            class_id = -1 if ignore else int(fields[0])
+            r, g, b = (int(f) for f in fields[1:4])
+            if not all(0 <= v <= 255 for v in (r, g, b)) or not (ignore or 0 <= class_id <= 255):
                 raise ValueError
         except ValueError:
             raise DataError(f"colormap {path}: line {number} {','.join(row)!r} is not class_id,r,g,b[,name] "
-                            "with integers 0..255") from None
+                            f"with integers 0..255 (or {IGNORE_WORD!r} as the class id)") from None
         if (r, g, b) in colours:
             raise DataError(f"colormap {path}: line {number}: colour ({r}, {g}, {b}) given twice")
         colours[(r, g, b)] = class_id
-        if len(fields) == 5 and fields[4]:
+        if ignore:
+            ignored.append((r, g, b))
+        elif len(fields) == 5 and fields[4]:
             names.setdefault(class_id, fields[4])
-    if not colours:
+    if len(colours) == len(ignored):
         raise DataError(f"colormap {path}: no class_id,r,g,b lines")
-    return ColourMap(path, colours, names)
+    return ColourMap(path, colours, names, ignored)
 

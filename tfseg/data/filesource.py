@@ -227,6 +227,7 @@ class FileSource(Source):
         own = None
         if colormap is not None:  # RGB colour-coded masks: the file says which colour is which class
             self.colormap = read_colormap(colormap)
+            ignore_class = self.colormap.ignore_value(ignore_class)  # its "ignore" colours' value
             own = self.colormap.num_classes(ignore_class)
         self.set_mask_settings(num_classes, ignore_class, mask_threshold, own_classes=own)
         self.skip_bad = bool(skip_bad)

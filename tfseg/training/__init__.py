@@ -6,6 +6,7 @@ The package's modules are its concerns::
     callbacks    best checkpoint, NaN guard, throughput, per-epoch resume backup
     fit          model assembly (build + compile), encoder-freeze phases, the fit loop
     run          train(config): data -> model -> fit -> scores, figures, SavedModel
+    cv           train(config) with --folds K: one run folder per fold, cv.json
 
 Example:
     >>> from tfseg.config import TrainConfig

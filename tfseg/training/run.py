@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from typing import Any, Dict, List, Optional
 
@@ -53,6 +54,9 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
 
     Args:
         config: every setting; ``config.out`` is RUN_DIR (default ``runs/<model>-<data kind>``).
+            With ``config.folds`` K: cross-validation into ``RUN_DIR/fold-1 .. fold-K`` (only fold
+            ``config.fold`` when given) and ``RUN_DIR/cv.json``; returns :func:`tfseg.training.cv.train_folds`'s
+            summary.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
         force_new: move an existing run folder aside instead of resuming it.
 
@@ -79,6 +83,15 @@ def train(config: TrainConfig, *, verbose: int = 1, force_new: bool = False) -> 
         ['dice', 'iou', 'loss', 'num_images']
     """
     config.validate()
+    if config.folds is not None:  # cross-validation: one run folder per fold (tfseg.training.cv)
+        from tfseg.training.cv import train_folds
+
+        return train_folds(config, verbose, force_new)
+    return train_run(config, verbose, force_new)
+
+
+def train_run(config: TrainConfig, verbose: int = 1, force_new: bool = False) -> Dict[str, Any]:
+    """One run folder, ``config.out`` (:func:`train` without its cross-validation; a fold's run is one)."""
     from tfseg import progress
 
     with progress.quiet(True) if not verbose else contextlib.nullcontext():
@@ -126,6 +139,9 @@ def _train_locked(config: TrainConfig, verbose: int, force_new: bool, strategy, 
                                      **_class_options(config))
         from tfseg.outputs import refuse_inside_source
 
+        given = config  # config.json holds the settings as given
+        if source.ignore_class != config.ignore_class:  # the data's own (a colour map's "ignore" colours)
+            config = dataclasses.replace(config, ignore_class=source.ignore_class)
         refuse_inside_source(run_dir, source)  # a run folder among the images would be read as data
         ids = split_ids(source, config)
         if config.patch_size is not None:
@@ -153,7 +169,7 @@ def _train_locked(config: TrainConfig, verbose: int, force_new: bool, strategy, 
             from tfseg.balance import describe
 
             log(describe(balance))
-        start_run_dir(config, status, log)
+        start_run_dir(given, status, log)
         if balance is not None:
             fileio.write_json_atomic(fileio.join(run_dir, CLASS_WEIGHTS_FILE), balance)
         if not splits_stored:

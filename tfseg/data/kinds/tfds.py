@@ -374,7 +374,11 @@ class TfdsSource(Source):
         """See the module docstring: ``splits="official"`` follows TFDS, ``"resplit"`` hashes ids."""
         if self.split_mode == "resplit" or split == "all":
             return super().split_ids(split, seed=seed, fractions=fractions)
-        from tfseg.data.splits import SPLITS, assign_splits, validate_fractions
+        from tfseg.data.splits import SPLITS, FoldSplit, assign_splits, validate_fractions
+
+        if isinstance(fractions, FoldSplit):
+            raise ConfigError(f"data source {self.spec.text!r}: --folds needs splits=resplit (the official TFDS "
+                              "splits cannot be cut into folds)")
 
         if split not in SPLITS:
             raise ConfigError(f"split {split!r}: choose one of train, val, test, all")
