@@ -66,6 +66,13 @@ class _CountedRecordWriter:
     def __getattr__(self, name):
         return getattr(self._writer, name)
 
+    def __enter__(self):  # special methods are looked up on the class, not through __getattr__
+        self._writer.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        return self._writer.__exit__(*exc_info)
+
 
 def inject_faults(monkeypatch, fail_at, disk_full=True):
     """Count (and fail at the ``fail_at``-th of) every file operation; returns the counter.

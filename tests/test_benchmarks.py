@@ -112,9 +112,10 @@ def test_grid_scores_only_the_requested_rows():
     assert scored == {(w, 128, p, "off") for w in (8, 16) for p in ("float32", "mixed_bfloat16")}
     assert all(r["budget"] == ((6, 12) if r["score"] else (2, 1) if r["precision"] == "mixed_float16" else (2, 3))
                for r in rows)
-    # the ablation: Keras' BatchNormalization at the largest size and width, float32 and bfloat16
+    # the ablation: tfseg's own BatchNorm (the default is Keras' BatchNormalization) at the largest size
+    # and width, float32 and bfloat16
     assert [(r["options"], r["base_filters"], r["size"], r["precision"], r["config"]) for r in rows[18:]] == [
-        ("keras.layers.BatchNormalization", 16, 256, p, {"keras_batch_norm": True})
+        ("tfseg.layers.BatchNorm", 16, 256, p, {"batch_norm_layer": "bfloat16"})
         for p in ("float32", "mixed_bfloat16")]
 
 

@@ -12,7 +12,10 @@ def test_readme_starts_with_exactly_two_setup_commands():
     first = re.search(r"```bash\n(.*?)```", text, re.S).group(1).strip().splitlines()
     assert len(first) == 2
     assert first[0].endswith("tfseg train") and "pip install" in first[0]
-    assert first[1].endswith("pytest") and '".[test]"' in first[1]
+    assert ".venv/bin/pytest" in first[1] and '".[test]"' in first[1]
+    # the test command is CI's (.ci/run), options included
+    options = first[1].split(".venv/bin/pytest", 1)[1].strip()
+    assert f"pytest {options} " in open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read()
     assert len(text.splitlines()) <= 300
 
 

@@ -30,7 +30,7 @@ def little_endian_position(seed, group):
 def one_epoch_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("split_runs")
     data = write_folder_dataset(str(root / "data"), count=20)
-    config = TrainConfig(data=data, epochs=1, out=str(root / "run"), **TINY)
+    config = TrainConfig(data=data, epochs=1, out=str(root / "run"), keep_backup=True, **TINY)  # more epochs follow
     training.train(config, verbose=0)
     return config
 

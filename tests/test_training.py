@@ -145,7 +145,7 @@ def test_a_nan_loss_stops_with_advice(folder_data, tmp_path, monkeypatch, value)
     def nan_loss(y_true, y_pred):  # NaN, or +inf: an infinite loss stops training the same way
         return keras.ops.mean(y_pred) * 0.0 + float(value)
 
-    monkeypatch.setattr(tfseg.losses, "get_loss", lambda name, num_classes=1, ignore_class=None: nan_loss)
+    monkeypatch.setattr(tfseg.losses, "get_loss", lambda name, num_classes=1, ignore_class=None, **options: nan_loss)
     config = TrainConfig(data=folder_data, epochs=2, out=str(tmp_path / "run"), **TINY)
     with pytest.raises(TfsegError, match="--learning-rate") as error:
         training.train(config, verbose=0)

@@ -211,9 +211,9 @@ def test_damaged_history_names_the_file(tmp_path):
 # --------------------------------------------------------------------------- damaged run folders
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    """A complete 2-epoch run folder to damage copies of."""
+    """A complete 2-epoch run folder to damage copies of (its backup weights kept: more epochs may follow)."""
     run = str(tmp_path_factory.mktemp("runs") / "run")
-    assert cli.main([*TRAIN, "--epochs", "2", "--out", run]) == 0
+    assert cli.main([*TRAIN, "--epochs", "2", "--out", run, "--keep-backup"]) == 0
     return run
 
 
@@ -245,7 +245,7 @@ def test_damaged_run_folder_is_exit_2_naming_the_file_and_force_new_recovers(tmp
     DAMAGE[damage](run)
     # one more epoch: a resume (a complete run with a damaged metrics.json is read as it is)
     epochs = "2" if damage == "metrics.json" else "3"
-    code, err = run_cli(capsys, [*TRAIN, "--epochs", epochs, "--out", run])
+    code, err = run_cli(capsys, [*TRAIN, "--epochs", epochs, "--out", run, "--keep-backup"])
     assert code == 2 and err.count("\n") == 1 and "internal error" not in err, err
     assert NAMED.get(damage, damage) in err
     code, err = run_cli(capsys, [*TRAIN, "--epochs", epochs, "--out", run, "--force-new"])

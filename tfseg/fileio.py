@@ -223,7 +223,11 @@ def rename(source, target, overwrite: bool = False, last: Sequence[str] = (), fi
 
 def walk(path):
     """``(folder, subfolders, files)`` for ``path`` and every folder below it, top down."""
-    for folder, subfolders, files in _gfile().walk(fspath(path)):
+    path = fspath(path)
+    for folder, subfolders, files in _gfile().walk(path):
+        if path.startswith("ram://"):
+            # TensorFlow's ram:// lists by name prefix: "assets" also "finds" ".extra" of "assets.extra"
+            files = [name for name in files if _gfile().exists(posixpath.join(folder, name))]
         yield folder, [s.rstrip("/") for s in subfolders], files
 
 

@@ -50,7 +50,7 @@ def inference_model(model) -> keras.Model:
     and fails on the unknown classes). tfseg compiles a loaded model from the run's ``config.json``
     when it scores one (:func:`tfseg.training.compile_model`).
     """
-    return keras.Model(model.inputs, model.outputs, name=model.name)
+    return keras.Model(model.input, model.output, name=model.name)  # the same structure (one tensor, not a list)
 
 
 class BestCheckpoint(keras.callbacks.Callback):

@@ -74,7 +74,7 @@ def compile_model(model, config: TrainConfig, num_classes: int, learning_rate=No
         learning_rate = config.learning_rate
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate if schedule is None else schedule),
-        loss=get_loss(config.loss, num_classes, config.ignore_class, class_weights),
+        loss=get_loss(config.loss, num_classes, config.ignore_class, class_weights=class_weights),
         metrics=default_metrics(num_classes, config.ignore_class),
         jit_compile=config.jit_compile,
     )
