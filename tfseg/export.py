@@ -302,7 +302,9 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
     with fileio.replacing_folder(target, SAVED_MODEL_PB) as staging:
         with _quiet_stdout():
             archive.write_out(staging, verbose=False)
-        if warmup and warmup_available():
+        # (not on ram://: TensorFlow's in-memory file system lists and deletes by name prefix, so a
+        # folder "assets" beside "assets.extra" cannot be moved or removed there; TF Serving never reads it)
+        if warmup and warmup_available() and not fileio.fspath(export_dir).startswith("ram://"):
             write_warmup_requests(staging, settings)
     if batching:
         write_batching_parameters(export_dir, settings, overwrite)
