@@ -26,9 +26,12 @@ from tfseg.saving import load_keras_model
 from tfseg.training import train
 
 EPOCHS = 2
-TINY = dict(data="synthetic:24", image_size=16, base_filters=2, depth=1, batch_size=8, epochs=EPOCHS, patience=20)
+# keep_backup: these runs are extended and their backups inspected (a run deletes its weights backup when
+# it completes otherwise: tests/test_training.py)
+TINY = dict(data="synthetic:24", image_size=16, base_filters=2, depth=1, batch_size=8, epochs=EPOCHS, patience=20,
+            keep_backup=True)
 TINY_FLAGS = ["--data", "synthetic:24", "--image-size", "16", "--base-filters", "2", "--depth", "1",
-              "--batch-size", "8", "--epochs", str(EPOCHS), "--patience", "20", "--quiet"]
+              "--batch-size", "8", "--epochs", str(EPOCHS), "--patience", "20", "--quiet", "--keep-backup"]
 
 
 def check_run_folder(run):

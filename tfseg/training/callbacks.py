@@ -50,7 +50,9 @@ def inference_model(model) -> keras.Model:
     and fails on the unknown classes). tfseg compiles a loaded model from the run's ``config.json``
     when it scores one (:func:`tfseg.training.compile_model`).
     """
-    return keras.Model(model.input, model.output, name=model.name)  # the same structure (one tensor, not a list)
+    inputs, outputs = model.inputs, model.outputs  # one tensor each (not a list of one) where the model has one
+    return keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs[0] if len(outputs) == 1 else outputs,
+                       name=model.name)
 
 
 class BestCheckpoint(keras.callbacks.Callback):
