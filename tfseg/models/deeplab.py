@@ -69,6 +69,7 @@ def build_deeplabv3plus(
     decoder_filters: int = 256,
     batch_norm=default("batch_norm"),
     dropout: float = default("dropout"),
+    channels: int = 3,
 ) -> keras.Model:
     """DeepLabV3+ on a keras.applications encoder.
 
@@ -88,6 +89,8 @@ def build_deeplabv3plus(
             ``"bfloat16"`` (:class:`tfseg.layers.BatchNorm`) or ``False``.
         dropout: dropout after the ASPP projection (default 0, as ``tfseg train``; the reference
             implementation uses 0.1).
+        channels: input bands; pretrained RGB weights are adapted to other counts
+            (:mod:`tfseg.models.encoders`).
 
     Returns:
         A functional ``keras.Model`` named ``deeplabv3plus_<encoder>``: input ``images``
@@ -113,8 +116,8 @@ def build_deeplabv3plus(
         if int(value) < 1:
             raise ConfigError(f"{label} {value!r}: must be a positive integer")
 
-    images = keras.Input((height, width, 3), name="images", dtype="float32")
-    features = build_encoder(encoder, images, weights=encoder_weights, strides=(4, 16))
+    images = keras.Input((height, width, channels), name="images", dtype="float32")
+    features = build_encoder(encoder, images, weights=encoder_weights, strides=(4, 16), channels=channels)
     x = aspp(features[16], int(aspp_filters), rates, batch_norm, float(dropout))
     x = keras.layers.UpSampling2D(4, interpolation="bilinear", name="aspp_up")(x)
     low = conv_bn_relu(features[4], int(low_level_filters), kernel_size=1, batch_norm=batch_norm, name="low_level_proj")

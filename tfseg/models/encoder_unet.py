@@ -50,6 +50,7 @@ def build_encoder_unet(
     dropout: float = default("dropout"),
     upsampling: str = default("upsampling"),
     base_filters: int = default("base_filters"),
+    channels: int = 3,
 ) -> keras.Model:
     """A U-Net whose encoder is a keras.applications backbone.
 
@@ -70,6 +71,8 @@ def build_encoder_unet(
         upsampling: ``"transpose"`` (learned 2x2) or ``"bilinear"``.
         base_filters: sets ``decoder_filters`` when that is not given (the plain
             U-Net's option of the same name, so ``tfseg train --base-filters`` works).
+        channels: input bands; pretrained RGB weights are adapted to other counts
+            (:mod:`tfseg.models.encoders`).
 
     Returns:
         A functional ``keras.Model`` named ``unet_<encoder>``: input ``images`` float32
@@ -93,8 +96,8 @@ def build_encoder_unet(
     if upsampling not in UPSAMPLINGS:
         raise ConfigError(f"upsampling {upsampling!r}: choose one of {', '.join(UPSAMPLINGS)}")
 
-    images = keras.Input((height, width, 3), name="images", dtype="float32")
-    features = build_encoder(encoder, images, weights=encoder_weights)
+    images = keras.Input((height, width, channels), name="images", dtype="float32")
+    features = build_encoder(encoder, images, weights=encoder_weights, channels=channels)
     x = features[STRIDES[-1]]
     skip_strides = list(reversed(STRIDES[:-1])) + [None]  # 16, 8, 4, 2, then full size
     for index, (filters, stride) in enumerate(zip(decoder_filters, skip_strides), start=1):
