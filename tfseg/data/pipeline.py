@@ -63,6 +63,7 @@ def load_dataset(
     patch_size: Optional[int] = None,
     scale: float = 1.0,
     foreground_fraction: float = DEFAULT_FOREGROUND_FRACTION,
+    border_weight=None,
     **source_options,
 ) -> tf.data.Dataset:
     """A batched ``tf.data.Dataset`` of ``(images, masks)`` for one split of a source.
@@ -96,10 +97,14 @@ def load_dataset(
             resized by this factor (e.g. 0.5 halves each side).
         foreground_fraction: with ``patch_size``, the chance that a crop is centred on a
             random foreground pixel (else uniform over the image).
+        border_weight: ``(w0, sigma)`` or ``"w0,sigma"``: each sample also carries the U-Net paper's
+            border weight map of its (augmented) mask, ``[H, W, 1]``, as ``model.fit``'s pixel
+            weights (:mod:`tfseg.data.borders`).
         **source_options: passed to the source's opener (e.g. ``seed`` of ``synthetic``).
 
     Returns:
-        ``tf.data.Dataset`` of ``(images float32 [B,H,W,3] in [0,1], masks [B,H,W,1])``.
+        ``tf.data.Dataset`` of ``(images float32 [B,H,W,3] in [0,1], masks [B,H,W,1])``
+        (and ``weights float32 [B,H,W,1]`` with ``border_weight``).
 
     Raises:
         TfsegError: bad source, split, size or option (one line naming it);
@@ -108,7 +113,7 @@ def load_dataset(
     if patch_size is not None or image_size is None:
         return _native_dataset(source, split, patch_size, scale, foreground_fraction, batch_size, augment, seed,
                                shuffle, cache, fractions, num_classes, repeat, skip_bad, drop_remainder,
-                               source_options, image_size)
+                               source_options, image_size, border_weight)
     size = image_hw(image_size)
     batch_size = _positive_int("batch_size", batch_size)
     config = augment_config(split == "train" if augment is None else augment)
@@ -134,12 +139,13 @@ def load_dataset(
         ds = tf.data.Dataset.zip((ds, seeds)).map(
             lambda pair, s: augment_example(pair[0], pair[1], s, config), num_parallel_calls=tf.data.AUTOTUNE
         )
+    ds = _border_weighted(ds, border_weight, classes, opened.ignore_class)
     return _batched(ds, batch_size, drop_remainder, repeat, seed)
 
 
 def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch_size, augment, seed, shuffle,
                     cache, fractions, num_classes, repeat, skip_bad, drop_remainder, source_options,
-                    image_size=None):
+                    image_size=None, border_weight=None):
     """:func:`load_dataset` at native resolution: random patches (``patch_size``) or whole images (batch 1).
 
     The stages: :func:`native_examples` (storage form, times ``scale``, cached) -> shuffle
@@ -174,7 +180,18 @@ def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch
         ds = tf.data.Dataset.zip((ds, seeds)).map(crop, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda image, mask: scale_example(image, mask, classes), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = _border_weighted(ds, border_weight, classes, opened.ignore_class)
     return _batched(ds, batch_size, drop_remainder, repeat, seed)
+
+
+def _border_weighted(ds, border_weight, num_classes: int, ignore_class):
+    """The samples' last stage before batching: with ``border_weight``, the border weight map of each
+    (augmented, cropped) mask appended (:func:`tfseg.data.borders.with_border_weights`)."""
+    if border_weight is None:
+        return ds
+    from tfseg.data.borders import with_border_weights
+
+    return with_border_weights(ds, border_weight, num_classes, ignore_class)
 
 
 def _batched(ds, batch_size: int, drop_remainder: bool, repeat: bool, seed: Optional[int]) -> tf.data.Dataset:
