@@ -180,3 +180,37 @@ def test_a_run_trains_with_border_and_class_weights(tmp_path, capsys):
     assert metrics["epochs_completed"] == 1 and np.isfinite(metrics["test"]["loss"])
     history = open(os.path.join(run, "history.csv")).read()
     assert "loss" in history
+
+
+def test_binary_foreground_is_above_half_whatever_its_values():
+    """The binary rule (> 0.5): a 0.5 pixel is background (weighted), values 0.8 and 1 one object."""
+    mask = two_touching_cells()
+    mask[2:8, 3:6] = 0.8  # the left object in two values, still one object
+    mask[4, 6] = 0.5      # in the gap: background
+    labels, count = objects(mask)
+    assert count == 3 and len(np.unique(labels[2:8, 1:6])) == 1
+    weights = border_weight_map(mask, 10, 5)
+    np.testing.assert_allclose(weights[2:8, 6], 1 + 10 * np.exp(-4 / 50), rtol=1e-6)
+
+
+def full_distances_map(mask, w0, sigma):
+    """The map with every object's distance transform over the whole image (no window)."""
+    from scipy import ndimage
+
+    labels, count = objects(mask)
+    distances = np.sort(np.stack([ndimage.distance_transform_edt(labels != k) for k in range(1, count + 1)]), 0)
+    term = w0 * np.exp(-((distances[0] + distances[1]) ** 2) / (2 * sigma**2))
+    return np.where(mask > 0.5, 1.0, 1.0 + term).astype(np.float32)
+
+
+@pytest.mark.parametrize("w0, sigma", [(10, 5), (10, 2), (50, 8), (1e-9, 5)])
+def test_distances_in_windows_give_the_whole_images_map(w0, sigma):
+    """Far apart objects on a large mask: each distance transform runs in its object's box grown by the reach
+    beyond which float32 keeps no term; the map equals the whole-image computation."""
+    mask = np.zeros((120, 150), np.float32)
+    mask[10:20, 10:20] = 1
+    mask[10:20, 40:50] = 1   # 20 px from the first: small terms all along the way
+    mask[90:110, 120:140] = 1
+    mask[100:104, 60:64] = 1
+    np.testing.assert_allclose(border_weight_map(mask, w0, sigma), full_distances_map(mask, w0, sigma),
+                               rtol=2e-7, atol=0)

@@ -8,7 +8,8 @@ where ``d1`` and ``d2`` are the distances (in pixels) to the nearest and the sec
 so the narrow background gaps between touching objects weigh most and the network learns to keep
 them open. Here, per training mask (:func:`border_weight_map`):
 
-* the objects are the connected components (8-connected) of each foreground class: of the
+* the objects are the connected components (8-connected, the clean-up's rule:
+  :func:`tfseg.postprocess.components`) of each foreground class: of the
   foreground for binary masks, of every class id ``1..C-1`` for class-id masks (the
   ``ignore_class`` value is no object);
 * ``d_k(x)`` is the Euclidean distance from ``x`` to object ``k`` (``scipy.ndimage
@@ -23,7 +24,8 @@ yields ``(image, mask, weights [H, W, 1])``, :func:`with_border_weights`); every
 it (:mod:`tfseg.losses`: the cross-entropy weighs its pixels, the Dice-type terms their soft
 counts). Metrics and validation are not weighted.
 
-Cost: connected components and one distance transform per object, ``O(objects x pixels)``, in
+Cost: connected components and one distance transform per object, over the object's box grown by
+the distance beyond which the term is below float32's resolution (``6.2 sigma`` for ``w0 = 10``), in
 NumPy/SciPy through ``tf.numpy_function`` (TensorFlow has neither operation) after augmentation,
 for every training sample and epoch; docs/imbalance.md has the measured time per mask.
 """
@@ -39,7 +41,6 @@ from tfseg.errors import ConfigError
 
 #: The U-Net paper's values (w0, sigma in pixels).
 PAPER = (10.0, 5.0)
-_EIGHT_CONNECTED = np.ones((3, 3), bool)
 
 
 def parse_border_weight(value: Union[None, str, Sequence[float]]) -> Optional[Tuple[float, float]]:
@@ -66,12 +67,13 @@ def parse_border_weight(value: Union[None, str, Sequence[float]]) -> Optional[Tu
 
 
 def objects(mask, num_classes: int = 1, ignore_class: Optional[int] = None) -> Tuple[np.ndarray, int]:
-    """``(labels [H, W] int32, count)``: the 8-connected components of each foreground class, numbered 1..count.
+    """``(labels [H, W] int32, count)``: the components (:func:`tfseg.postprocess.components`) of each foreground
+    class, numbered 1..count.
 
     ``mask``: ``[H, W]`` or ``[H, W, 1]``; binary (``num_classes == 1``) {0, 1}, foreground ``> 0.5``;
     or class ids, where every id but 0 and ``ignore_class`` is a foreground class.
     """
-    from scipy import ndimage
+    from tfseg.postprocess import components
 
     mask = np.asarray(mask)
     mask = mask.reshape(mask.shape[:2])
@@ -80,7 +82,7 @@ def objects(mask, num_classes: int = 1, ignore_class: Optional[int] = None) -> T
     classes = [None] if num_classes == 1 else [c for c in np.unique(mask) if c != 0 and c != ignore_class]
     for value in classes:
         members = mask > 0.5 if value is None else mask == value
-        found, n = ndimage.label(members, structure=_EIGHT_CONNECTED)
+        found, n = components(members)
         labels[found > 0] = found[found > 0] + count
         count += n
     return labels, count
@@ -114,15 +116,26 @@ def border_weight_map(mask, w0: float = PAPER[0], sigma: float = PAPER[1], num_c
         return weights
     d1 = np.full(labels.shape, np.inf)
     d2 = np.full(labels.shape, np.inf)
-    for k in range(1, count + 1):
-        d = ndimage.distance_transform_edt(labels != k)
-        d2 = np.minimum(d2, np.maximum(d1, d))
-        d1 = np.minimum(d1, d)
+    reach = _reach(w0, sigma)
+    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+        # Only pixels within `reach` of object k can get a term that float32 keeps: its box grown by it.
+        window = tuple(slice(max(side.start - reach, 0), min(side.stop + reach, size))
+                       for side, size in zip(box, labels.shape))
+        d = ndimage.distance_transform_edt(labels[window] != k)
+        d1_here, d2_here = d1[window], d2[window]
+        d2[window] = np.minimum(d2_here, np.maximum(d1_here, d))
+        d1[window] = np.minimum(d1_here, d)
     flat = mask.reshape(labels.shape)
     background = (flat <= 0.5) if num_classes == 1 else (flat == 0)
     term = w0 * np.exp(-((d1 + d2) ** 2) / (2.0 * sigma * sigma))
     weights[background] += term[background].astype(np.float32)
     return weights
+
+
+def _reach(w0: float, sigma: float) -> int:
+    """The distance ``D`` (pixels, rounded up) beyond which ``w0 exp(-D**2 / 2 sigma**2) < 2**-25``: a term
+    that small added to 1 rounds to 1 in float32, so distances to objects further than ``D`` change nothing."""
+    return int(math.ceil(sigma * math.sqrt(2.0 * max(math.log(w0 / 2.0**-25), 0.0)))) + 1
 
 
 def with_border_weights(ds, border_weight, num_classes: int = 1, ignore_class: Optional[int] = None):

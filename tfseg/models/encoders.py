@@ -34,7 +34,7 @@ RGB channel ``i mod 3`` is (``"torch"``: that channel's ImageNet mean and std; `
 one band takes the average of the three. The modes thus stay what the weights expect for
 bands in ``[0, 1]``, and an image whose bands repeat R, G, B (``channels`` a multiple of 3)
 gives exactly the RGB model's features; for one grey band that holds in ``"tf"`` mode
-(MobileNetV2) and up to a constant per first-layer filter in the others. ``channels != 3``
+(MobileNetV2), and approximately in the others (their three channels' statistics differ). ``channels != 3``
 with random weights (``weights=None``) is a plain backbone with that many inputs.
 
 This module uses ``keras`` (and NumPy for the weights) only, never TensorFlow, so it runs
