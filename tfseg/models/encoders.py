@@ -380,7 +380,7 @@ def _local_weights_file(weights: Optional[str]):
         yield local
 
 
-def _backbone(name: str, image_size, weights: Optional[str], channels: int = 3) -> keras.Model:
+def _backbone(name: str, image_size, weights: Optional[str], channels: int) -> keras.Model:
     """The keras.applications model without its classifier, for ``channels`` bands, with ``weights`` loaded
     (a local path or a URL; RGB weights, adapted to ``channels != 3`` by :func:`adapt_first_kernel`)."""
     if channels == 3 or weights is None:
@@ -438,7 +438,7 @@ def adapt_first_kernel(kernel, channels: int):
     return kernel[:, :, np.arange(int(channels)) % 3] * (3.0 / int(channels))
 
 
-def copy_adapted_weights(rgb: keras.Model, bands: keras.Model, bgr: bool = False) -> None:
+def copy_adapted_weights(rgb: keras.Model, bands: keras.Model, bgr: bool) -> None:
     """Copy ``rgb``'s weights into ``bands`` (the same backbone for other input bands), adapting the one
     kernel whose input axis differs (:func:`adapt_first_kernel`). ``bgr``: ``rgb``'s kernel reads BGR
     (caffe-mode weights), reversed to RGB first."""
