@@ -149,3 +149,28 @@ def test_channels_that_disagree_with_the_input_are_refused():
         build_encoder("mobilenetv2", keras.Input((SIZE, SIZE, 4)), weights=None, channels=3)
     with pytest.raises(ConfigError, match="channels 0"):
         encoders.check_channels("mobilenetv2", keras.Input((SIZE, SIZE, 4)), 0)
+
+
+@pytest.mark.slow
+def test_adapted_bands_encoder_runs_under_jax(tmp_path):
+    """The weight adaptation is NumPy and Keras only: a 4-band U-Net on RGB weights builds and predicts under JAX."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    _, path = rgb_weights_file("mobilenetv2", tmp_path)
+    script = (
+        "import sys, json, numpy as np\n"
+        "from tfseg.models.encoder_unet import build_encoder_unet\n"
+        f"m = build_encoder_unet({SIZE}, encoder='mobilenetv2', encoder_weights={path!r}, channels=4,\n"
+        "                       decoder_filters=(8,) * 5)\n"
+        f"y = m.predict(np.random.rand(1, {SIZE}, {SIZE}, 4).astype('float32'), verbose=0)\n"
+        "print(json.dumps({'shape': list(y.shape), 'tf': 'tensorflow' in sys.modules,\n"
+        "                  'bands': int(m.get_layer('encoder').get_layer('Conv1').kernel.shape[2])}))\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"shape": [1, SIZE, SIZE, 1], "tf": False, "bands": 4}
