@@ -34,6 +34,8 @@ def test_average_models_is_the_mean_of_the_members():
         expected = np.mean([member.predict_on_batch(images) for member in members], axis=0)
         ensemble = average_models(members)
         assert ensemble.name == "ensemble_of_3_unet" and ensemble.output.dtype == "float32"
+        assert [layer.name for layer in ensemble.layers] == ["images", "member_1", "member_2", "member_3",
+                                                             "probabilities"]
         np.testing.assert_allclose(ensemble.predict_on_batch(images), expected, atol=1e-6)
         assert len(ensemble.weights) == sum(len(m.weights) for m in members)  # shared, not copied
 
@@ -47,6 +49,44 @@ def test_average_models_refuses_what_cannot_be_averaged():
         average_models([*_members(1, size=16), *_members(1, size=32)])
     with pytest.raises(ValueError, match="share input shape and classes"):
         average_models([*_members(1, classes=1), *_members(1, classes=2)])
+
+
+def _fake_fold(root, fold, folds=3, complete=True):
+    from tfseg.config import TrainConfig
+
+    run = root / f"fold-{fold}"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(TrainConfig(folds=folds, fold=fold, out=str(run)).to_dict()))
+    if complete:
+        (run / "metrics.json").write_text("{}")
+
+
+def test_what_is_a_cross_validated_run_and_which_folds_it_lacks(tmp_path):
+    from tfseg.training.cv import fold_runs, is_cv_run
+
+    assert not is_cv_run(str(tmp_path)) and not is_cv_run(str(tmp_path / "absent"))
+    with pytest.raises(TfsegError, match="not a cross-validated run"):
+        fold_runs(str(tmp_path))
+    (tmp_path / "cv.json").write_text("{}")
+    assert is_cv_run(str(tmp_path))  # cv.json alone marks it, but without fold-1 there is nothing to load
+    with pytest.raises(TfsegError, match="not a cross-validated run"):
+        fold_runs(str(tmp_path))
+    root = tmp_path / "run"
+    _fake_fold(root, 1, complete=False)
+    assert is_cv_run(str(root))  # a first fold started, before any cv.json
+    with pytest.raises(TfsegError, match=r"fold\(s\) 1, 2, 3 of its 3-fold .* trained yet; .*--folds 3 --out") as err:
+        fold_runs(str(root))
+    assert "e.g." not in str(err.value)  # no complete fold to point at
+    _fake_fold(root, 3)
+    with pytest.raises(TfsegError, match=r"fold\(s\) 1, 2 of .* e\.g\. .*fold-3\)$"):
+        fold_runs(str(root))
+    (root / "fold-1" / "metrics.json").write_text("{}")
+    with pytest.raises(TfsegError, match=r"fold\(s\) 2 of .* e\.g\. .*fold-1\)$"):
+        fold_runs(str(root))
+    _fake_fold(root, 2)
+    assert fold_runs(str(root) + "/") == [str(root / f"fold-{i}") for i in (1, 2, 3)]
+    (root / "config.json").write_text("{}")  # a single run's folder is not a cross-validation
+    assert not is_cv_run(str(root))
 
 
 @pytest.fixture(scope="module")
