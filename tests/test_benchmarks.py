@@ -263,3 +263,16 @@ def test_border_weights_helpers_find_the_gaps_and_time_the_map(tmp_path):
     for mask_file in sorted((root / "masks").iterdir()):
         values = np.asarray(Image.open(mask_file))
         assert set(np.unique(values)) <= {0, 255} and objects(values / 255.0)[1] >= 2
+
+
+@pytest.mark.slow
+def test_fold_ensemble_quick_scores_every_fold_and_the_ensemble(tmp_path):
+    report = run_quick("fold_ensemble", tmp_path)
+    models = [row["model"] for row in report["rows"]]
+    assert models == ["fold 1", "fold 2", "mean of the folds", "ensemble of 2"]
+    folds = [row["test_dice"] for row in report["rows"][:2]]
+    assert report["rows"][2]["test_dice"] == pytest.approx(np.mean(folds), abs=1e-4)
+    ensemble = report["rows"][3]
+    assert ensemble["dice_ci95"][0] <= ensemble["test_dice"] <= ensemble["dice_ci95"][1]
+    assert report["ensemble_minus_mean_fold_dice"] == pytest.approx(ensemble["test_dice"] - np.mean(folds), abs=2e-4)
+    assert report["cost_ratio_ensemble_to_fold"] > 0 and report["test_images"] > 0
