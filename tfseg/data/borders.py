@@ -156,6 +156,6 @@ def with_border_weights(ds, border_weight, num_classes: int = 1, ignore_class: O
 
 
 def describe(border_weight) -> str:
-    """One line: ``border weights (U-Net paper): w0 10, sigma 5 px between touching objects``."""
+    """One line: ``border weights (U-Net paper's map): w0 10, sigma 5 px, on the gaps between objects``."""
     w0, sigma = parse_border_weight(border_weight)
     return f"border weights (U-Net paper's map): w0 {w0:g}, sigma {sigma:g} px, on the gaps between objects"

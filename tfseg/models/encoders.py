@@ -240,7 +240,7 @@ def preprocessing_layer(mode: str, name: str = PREPROCESSING_NAME, channels: int
     Example:
 
     >>> layer = preprocessing_layer("caffe")
-    >>> np.round(np.asarray(layer(np.array([[[[1.0, 0.0, 0.0]]]], "float32"))), 2).tolist()
+    >>> np.round(np.asarray(layer(np.array([[[[1.0, 0.0, 0.0]]]], "float32")), "float64"), 2).tolist()
     [[[[-103.94, -116.78, 131.32]]]]
     """
     mean, std = band_statistics(mode, channels)
