@@ -30,7 +30,7 @@ import keras
 
 from tfseg.config import default
 from tfseg.errors import ConfigError
-from tfseg.models.blocks import conv_bn_relu, output_head
+from tfseg.models.blocks import check_channels, conv_bn_relu, output_head
 from tfseg.models.encoder_unet import check_common_options
 from tfseg.models.encoders import build_encoder, check_image_size, get_encoder_spec
 from tfseg.models.registry import register_model
@@ -69,6 +69,7 @@ def build_deeplabv3plus(
     decoder_filters: int = 256,
     batch_norm=default("batch_norm"),
     dropout: float = default("dropout"),
+    channels: int = 3,
 ) -> keras.Model:
     """DeepLabV3+ on a keras.applications encoder.
 
@@ -86,6 +87,8 @@ def build_deeplabv3plus(
         decoder_filters: channels of the two 3x3 decoder convolutions (paper: 256).
         batch_norm: batch normalization after every ASPP/decoder convolution: ``True`` (Keras' layer),
             ``"bfloat16"`` (:class:`tfseg.layers.BatchNorm`) or ``False``.
+        channels: bands of the input images (3: RGB; other counts need the backbone's first
+            convolution adapted, :mod:`tfseg.models.encoders`).
         dropout: dropout after the ASPP projection (default 0, as ``tfseg train``; the reference
             implementation uses 0.1).
 
@@ -113,7 +116,7 @@ def build_deeplabv3plus(
         if int(value) < 1:
             raise ConfigError(f"{label} {value!r}: must be a positive integer")
 
-    images = keras.Input((height, width, 3), name="images", dtype="float32")
+    images = keras.Input((height, width, check_channels(channels)), name="images", dtype="float32")
     features = build_encoder(encoder, images, weights=encoder_weights, strides=(4, 16))
     x = aspp(features[16], int(aspp_filters), rates, batch_norm, float(dropout))
     x = keras.layers.UpSampling2D(4, interpolation="bilinear", name="aspp_up")(x)

@@ -19,7 +19,7 @@ import keras
 
 from tfseg.errors import ConfigError
 from tfseg.config import UPSAMPLINGS, default
-from tfseg.models.blocks import check_common, conv_bn_relu, output_head, upsampled
+from tfseg.models.blocks import check_channels, check_common, conv_bn_relu, output_head, upsampled
 from tfseg.models.encoders import STRIDES, build_encoder, check_image_size, get_encoder_spec
 
 
@@ -50,6 +50,7 @@ def build_encoder_unet(
     dropout: float = default("dropout"),
     upsampling: str = default("upsampling"),
     base_filters: int = default("base_filters"),
+    channels: int = 3,
 ) -> keras.Model:
     """A U-Net whose encoder is a keras.applications backbone.
 
@@ -67,6 +68,8 @@ def build_encoder_unet(
         batch_norm: batch normalization in the decoder: ``True`` (Keras' layer), ``"bfloat16"``
             (:class:`tfseg.layers.BatchNorm`) or ``False``.
         dropout: dropout rate after each decoder concatenation (0 = none).
+        channels: bands of the input images (3: RGB; other counts need the backbone's first
+            convolution adapted, :mod:`tfseg.models.encoders`).
         upsampling: ``"transpose"`` (learned 2x2) or ``"bilinear"``.
         base_filters: sets ``decoder_filters`` when that is not given (the plain
             U-Net's option of the same name, so ``tfseg train --base-filters`` works).
@@ -93,7 +96,7 @@ def build_encoder_unet(
     if upsampling not in UPSAMPLINGS:
         raise ConfigError(f"upsampling {upsampling!r}: choose one of {', '.join(UPSAMPLINGS)}")
 
-    images = keras.Input((height, width, 3), name="images", dtype="float32")
+    images = keras.Input((height, width, check_channels(channels)), name="images", dtype="float32")
     features = build_encoder(encoder, images, weights=encoder_weights)
     x = features[STRIDES[-1]]
     skip_strides = list(reversed(STRIDES[:-1])) + [None]  # 16, 8, 4, 2, then full size
