@@ -45,6 +45,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tfseg import fileio, masks
+from tfseg.data.bands import PHOTO, Form, read_bands
 from tfseg.data.colormap import ColourMap, read_colormap
 from tfseg.data.filecheck import FileInfo, check_files
 from tfseg.data.filepixels import describe_values, mask_array, open_bytes, rgb_array
@@ -115,13 +116,20 @@ def _pillow_mask(path: bytes) -> np.ndarray:
         return mask_array(image)[..., None]
 
 
-def image_decoder(kind: str):
+def image_decoder(kind: str, form: Form = PHOTO):
     """``image path -> RGB uint8 [H, W, 3]`` with the decoder :func:`~tfseg.data.filecheck.graph_decoder`
-    chose (``"image"``, ``"palette_bmp"``), or Pillow (``"pillow"``) for what only Pillow reads the same."""
+    chose (``"image"``, ``"palette_bmp"``), or Pillow (``"pillow"``) for what only Pillow reads the same;
+    ``"bands"``: a data image in ``form`` (:func:`tfseg.data.bands.read_bands`)."""
     import tensorflow as tf
 
     from tfseg.data import decode
 
+    if kind == "bands":
+        def bands(path):
+            return read_bands(fileio.read_bytes(path.decode()), form)
+
+        return lambda path: tf.ensure_shape(tf.numpy_function(bands, [path], tf.as_dtype(form.storage_dtype),
+                                                              stateful=False), [None, None, form.channels])
     if kind == "pillow":
         return lambda path: tf.numpy_function(_pillow_rgb, [path], tf.uint8, stateful=False)
     if kind == "palette_bmp":
@@ -152,14 +160,15 @@ def _decode_in_graph(image_path, mask_path):
     return decode_rgb(tf.io.read_file(image_path)), decode_mask(tf.io.read_file(mask_path))
 
 
-def _finish(sample_id, image, mask, num_classes: int, mask_threshold: Optional[int], same_size: bool):
+def _finish(sample_id, image, mask, num_classes: int, mask_threshold: Optional[int], same_size: bool,
+            channels: int = 3):
     """Mask at the image's size (nearest neighbour) and in the source's value convention.
 
     ``same_size``: whether the check found mask and image of one size.
     """
     import tensorflow as tf
 
-    image = tf.ensure_shape(image, [None, None, 3])
+    image = tf.ensure_shape(image, [None, None, channels])
     mask = tf.ensure_shape(mask, [None, None, 1])
     if not same_size:
         mask = tf.image.resize(mask, tf.shape(image)[:2], method="nearest")
@@ -170,14 +179,14 @@ def _finish(sample_id, image, mask, num_classes: int, mask_threshold: Optional[i
     return {"id": sample_id, "image": image, "mask": mask}
 
 
-def _empty_examples():
+def _empty_examples(form: Form = PHOTO):
     import tensorflow as tf
 
     return tf.data.Dataset.from_tensor_slices({
         "id": tf.zeros([0], tf.string),
-        "image": tf.zeros([0, 1, 1, 3], tf.uint8),
+        "image": tf.zeros([0, 1, 1, form.channels], form.storage_dtype),
         "mask": tf.zeros([0, 1, 1, 1], tf.uint8),
-    }).map(lambda row: {"id": row["id"], "image": tf.ensure_shape(row["image"], [None, None, 3]),
+    }).map(lambda row: {"id": row["id"], "image": tf.ensure_shape(row["image"], [None, None, form.channels]),
                         "mask": tf.ensure_shape(row["mask"], [None, None, 1])})
 
 
@@ -292,18 +301,18 @@ class FileSource(Source):
                 "image": [str(p.image) for p in selected],
                 "mask": [str(p.mask) for p in selected],
             }
-            image = image_decoder(kind[0])
+            image = image_decoder(kind[0], self.image_form)
             mask = self.colormap.mask_decoder() if self.colormap is not None else mask_decoder(kind[1])
             # Plain TensorFlow ops: autograph's source conversion would only add tracing time.
             return tf.data.Dataset.from_tensor_slices(columns).map(
                 tf.autograph.experimental.do_not_convert(
                     lambda row: _finish(row["id"], image(row["image"]), mask(row["mask"]), self.num_classes,
-                                        self.mask_threshold, kind[2])),
+                                        self.mask_threshold, kind[2], self.image_form.channels)),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
 
         if not groups:
-            return _empty_examples()
+            return _empty_examples(self.image_form)
         if len(groups) == 1:
             return decoded(groups[0])
         choice = tf.data.Dataset.from_tensor_slices(tf.constant([groups.index(k) for k in kinds], tf.int64))
@@ -344,6 +353,26 @@ class FileSource(Source):
             problems.extend(found)
             if not found:
                 good.append(pair)
+        return self._common_form(good, problems)
+
+    def _common_form(self, pairs: List[Pair], problems: List[Tuple[str, str]]):
+        """``(pairs, problems)`` after setting :attr:`form`: the bands and value type most images have
+        (:mod:`tfseg.data.bands`); an image of another form is a problem naming it."""
+        from collections import Counter
+
+        counts = Counter(p.image_info.form for p in pairs)
+        if not counts:
+            return pairs, problems
+        self.image_form = max(counts, key=lambda form: (counts[form], form == PHOTO))
+        good = []
+        for pair in pairs:
+            if pair.image_info.form == self.image_form:
+                good.append(pair)
+                continue
+            found, common = pair.image_info.form.describe(), self.image_form.describe()
+            problems.append((str(pair.image), f"image of {found}, but {counts[self.image_form]} other image(s) of "
+                                              f"this source are {common}: every image of a source needs the same "
+                                              "bands and value type"))
         return good, problems
 
     def _handle_problems(self):
