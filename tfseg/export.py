@@ -110,13 +110,24 @@ def serving_functions(model, threshold: float = 0.5, tiled: bool = False, scale:
 
 
 def input_specs(settings: Settings) -> Dict[str, tf.TensorSpec]:
-    """``{signature name: its one input}``: the inputs of :func:`signatures` (and of the warm-up requests)."""
-    return {
-        SERVING_DEFAULT: tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"),
-        SERVING_BYTES: tf.TensorSpec([None], tf.string, name="image_bytes"),
-        SERVING_COMPACT: tf.TensorSpec([None], tf.string, name="image_bytes"),
-        SERVING_WINDOWS: tf.TensorSpec([None, *settings.window, 3], tf.float32, name="windows"),
-    }
+    """``{signature name: its one input}``: the inputs of :func:`signatures` (and of the warm-up requests).
+
+    ``serving_default`` takes the training images' bands and value type (``uint8 [b, H, W, 3]`` for
+    photographs; e.g. ``uint16 [b, H, W, 4]`` for 4-band 16-bit data, normalised in the graph);
+    ``serving_bytes`` and ``serving_compact`` (encoded files) exist for RGB photographs only.
+    """
+    specs = {SERVING_DEFAULT: tf.TensorSpec([None, None, None, settings.channels], tf.as_dtype(settings.dtype),
+                                            name="images")}
+    if is_photo(settings):
+        specs[SERVING_BYTES] = tf.TensorSpec([None], tf.string, name="image_bytes")
+        specs[SERVING_COMPACT] = tf.TensorSpec([None], tf.string, name="image_bytes")
+    specs[SERVING_WINDOWS] = tf.TensorSpec([None, *settings.window, settings.channels], tf.float32, name="windows")
+    return specs
+
+
+def is_photo(settings: Settings) -> bool:
+    """Whether the model takes RGB photographs (8-bit, 3 bands), which the encoded-file signatures decode."""
+    return settings.channels == 3 and settings.dtype == "uint8"
 
 
 def signatures(settings: Settings, predict) -> Dict[str, tuple]:
@@ -193,7 +204,7 @@ def signatures(settings: Settings, predict) -> Dict[str, tuple]:
         return {"probabilities": tf.cast(predict(windows), tf.float32)}
 
     functions = {SERVING_DEFAULT: serve_images, SERVING_BYTES: serve_bytes, SERVING_COMPACT: serve_compact,
-                 SERVING_WINDOWS: serve_windows}
+                 SERVING_WINDOWS: serve_windows}  # input_specs says which a model has
     return {name: (functions[name], [spec]) for name, spec in input_specs(settings).items()}
 
 
@@ -241,7 +252,8 @@ def check_version(version) -> int:
 def export_saved_model(model, export_dir, version: Optional[int] = None, overwrite: bool = False,
                        threshold: float = 0.5, tiled: bool = False, scale: float = 1.0, *,
                        tta: Optional[str] = None, cleanup=None, into_run_folder: bool = False,
-                       probabilities_png: bool = False, warmup: bool = True, batching: bool = True) -> str:
+                       probabilities_png: bool = False, warmup: bool = True, batching: bool = True,
+                       dtype: str = "uint8", normalization=None) -> str:
     """Write ``model`` as a TF Serving SavedModel in ``export_dir/<version>``.
 
     Beside the SavedModel: ``<version>/assets.extra/tf_serving_warmup_requests`` (one request per
@@ -260,6 +272,9 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
             the signatures' names, inputs and outputs stay the same.
         scale: with ``tiled``, images are resized by this factor before the windows run
             (the run's ``--scale``).
+        dtype, normalization: the training images' value type and normalisation (a run's
+            ``config.json``; :mod:`tfseg.data.bands`): ``serving_default`` then takes
+            ``[batch, H, W, bands]`` of ``dtype`` and normalises in the graph. Default: 8-bit, ``x / 255``.
         tta: ``"flips"``: the image signatures average the identity and the two flips.
         cleanup: the masks' clean-up (:class:`tfseg.postprocess.Cleanup` or a mapping of its fields),
             stored in the settings for tfseg's predictor; not in the serving graph (module docstring).
@@ -293,7 +308,7 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
     outputs.check_targets(export_dir, [str(version)], overwrite, owned=is_tfseg_saved_model)
 
     settings = Settings.of_model(model, threshold=threshold, tiled=tiled, scale=scale, tta=tta, cleanup=cleanup,
-                                 probabilities_png=probabilities_png)
+                                 probabilities_png=probabilities_png, dtype=dtype, normalization=normalization)
     archive = keras_export_archive(model, settings)
     fileio.makedirs(export_dir)
     fileio.remove_stale_temporaries(export_dir)  # what a killed export left (of writers that no longer run)
@@ -333,10 +348,13 @@ def warmup_requests(settings: Settings, seed: int = 0) -> Dict[str, dict]:
     """``{signature: {input name: array}}``: one request per signature, one seeded random image at the
     model's input size (the window): uint8 pixels, its PNG, or its model inputs (``serving_windows``)."""
     height, width = settings.window
-    image = np.random.default_rng(seed).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
-    examples = {tf.uint8: image, tf.string: np.array([tf.io.encode_png(image[0]).numpy()], dtype=object),
-                tf.float32: model_inputs(image).numpy()}
-    return {name: {spec.name: examples[spec.dtype]} for name, spec in input_specs(settings).items()}
+    image = np.random.default_rng(seed).integers(0, 256, (1, height, width, settings.channels), dtype=np.uint8)
+    pixels = image.astype(settings.dtype)
+    examples = {SERVING_DEFAULT: pixels, SERVING_WINDOWS: model_inputs(pixels, settings.normalization).numpy()}
+    if is_photo(settings):
+        examples[SERVING_BYTES] = examples[SERVING_COMPACT] = np.array([tf.io.encode_png(image[0]).numpy()],
+                                                                       dtype=object)
+    return {name: {spec.name: examples[name]} for name, spec in input_specs(settings).items()}
 
 
 def write_warmup_requests(version_dir: str, settings: Settings) -> str:

@@ -240,6 +240,8 @@ def load_predictor(path: str, tiled: Optional[bool] = None, tta: Optional[str] =
     predictor = {"keras": KerasPredictor, "saved_model": saved_model_predictor, "tflite": TFLitePredictor}[kind](
         resolved)
     run_config = _run_config_of(resolved) if kind == "keras" else None
+    if run_config is not None:  # the run's images: value type and normalisation (config.json)
+        predictor.settings = predictor.settings.replace(**run_config.pixel_options())
     if run_config is not None and run_config.patch_size is not None:  # as it trained: tiled, at its scale
         predictor.configure(tiled=True, scale=run_config.scale)
     native = (predictor.tiled, predictor.scale)
@@ -293,15 +295,21 @@ def list_images(inputs: Iterable[str]) -> List[str]:
     return paths
 
 
-def read_image(path: str) -> np.ndarray:
+def read_image(path: str, settings=None) -> np.ndarray:
     """uint8 ``[h, w, 3]``, decoded as the training pipeline does (:func:`tfseg.data.files.read_rgb`).
 
     PNG/JPEG/BMP/GIF/WebP go through the ``serving_bytes`` graph's decoder (palette and
     1-bit BMPs included); what only Pillow reads the same as training (TIFF, CMYK JPEG...)
-    through Pillow.
+    through Pillow. For a model of data images (``settings``' channels and dtype other than RGB
+    uint8): the file's bands as training read them (:func:`tfseg.data.bands.read_bands`).
     """
     from tfseg.data.files import read_rgb
 
+    if settings is not None and (settings.channels != 3 or settings.dtype != "uint8"):
+        from tfseg import fileio
+        from tfseg.data.bands import Form, read_bands
+
+        return read_bands(fileio.read_bytes(path), Form(settings.channels, settings.dtype, photo=False))
     return read_rgb(path)
 
 
@@ -374,7 +382,7 @@ def predict_files(predictor: Predictor, paths: Sequence[str], batch_size: int = 
     check_images(paths)
     for start in range(0, len(paths), int(batch_size)):
         chunk = paths[start : start + int(batch_size)]
-        images = [_decoded(path) for path in chunk]
+        images = [_decoded(path, predictor.settings) for path in chunk]
         for path, image, probabilities in zip(chunk, images, predictor.probabilities(images)):
             if not np.isfinite(probabilities).all():  # any kind of model: a SavedModel/TFLite has no weights to check
                 raise TfsegError(f"model {predictor.path}: gives NaN/Inf probabilities for {path}; its weights are "
@@ -382,9 +390,9 @@ def predict_files(predictor: Predictor, paths: Sequence[str], batch_size: int = 
             yield path, image, probabilities, predictor.cleanup.apply(probabilities_to_mask(probabilities, threshold))
 
 
-def _decoded(path: str) -> np.ndarray:
+def _decoded(path: str, settings=None) -> np.ndarray:
     # The up-front check proves the pixel data decodes; a file changed since then still fails with its name.
     try:
-        return read_image(path)
+        return read_image(path, settings)
     except Exception as err:  # noqa: BLE001 - TF, Pillow and OS errors all mean "unreadable"
         raise DataError(f"{path}: cannot decode: {_first_line(err)}") from None

@@ -270,14 +270,15 @@ def model_input_size(model) -> Tuple[int, int]:
     """``(height, width)`` the model takes.
 
     Raises:
-        TfsegError: not one image input of a fixed size ``[batch, H, W, 3]``.
+        TfsegError: not one image input of a fixed size ``[batch, H, W, C]`` (C: 3 for RGB, or the
+            bands of data images).
     """
     if len(model.inputs) != 1:
         raise TfsegError(f"model {model.name!r}: needs a single image input, found {len(model.inputs)}")
     shape = tuple(model.inputs[0].shape)
-    if len(shape) != 4 or shape[-1] != 3 or shape[1] is None or shape[2] is None:
+    if len(shape) != 4 or shape[-1] is None or shape[1] is None or shape[2] is None:
         raise TfsegError(
-            f"model {model.name!r}: input shape {shape} is not [batch, height, width, 3] "
+            f"model {model.name!r}: input shape {shape} is not [batch, height, width, channels] "
             "with a fixed height and width"
         )
     return int(shape[1]), int(shape[2])

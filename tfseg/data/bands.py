@@ -299,6 +299,16 @@ def bit_depth(values: np.ndarray) -> int:
     return max(1, top.bit_length()) if top > 0 else 1
 
 
+def display_rgb(values: np.ndarray) -> np.ndarray:
+    """A data image ``[H, W, C]`` for the eye: uint8 ``[H, W, 3]`` of its first three bands (one band:
+    grey; two: the first), each stretched linearly between its 1st and 99th percentiles."""
+    values = np.asarray(values, np.float64)
+    bands = values[..., :3] if values.shape[-1] >= 3 else np.repeat(values[..., :1], 3, axis=-1)
+    low, high = percentiles(bands, (1, 99))
+    scaled = (bands - low) / np.where(high > low, high - low, 1.0)
+    return np.round(np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
 def percentiles(values: np.ndarray, points: Sequence[float] = (1, 50, 99)) -> np.ndarray:
     """``[len(points), C]``: each band's percentiles of ``values`` ``[..., C]``."""
     flat = np.asarray(values, np.float64).reshape(-1, values.shape[-1])
