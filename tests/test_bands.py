@@ -235,3 +235,30 @@ def test_4band_uint16_tiffs_train_and_serve_without_tfseg(tmp_path):
     assert main(["predict", str(tmp_path / "new.tif"), "--model", str(run), "--out", str(out)]) == 0
     predicted = np.asarray(Image.open(out / "new_mask.png"))
     assert np.mean((predicted > 0) == (served > 0)) > 0.999
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+def test_inspect_reports_bands_dtype_bit_depth_and_percentiles(tmp_path, capsys):
+    from tfseg.data.inspect import inspect_source
+
+    values = [np.full((6, 6), 100 * (i + 1), np.uint16) for i in range(4)]
+    values[3][0, 0] = 4095  # 12-bit values
+    source = _folder(tmp_path, {f"a{i}.tif": (lambda path, v=v: tifffile.imwrite(path, v), 6)
+                                for i, v in enumerate(values)})
+    pixels = inspect_source(source)["pixels"]
+    every = np.concatenate([v.ravel() for v in values]).astype(np.float64)
+    assert (pixels["channels"], pixels["dtype"], pixels["bit_depth"]) == (1, "uint16", 12)
+    assert pixels["percentiles"] == {str(p): [float(np.percentile(every, p))] for p in (1, 50, 99)}
+    assert pixels["range"] == [100.0, 4095.0] and "per band" in pixels["normalization"]
+    assert main(["inspect", "--data", source]) == 0
+    assert "1 band of uint16, 12-bit values, range 100..4095" in capsys.readouterr().out
+
+
+def test_inspect_of_photographs_says_8bit_and_x_over_255():
+    from tfseg.data.inspect import inspect_source
+
+    pixels = inspect_source("synthetic:6")["pixels"]
+    assert (pixels["channels"], pixels["dtype"], pixels["bit_depth"]) == (3, "uint8", 8)
+    assert pixels["normalization"] == "auto: x / 255" and len(pixels["percentiles"]["50"]) == 3

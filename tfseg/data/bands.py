@@ -156,6 +156,8 @@ class Normalization:
         return {"kind": self.kind}
 
     def describe(self) -> str:
+        if self.kind == "per_band" and not self.measured:
+            return "per band: (x - mean) / std, measured on the training split"
         if self.kind == "per_band":
             numbers = lambda values: ", ".join(f"{v:.4g}" for v in values)  # noqa: E731
             return f"per band: mean {numbers(self.mean)}, std {numbers(self.std)}"

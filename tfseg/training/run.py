@@ -274,8 +274,14 @@ def describe_run(config: TrainConfig, ids: Dict[str, List[str]], num_classes: in
     else:
         size = f"images resized to {config.image_size}x{config.image_size}"
     replicas = int(strategy.num_replicas_in_sync)
+    pixels = ""
+    if config.channels is not None and (config.channels, config.input_dtype) != (3, "uint8"):
+        from tfseg.data.bands import Form, Normalization
+
+        pixels = (f"; {Form(config.channels, config.input_dtype, photo=False).describe()}, normalised "
+                  f"{Normalization.parse(config.normalization).describe()}")
     return (f"training {config.model} on {config.data}: {total} samples, split train {len(ids['train'])} / "
-            f"val {len(ids['val'])} / test {len(ids['test'])}; {classes}; {size}; precision {policy}; "
+            f"val {len(ids['val'])} / test {len(ids['test'])}; {classes}{pixels}; {size}; precision {policy}; "
             f"strategy {distribute.strategy_name(strategy)} ({replicas} replica{'s' if replicas != 1 else ''}, "
             f"batch {config.batch_size} per replica, {distribute.global_batch_size(config.batch_size, strategy)} "
             f"in all); {describe_learning_rate(config)}; {config.epochs} epochs into {run_dir_of(config)}")
