@@ -203,7 +203,7 @@ print(spec.dtype.name, spec.shape.as_list())
 
 
 @pytest.mark.slow
-def test_4band_uint16_tiffs_train_and_serve_without_tfseg(tmp_path):
+def test_4band_uint16_tiffs_train_and_serve_without_tfseg(tmp_path, capsys):
     """Structure ONLY in the 4th band of 12-bit uint16 TIFFs: `tfseg train --data folder:DIR` (no flag about
     bands or values) reaches test Dice >= 0.8, and the SavedModel serves a uint16 4-band image in a process
     without tfseg, giving the mask tfseg's own predict gives."""
@@ -235,6 +235,13 @@ def test_4band_uint16_tiffs_train_and_serve_without_tfseg(tmp_path):
     assert main(["predict", str(tmp_path / "new.tif"), "--model", str(run), "--out", str(out)]) == 0
     predicted = np.asarray(Image.open(out / "new_mask.png"))
     assert np.mean((predicted > 0) == (served > 0)) > 0.999
+    # A file of other bands than the model's: one line naming it, exit 2, nothing written.
+    tifffile.imwrite(tmp_path / "three.tif", image[..., :3])
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "three.tif"), "--model", str(run), "--out", str(tmp_path / "p2")]) == 2
+    err = capsys.readouterr().err
+    assert "three.tif" in err and "3 bands of uint16" in err and "4 bands of uint16" in err
+    assert not (tmp_path / "p2" / "three_mask.png").exists()
 
 
 # --------------------------------------------------------------------------- inspect
@@ -262,3 +269,20 @@ def test_inspect_of_photographs_says_8bit_and_x_over_255():
     pixels = inspect_source("synthetic:6")["pixels"]
     assert (pixels["channels"], pixels["dtype"], pixels["bit_depth"]) == (3, "uint8", 8)
     assert pixels["normalization"] == "auto: x / 255" and len(pixels["percentiles"]["50"]) == 3
+
+
+def test_channels_option_chooses_the_bands(tmp_path):
+    rng = np.random.default_rng(7)
+    rgba = {f"a{i}.png": rng.integers(0, 256, (8, 8, 4)).astype(np.uint8) for i in range(4)}
+    source = _folder(tmp_path, {name: (lambda path, a=a: Image.fromarray(a).save(path), 8) for name, a in rgba.items()})
+    assert open_source(source).image_form == Form(4, "uint8", photo=False)  # the alpha varies: data
+    as_rgb = open_source(source + "?channels=3")
+    assert as_rgb.image_form == PHOTO
+    image = next(iter(as_rgb.examples(["a0"])))["image"].numpy()
+    np.testing.assert_array_equal(image, rgba["a0.png"][..., :3])
+    two = open_source(source + "?channels=2")
+    assert two.image_form == Form(2, "uint8", photo=False)
+    np.testing.assert_array_equal(next(iter(two.examples(["a1"])))["image"].numpy(), rgba["a1.png"][..., :2])
+    with pytest.raises(DataError) as err:
+        open_source(source + "?channels=5")
+    assert len(err.value.problems) == 4 and "fewer than channels=5" in err.value.problems[0][1]

@@ -313,7 +313,7 @@ def read_image(path: str, settings=None) -> np.ndarray:
     return read_rgb(path)
 
 
-def image_problem(path: str) -> Optional[str]:
+def image_problem(path: str, settings=None) -> Optional[str]:
     """Why ``path`` cannot be read as an image, or None when it can.
 
     The up-front check of the file sources (:func:`tfseg.data.files.check_file`): the pixel
@@ -332,12 +332,21 @@ def image_problem(path: str) -> Optional[str]:
         return f"cannot decode: {info.error}"
     if not info.width or not info.height:
         return f"empty image ({info.height}x{info.width})"
+    if settings is not None:
+        from tfseg.data.bands import PHOTO, Form
+
+        expected = PHOTO if (settings.channels, settings.dtype) == (3, "uint8") else \
+            Form(settings.channels, settings.dtype, photo=False)
+        if info.form != expected:
+            return (f"image of {info.form.describe()}, but the model was trained on {expected.describe()} "
+                    "(tfseg.data.bands)")
     return None
 
 
-def check_images(paths: Sequence[str]) -> None:
-    """Raise :class:`DataError` listing every file in ``paths`` that is not a readable image."""
-    problems = [(path, why) for path in paths for why in [image_problem(path)] if why]
+def check_images(paths: Sequence[str], settings=None) -> None:
+    """Raise :class:`DataError` listing every file in ``paths`` that is not a readable image (or, given the
+    model's ``settings``, not of the bands and value type it was trained on)."""
+    problems = [(path, why) for path in paths for why in [image_problem(path, settings)] if why]
     if problems:
         raise DataError(f"{len(problems)} of {len(paths)} image(s) cannot be read", problems)
 
@@ -379,7 +388,7 @@ def predict_files(predictor: Predictor, paths: Sequence[str], batch_size: int = 
     if int(batch_size) < 1:
         raise TfsegError(f"batch_size {batch_size!r}: must be a positive integer")
     paths = list(paths)
-    check_images(paths)
+    check_images(paths, predictor.settings)
     for start in range(0, len(paths), int(batch_size)):
         chunk = paths[start : start + int(batch_size)]
         images = [_decoded(path, predictor.settings) for path in chunk]

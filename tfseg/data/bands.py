@@ -286,6 +286,8 @@ def read_bands(data: bytes, form: Form) -> np.ndarray:
         from tfseg.data.filepixels import open_bytes
 
         with open_bytes(data) as image:
+            if image.mode in ("P", "PA"):  # a palette's colours, as TensorFlow's PNG decoder gives them
+                image = image.convert("RGBA" if image.mode == "PA" else "RGB")
             values = np.asarray(image)
         values = values[..., None] if values.ndim == 2 else values
     if values.shape[-1] < form.channels:

@@ -51,7 +51,7 @@ from tfseg.data.filecheck import FileInfo, check_files
 from tfseg.data.filepixels import describe_values, mask_array, open_bytes, rgb_array
 from tfseg.data.sources import Setting, Source
 from tfseg.data.spec import SourceSpec, with_option
-from tfseg.errors import DataError
+from tfseg.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +204,8 @@ def _orientation_note(image: FileInfo, mask: FileInfo) -> str:
 
 
 _REPORTED_SKIPS: set = set()
+# Bands of the 8-bit files read as photographs, by Pillow's mode (for ``channels=N``).
+_PHOTO_BANDS = {"1": 1, "L": 1, "P": 3, "LA": 2, "PA": 4, "RGB": 3, "RGBA": 4, "RGBX": 4, "CMYK": 4, "YCbCr": 3}
 
 
 class FileSource(Source):
@@ -218,6 +220,7 @@ class FileSource(Source):
             and any mask values are accepted; default: the rule of :mod:`tfseg.masks`.
         ignore_class: a mask value allowed beside the class ids.
         colormap: a CSV file mapping RGB colours to class ids (:mod:`tfseg.data.colormap`).
+        channels: read the first N bands of every image (:mod:`tfseg.data.bands`); default: the data's.
 
     Attributes:
         root: the folder the layout was found in.
@@ -225,13 +228,19 @@ class FileSource(Source):
     """
 
     SETTINGS = (Setting("colormap", "CSV file class_id,r,g,b[,name]: masks are RGB colours, one per class",
-                        fileio.fspath, normalise=fileio.fspath),)
+                        fileio.fspath, normalise=fileio.fspath),
+                Setting("channels", "read the first N bands of every image (3: RGBA files as RGB; 4: keep an "
+                                    "opaque alpha band); default: the bands the data holds (tfseg.data.bands)",
+                        int))
     checked = True
 
     def __init__(self, spec: SourceSpec, num_classes: Optional[int] = None, skip_bad: bool = False,
                  mask_threshold: Optional[int] = None, ignore_class: Optional[int] = None,
-                 colormap: Optional[str] = None):
+                 colormap: Optional[str] = None, channels: Optional[int] = None):
         self.spec = spec
+        if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
+            raise ConfigError(f"data source {spec.text!r}: channels={channels!r} must be a positive integer")
+        self.channels = channels
         self.colormap: Optional[ColourMap] = None
         own = None
         if colormap is not None:  # RGB colour-coded masks: the file says which colour is which class
@@ -360,6 +369,8 @@ class FileSource(Source):
         (:mod:`tfseg.data.bands`); an image of another form is a problem naming it."""
         from collections import Counter
 
+        if self.channels is not None:
+            pairs = self._chosen_bands(pairs, problems)
         counts = Counter(p.image_info.form for p in pairs)
         if not counts:
             return pairs, problems
@@ -370,10 +381,32 @@ class FileSource(Source):
                 good.append(pair)
                 continue
             found, common = pair.image_info.form.describe(), self.image_form.describe()
+            hint = "" if self.channels is not None else \
+                f" (or read N bands of each: '{with_option(self.spec.text, 'channels', self.image_form.channels)}')"
             problems.append((str(pair.image), f"image of {found}, but {counts[self.image_form]} other image(s) of "
                                               f"this source are {common}: every image of a source needs the same "
-                                              "bands and value type"))
+                                              f"bands and value type{hint}"))
         return good, problems
+
+    def _chosen_bands(self, pairs: List[Pair], problems: List[Tuple[str, str]]) -> List[Pair]:
+        """With ``channels=N``: each image's first N bands (an 8-bit one of 3 bands is a photograph, read
+        as RGB); an image with fewer bands is a problem naming it."""
+        import dataclasses
+
+        good = []
+        for pair in pairs:
+            info = pair.image_info
+            have = info.form.channels if not info.form.photo else _PHOTO_BANDS.get(info.mode, 3)
+            if have < self.channels:
+                problems.append((str(pair.image), f"image of {have} band(s), fewer than channels={self.channels}"))
+                continue
+            if self.channels == 3 and info.form.dtype == "uint8":
+                form, decoder = PHOTO, info.decoder if info.form.photo else "pillow"
+            else:
+                form, decoder = Form(self.channels, info.form.dtype, photo=False), "bands"
+            pair.image_info = dataclasses.replace(info, form=form, decoder=decoder, graph=decoder != "pillow")
+            good.append(pair)
+        return good
 
     def _handle_problems(self):
         text = self.spec.text
