@@ -286,3 +286,31 @@ def test_channels_option_chooses_the_bands(tmp_path):
     with pytest.raises(DataError) as err:
         open_source(source + "?channels=5")
     assert len(err.value.problems) == 4 and "fewer than channels=5" in err.value.problems[0][1]
+
+
+# --------------------------------------------------------------------------- prepare / tfrecord:
+
+
+@pytest.mark.parametrize("image_size", [None, 6])
+def test_prepared_shards_keep_bands_and_raw_values(tmp_path, image_size):
+    rng = np.random.default_rng(8)
+    arrays = {f"a{i}.tif": rng.integers(0, 4096, (9, 9, 4)).astype(np.uint16) for i in range(5)}
+    source = _folder(tmp_path / "data", {name: (lambda path, a=a: tifffile.imwrite(path, a), 9)
+                                         for name, a in arrays.items()})
+    args = ["prepare", "--data", source, "--out", str(tmp_path / "shards")]
+    assert main(args + (["--image-size", str(image_size)] if image_size else [])) == 0
+    shards = open_source(f"tfrecord:{tmp_path / 'shards'}")
+    assert shards.image_form == Form(4, "uint16", photo=False)
+    folder = open_source(source)
+    for from_shards, from_files in zip(shards.examples(shards.ids()), folder.examples(folder.ids())):
+        expected = from_files["image"]
+        if image_size:
+            expected = resize_pixels(expected, (image_size, image_size))
+        np.testing.assert_array_equal(from_shards["image"].numpy(), expected.numpy())
+    if image_size:  # raw float32 values, not rounded to 8 bits
+        assert from_shards["image"].dtype == tf.float32 and np.any(from_shards["image"].numpy() % 1 != 0)
+    # The normalisation of the shards is the folder's (the same training split, the same pixels).
+    from tfseg.data.pipeline import resolve_normalization
+
+    if image_size is None:
+        assert resolve_normalization(None, shards) == resolve_normalization(None, folder)
