@@ -6,7 +6,10 @@ pixels (or encoded files) of any size and gets masks of that size back:
 ``serving_default``
     input ``images`` uint8 ``[batch, height, width, 3]`` (any height/width) ->
     ``probabilities`` float32 ``[batch, height, width, classes]`` and
-    ``mask`` uint8 ``[batch, height, width]``.
+    ``mask`` uint8 ``[batch, height, width]``. A model trained on data images
+    (:mod:`tfseg.data.bands`) takes their bands and value type instead, e.g. uint16
+    ``[batch, height, width, 4]``, normalised in the graph by the run's stored normalisation;
+    it has no ``serving_bytes``/``serving_compact`` (they decode RGB photographs).
 ``serving_bytes``
     input ``image_bytes`` string ``[batch]`` of encoded PNG/JPEG/BMP/GIF/WebP,
     decoded as in training (:mod:`tfseg.data.decode`: 1/4/8-bit palette BMPs
@@ -19,8 +22,8 @@ pixels (or encoded files) of any size and gets masks of that size back:
     A batch of one (the usual REST request) is exactly the image's size.
 
 ``serving_windows``
-    input ``windows`` float32 ``[batch, H, W, 3]`` at the model's input size, already
-    normalised (``x / 255``) -> ``probabilities`` float32 ``[batch, H, W, classes]``: the
+    input ``windows`` float32 ``[batch, H, W, C]`` at the model's input size, already
+    normalised (``x / 255``, or the stored normalisation) -> ``probabilities`` float32 ``[batch, H, W, classes]``: the
     bare model. :mod:`tfseg.inference` runs the whole path in Python around it (so
     ``tfseg predict --tiled/--tta`` work on a SavedModel too).
 
