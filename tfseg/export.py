@@ -80,7 +80,7 @@ from tfseg.data.decode import decode_rgb
 from tfseg.data.pixels import model_inputs, stored_pixels
 from tfseg.errors import ConfigError, TfsegError
 from tfseg.masks import written_mask
-from tfseg.saving import model_input_size
+from tfseg.saving import model_channels, model_input_size
 from tfseg.segment import Settings, check_threshold, keras_windows  # noqa: F401 - check_threshold: its former home
 
 SERVING_DEFAULT = "serving_default"
@@ -533,7 +533,7 @@ def export_tflite(model, path, quantize: Optional[str] = None, overwrite: bool =
         options["optimizations"] = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
         options["target_spec"] = {"supported_types": [tf.float16]}
-    signature = [tf.TensorSpec([None, *model_input_size(model), 3], tf.float32, name="images")]
+    signature = [tf.TensorSpec([None, *model_input_size(model), model_channels(model)], tf.float32, name="images")]
     return _write_file_atomically(
         path, ".tflite", overwrite,
         lambda temp: model.export(temp, format="litert", input_signature=signature, verbose=False, **options),
@@ -551,7 +551,7 @@ def export_onnx(model, path, overwrite: bool = False, opset: Optional[int] = Non
         raise TfsegError(
             f"ONNX export needs {', '.join(missing)}: pip install 'tfseg-keras[onnx]' (tf2onnx, onnxruntime)"
         )
-    signature = [tf.TensorSpec([None, *model_input_size(model), 3], tf.float32, name="images")]
+    signature = [tf.TensorSpec([None, *model_input_size(model), model_channels(model)], tf.float32, name="images")]
 
     def write(temp):
         with warnings.catch_warnings():
@@ -613,23 +613,33 @@ def _write_file_atomically(path, suffix: str, overwrite: bool, write) -> str:
 # ---------------------------------------------------------------------------
 
 
-def sample_images(model, batch_size: int = 2, seed: int = 0) -> np.ndarray:
-    """Seeded random uint8 images ``[batch_size, H, W, 3]`` at the model's input size."""
-    height, width = model_input_size(model)
-    return np.random.default_rng(seed).integers(0, 256, (batch_size, height, width, 3), dtype=np.uint8)
+def sample_images(model, batch_size: int = 2, seed: int = 0, size=None, settings: Optional[Settings] = None
+                  ) -> np.ndarray:
+    """Seeded random images ``[batch_size, H, W, C]`` (values 0..255) at the model's input size (or ``size``):
+    uint8 RGB, or the ``settings``' bands and value type (a model of data images, :mod:`tfseg.data.bands`)."""
+    height, width = model_input_size(model) if size is None else size
+    channels = model_channels(model) if settings is None else settings.channels
+    images = np.random.default_rng(seed).integers(0, 256, (batch_size, height, width, channels), dtype=np.uint8)
+    return images if settings is None else images.astype(settings.dtype)
 
 
-def keras_probabilities(model, images: np.ndarray) -> np.ndarray:
-    """The Keras model's float32 probabilities for uint8 ``images`` at its input size."""
-    return np.asarray(model(model_inputs(images), training=False), dtype=np.float32)
+def keras_probabilities(model, images: np.ndarray, normalization=None) -> np.ndarray:
+    """The Keras model's float32 probabilities for ``images`` at its input size (``model_inputs``)."""
+    return np.asarray(model(model_inputs(images, normalization), training=False), dtype=np.float32)
+
+
+def _exported(model, path: str):
+    """``(the SavedModel's serving_default, its settings)`` (the model's defaults for an export without them)."""
+    loaded = tf.saved_model.load(path)
+    return loaded.signatures[SERVING_DEFAULT], saved_model_settings(loaded, path) or Settings.of_model(model)
 
 
 def saved_model_max_abs_diff(model, path: str, images: Optional[np.ndarray] = None) -> float:
     """max |serving_default probabilities - Keras probabilities| on model-sized images."""
-    images = sample_images(model) if images is None else images
-    serve = tf.saved_model.load(path).signatures[SERVING_DEFAULT]
+    serve, settings = _exported(model, path)
+    images = sample_images(model, settings=settings) if images is None else images
     served = serve(images=tf.constant(images))["probabilities"].numpy()
-    return float(np.max(np.abs(served - keras_probabilities(model, images))))
+    return float(np.max(np.abs(served - keras_probabilities(model, images, settings.normalization))))
 
 
 def whole_image_max_abs_diff(model, path: str, seed: int = 0) -> Tuple[float, tuple]:
@@ -641,10 +651,10 @@ def whole_image_max_abs_diff(model, path: str, seed: int = 0) -> Tuple[float, tu
     """
     height, width = model_input_size(model)
     size = (height * 3 // 2 + 7, width * 2 + 3)  # several overlapping windows, odd sizes
-    images = np.random.default_rng(seed).integers(0, 256, (1, *size, 3), dtype=np.uint8)
-    serve = tf.saved_model.load(path).signatures[SERVING_DEFAULT]
+    serve, settings = _exported(model, path)
+    images = sample_images(model, 1, seed, size, settings)
     served = serve(images=tf.constant(images))["probabilities"].numpy()
-    expected = saved_model_settings(tf.saved_model.load(path), path).probabilities(keras_windows(model), images)
+    expected = settings.probabilities(keras_windows(model), images)
     expected = expected.numpy()
     return float(np.max(np.abs(served - expected))), size
 

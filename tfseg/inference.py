@@ -125,12 +125,12 @@ class TFLitePredictor(Predictor):
         except (ValueError, RuntimeError) as err:
             raise TfsegError(f"model {path}: not a readable TFLite file ({_first_line(err)})") from None
         shape = [int(n) for n in details["shape"]]
-        if len(shape) != 4 or shape[-1] != 3 or details["dtype"] != np.float32:
+        if len(shape) != 4 or details["dtype"] != np.float32:
             raise TfsegError(
-                f"model {path}: expected a float32 [batch, H, W, 3] input, found {shape} {details['dtype']}"
+                f"model {path}: expected a float32 [batch, H, W, C] input, found {shape} {details['dtype']}"
             )
         num_classes = int(self.interpreter.get_output_details()[0]["shape"][-1])
-        super().__init__(path, Settings(window=(shape[1], shape[2]), num_classes=num_classes))
+        super().__init__(path, Settings(window=(shape[1], shape[2]), num_classes=num_classes, channels=shape[-1]))
 
     def predict_windows(self, windows):
         return tflite_probabilities(self.interpreter, np.asarray(windows, np.float32))

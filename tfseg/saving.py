@@ -266,6 +266,11 @@ def locate_model(path: str):
     return path, saved_config(fileio.dirname(fileio.abspath(path)))
 
 
+def model_channels(model) -> int:
+    """The bands of the model's image input (3: RGB; data images: their own, :mod:`tfseg.data.bands`)."""
+    return int(model.inputs[0].shape[-1]) if getattr(model, "inputs", None) else 3
+
+
 def model_input_size(model) -> Tuple[int, int]:
     """``(height, width)`` the model takes.
 

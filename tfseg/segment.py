@@ -151,11 +151,10 @@ class Settings:
     def of_model(cls, model, **options) -> "Settings":
         """Settings for a Keras ``model``: its input size is the window, its input channels the bands,
         its output channels the classes."""
-        from tfseg.saving import model_input_size, model_num_classes
+        from tfseg.saving import model_channels, model_input_size, model_num_classes
 
-        channels = int(model.inputs[0].shape[-1]) if getattr(model, "inputs", None) else 3
         return cls(window=model_input_size(model), num_classes=model_num_classes(model),
-                   **{"channels": channels, **options})
+                   **{"channels": model_channels(model), **options})
 
     def replace(self, **changes) -> "Settings":
         """A copy with ``changes`` (checked as the constructor checks them)."""
