@@ -236,6 +236,13 @@ def test_4band_uint16_tiffs_train_and_serve_without_tfseg(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "new.tif"), "--model", str(run), "--out", str(out)]) == 0
     predicted = np.asarray(Image.open(out / "new_mask.png"))
     assert np.mean((predicted > 0) == (served > 0)) > 0.999
+    # The SavedModel through tfseg predict (its stored settings: bands, dtype, normalisation): the same mask.
+    assert main(["predict", str(tmp_path / "new.tif"), "--model", str(run / "saved_model" / "1"),
+                 "--out", str(tmp_path / "from_saved_model"), "--no-overlays"]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "from_saved_model" / "new_mask.png")), predicted)
+    # tfseg export of the run checks the export against Keras with uint16 4-band images.
+    assert main(["export", "--model", str(run), "--out", str(tmp_path / "export")]) == 0
+    assert "max |SavedModel serving_default - Keras|" in capsys.readouterr().out
     # A file of other bands than the model's: one line naming it, exit 2, nothing written.
     tifffile.imwrite(tmp_path / "three.tif", image[..., :3])
     capsys.readouterr()
