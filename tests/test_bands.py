@@ -227,7 +227,8 @@ def test_4band_uint16_tiffs_train_and_serve_without_tfseg(tmp_path, capsys):
     assert printed.split()[0] == "uint16" and "4]" in printed
     served = np.load(tmp_path / "mask.npy")
     dice = 2 * np.sum((served > 0) & disc) / (np.sum(served > 0) + np.sum(disc))
-    print(f"test Dice {metrics['test']['dice']:.4f}; served without tfseg: Dice {dice:.4f}")
+    with capsys.disabled():  # the figures docs/scientific-images.md quotes (pytest -s)
+        print(f"\ntest Dice {metrics['test']['dice']:.4f}; served without tfseg: Dice {dice:.4f}")
     assert dice >= 0.8, dice
 
     # tfseg predict on the same image as a TIFF file: the same mask as the serving graph.
