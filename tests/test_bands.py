@@ -323,3 +323,27 @@ def test_prepared_shards_keep_bands_and_raw_values(tmp_path, image_size):
 
     if image_size is None:
         assert resolve_normalization(None, shards) == resolve_normalization(None, folder)
+
+
+def test_bit_depth_at_its_edges():
+    from tfseg.data.bands import bit_depth
+
+    cases = {0: 1, 1: 1, 2: 2, 255: 8, 256: 9, 4095: 12, 4096: 13, 65535: 16}
+    for top, bits in cases.items():
+        assert bit_depth(np.array([0, top], np.uint16)) == bits, top
+    assert bit_depth(np.array([0.5, 3000.0], np.float32)) == 0
+
+
+def test_display_rgb_stretches_each_band_between_its_1st_and_99th_percentiles():
+    from tfseg.data.bands import display_rgb
+    from tfseg.viz import as_rgb_uint8
+
+    values = np.stack([np.arange(100.0).reshape(10, 10) * (b + 1) * 40 for b in range(4)], -1)  # 4 bands
+    low, high = np.percentile(values.reshape(-1, 4), [1, 99], axis=0)
+    expected = np.round(np.clip((values[..., :3] - low[:3]) / (high[:3] - low[:3]), 0, 1) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(display_rgb(values), expected)
+    np.testing.assert_array_equal(as_rgb_uint8(values), expected)  # figures and overlays of data images
+    grey = display_rgb(values[..., :1])
+    assert grey.shape == (10, 10, 3) and np.all(grey[..., 0] == grey[..., 2])
+    photo = np.full((2, 2, 3), 7, np.uint8)
+    np.testing.assert_array_equal(as_rgb_uint8(photo), photo)  # photographs unchanged

@@ -53,7 +53,6 @@ DTYPES = ("uint8", "uint16", "int16", "int32", "float32")
 _READ_AS = {"float16": "float32", "float64": "float32", "uint32": "int32", "int8": "int16", "bool": "uint8"}
 NORMALIZATIONS = ("auto", "uint8", "per_band", "minmax")
 _TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
-_PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
 
 
 @dataclass(frozen=True)
@@ -299,8 +298,7 @@ def bit_depth(values: np.ndarray) -> int:
     """Bits the integer values use (e.g. 12 for a uint16 image whose maximum is 4095); 0 for floats."""
     if not np.issubdtype(values.dtype, np.integer) or not values.size:
         return 0
-    top = int(values.max())
-    return max(1, top.bit_length()) if top > 0 else 1
+    return max(1, int(values.max()).bit_length())
 
 
 def display_rgb(values: np.ndarray) -> np.ndarray:
