@@ -13,6 +13,7 @@ from PIL import Image
 from tfseg.cli import main
 from tfseg.data import load_dataset
 from tfseg.data.bands import PHOTO, Form, Normalization, band_statistics, file_form, read_bands
+from tfseg.data.pipeline import resolve_normalization
 from tfseg.data.pixels import model_inputs, resize_pixels
 from tfseg.data.sources import open_source
 from tfseg.errors import ConfigError, DataError
@@ -319,8 +320,6 @@ def test_prepared_shards_keep_bands_and_raw_values(tmp_path, image_size):
     if image_size:  # raw float32 values, not rounded to 8 bits
         assert from_shards["image"].dtype == tf.float32 and np.any(from_shards["image"].numpy() % 1 != 0)
     # The normalisation of the shards is the folder's (the same training split, the same pixels).
-    from tfseg.data.pipeline import resolve_normalization
-
     if image_size is None:
         assert resolve_normalization(None, shards) == resolve_normalization(None, folder)
 
@@ -347,3 +346,26 @@ def test_display_rgb_stretches_each_band_between_its_1st_and_99th_percentiles():
     assert grey.shape == (10, 10, 3) and np.all(grey[..., 0] == grey[..., 2])
     photo = np.full((2, 2, 3), 7, np.uint8)
     np.testing.assert_array_equal(as_rgb_uint8(photo), photo)  # photographs unchanged
+
+
+def test_one_normalisation_for_resized_images_patches_and_prediction(tmp_path):
+    """The pipeline (resized and patches) and the prediction path (tfseg.segment) give a data image the same
+    model inputs: one function, tfseg.data.pixels.model_inputs, with the stored normalisation."""
+    rng = np.random.default_rng(9)
+    arrays = {f"a{i}.tif": rng.integers(0, 4096, (16, 16, 2)).astype(np.uint16) for i in range(6)}
+    source = _folder(tmp_path, {name: (lambda path, a=a: tifffile.imwrite(path, a, planarconfig="contig"), 16)
+                                for name, a in arrays.items()})
+    opened = open_source(source)
+    ids = opened.split_ids("train")
+    for norm in ("minmax:0,4095", None):
+        resolved = resolve_normalization(norm, opened)
+        settings = Settings(window=(16, 16), channels=2, dtype="uint16", normalization=resolved.to_dict())
+        expected = np.stack([settings.model_inputs(arrays[f"{i}.tif"][None])[0].numpy() for i in ids])
+        resized, _ = next(iter(load_dataset(source, split="train", image_size=16, batch_size=64, augment=False,
+                                            shuffle=False, normalization=norm)))
+        patches, _ = next(iter(load_dataset(source, split="train", patch_size=16, batch_size=64, augment=False,
+                                            shuffle=False, normalization=norm)))
+        np.testing.assert_allclose(resized.numpy(), expected, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(patches.numpy(), expected, rtol=1e-6, atol=1e-6)
+    assert resolved.kind == "per_band"  # auto for 16-bit data
+    np.testing.assert_allclose(model_inputs(tf.constant([[[4095.0, 0.0]]]), "minmax:0,4095"), [[[1.0, 0.0]]])
