@@ -148,7 +148,8 @@ IMPORTS_WITHOUT_TENSORFLOW = textwrap.dedent(
 @needs_jax
 def test_keras_only_modules_do_not_import_tensorflow():
     # With the TensorFlow backend keras itself imports TF, so check under JAX.
-    modules = ["tfseg", "tfseg.layers", "tfseg.models", "tfseg.losses", "tfseg.metrics", "tfseg.tiling"]
+    modules = ["tfseg", "tfseg.layers", "tfseg.models", "tfseg.models.ensemble", "tfseg.losses", "tfseg.metrics",
+               "tfseg.tiling"]
     importers = json.loads(run_python(IMPORTS_WITHOUT_TENSORFLOW, "jax", *modules).strip().splitlines()[-1])
     assert importers == [], f"importing {importers[0]} imported tensorflow"
 
@@ -194,3 +195,26 @@ def test_keras_file_loads_after_import_tfseg_without_custom_objects(tmp_path):
         """
     )
     assert run_python(loader, "tensorflow", path).strip().splitlines()[-1] == "BCEDiceLoss"
+
+
+ENSEMBLE = textwrap.dedent(
+    """
+    import numpy as np
+    import keras
+    from tfseg.models import build_model
+    from tfseg.models.ensemble import average_models
+
+    members = [build_model("unet", image_size=16, base_filters=2, depth=1) for _ in range(3)]
+    images = np.random.RandomState(0).uniform(size=(2, 16, 16, 3)).astype("float32")
+    expected = np.mean([np.asarray(m.predict(images, verbose=0)) for m in members], axis=0)
+    got = np.asarray(average_models(members).predict(images, verbose=0))
+    print(keras.backend.backend(), float(np.abs(got - expected).max()))
+    """
+)
+
+
+@needs_jax
+@pytest.mark.slow
+def test_the_fold_ensemble_averages_under_jax():
+    backend, diff = run_python(ENSEMBLE, "jax").strip().splitlines()[-1].split()
+    assert backend == "jax" and float(diff) < 1e-6

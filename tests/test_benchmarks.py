@@ -234,3 +234,16 @@ def test_class_weights_quick_trains_without_and_with_auto_weights(tmp_path):
     assert rows[1]["weights_used"] == stored["weights"] and stored["weights"][2] > stored["weights"][1]
     masks = sorted((tmp_path / "work" / "data" / "masks").iterdir())
     assert len(masks) == 24 and set(np.unique(np.asarray(Image.open(masks[0])))) <= {0, 1, 2}
+
+
+@pytest.mark.slow
+def test_fold_ensemble_quick_scores_every_fold_and_the_ensemble(tmp_path):
+    report = run_quick("fold_ensemble", tmp_path)
+    models = [row["model"] for row in report["rows"]]
+    assert models == ["fold 1", "fold 2", "mean of the folds", "ensemble of 2"]
+    folds = [row["test_dice"] for row in report["rows"][:2]]
+    assert report["rows"][2]["test_dice"] == pytest.approx(np.mean(folds), abs=1e-4)
+    ensemble = report["rows"][3]
+    assert ensemble["dice_ci95"][0] <= ensemble["test_dice"] <= ensemble["dice_ci95"][1]
+    assert report["ensemble_minus_mean_fold_dice"] == pytest.approx(ensemble["test_dice"] - np.mean(folds), abs=2e-4)
+    assert report["cost_ratio_ensemble_to_fold"] > 0 and report["test_images"] > 0

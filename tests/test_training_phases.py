@@ -79,10 +79,9 @@ def test_early_stop_in_the_frozen_phase_moves_on_and_the_second_phase_keeps_the_
     assert rates[2] == pytest.approx(1e-3)
     assert rates[3] == pytest.approx(0.0, abs=1e-9)
     assert metrics["best_epoch"] == 5
-    # fine-tuning should start from the frozen phase's best epoch (1), not epoch 2: known to fail on main,
-    # reported open (the weights compared are model.keras's, rebuilt without compile state)
-    if starts.from_best != [True]:
-        pytest.xfail("the second phase does not start from the best checkpoint's weights (open)")
+    # fine-tuning starts from the frozen phase's best epoch (1), not from epoch 2 (the weights compared are
+    # model.keras's, rebuilt without compile state)
+    assert starts.from_best == [True]
 
 
 def test_an_infinite_loss_stops_training_like_nan():

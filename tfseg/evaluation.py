@@ -500,8 +500,9 @@ def score_model(model_path: str, data: Optional[str] = None, split: str = "test"
     """
     from tfseg.data.pipeline import native_examples, open_dataset_source
     from tfseg.postprocess import as_cleanup
-    from tfseg.saving import load_keras_model, locate_model
+    from tfseg.saving import load_keras_model, locate_model, model_run_dir
     from tfseg.segment import Settings, keras_windows
+    from tfseg.training.cv import is_cv_run
 
     if split not in SPLITS:
         raise ConfigError(f"split {split!r}: choose one of {', '.join(SPLITS)}")
@@ -511,6 +512,10 @@ def score_model(model_path: str, data: Optional[str] = None, split: str = "test"
     data = data or (run_config.data if run_config else None)
     if not data:
         raise ConfigError(f"data: required ({path} is not inside a run folder with a config.json)")
+    if split != "test" and is_cv_run(path) and str(data) == str(run_config.data):
+        raise ConfigError(f"split {split}: the ensemble of {path}'s folds is scored on the test split only (each "
+                          f"fold's model trained on the others' validation images); its folds' validation scores "
+                          f"are in {path}/cv.json, or evaluate one fold's run folder, e.g. {model_run_dir(path)}")
     seed = defaults.seed if seed is None else int(seed)
     from tfseg.data.splits import validate_fractions
 
@@ -536,7 +541,7 @@ def score_model(model_path: str, data: Optional[str] = None, split: str = "test"
         from tfseg.losses import get_loss
         from tfseg.training.run_folder import stored_class_weights
 
-        loss = get_loss(run_config.loss, num_classes, class_weights=stored_class_weights(fileio.dirname(path)))
+        loss = get_loss(run_config.loss, num_classes, class_weights=stored_class_weights(model_run_dir(path)))
     # Opened once (listed and checked once), with the model's classes for the kinds that take them.
     # (``synthetic`` is generated at one size: the run's image size when scoring whole images.)
     native = defaults.image_size if tiled and run_config is not None else image_size
@@ -560,7 +565,7 @@ def score_model(model_path: str, data: Optional[str] = None, split: str = "test"
         from tfseg.training.run_folder import check_stored_splits
 
         every = {name: list(source.split_ids(name, seed=seed, fractions=fractions)) for name in SPLITS}
-        check_stored_splits(fileio.dirname(fileio.abspath(path)), every)
+        check_stored_splits(model_run_dir(path), every)
     if not ids:
         raise ConfigError(f"data {data}: the {split} split is empty")
     # Every image at its own size through the one path (tfseg.segment), scored against its own mask.

@@ -29,7 +29,9 @@ def first_line(err: BaseException) -> str:
 
 def resolve_model_path(path: str) -> Tuple[str, str]:
     """``(kind, path)`` for a ``.keras`` file, a ``.tflite`` file, a SavedModel folder,
-    a base folder of numbered SavedModel versions (-> the latest) or a RUN_DIR (-> its ``model.keras``).
+    a base folder of numbered SavedModel versions (-> the latest), a RUN_DIR (-> its ``model.keras``)
+    or the RUN_DIR of a cross-validation (``tfseg train --folds K``; ``"keras"``, the folder itself:
+    :func:`load_keras_model` makes the ensemble of its folds).
 
     Raises:
         TfsegError: nothing usable at ``path`` (names it).
@@ -43,6 +45,10 @@ def resolve_model_path(path: str) -> Tuple[str, str]:
         raise TfsegError(f"model {path}: expected a .keras or .tflite file, a SavedModel folder or a run folder")
     if not fileio.isdir(path):
         raise TfsegError(f"model {path}: no such file or folder")
+    from tfseg.training.cv import is_cv_run
+
+    if is_cv_run(path):  # tfseg train --folds K: the ensemble of its folds (load_keras_model)
+        return "keras", path
     if fileio.isfile(fileio.join(path, "model.keras")):
         return "keras", fileio.join(path, "model.keras")
     if fileio.isfile(fileio.join(path, "saved_model.pb")):
@@ -105,7 +111,8 @@ def load_keras_model(path: str, compile: bool = True, require_finite: bool = Tru
     are needed.
 
     Args:
-        path: a ``.keras`` file (local or a URL).
+        path: a ``.keras`` file (local or a URL), or the RUN_DIR of a cross-validation
+            (:func:`load_fold_ensemble`; it has no compile state).
         compile: restore the optimizer, loss and metrics too.
         require_finite: refuse a model with NaN/Inf weights (:func:`check_finite_weights`).
         check_run: when ``path`` lies in a run folder, refuse a model that is not the one its
@@ -121,6 +128,10 @@ def load_keras_model(path: str, compile: bool = True, require_finite: bool = Tru
     import tfseg  # noqa: F401 - registers tfseg's layers, losses and metrics
 
     path = fileio.fspath(path)
+    from tfseg.training.cv import is_cv_run
+
+    if is_cv_run(path):
+        return load_fold_ensemble(path, require_finite=require_finite, check_run=check_run)
     if not fileio.isfile(path):
         raise TfsegError(f"model {path}: no such .keras file")
     if not _is_zip(path):
@@ -144,6 +155,40 @@ def load_keras_model(path: str, compile: bool = True, require_finite: bool = Tru
             if config is not None:
                 check_run_model(model, path, config, run_classes(run_dir))
     return model
+
+
+def load_fold_ensemble(root: str, require_finite: bool = True, check_run: bool = True):
+    """The ensemble of a cross-validated run's folds (``tfseg train --folds K``): one Keras model that
+    averages the K folds' probabilities (:func:`tfseg.models.ensemble.average_models`).
+
+    Each fold's ``model.keras`` is loaded and checked as :func:`load_keras_model` checks a run's model.
+
+    Raises:
+        TfsegError: not a cross-validated run, a fold not trained yet, or a fold's model that fails
+            its checks (names the file).
+    """
+    from tfseg.models.ensemble import average_models
+    from tfseg.training.cv import fold_runs
+
+    members = [load_keras_model(fileio.join(run_dir, "model.keras"), compile=False, require_finite=require_finite,
+                                check_run=check_run) for run_dir in fold_runs(root)]
+    try:
+        return average_models(members)
+    except ValueError as err:
+        raise TfsegError(f"model {root}: its folds cannot be averaged ({err})") from None
+
+
+def model_run_dir(path: str) -> str:
+    """The run folder whose ``config.json``, ``splits.json`` and class weights go with the model at ``path``.
+
+    A ``.keras`` file: its folder; a cross-validated run: its first fold (the folds share the settings
+    and the test split).
+    """
+    from tfseg.training.cv import fold_runs, is_cv_run
+
+    if is_cv_run(path):
+        return fold_runs(path)[0]
+    return fileio.dirname(fileio.abspath(path))
 
 
 def weights_file_size(model) -> int:
@@ -251,12 +296,18 @@ def _is_zip(path: str) -> bool:
 def locate_model(path: str):
     """``(model.keras path, TrainConfig of its run folder or None)`` for a ``.keras`` file or a RUN_DIR.
 
+    A cross-validated run (``tfseg train --folds K``): ``(RUN_DIR, its first fold's TrainConfig)``;
+    :func:`load_keras_model` of that path is the ensemble of the folds.
+
     Raises:
         TfsegError: ``path`` is neither (names it).
     """
+    from tfseg.training.cv import is_cv_run
     from tfseg.training.run_folder import saved_config
 
     path = fileio.fspath(path)
+    if is_cv_run(path):  # the ensemble of its folds: the first fold's settings (the folds share them)
+        return path, saved_config(model_run_dir(path))
     if fileio.isdir(path):
         path = fileio.join(path, "model.keras")
     if not fileio.isfile(path):

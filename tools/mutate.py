@@ -49,6 +49,9 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
     "losses": ("tfseg/losses.py", None, ["tests/test_losses.py"], []),
     "layers": ("tfseg/layers.py", None, ["tests/test_layers.py", "tests/test_batchnorm.py"], []),
     "splits": ("tfseg/data/splits.py", None, ["tests/test_splits.py"], []),
+    "ensemble": ("tfseg/models/ensemble.py", None, ["tests/test_fold_ensemble.py"], ["-m", "not slow"]),
+    "cv_runs": ("tfseg/training/cv.py", ["is_cv_run", "fold_runs"], ["tests/test_fold_ensemble.py"],
+                ["-m", "not slow"]),
     "augment": ("tfseg/data/augment.py", None, ["tests/test_augment.py"], []),
     "pipeline_resize": (
         "tfseg/data/pipeline.py",

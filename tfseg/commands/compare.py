@@ -16,8 +16,10 @@ def register(subparsers):
         "A - B with its paired interval (the same images, or groups, drawn for both; percentile bootstrap, "
         "fixed seed). An interval that holds 0 does not tell the models apart on these images.",
     )
-    parser.add_argument("run_a", metavar="RUN_A", help="a model.keras file or a run folder")
-    parser.add_argument("run_b", metavar="RUN_B", help="a model.keras file or a run folder")
+    parser.add_argument("run_a", metavar="RUN_A",
+                        help="a model.keras file or a run folder (of --folds K: the folds' ensemble)")
+    parser.add_argument("run_b", metavar="RUN_B",
+                        help="a model.keras file or a run folder (of --folds K: the folds' ensemble)")
     parser.add_argument("--data", metavar="SOURCE", default=None,
                         help="data SOURCE (default: RUN_A's --data)")
     parser.add_argument("--split", default="test", metavar="{" + ",".join(SPLITS) + "}",

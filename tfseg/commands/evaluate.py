@@ -17,7 +17,9 @@ def register(subparsers):
         "dice_histogram.png and best_worst.png. Settings not given are taken "
         "from the run folder's config.json, so the split is the one the run was trained with.",
     )
-    parser.add_argument("--model", required=True, metavar="PATH", help="a model.keras file or a run folder")
+    parser.add_argument("--model", required=True, metavar="PATH",
+                        help="a model.keras file, a run folder, or the run folder of --folds K (the folds' "
+                             "ensemble, test split only)")
     parser.add_argument("--data", metavar="SOURCE", default=None,
                         help="data SOURCE (default: the run folder's --data)")
     parser.add_argument("--split", default="test", metavar="{" + ",".join(SPLITS) + "}",

@@ -20,7 +20,9 @@ def register(subparsers):
                     "TF Serving model base path and the model goes to --out/<version>; tflite/onnx: "
                     "--out is a folder (-> model[_QUANTIZE].tflite / model.onnx) or a file name.",
     )
-    parser.add_argument("--model", required=True, metavar="PATH", help="model.keras file or RUN_DIR")
+    parser.add_argument("--model", required=True, metavar="PATH",
+                        help="model.keras file or RUN_DIR (the RUN_DIR of --folds K: one SavedModel averaging "
+                             "the folds)")
     parser.add_argument("--out", required=True, metavar="DIR", help="export folder (or .tflite/.onnx file)")
     parser.add_argument("--version", type=int, default=None, metavar="N",
                         help="SavedModel version folder (default: next free number, from 1)")

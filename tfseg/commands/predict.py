@@ -32,7 +32,8 @@ def register(subparsers):
                     "<stem>_overlay.jpg (predicted outline in red) at each image's original size.",
     )
     parser.add_argument("--model", required=True, metavar="PATH",
-                        help="model.keras | RUN_DIR | SavedModel folder | model.tflite")
+                        help="model.keras | RUN_DIR (of --folds K: the folds' ensemble) | SavedModel folder | "
+                             "model.tflite")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
     parser.add_argument("--out", default="predictions", metavar="DIR", help="output folder (default: predictions)")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per model call (default 8)")

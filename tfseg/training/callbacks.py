@@ -308,7 +308,10 @@ class RunBackup(keras.callbacks.Callback):
 def restore_weights(model, run_dir: str, phase: int) -> int:
     """Load the backed-up weights (and optimizer state) of ``run_dir`` into ``model``; return the epochs done.
 
-    Returns 0 (and changes nothing) when there is no backup yet.
+    Returns 0 (and changes nothing) when there is no backup yet. When the backup is of an earlier
+    phase (``phase`` starts now: the encoder was just unfrozen), the phase starts from the best
+    checkpoint's weights (``model.keras``), as early stopping with ``restore_best_weights`` leaves
+    the model at the end of a phase, not from the last epoch's; its optimizer is new.
 
     Raises:
         TfsegError: ``state.json`` names a weights file that is missing or damaged (names it).
@@ -323,6 +326,12 @@ def restore_weights(model, run_dir: str, phase: int) -> int:
     if not fileio.exists(weights):
         raise TfsegError(f"{weights}: the backup weights named by {STATE_FILE} are missing; "
                          "rerun with --force-new to start over")
+    best_model = fileio.join(run_dir, MODEL_FILE)
+    if state.get("phase", 0) != phase and fileio.exists(best_model):
+        from tfseg.saving import load_keras_model
+
+        model.set_weights(load_keras_model(best_model, compile=False, check_run=False).get_weights())
+        return int(state.get("epoch", 0))
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     with warnings.catch_warnings():

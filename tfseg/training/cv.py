@@ -128,3 +128,45 @@ def format_folds(summary: Dict[str, Any]) -> str:
         lines.append(f"folds not complete yet: {', '.join(map(str, summary['missing']))} "
                      f"(train them with --fold I; the summary covers {len(summary['complete'])} of {summary['folds']})")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the fold ensemble
+def is_cv_run(path: str) -> bool:
+    """Whether ``path`` is the folder of a cross-validated run (``RUN_DIR`` of ``tfseg train --folds K``).
+
+    It holds ``cv.json`` or a ``fold-1`` run folder, and no ``config.json`` of its own.
+    """
+    from tfseg.training.run_folder import CONFIG_FILE
+
+    path = fileio.fspath(path)
+    if not fileio.isdir(path) or fileio.exists(fileio.join(path, CONFIG_FILE)):
+        return False
+    return (fileio.exists(fileio.join(path, CV_FILE))
+            or fileio.exists(fileio.join(fold_dir(path, 1), CONFIG_FILE)))
+
+
+def fold_runs(root: str) -> List[str]:
+    """The run folders ``root/fold-1 ... root/fold-K`` of a cross-validated run, every fold complete.
+
+    K is the ``folds`` of ``fold-1``'s ``config.json``; a fold is complete when its ``metrics.json``
+    exists (what ``cv.json`` counts).
+
+    Raises:
+        TfsegError: ``root`` is not a cross-validated run, or some folds are not trained yet (names
+            them and the command that trains them).
+    """
+    from tfseg.training.run_folder import saved_config
+
+    root = fileio.fspath(root).rstrip("/") or "/"
+    first = saved_config(fold_dir(root, 1)) if is_cv_run(root) else None
+    if first is None or not first.folds:
+        raise TfsegError(f"model {root}: not a cross-validated run (no fold-1/config.json of tfseg train --folds K)")
+    missing = [fold for fold in range(1, first.folds + 1)
+               if not fileio.exists(fileio.join(fold_dir(root, fold), "metrics.json"))]
+    if missing:
+        done = [fold for fold in range(1, first.folds + 1) if fold not in missing]
+        other = f", or use a complete fold's run folder, e.g. {fold_dir(root, done[0])}" if done else ""
+        raise TfsegError(f"model {root}: fold(s) {', '.join(map(str, missing))} of its {first.folds}-fold "
+                         f"cross-validation are not trained yet; the ensemble averages every fold (train them "
+                         f"with tfseg train --folds {first.folds} --out {root} and the run's other options{other})")
+    return [fold_dir(root, fold) for fold in range(1, first.folds + 1)]
