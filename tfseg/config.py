@@ -123,10 +123,11 @@ class TrainConfig:
     num_classes: int = _setting(1, "classes of class-id masks; 1 = binary, or as many as the data holds")
     ignore_class: Optional[int] = _setting(None, "mask value left out of the loss and the metrics (e.g. 255, "
                                                  "VOC's object borders); class-id masks only")
-    normalization: Optional[str] = _setting("auto", "how pixels become model inputs: auto (x / 255 for 8-bit images, else "
-                                          "per_band), uint8 (x / 255), per_band (mean and std of each band "
-                                          "measured on the training split) or minmax:MIN,MAX; config.json "
-                                          "stores the numbers used", metavar="auto|uint8|per_band|minmax:MIN,MAX")
+    normalization: Optional[str] = _setting("auto", "how pixels become model inputs: auto (x / 255 for 8-bit "
+                                            "images, else per_band), uint8 (x / 255), per_band (mean and std of "
+                                            "each band measured on the training split) or minmax:MIN,MAX; "
+                                            "config.json stores the numbers used",
+                                            metavar="auto|uint8|per_band|minmax:MIN,MAX")
     channels: Optional[int] = _setting(None, "bands of the images (read from the data)", cli=False)
     input_dtype: Optional[str] = _setting(None, "value type of the images (read from the data)", cli=False)
     cache: str = _setting("auto", "cache decoded images: in memory, not at all, or auto (memory when small)",

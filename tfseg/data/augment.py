@@ -20,7 +20,8 @@ The steps, in order (each can be switched off in :class:`AugmentConfig`):
    deviation ``elastic`` times the image size;
 5. colour jitter on the image: brightness (+- ``brightness``), contrast (factor
    ``1 +- contrast`` around the image mean), saturation (factor ``1 +- saturation``),
-   hue (+- ``hue`` of a turn), gamma (``image ** exp(+- gamma)``); then clipped to [0, 1]; off for inputs that are not in [0, 1] (data images normalised per band or by min/max, :mod:`tfseg.data.bands`).
+   hue (+- ``hue`` of a turn), gamma (``image ** exp(+- gamma)``); then clipped to [0, 1]; off for
+   inputs that are not in [0, 1] (data images normalised per band or by min/max, :mod:`tfseg.data.bands`).
 
 The defaults suit dermoscopy: lesions have no up or down, so every flip and
 rotation is a valid new sample; zoom, colour and gamma mimic dermoscope
