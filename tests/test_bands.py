@@ -369,3 +369,18 @@ def test_one_normalisation_for_resized_images_patches_and_prediction(tmp_path):
         np.testing.assert_allclose(patches.numpy(), expected, rtol=1e-6, atol=1e-6)
     assert resolved.kind == "per_band"  # auto for 16-bit data
     np.testing.assert_allclose(model_inputs(tf.constant([[[4095.0, 0.0]]]), "minmax:0,4095"), [[[1.0, 0.0]]])
+
+
+def test_fold_ensemble_refuses_folds_normalised_with_their_own_numbers(tmp_path):
+    from tfseg.config import TrainConfig
+    from tfseg.errors import TfsegError
+    from tfseg.saving import load_fold_ensemble
+
+    for fold, mean in ((1, 1000.0), (2, 1100.0)):
+        os.makedirs(tmp_path / f"fold-{fold}")
+        config = TrainConfig(folds=2, fold=fold, channels=1, input_dtype="uint16",
+                             normalization={"kind": "per_band", "mean": [mean], "std": [10.0]})
+        (tmp_path / f"fold-{fold}" / "config.json").write_text(config.to_json())
+        (tmp_path / f"fold-{fold}" / "metrics.json").write_text("{}")  # complete (no model needed: refused first)
+    with pytest.raises(TfsegError, match="normalised their images each with their own numbers"):
+        load_fold_ensemble(str(tmp_path))
