@@ -208,6 +208,10 @@ def png_header(data: bytes) -> Optional[Tuple[int, int]]:
     return depth, colour
 
 
+class StackError(ValueError):
+    """A TIFF holding more than one 2-D image (a time series, a z-stack)."""
+
+
 def tiff_bands(data: bytes) -> np.ndarray:
     """A TIFF's first image as ``[H, W, C]`` in its own value type (tifffile; bands from samples per
     pixel, or from pages when each page is one band).
@@ -226,7 +230,7 @@ def tiff_bands(data: bytes) -> np.ndarray:
     values = values.reshape([values.shape[i] for i in keep])
     axes = "".join(axes[i] for i in keep)
     if "Y" not in axes or "X" not in axes or len(axes) > 3:
-        raise ValueError(f"TIFF holds a stack of axes {axes} (shape {values.shape}): tfseg reads one 2-D image "
+        raise StackError(f"TIFF holds a stack of axes {axes} (shape {values.shape}): tfseg reads one 2-D image "
                          "per file, with any number of bands")
     order = [axes.index("Y"), axes.index("X")] + [i for i, a in enumerate(axes) if a not in "YX"]
     values = np.transpose(values, order)
@@ -256,7 +260,12 @@ def file_form(data: bytes, mode: str = "") -> Tuple[Form, Optional[np.ndarray]]:
         ValueError, OSError: the file cannot be read as data.
     """
     if is_tiff(data):
-        values = tiff_bands(data)
+        try:
+            values = tiff_bands(data)
+        except StackError:
+            raise
+        except Exception:  # noqa: BLE001 - what tifffile cannot read, Pillow may (checked as a photograph)
+            return PHOTO, None
     else:
         header = png_header(data)
         if header is None or (header[0] != 16 and header[1] not in (4, 6)):
