@@ -237,6 +237,35 @@ def test_class_weights_quick_trains_without_and_with_auto_weights(tmp_path):
 
 
 @pytest.mark.slow
+def test_border_weights_quick_trains_without_and_with_the_map(tmp_path):
+    report = run_quick("border_weights", tmp_path, "--work", str(tmp_path / "work"))
+    rows = report["rows"]
+    assert [(row["loss"], row["border_weight"]) for row in rows] == [("bce", "none"), ("bce", "10,5")]
+    assert all(0 <= row[k] <= 1 for row in rows for k in ("dice", "gap_recall", "count_exact"))
+    config = json.loads((tmp_path / "work" / "bce-border" / "config.json").read_text())
+    assert config["border_weight"] == "10,5"
+
+
+def test_border_weights_helpers_find_the_gaps_and_time_the_map(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import border_weights
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    from tfseg.data.borders import objects
+
+    mask = np.zeros((6, 9), np.float32)
+    mask[:, :4] = mask[:, 5:] = 1
+    assert border_weights.gap_pixels(mask)[:, 4].all() and border_weights.gap_pixels(mask).sum() == 6
+    assert objects(border_weights.grid_of_discs(64, 16))[1] == 16
+    root = tmp_path / "cells"
+    border_weights.write_cells_folder(str(root), 3, 48)
+    for mask_file in sorted((root / "masks").iterdir()):
+        values = np.asarray(Image.open(mask_file))
+        assert set(np.unique(values)) <= {0, 255} and objects(values / 255.0)[1] >= 2
+
+
+@pytest.mark.slow
 def test_fold_ensemble_quick_scores_every_fold_and_the_ensemble(tmp_path):
     report = run_quick("fold_ensemble", tmp_path)
     models = [row["model"] for row in report["rows"]]

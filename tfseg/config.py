@@ -160,6 +160,11 @@ class TrainConfig:
                                                   "measured on the training split) or w0,w1,... (class 0 first; "
                                                   "binary: background,foreground, with --loss bce)",
                                             metavar="auto|W0,W1,...")
+    border_weight: Optional[str] = _setting(None, "weigh the loss by the U-Net paper's border map "
+                                                  "1 + W0 exp(-(d1 + d2)^2 / 2 SIGMA^2) (d1, d2: distances in pixels "
+                                                  "to the two nearest objects), so that the gaps between touching "
+                                                  "objects count most; the paper uses 10,5",
+                                            metavar="W0,SIGMA")
     learning_rate: float = _setting(2e-3, "Adam's peak learning rate")
     lr_schedule: str = _setting("cosine", "cosine: linear warm-up for one epoch, then cosine decay to 0 at the "
                                 "last epoch; plateau: constant, halved when validation Dice stalls",
@@ -236,6 +241,9 @@ class TrainConfig:
         from tfseg.balance import check_class_weights_loss
 
         check_class_weights_loss(self.class_weights, self.loss, self.num_classes)
+        from tfseg.data.borders import parse_border_weight
+
+        parse_border_weight(self.border_weight)
         if self.freeze_encoder_epochs and not self.encoder and self.model == "unet":
             raise ConfigError("freeze_encoder_epochs: needs a pretrained --encoder")
 

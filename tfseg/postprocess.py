@@ -152,6 +152,15 @@ def mask_as_probabilities(mask, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[mask.astype(np.int64)]
 
 
+def components(members: np.ndarray):
+    """``(labels, count)``: the 8-connected components of a boolean plane (``FOREGROUND_CONNECTIVITY``),
+    numbered 1..count; the one component rule of the clean-up and of the border weights
+    (:mod:`tfseg.data.borders`)."""
+    from scipy import ndimage
+
+    return ndimage.label(members, structure=_structure(FOREGROUND_CONNECTIVITY))
+
+
 def _structure(connectivity: int):
     from scipy import ndimage
 
@@ -160,13 +169,11 @@ def _structure(connectivity: int):
 
 def _clean_plane(plane: np.ndarray, keep_largest: bool, min_size: int, fill_holes: bool) -> None:
     """Clean one ``[H, W]`` mask in place."""
-    from scipy import ndimage
-
     if keep_largest or min_size > 0:
         for c in np.unique(plane):
             if c == 0:
                 continue
-            labels, count = ndimage.label(plane == c, structure=_structure(FOREGROUND_CONNECTIVITY))
+            labels, count = components(plane == c)
             sizes = np.bincount(labels.ravel(), minlength=count + 1)
             keep = sizes >= min_size
             if keep_largest:

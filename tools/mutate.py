@@ -138,6 +138,15 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
                     ["-k", "not cli and not evaluate and not export and not multiclass_predictions"]),
     # --class-weights: parsing, the median-frequency rule and the counting it shares with inspect
     "balance": ("tfseg/balance.py", None, ["tests/test_class_weights.py"], ["-m", "not slow"]),
+    "borders": ("tfseg/data/borders.py", ["parse_border_weight", "objects", "border_weight_map"],
+                ["tests/test_border_weights.py"], ["-m", "not slow", "-k", "not pipeline and not reach"]),
+    "encoder_bands": (
+        "tfseg/models/encoders.py",
+        ["band_statistics", "_per_band", "preprocessing_layer", "adapt_first_kernel", "copy_adapted_weights",
+         "check_channels", "_backbone"],
+        ["tests/test_encoder_bands.py"],
+        ["-k", "not round_trips and not build_and_predict"],
+    ),
     "export_tfserving": (
         "tfseg/export.py",
         ["probability_levels", "stack_planes", "png_per_image", "input_specs", "COMPACT_OUTPUTS",

@@ -65,6 +65,7 @@ def load_dataset(
     scale: float = 1.0,
     foreground_fraction: float = DEFAULT_FOREGROUND_FRACTION,
     normalization=None,
+    border_weight=None,
     **source_options,
 ) -> tf.data.Dataset:
     """A batched ``tf.data.Dataset`` of ``(images, masks)`` for one split of a source.
@@ -101,11 +102,15 @@ def load_dataset(
         normalization: how pixels become model inputs (:class:`tfseg.data.bands.Normalization`, its
             dict or text); ``None``: ``x / 255`` for 8-bit images, else per-band statistics measured
             on the ``train`` split of the same seed and fractions (:func:`resolve_normalization`).
+        border_weight: ``(w0, sigma)`` or ``"w0,sigma"``: each sample also carries the U-Net paper's
+            border weight map of its (augmented) mask, ``[H, W, 1]``, as ``model.fit``'s pixel
+            weights (:mod:`tfseg.data.borders`).
         **source_options: passed to the source's opener (e.g. ``seed`` of ``synthetic``).
 
     Returns:
         ``tf.data.Dataset`` of ``(images float32 [B,H,W,C], masks [B,H,W,1])``: C = 3 and [0, 1] for
-        photographs; a data source's own bands (:attr:`Source.image_form`), normalised.
+        photographs; a data source's own bands (:attr:`Source.image_form`), normalised (and
+        ``weights float32 [B,H,W,1]`` with ``border_weight``).
 
     Raises:
         TfsegError: bad source, split, size or option (one line naming it);
@@ -114,7 +119,7 @@ def load_dataset(
     if patch_size is not None or image_size is None:
         return _native_dataset(source, split, patch_size, scale, foreground_fraction, batch_size, augment, seed,
                                shuffle, cache, fractions, num_classes, repeat, skip_bad, drop_remainder,
-                               source_options, image_size, normalization)
+                               source_options, image_size, normalization, border_weight)
     size = image_hw(image_size)
     batch_size = _positive_int("batch_size", batch_size)
     config = augment_config(split == "train" if augment is None else augment)
@@ -144,12 +149,13 @@ def load_dataset(
         ds = tf.data.Dataset.zip((ds, seeds)).map(
             lambda pair, s: augment_example(pair[0], pair[1], s, config), num_parallel_calls=tf.data.AUTOTUNE
         )
+    ds = _border_weighted(ds, border_weight, classes, opened.ignore_class)
     return _batched(ds, batch_size, drop_remainder, repeat, seed)
 
 
 def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch_size, augment, seed, shuffle,
                     cache, fractions, num_classes, repeat, skip_bad, drop_remainder, source_options,
-                    image_size=None, normalization=None):
+                    image_size=None, normalization=None, border_weight=None):
     """:func:`load_dataset` at native resolution: random patches (``patch_size``) or whole images (batch 1).
 
     The stages: :func:`native_examples` (storage form, times ``scale``, cached) -> shuffle
@@ -187,7 +193,18 @@ def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch
         ds = tf.data.Dataset.zip((ds, seeds)).map(crop, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda image, mask: scale_example(image, mask, classes, norm), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = _border_weighted(ds, border_weight, classes, opened.ignore_class)
     return _batched(ds, batch_size, drop_remainder, repeat, seed)
+
+
+def _border_weighted(ds, border_weight, num_classes: int, ignore_class):
+    """The samples' last stage before batching: with ``border_weight``, the border weight map of each
+    (augmented, cropped) mask appended (:func:`tfseg.data.borders.with_border_weights`)."""
+    if border_weight is None:
+        return ds
+    from tfseg.data.borders import with_border_weights
+
+    return with_border_weights(ds, border_weight, num_classes, ignore_class)
 
 
 def _batched(ds, batch_size: int, drop_remainder: bool, repeat: bool, seed: Optional[int]) -> tf.data.Dataset:

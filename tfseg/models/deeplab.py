@@ -87,10 +87,10 @@ def build_deeplabv3plus(
         decoder_filters: channels of the two 3x3 decoder convolutions (paper: 256).
         batch_norm: batch normalization after every ASPP/decoder convolution: ``True`` (Keras' layer),
             ``"bfloat16"`` (:class:`tfseg.layers.BatchNorm`) or ``False``.
-        channels: bands of the input images (3: RGB; other counts need the backbone's first
-            convolution adapted, :mod:`tfseg.models.encoders`).
         dropout: dropout after the ASPP projection (default 0, as ``tfseg train``; the reference
             implementation uses 0.1).
+        channels: input bands; pretrained RGB weights are adapted to other counts
+            (:mod:`tfseg.models.encoders`).
 
     Returns:
         A functional ``keras.Model`` named ``deeplabv3plus_<encoder>``: input ``images``
@@ -117,7 +117,7 @@ def build_deeplabv3plus(
             raise ConfigError(f"{label} {value!r}: must be a positive integer")
 
     images = keras.Input((height, width, check_channels(channels)), name="images", dtype="float32")
-    features = build_encoder(encoder, images, weights=encoder_weights, strides=(4, 16))
+    features = build_encoder(encoder, images, weights=encoder_weights, strides=(4, 16), channels=channels)
     x = aspp(features[16], int(aspp_filters), rates, batch_norm, float(dropout))
     x = keras.layers.UpSampling2D(4, interpolation="bilinear", name="aspp_up")(x)
     low = conv_bn_relu(features[4], int(low_level_filters), kernel_size=1, batch_norm=batch_norm, name="low_level_proj")

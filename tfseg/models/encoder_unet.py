@@ -68,11 +68,11 @@ def build_encoder_unet(
         batch_norm: batch normalization in the decoder: ``True`` (Keras' layer), ``"bfloat16"``
             (:class:`tfseg.layers.BatchNorm`) or ``False``.
         dropout: dropout rate after each decoder concatenation (0 = none).
-        channels: bands of the input images (3: RGB; other counts need the backbone's first
-            convolution adapted, :mod:`tfseg.models.encoders`).
         upsampling: ``"transpose"`` (learned 2x2) or ``"bilinear"``.
         base_filters: sets ``decoder_filters`` when that is not given (the plain
             U-Net's option of the same name, so ``tfseg train --base-filters`` works).
+        channels: input bands; pretrained RGB weights are adapted to other counts
+            (:mod:`tfseg.models.encoders`).
 
     Returns:
         A functional ``keras.Model`` named ``unet_<encoder>``: input ``images`` float32
@@ -97,7 +97,7 @@ def build_encoder_unet(
         raise ConfigError(f"upsampling {upsampling!r}: choose one of {', '.join(UPSAMPLINGS)}")
 
     images = keras.Input((height, width, check_channels(channels)), name="images", dtype="float32")
-    features = build_encoder(encoder, images, weights=encoder_weights)
+    features = build_encoder(encoder, images, weights=encoder_weights, channels=channels)
     x = features[STRIDES[-1]]
     skip_strides = list(reversed(STRIDES[:-1])) + [None]  # 16, 8, 4, 2, then full size
     for index, (filters, stride) in enumerate(zip(decoder_filters, skip_strides), start=1):

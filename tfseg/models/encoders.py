@@ -4,8 +4,8 @@ One table, :data:`ENCODERS`, says for each supported backbone which
 ``keras.applications`` constructor builds it, which layers give the features at
 strides 2, 4, 8, 16 and 32, and which ImageNet preprocessing its weights expect.
 
-A model built here takes images float32 ``[B, H, W, 3]`` in ``[0, 1]`` like every
-tfseg model: the preprocessing runs inside the model (layer
+A model built here takes images float32 ``[B, H, W, C]`` in ``[0, 1]`` like every
+tfseg model (``C = 3`` for photographs; any number of bands, see below): the preprocessing runs inside the model (layer
 ``encoder_preprocessing``, a Keras layer: :func:`preprocessing_layer`), followed by the
 backbone kept as one nested functional sub-model named ``encoder`` whose outputs are the
 skip features. Keeping the backbone nested makes it easy to find, freeze
@@ -18,7 +18,27 @@ once with ``keras.utils.get_file`` into ``$KERAS_HOME/models/`` (default
 file there beforehand (:func:`imagenet_weights_path` says which file); a missing
 file raises :class:`~tfseg.errors.ConfigError` naming it.
 
-This module uses ``keras`` only (never TensorFlow), so it runs under the JAX backend.
+Bands other than RGB (``channels != 3``: grey, RGB + near-infrared, 13 Sentinel-2 bands):
+the pretrained weights stay usable as in segmentation_models.pytorch (``patch_first_conv``).
+The backbone is built for ``channels`` bands and every weight is copied from the RGB
+backbone except the first convolution's kernel ``K`` (``[kh, kw, 3, filters]``, input
+axis in RGB order), which becomes (:func:`adapt_first_kernel`)::
+
+    channels == 1:   K'[..., 0, :] = K[..., R, :] + K[..., G, :] + K[..., B, :]
+    channels >= 2:   K'[..., i, :] = K[..., i mod 3, :] * 3 / channels
+
+so band ``i`` plays RGB channel ``i mod 3`` and the first layer's response keeps its scale.
+The preprocessing follows the same rule (:func:`band_statistics`): band ``i`` is mapped as
+RGB channel ``i mod 3`` is (``"torch"``: that channel's ImageNet mean and std; ``"caffe"``:
+``255 x`` minus that channel's mean, with no RGB -> BGR swap: bands are not colours), and
+one band takes the average of the three. The modes thus stay what the weights expect for
+bands in ``[0, 1]``, and an image whose bands repeat R, G, B (``channels`` a multiple of 3)
+gives exactly the RGB model's features; for one grey band that holds in ``"tf"`` mode
+(MobileNetV2), and approximately in the others (their three channels' statistics differ). ``channels != 3``
+with random weights (``weights=None``) is a plain backbone with that many inputs.
+
+This module uses ``keras`` (and NumPy for the weights) only, never TensorFlow, so it runs
+under the JAX backend.
 """
 
 from __future__ import annotations
@@ -26,10 +46,12 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfseg.config import image_hw
@@ -167,7 +189,39 @@ _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 PREPROCESSING_MODES = ("tf", "torch", "caffe")
 
 
-def preprocessing_layer(mode: str, name: str = PREPROCESSING_NAME) -> keras.layers.Layer:
+def band_statistics(mode: str, channels: int = 3) -> Tuple[List[float], List[float]]:
+    """``(mean, std)`` per band of ``mode``'s map ``(x - mean) / std`` for ``channels`` bands in ``[0, 1]``.
+
+    ``"torch"``: ImageNet's RGB mean and std; ``"caffe"``: ``mean = channel mean / 255`` and
+    ``std = 1 / 255`` (``255 x - mean``); ``"tf"``: ``0.5``, ``0.5`` (``2 x - 1``). Three bands are
+    R, G, B; band ``i`` of ``channels != 3`` takes RGB channel ``i mod 3``'s values, one band
+    their average (the first convolution is adapted the same way, :func:`adapt_first_kernel`).
+
+    Example:
+
+    >>> mean, std = band_statistics("torch", 4)
+    >>> mean
+    [0.485, 0.456, 0.406, 0.485]
+    """
+    if mode not in PREPROCESSING_MODES:
+        raise ConfigError(f"preprocessing mode {mode!r}: choose one of {', '.join(PREPROCESSING_MODES)}")
+    if mode == "tf":
+        mean_rgb, std_rgb = (0.5,) * 3, (0.5,) * 3
+    elif mode == "torch":
+        mean_rgb, std_rgb = _IMAGENET_MEAN_RGB, _IMAGENET_STD_RGB
+    else:
+        mean_rgb, std_rgb = tuple(m / 255.0 for m in reversed(_CAFFE_MEAN_BGR)), (1.0 / 255.0,) * 3
+    return _per_band(mean_rgb, channels), _per_band(std_rgb, channels)
+
+
+def _per_band(values_rgb: Sequence[float], channels: int) -> List[float]:
+    """RGB values for ``channels`` bands: cyclic (band ``i`` takes RGB channel ``i mod 3``); one band, their mean."""
+    if channels == 1:
+        return [float(np.mean(values_rgb))]
+    return [float(values_rgb[i % 3]) for i in range(channels)]
+
+
+def preprocessing_layer(mode: str, name: str = PREPROCESSING_NAME, channels: int = 3) -> keras.layers.Layer:
     """A Keras layer mapping images in ``[0, 1]`` to what an ImageNet backbone was trained on.
 
     The same maps as :class:`ImageNetPreprocessing`, built from Keras' own layers so that a model
@@ -178,31 +232,30 @@ def preprocessing_layer(mode: str, name: str = PREPROCESSING_NAME) -> keras.laye
     - ``"caffe"``: a frozen 1x1 ``keras.layers.Conv2D`` whose kernel swaps RGB to BGR and
       multiplies by 255, and whose bias subtracts the BGR mean.
 
+    ``channels != 3``: per band as :func:`band_statistics` says (no RGB -> BGR swap).
+
     Raises:
         ConfigError: unknown ``mode``.
 
     Example:
 
-    >>> import numpy as np
     >>> layer = preprocessing_layer("caffe")
-    >>> np.round(np.asarray(layer(np.array([[[[1.0, 0.0, 0.0]]]], "float32"))), 2).tolist()
+    >>> np.round(np.asarray(layer(np.array([[[[1.0, 0.0, 0.0]]]], "float32")), "float64"), 2).tolist()
     [[[[-103.94, -116.78, 131.32]]]]
     """
-    if mode not in PREPROCESSING_MODES:
-        raise ConfigError(f"preprocessing mode {mode!r}: choose one of {', '.join(PREPROCESSING_MODES)}")
+    mean, std = band_statistics(mode, channels)
     if mode == "tf":
         return keras.layers.Rescaling(2.0, offset=-1.0, name=name, dtype="float32")
     if mode == "torch":
-        return keras.layers.Normalization(mean=list(_IMAGENET_MEAN_RGB), variance=[s * s for s in _IMAGENET_STD_RGB],
-                                          name=name, dtype="float32")
-    import numpy as np
-
-    layer = keras.layers.Conv2D(3, 1, name=name, dtype="float32", trainable=False)
-    layer.build((None, None, None, 3))
-    kernel = np.zeros((1, 1, 3, 3), "float32")
-    for channel in range(3):
-        kernel[0, 0, 2 - channel, channel] = 255.0  # output channel c (BGR) reads input channel 2 - c (RGB)
-    layer.set_weights([kernel, -np.asarray(_CAFFE_MEAN_BGR, "float32")])
+        return keras.layers.Normalization(mean=mean, variance=[s * s for s in std], name=name, dtype="float32")
+    layer = keras.layers.Conv2D(channels, 1, name=name, dtype="float32", trainable=False)
+    layer.build((None, None, None, channels))
+    kernel = np.zeros((1, 1, channels, channels), "float32")
+    bias = -np.asarray(_per_band(_CAFFE_MEAN_BGR[::-1], channels), "float32")  # RGB order, as the bands
+    for band in range(channels):
+        # RGB -> BGR: output channel c (BGR) reads input channel 2 - c (RGB); other bands stay in place
+        kernel[0, 0, 2 - band if channels == 3 else band, band] = 255.0
+    layer.set_weights([kernel, bias[::-1].copy() if channels == 3 else bias])
     return layer
 
 
@@ -327,16 +380,28 @@ def _local_weights_file(weights: Optional[str]):
         yield local
 
 
-def _backbone(name: str, image_size, weights: Optional[str]) -> keras.Model:
-    """The keras.applications model without its classifier, with ``weights`` loaded (a local path or a URL)."""
+def _backbone(name: str, image_size, weights: Optional[str], channels: int) -> keras.Model:
+    """The keras.applications model without its classifier, for ``channels`` bands, with ``weights`` loaded
+    (a local path or a URL; RGB weights, adapted to ``channels != 3`` by :func:`adapt_first_kernel`)."""
+    if channels == 3 or weights is None:
+        return _keras_backbone(name, image_size, weights, channels)
+    rgb = _keras_backbone(name, image_size, weights, 3)
+    bands = _keras_backbone(name, image_size, None, channels)
+    copy_adapted_weights(rgb, bands, bgr=get_encoder_spec(name).preprocessing == "caffe")
+    return bands
+
+
+def _keras_backbone(name: str, image_size, weights: Optional[str], channels: int) -> keras.Model:
     spec = get_encoder_spec(name)
     constructor = getattr(keras.applications, spec.constructor)
     try:
-        with _local_weights_file(weights) as local_weights:
+        with _local_weights_file(weights) as local_weights, warnings.catch_warnings():
+            # keras.applications: "This model usually expects 1 or 3 input channels" (bands are intended here)
+            warnings.filterwarnings("ignore", message="This model usually expects")
             return constructor(
                 include_top=False,
                 weights=local_weights,
-                input_shape=(*image_hw(image_size), 3),
+                input_shape=(*image_hw(image_size), channels),
                 **dict(spec.options),
             )
     except ConfigError:
@@ -352,6 +417,46 @@ def _backbone(name: str, image_size, weights: Optional[str]) -> keras.Model:
         raise
 
 
+def adapt_first_kernel(kernel, channels: int):
+    """The first convolution's RGB kernel ``[kh, kw, 3, filters]`` for ``channels`` input bands.
+
+    segmentation_models.pytorch's rule (``patch_first_conv``): one band takes the sum of the
+    three RGB kernels; ``channels >= 2`` bands take them cyclically (band ``i``: RGB channel
+    ``i mod 3``), scaled by ``3 / channels`` so that the summed response keeps its scale.
+
+    Example:
+
+    >>> kernel = np.arange(3, dtype="float32").reshape(1, 1, 3, 1)   # R: 0, G: 1, B: 2
+    >>> adapt_first_kernel(kernel, 1).ravel().tolist(), adapt_first_kernel(kernel, 4).ravel().tolist()
+    ([3.0], [0.0, 0.75, 1.5, 0.0])
+    """
+    kernel = np.asarray(kernel)
+    if kernel.ndim != 4 or kernel.shape[2] != 3:
+        raise ValueError(f"expected an RGB kernel [kh, kw, 3, filters], got shape {kernel.shape}")
+    if int(channels) == 1:
+        return kernel.sum(axis=2, keepdims=True)
+    return kernel[:, :, np.arange(int(channels)) % 3] * (3.0 / int(channels))
+
+
+def copy_adapted_weights(rgb: keras.Model, bands: keras.Model, bgr: bool) -> None:
+    """Copy ``rgb``'s weights into ``bands`` (the same backbone for other input bands), adapting the one
+    kernel whose input axis differs (:func:`adapt_first_kernel`). ``bgr``: ``rgb``'s kernel reads BGR
+    (caffe-mode weights), reversed to RGB first."""
+    channels = bands.inputs[0].shape[-1]
+    adapted = []
+    for source, target in zip(_all_layers(rgb), _all_layers(bands)):
+        values = source.get_weights()
+        for index, (value, variable) in enumerate(zip(values, target.weights)):
+            if tuple(value.shape) != tuple(variable.shape):
+                values[index] = adapt_first_kernel(value[:, :, ::-1] if bgr else value, channels)
+                adapted.append(target.name)
+        if values:
+            target.set_weights(values)
+    if len(adapted) != 1:  # the backbone's layout is not the one this rule was written for
+        raise ConfigError(f"encoder {rgb.name}: expected one first convolution to adapt to {channels} bands, "
+                          f"found {adapted or 'none'}")
+
+
 # --- building ---------------------------------------------------------------------
 
 
@@ -360,6 +465,7 @@ def build_encoder(
     input_tensor,
     weights: Optional[str] = "imagenet",
     strides: Sequence[int] = STRIDES,
+    channels: Optional[int] = None,
 ) -> Dict[int, "keras.KerasTensor"]:
     """Apply preprocessing + the pretrained backbone ``name`` to ``input_tensor``.
 
@@ -374,10 +480,12 @@ def build_encoder(
 
     Args:
         name: a key of :data:`ENCODERS` (``mobilenetv2``, ``resnet50``, ...).
-        input_tensor: Keras tensor ``[B, H, W, 3]`` in ``[0, 1]``, ``H`` and ``W``
+        input_tensor: Keras tensor ``[B, H, W, C]`` in ``[0, 1]``, ``H`` and ``W``
             static multiples of the deepest stride.
         weights: ``"imagenet"``, ``None`` (random init) or a path to a weights file.
         strides: which feature maps to return (subset of 2, 4, 8, 16, 32).
+        channels: the input's bands ``C``; ``None``: ``input_tensor``'s last axis. Pretrained RGB
+            weights are adapted to ``C != 3`` (module docstring, :func:`adapt_first_kernel`).
 
     Returns:
         ``{stride: Keras tensor [B, H/stride, W/stride, C]}``.
@@ -398,10 +506,11 @@ def build_encoder(
     if height is None or width is None:
         raise ConfigError(f"encoder {name}: needs a static input height and width, got {tuple(input_tensor.shape)}")
     image_size = check_image_size(name, (height, width), multiple=max(strides))
+    channels = check_channels(name, input_tensor, channels)
     if weights is not None and str(weights).lower() in ("none", "imagenet"):
         weights = None if str(weights).lower() == "none" else "imagenet"
 
-    backbone = _backbone(name, image_size, weights)
+    backbone = _backbone(name, image_size, weights, channels)
     encoder = keras.Model(
         backbone.inputs,
         [backbone.get_layer(spec.feature_layer(s)).output for s in strides],
@@ -409,9 +518,19 @@ def build_encoder(
     )
     if weights is not None:
         _freeze_batchnorm(encoder)
-    x = preprocessing_layer(spec.preprocessing)(input_tensor)
+    x = preprocessing_layer(spec.preprocessing, channels=channels)(input_tensor)
     features = encoder(x)
     return dict(zip(strides, features))
+
+
+def check_channels(name: str, input_tensor, channels: Optional[int] = None) -> int:
+    """The input's bands: ``channels``, or ``input_tensor``'s last axis; ConfigError when they differ or are not >= 1."""
+    given = input_tensor.shape[-1]
+    channels = given if channels is None else channels
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1 or channels != given:
+        raise ConfigError(f"channels {channels!r}: the {name} encoder's input has {given} bands; "
+                          "channels must be that positive integer")
+    return channels
 
 
 def _batchnorm_layers(model) -> List[keras.layers.Layer]:

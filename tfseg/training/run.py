@@ -172,6 +172,10 @@ def _train_locked(config: TrainConfig, verbose: int, force_new: bool, strategy, 
             from tfseg.balance import describe
 
             log(describe(balance))
+        if config.border_weight is not None:
+            from tfseg.data.borders import describe as describe_borders
+
+            log(describe_borders(config.border_weight))
         start_run_dir(given, status, log)
         if balance is not None:
             fileio.write_json_atomic(fileio.join(run_dir, CLASS_WEIGHTS_FILE), balance)
@@ -377,6 +381,7 @@ def load_split(split: str, config: TrainConfig, num_classes: int, strategy=None,
         repeat=train_split and config.steps_per_epoch is not None,
         skip_bad=config.skip_bad,
         normalization=config.normalization,
+        border_weight=config.border_weight if train_split else None,
         **size,
         **pipeline_options(config.batch_size, strategy, split),
     )
