@@ -97,6 +97,8 @@ def test_graph_bmp_decoder_gives_pillows_pixels(files, name):
 def test_predict_reads_every_format_as_the_training_pipeline_does(files, tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
+    # (16-bit PNG images are data, read with their own values and bands: tests/test_bands.py)
+    files = {name: path for name, path in files.items() if name != "16bit.png"}
     for name, path in files.items():
         stem = name.replace(".", "_")
         (tmp_path / "images" / f"{stem}{path.suffix}").write_bytes(path.read_bytes())

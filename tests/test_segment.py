@@ -257,13 +257,16 @@ def test_a_saved_model_that_is_not_tfseg_s_is_one_line(models, tmp_path):
         load_predictor(path)
 
 
-def test_a_tflite_file_that_does_not_take_rgb_windows_is_one_line(tmp_path):
+def test_a_tflite_file_of_one_band_takes_one_band_windows(tmp_path):
+    # (a model of data images has the data's bands: tfseg.data.bands; its client normalises the pixels)
     inputs = keras.Input((8, 8, 1))
     grey = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs))
     path = str(tmp_path / "grey.tflite")
     grey.export(path, format="litert", verbose=False)
-    with pytest.raises(TfsegError, match=r"expected a float32 \[batch, H, W, 3\] input, found \[1, 8, 8, 1\]"):
-        load_predictor(path)
+    predictor = load_predictor(path)
+    assert predictor.settings.channels == 1
+    windows = np.random.default_rng(0).random((2, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_allclose(predictor.predict_windows(windows), grey(windows).numpy(), atol=1e-5)
 
 
 @pytest.mark.parametrize("options, message", [

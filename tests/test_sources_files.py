@@ -69,7 +69,7 @@ def test_splits_never_separate_a_mads_sequence(tmp_path, split):
     assert parts[split] and not groups[split] & others
 
 
-def test_folder_handles_rgba_palette_tiff_gray_16bit_suffix_and_size_mismatch(tmp_path):
+def test_folder_handles_rgba_palette_tiff_gray_suffix_and_size_mismatch(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
     h, w = 16, 20
@@ -90,19 +90,19 @@ def test_folder_handles_rgba_palette_tiff_gray_16bit_suffix_and_size_mismatch(tm
     Image.fromarray(gray).save(tmp_path / "images" / "c_gray.png")
     Image.fromarray(np.repeat((lesion * 255).astype(np.uint8)[..., None], 3, -1)).save(tmp_path / "masks" / "c_gray.bmp")
     expected["c_gray"] = (np.repeat(gray[..., None], 3, -1), lesion)
-    # 16-bit grayscale image (scaled to 8 bits) + 0/1 mask at HALF the size (resized, nearest).
-    gray16 = (gray.astype(np.uint16) * 257)
-    Image.fromarray(gray16).save(tmp_path / "images" / "d_16bit.png")
+    # Grayscale image + 0/1 mask at HALF the size (resized, nearest). (A 16-bit image is data, which keeps
+    # its values and cannot share a source with photographs: tests/test_bands.py.)
+    Image.fromarray(gray).save(tmp_path / "images" / "d_half.png")
     small = lesion[::2, ::2]
-    Image.fromarray(small.astype(np.uint8)).save(tmp_path / "masks" / "d_16bit.png")
-    expected["d_16bit"] = (np.repeat(gray[..., None], 3, -1), np.repeat(np.repeat(small, 2, 0), 2, 1))
+    Image.fromarray(small.astype(np.uint8)).save(tmp_path / "masks" / "d_half.png")
+    expected["d_half"] = (np.repeat(gray[..., None], 3, -1), np.repeat(np.repeat(small, 2, 0), 2, 1))
 
     source = open_source(f"folder:{tmp_path}")
-    assert source.ids() == ["a_rgba", "b_tiff", "c_gray", "d_16bit"]
+    assert source.ids() == ["a_rgba", "b_tiff", "c_gray", "d_half"]
     assert not source.pairs["b_tiff"].image_info.graph and not source.pairs["b_tiff"].mask_info.graph
     assert source.pairs["a_rgba"].image_info.graph and source.pairs["c_gray"].mask_info.graph
     assert [why for _, why in source.warnings] == ["mask 10x8 differs from image 20x16: resized with nearest neighbour"]
-    samples = decoded(source, ["d_16bit", "c_gray", "b_tiff", "a_rgba"])  # Pillow and graph branches interleaved
+    samples = decoded(source, ["d_half", "c_gray", "b_tiff", "a_rgba"])  # Pillow and graph branches interleaved
     for name, (image, mask) in expected.items():
         np.testing.assert_array_equal(samples[name][0], image, err_msg=name)
         np.testing.assert_array_equal(samples[name][1], mask.astype(np.uint8), err_msg=name)
@@ -135,7 +135,7 @@ def test_graph_decoder_matches_the_pillow_rule_for_the_files_it_takes(tmp_path, 
         np.testing.assert_array_equal(graph_mask.numpy()[..., 0], mask_array(reopened))
 
 
-def test_palette_and_16bit_masks_keep_their_values_and_skip_the_graph_decoder(tmp_path):
+def test_palette_and_half_masks_keep_their_values_and_skip_the_graph_decoder(tmp_path):
     ids = np.array([[0, 1, 2], [2, 1, 0]], np.uint8)
     palette_mask(ids).save(tmp_path / "p.png")
     Image.fromarray(ids.astype(np.uint16)).save(tmp_path / "i16.png")

@@ -67,9 +67,10 @@ def image_hw(image_size) -> Tuple[int, int]:
     return side(image_size), side(image_size)
 
 
-def _setting(default, help, choices=None, metavar=None):
-    """A field with its CLI help, and optionally the accepted values and the flag's metavar."""
-    metadata = {"help": help}
+def _setting(default, help, choices=None, metavar=None, cli=True):
+    """A field with its CLI help, and optionally the accepted values and the flag's metavar;
+    ``cli=False``: no flag (a setting the run reads from its data and stores in ``config.json``)."""
+    metadata = {"help": help, "cli": cli}
     if choices is not None:
         metadata["choices"] = tuple(choices)
     if metavar is not None:
@@ -122,6 +123,13 @@ class TrainConfig:
     num_classes: int = _setting(1, "classes of class-id masks; 1 = binary, or as many as the data holds")
     ignore_class: Optional[int] = _setting(None, "mask value left out of the loss and the metrics (e.g. 255, "
                                                  "VOC's object borders); class-id masks only")
+    normalization: Optional[str] = _setting("auto", "how pixels become model inputs: auto (x / 255 for 8-bit "
+                                            "images, else per_band), uint8 (x / 255), per_band (mean and std of "
+                                            "each band measured on the training split) or minmax:MIN,MAX; "
+                                            "config.json stores the numbers used",
+                                            metavar="auto|uint8|per_band|minmax:MIN,MAX")
+    channels: Optional[int] = _setting(None, "bands of the images (read from the data)", cli=False)
+    input_dtype: Optional[str] = _setting(None, "value type of the images (read from the data)", cli=False)
     cache: str = _setting("auto", "cache decoded images: in memory, not at all, or auto (memory when small)",
                           CACHES)
     skip_bad: bool = _setting(False, "skip unreadable or mismatched samples instead of stopping")
@@ -214,6 +222,9 @@ class TrainConfig:
                 "each in (0, 1) and their sum below 1"
             )
         check_patch_options(self.patch_size, self.scale, self.foreground_fraction)
+        from tfseg.data.bands import Normalization
+
+        Normalization.parse(self.normalization)
         if self.folds is not None or self.fold is not None:
             from tfseg.data.splits import check_folds
 
@@ -273,6 +284,7 @@ class TrainConfig:
             dropout=self.dropout,
             batch_norm=self.batch_norm_option(),
             upsampling=self.upsampling,
+            channels=self.channels or 3,  # build_model's own: the input's bands, read from the data
         )
         if self.variant:
             options["variant"] = self.variant
@@ -283,7 +295,17 @@ class TrainConfig:
             return options
         defaults = TrainConfig.__dataclass_fields__
         return {name: value for name, value in options.items()
-                if name in accepted or value != defaults[name].default}
+                if name in accepted or name == "channels" or value != defaults[name].default}
+
+    def pixel_options(self) -> Dict[str, Any]:
+        """The :class:`tfseg.segment.Settings` fields a run's data decides: ``{"dtype": ..., "normalization": ...}``
+        (what ``config.json`` stores; empty for a config written before them)."""
+        options = {}
+        if self.input_dtype is not None:
+            options["dtype"] = self.input_dtype
+        if self.normalization not in (None, "auto"):
+            options["normalization"] = self.normalization
+        return options
 
     def batch_norm_option(self):
         """The builders' ``batch_norm`` option: ``False`` (none), ``True`` (Keras' layer) or ``"bfloat16"``."""
@@ -302,9 +324,29 @@ class TrainConfig:
         return fractions
 
     def diff(self, other: "TrainConfig", ignore=("out", "epochs")) -> Dict[str, Tuple[Any, Any]]:
-        """Settings that differ: ``{name: (self_value, other_value)}``."""
+        """Settings that differ: ``{name: (self_value, other_value)}``. The settings read from the data
+        (:data:`DATA_SETTINGS`) differ only when both sides say: ``auto``/unset matches what a run found,
+        ``per_band`` matches its measured numbers."""
         a, b = self.to_dict(), other.to_dict()
-        return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b.get(k)}
+        return {k: (a[k], b[k]) for k in a
+                if k not in ignore and a[k] != b.get(k) and not (k in DATA_SETTINGS and _agree(a[k], b.get(k)))}
+
+
+# Settings a run reads from its data and stores in config.json (tfseg.data.bands).
+DATA_SETTINGS = ("normalization", "channels", "input_dtype")
+
+
+def _agree(a, b) -> bool:
+    """Whether two values of a data setting agree: unset/``auto`` matches anything; normalisations of one
+    kind match when either has no numbers (``per_band`` before it is measured)."""
+    if a in (None, "auto") or b in (None, "auto"):
+        return True
+    if not isinstance(a, (dict, str)) or not isinstance(b, (dict, str)):
+        return a == b
+    from tfseg.data.bands import Normalization
+
+    first, second = Normalization.parse(a), Normalization.parse(b)
+    return first.kind == second.kind and (not first.measured or not second.measured or first == second)
 
 
 def default(name: str):

@@ -527,7 +527,7 @@ def score_model(model_path: str, data: Optional[str] = None, split: str = "test"
     tiled = patch_trained if tiled is None else bool(tiled)
     model = load_keras_model(path)
     settings = Settings.of_model(model, tiled=tiled, scale=run_config.scale if patch_trained and tiled else 1.0,
-                                 tta=tta, cleanup=cleanup)
+                                 tta=tta, cleanup=cleanup, **defaults.pixel_options())
     image_size = model_image_size(model)
     num_classes = settings.num_classes
     if ignore_class is None and run_config is not None:

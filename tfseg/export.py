@@ -6,7 +6,10 @@ pixels (or encoded files) of any size and gets masks of that size back:
 ``serving_default``
     input ``images`` uint8 ``[batch, height, width, 3]`` (any height/width) ->
     ``probabilities`` float32 ``[batch, height, width, classes]`` and
-    ``mask`` uint8 ``[batch, height, width]``.
+    ``mask`` uint8 ``[batch, height, width]``. A model trained on data images
+    (:mod:`tfseg.data.bands`) takes their bands and value type instead, e.g. uint16
+    ``[batch, height, width, 4]``, normalised in the graph by the run's stored normalisation;
+    it has no ``serving_bytes``/``serving_compact`` (they decode RGB photographs).
 ``serving_bytes``
     input ``image_bytes`` string ``[batch]`` of encoded PNG/JPEG/BMP/GIF/WebP,
     decoded as in training (:mod:`tfseg.data.decode`: 1/4/8-bit palette BMPs
@@ -19,8 +22,8 @@ pixels (or encoded files) of any size and gets masks of that size back:
     A batch of one (the usual REST request) is exactly the image's size.
 
 ``serving_windows``
-    input ``windows`` float32 ``[batch, H, W, 3]`` at the model's input size, already
-    normalised (``x / 255``) -> ``probabilities`` float32 ``[batch, H, W, classes]``: the
+    input ``windows`` float32 ``[batch, H, W, C]`` at the model's input size, already
+    normalised (``x / 255``, or the stored normalisation) -> ``probabilities`` float32 ``[batch, H, W, classes]``: the
     bare model. :mod:`tfseg.inference` runs the whole path in Python around it (so
     ``tfseg predict --tiled/--tta`` work on a SavedModel too).
 
@@ -77,7 +80,7 @@ from tfseg.data.decode import decode_rgb
 from tfseg.data.pixels import model_inputs, stored_pixels
 from tfseg.errors import ConfigError, TfsegError
 from tfseg.masks import written_mask
-from tfseg.saving import model_input_size
+from tfseg.saving import model_channels, model_input_size
 from tfseg.segment import Settings, check_threshold, keras_windows  # noqa: F401 - check_threshold: its former home
 
 SERVING_DEFAULT = "serving_default"
@@ -110,13 +113,24 @@ def serving_functions(model, threshold: float = 0.5, tiled: bool = False, scale:
 
 
 def input_specs(settings: Settings) -> Dict[str, tf.TensorSpec]:
-    """``{signature name: its one input}``: the inputs of :func:`signatures` (and of the warm-up requests)."""
-    return {
-        SERVING_DEFAULT: tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"),
-        SERVING_BYTES: tf.TensorSpec([None], tf.string, name="image_bytes"),
-        SERVING_COMPACT: tf.TensorSpec([None], tf.string, name="image_bytes"),
-        SERVING_WINDOWS: tf.TensorSpec([None, *settings.window, 3], tf.float32, name="windows"),
-    }
+    """``{signature name: its one input}``: the inputs of :func:`signatures` (and of the warm-up requests).
+
+    ``serving_default`` takes the training images' bands and value type (``uint8 [b, H, W, 3]`` for
+    photographs; e.g. ``uint16 [b, H, W, 4]`` for 4-band 16-bit data, normalised in the graph);
+    ``serving_bytes`` and ``serving_compact`` (encoded files) exist for RGB photographs only.
+    """
+    specs = {SERVING_DEFAULT: tf.TensorSpec([None, None, None, settings.channels], tf.as_dtype(settings.dtype),
+                                            name="images")}
+    if is_photo(settings):
+        specs[SERVING_BYTES] = tf.TensorSpec([None], tf.string, name="image_bytes")
+        specs[SERVING_COMPACT] = tf.TensorSpec([None], tf.string, name="image_bytes")
+    specs[SERVING_WINDOWS] = tf.TensorSpec([None, *settings.window, settings.channels], tf.float32, name="windows")
+    return specs
+
+
+def is_photo(settings: Settings) -> bool:
+    """Whether the model takes RGB photographs (8-bit, 3 bands), which the encoded-file signatures decode."""
+    return settings.channels == 3 and settings.dtype == "uint8"
 
 
 def signatures(settings: Settings, predict) -> Dict[str, tuple]:
@@ -193,7 +207,7 @@ def signatures(settings: Settings, predict) -> Dict[str, tuple]:
         return {"probabilities": tf.cast(predict(windows), tf.float32)}
 
     functions = {SERVING_DEFAULT: serve_images, SERVING_BYTES: serve_bytes, SERVING_COMPACT: serve_compact,
-                 SERVING_WINDOWS: serve_windows}
+                 SERVING_WINDOWS: serve_windows}  # input_specs says which a model has
     return {name: (functions[name], [spec]) for name, spec in input_specs(settings).items()}
 
 
@@ -241,7 +255,8 @@ def check_version(version) -> int:
 def export_saved_model(model, export_dir, version: Optional[int] = None, overwrite: bool = False,
                        threshold: float = 0.5, tiled: bool = False, scale: float = 1.0, *,
                        tta: Optional[str] = None, cleanup=None, into_run_folder: bool = False,
-                       probabilities_png: bool = False, warmup: bool = True, batching: bool = True) -> str:
+                       probabilities_png: bool = False, warmup: bool = True, batching: bool = True,
+                       dtype: str = "uint8", normalization=None) -> str:
     """Write ``model`` as a TF Serving SavedModel in ``export_dir/<version>``.
 
     Beside the SavedModel: ``<version>/assets.extra/tf_serving_warmup_requests`` (one request per
@@ -260,6 +275,9 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
             the signatures' names, inputs and outputs stay the same.
         scale: with ``tiled``, images are resized by this factor before the windows run
             (the run's ``--scale``).
+        dtype, normalization: the training images' value type and normalisation (a run's
+            ``config.json``; :mod:`tfseg.data.bands`): ``serving_default`` then takes
+            ``[batch, H, W, bands]`` of ``dtype`` and normalises in the graph. Default: 8-bit, ``x / 255``.
         tta: ``"flips"``: the image signatures average the identity and the two flips.
         cleanup: the masks' clean-up (:class:`tfseg.postprocess.Cleanup` or a mapping of its fields),
             stored in the settings for tfseg's predictor; not in the serving graph (module docstring).
@@ -293,7 +311,7 @@ def export_saved_model(model, export_dir, version: Optional[int] = None, overwri
     outputs.check_targets(export_dir, [str(version)], overwrite, owned=is_tfseg_saved_model)
 
     settings = Settings.of_model(model, threshold=threshold, tiled=tiled, scale=scale, tta=tta, cleanup=cleanup,
-                                 probabilities_png=probabilities_png)
+                                 probabilities_png=probabilities_png, dtype=dtype, normalization=normalization)
     archive = keras_export_archive(model, settings)
     fileio.makedirs(export_dir)
     fileio.remove_stale_temporaries(export_dir)  # what a killed export left (of writers that no longer run)
@@ -333,10 +351,13 @@ def warmup_requests(settings: Settings, seed: int = 0) -> Dict[str, dict]:
     """``{signature: {input name: array}}``: one request per signature, one seeded random image at the
     model's input size (the window): uint8 pixels, its PNG, or its model inputs (``serving_windows``)."""
     height, width = settings.window
-    image = np.random.default_rng(seed).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
-    examples = {tf.uint8: image, tf.string: np.array([tf.io.encode_png(image[0]).numpy()], dtype=object),
-                tf.float32: model_inputs(image).numpy()}
-    return {name: {spec.name: examples[spec.dtype]} for name, spec in input_specs(settings).items()}
+    image = np.random.default_rng(seed).integers(0, 256, (1, height, width, settings.channels), dtype=np.uint8)
+    pixels = image.astype(settings.dtype)
+    examples = {SERVING_DEFAULT: pixels, SERVING_WINDOWS: model_inputs(pixels, settings.normalization).numpy()}
+    if is_photo(settings):
+        examples[SERVING_BYTES] = examples[SERVING_COMPACT] = np.array([tf.io.encode_png(image[0]).numpy()],
+                                                                       dtype=object)
+    return {name: {spec.name: examples[name]} for name, spec in input_specs(settings).items()}
 
 
 def write_warmup_requests(version_dir: str, settings: Settings) -> str:
@@ -512,7 +533,7 @@ def export_tflite(model, path, quantize: Optional[str] = None, overwrite: bool =
         options["optimizations"] = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
         options["target_spec"] = {"supported_types": [tf.float16]}
-    signature = [tf.TensorSpec([None, *model_input_size(model), 3], tf.float32, name="images")]
+    signature = [tf.TensorSpec([None, *model_input_size(model), model_channels(model)], tf.float32, name="images")]
     return _write_file_atomically(
         path, ".tflite", overwrite,
         lambda temp: model.export(temp, format="litert", input_signature=signature, verbose=False, **options),
@@ -530,7 +551,7 @@ def export_onnx(model, path, overwrite: bool = False, opset: Optional[int] = Non
         raise TfsegError(
             f"ONNX export needs {', '.join(missing)}: pip install 'tfseg-keras[onnx]' (tf2onnx, onnxruntime)"
         )
-    signature = [tf.TensorSpec([None, *model_input_size(model), 3], tf.float32, name="images")]
+    signature = [tf.TensorSpec([None, *model_input_size(model), model_channels(model)], tf.float32, name="images")]
 
     def write(temp):
         with warnings.catch_warnings():
@@ -592,23 +613,33 @@ def _write_file_atomically(path, suffix: str, overwrite: bool, write) -> str:
 # ---------------------------------------------------------------------------
 
 
-def sample_images(model, batch_size: int = 2, seed: int = 0) -> np.ndarray:
-    """Seeded random uint8 images ``[batch_size, H, W, 3]`` at the model's input size."""
-    height, width = model_input_size(model)
-    return np.random.default_rng(seed).integers(0, 256, (batch_size, height, width, 3), dtype=np.uint8)
+def sample_images(model, batch_size: int = 2, seed: int = 0, size=None, settings: Optional[Settings] = None
+                  ) -> np.ndarray:
+    """Seeded random images ``[batch_size, H, W, C]`` (values 0..255) at the model's input size (or ``size``):
+    uint8 RGB, or the ``settings``' bands and value type (a model of data images, :mod:`tfseg.data.bands`)."""
+    height, width = model_input_size(model) if size is None else size
+    channels = model_channels(model) if settings is None else settings.channels
+    images = np.random.default_rng(seed).integers(0, 256, (batch_size, height, width, channels), dtype=np.uint8)
+    return images if settings is None else images.astype(settings.dtype)
 
 
-def keras_probabilities(model, images: np.ndarray) -> np.ndarray:
-    """The Keras model's float32 probabilities for uint8 ``images`` at its input size."""
-    return np.asarray(model(model_inputs(images), training=False), dtype=np.float32)
+def keras_probabilities(model, images: np.ndarray, normalization=None) -> np.ndarray:
+    """The Keras model's float32 probabilities for ``images`` at its input size (``model_inputs``)."""
+    return np.asarray(model(model_inputs(images, normalization), training=False), dtype=np.float32)
+
+
+def _exported(model, path: str):
+    """``(the SavedModel's serving_default, its settings)`` (the model's defaults for an export without them)."""
+    loaded = tf.saved_model.load(path)
+    return loaded.signatures[SERVING_DEFAULT], saved_model_settings(loaded, path) or Settings.of_model(model)
 
 
 def saved_model_max_abs_diff(model, path: str, images: Optional[np.ndarray] = None) -> float:
     """max |serving_default probabilities - Keras probabilities| on model-sized images."""
-    images = sample_images(model) if images is None else images
-    serve = tf.saved_model.load(path).signatures[SERVING_DEFAULT]
+    serve, settings = _exported(model, path)
+    images = sample_images(model, settings=settings) if images is None else images
     served = serve(images=tf.constant(images))["probabilities"].numpy()
-    return float(np.max(np.abs(served - keras_probabilities(model, images))))
+    return float(np.max(np.abs(served - keras_probabilities(model, images, settings.normalization))))
 
 
 def whole_image_max_abs_diff(model, path: str, seed: int = 0) -> Tuple[float, tuple]:
@@ -620,10 +651,10 @@ def whole_image_max_abs_diff(model, path: str, seed: int = 0) -> Tuple[float, tu
     """
     height, width = model_input_size(model)
     size = (height * 3 // 2 + 7, width * 2 + 3)  # several overlapping windows, odd sizes
-    images = np.random.default_rng(seed).integers(0, 256, (1, *size, 3), dtype=np.uint8)
-    serve = tf.saved_model.load(path).signatures[SERVING_DEFAULT]
+    serve, settings = _exported(model, path)
+    images = sample_images(model, 1, seed, size, settings)
     served = serve(images=tf.constant(images))["probabilities"].numpy()
-    expected = saved_model_settings(tf.saved_model.load(path), path).probabilities(keras_windows(model), images)
+    expected = settings.probabilities(keras_windows(model), images)
     expected = expected.numpy()
     return float(np.max(np.abs(served - expected))), size
 

@@ -125,12 +125,12 @@ class TFLitePredictor(Predictor):
         except (ValueError, RuntimeError) as err:
             raise TfsegError(f"model {path}: not a readable TFLite file ({_first_line(err)})") from None
         shape = [int(n) for n in details["shape"]]
-        if len(shape) != 4 or shape[-1] != 3 or details["dtype"] != np.float32:
+        if len(shape) != 4 or details["dtype"] != np.float32:
             raise TfsegError(
-                f"model {path}: expected a float32 [batch, H, W, 3] input, found {shape} {details['dtype']}"
+                f"model {path}: expected a float32 [batch, H, W, C] input, found {shape} {details['dtype']}"
             )
         num_classes = int(self.interpreter.get_output_details()[0]["shape"][-1])
-        super().__init__(path, Settings(window=(shape[1], shape[2]), num_classes=num_classes))
+        super().__init__(path, Settings(window=(shape[1], shape[2]), num_classes=num_classes, channels=shape[-1]))
 
     def predict_windows(self, windows):
         return tflite_probabilities(self.interpreter, np.asarray(windows, np.float32))
@@ -240,6 +240,8 @@ def load_predictor(path: str, tiled: Optional[bool] = None, tta: Optional[str] =
     predictor = {"keras": KerasPredictor, "saved_model": saved_model_predictor, "tflite": TFLitePredictor}[kind](
         resolved)
     run_config = _run_config_of(resolved) if kind == "keras" else None
+    if run_config is not None:  # the run's images: value type and normalisation (config.json)
+        predictor.settings = predictor.settings.replace(**run_config.pixel_options())
     if run_config is not None and run_config.patch_size is not None:  # as it trained: tiled, at its scale
         predictor.configure(tiled=True, scale=run_config.scale)
     native = (predictor.tiled, predictor.scale)
@@ -293,19 +295,25 @@ def list_images(inputs: Iterable[str]) -> List[str]:
     return paths
 
 
-def read_image(path: str) -> np.ndarray:
+def read_image(path: str, settings=None) -> np.ndarray:
     """uint8 ``[h, w, 3]``, decoded as the training pipeline does (:func:`tfseg.data.files.read_rgb`).
 
     PNG/JPEG/BMP/GIF/WebP go through the ``serving_bytes`` graph's decoder (palette and
     1-bit BMPs included); what only Pillow reads the same as training (TIFF, CMYK JPEG...)
-    through Pillow.
+    through Pillow. For a model of data images (``settings``' channels and dtype other than RGB
+    uint8): the file's bands as training read them (:func:`tfseg.data.bands.read_bands`).
     """
     from tfseg.data.files import read_rgb
 
+    if settings is not None and (settings.channels != 3 or settings.dtype != "uint8"):
+        from tfseg import fileio
+        from tfseg.data.bands import Form, read_bands
+
+        return read_bands(fileio.read_bytes(path), Form(settings.channels, settings.dtype, photo=False))
     return read_rgb(path)
 
 
-def image_problem(path: str) -> Optional[str]:
+def image_problem(path: str, settings=None) -> Optional[str]:
     """Why ``path`` cannot be read as an image, or None when it can.
 
     The up-front check of the file sources (:func:`tfseg.data.files.check_file`): the pixel
@@ -324,12 +332,21 @@ def image_problem(path: str) -> Optional[str]:
         return f"cannot decode: {info.error}"
     if not info.width or not info.height:
         return f"empty image ({info.height}x{info.width})"
+    if settings is not None:
+        from tfseg.data.bands import PHOTO, Form
+
+        expected = PHOTO if (settings.channels, settings.dtype) == (3, "uint8") else \
+            Form(settings.channels, settings.dtype, photo=False)
+        if info.form != expected:
+            return (f"image of {info.form.describe()}, but the model was trained on {expected.describe()} "
+                    "(tfseg.data.bands)")
     return None
 
 
-def check_images(paths: Sequence[str]) -> None:
-    """Raise :class:`DataError` listing every file in ``paths`` that is not a readable image."""
-    problems = [(path, why) for path in paths for why in [image_problem(path)] if why]
+def check_images(paths: Sequence[str], settings=None) -> None:
+    """Raise :class:`DataError` listing every file in ``paths`` that is not a readable image (or, given the
+    model's ``settings``, not of the bands and value type it was trained on)."""
+    problems = [(path, why) for path in paths for why in [image_problem(path, settings)] if why]
     if problems:
         raise DataError(f"{len(problems)} of {len(paths)} image(s) cannot be read", problems)
 
@@ -371,10 +388,10 @@ def predict_files(predictor: Predictor, paths: Sequence[str], batch_size: int = 
     if int(batch_size) < 1:
         raise TfsegError(f"batch_size {batch_size!r}: must be a positive integer")
     paths = list(paths)
-    check_images(paths)
+    check_images(paths, predictor.settings)
     for start in range(0, len(paths), int(batch_size)):
         chunk = paths[start : start + int(batch_size)]
-        images = [_decoded(path) for path in chunk]
+        images = [_decoded(path, predictor.settings) for path in chunk]
         for path, image, probabilities in zip(chunk, images, predictor.probabilities(images)):
             if not np.isfinite(probabilities).all():  # any kind of model: a SavedModel/TFLite has no weights to check
                 raise TfsegError(f"model {predictor.path}: gives NaN/Inf probabilities for {path}; its weights are "
@@ -382,9 +399,9 @@ def predict_files(predictor: Predictor, paths: Sequence[str], batch_size: int = 
             yield path, image, probabilities, predictor.cleanup.apply(probabilities_to_mask(probabilities, threshold))
 
 
-def _decoded(path: str) -> np.ndarray:
+def _decoded(path: str, settings=None) -> np.ndarray:
     # The up-front check proves the pixel data decodes; a file changed since then still fails with its name.
     try:
-        return read_image(path)
+        return read_image(path, settings)
     except Exception as err:  # noqa: BLE001 - TF, Pillow and OS errors all mean "unreadable"
         raise DataError(f"{path}: cannot decode: {_first_line(err)}") from None

@@ -169,7 +169,15 @@ def load_fold_ensemble(root: str, require_finite: bool = True, check_run: bool =
     """
     from tfseg.models.ensemble import average_models
     from tfseg.training.cv import fold_runs
+    from tfseg.training.run_folder import saved_config
 
+    # One input for every fold: their images must be normalised alike (tfseg.data.bands).
+    norms = {json.dumps(config.normalization, sort_keys=True) for config in map(saved_config, fold_runs(root))
+             if config is not None and config.normalization not in (None, "auto")}
+    if len(norms) > 1:
+        raise TfsegError(f"model {root}: its folds normalised their images each with their own numbers (per-band "
+                         "statistics of each fold's training split), so one input cannot serve them all: use one "
+                         "fold (RUN_DIR/fold-I), or train the folds with --normalization minmax:MIN,MAX")
     members = [load_keras_model(fileio.join(run_dir, "model.keras"), compile=False, require_finite=require_finite,
                                 check_run=check_run) for run_dir in fold_runs(root)]
     try:
@@ -317,18 +325,24 @@ def locate_model(path: str):
     return path, saved_config(fileio.dirname(fileio.abspath(path)))
 
 
+def model_channels(model) -> int:
+    """The bands of the model's image input (3: RGB; data images: their own, :mod:`tfseg.data.bands`)."""
+    return int(model.inputs[0].shape[-1]) if getattr(model, "inputs", None) else 3
+
+
 def model_input_size(model) -> Tuple[int, int]:
     """``(height, width)`` the model takes.
 
     Raises:
-        TfsegError: not one image input of a fixed size ``[batch, H, W, 3]``.
+        TfsegError: not one image input of a fixed size ``[batch, H, W, C]`` (C: 3 for RGB, or the
+            bands of data images).
     """
     if len(model.inputs) != 1:
         raise TfsegError(f"model {model.name!r}: needs a single image input, found {len(model.inputs)}")
     shape = tuple(model.inputs[0].shape)
-    if len(shape) != 4 or shape[-1] != 3 or shape[1] is None or shape[2] is None:
+    if len(shape) != 4 or shape[-1] is None or shape[1] is None or shape[2] is None:
         raise TfsegError(
-            f"model {model.name!r}: input shape {shape} is not [batch, height, width, 3] "
+            f"model {model.name!r}: input shape {shape} is not [batch, height, width, channels] "
             "with a fixed height and width"
         )
     return int(shape[1]), int(shape[2])

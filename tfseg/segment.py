@@ -83,6 +83,11 @@ class Settings:
             :meth:`mask`, without it (an export stores it for tfseg's SavedModel predictor).
         probabilities_png: the serving signatures also return the probabilities as 8-bit PNGs
             (``probabilities_png_bytes``, :mod:`tfseg.export`); the path itself does not change.
+        channels: the bands of the images (the model's input channels; 3: RGB photographs).
+        dtype: the value type of the images the model was trained on (``uint8`` photographs; data
+            images: ``uint16``, ``float32``..., :mod:`tfseg.data.bands`): what ``serving_default`` takes.
+        normalization: how pixels become model inputs (:class:`tfseg.data.bands.Normalization` as a
+            dict; ``None``: ``x / 255``), the run's, applied by :func:`tfseg.data.pixels.model_inputs`.
 
     Raises:
         ConfigError: a value out of range (named with the field, e.g. ``threshold 1.5: ...``).
@@ -99,6 +104,9 @@ class Settings:
     window_batch: Optional[int] = None
     cleanup: Cleanup = Cleanup()
     probabilities_png: bool = False
+    channels: int = 3
+    dtype: str = "uint8"
+    normalization: Optional[dict] = None
 
     def __post_init__(self):
         fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
@@ -127,13 +135,26 @@ class Settings:
         if self.window_batch is not None and (isinstance(self.window_batch, bool) or int(self.window_batch) < 1):
             raise ConfigError(f"window_batch {self.window_batch!r}: must be a positive integer")
         fix("cleanup", as_cleanup(self.cleanup))
+        from tfseg.data.bands import DTYPES, Normalization
+
+        if isinstance(self.channels, bool) or int(self.channels) < 1:
+            raise ConfigError(f"channels {self.channels!r}: must be a positive integer")
+        fix("channels", int(self.channels))
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
+        norm = Normalization.parse(self.normalization)
+        if norm is not None:
+            norm.check_channels(self.channels, "the model's inputs")
+        fix("normalization", None if norm is None or norm.kind == "uint8" else norm.to_dict())
 
     @classmethod
     def of_model(cls, model, **options) -> "Settings":
-        """Settings for a Keras ``model``: its input size is the window, its output channels the classes."""
-        from tfseg.saving import model_input_size, model_num_classes
+        """Settings for a Keras ``model``: its input size is the window, its input channels the bands,
+        its output channels the classes."""
+        from tfseg.saving import model_channels, model_input_size, model_num_classes
 
-        return cls(window=model_input_size(model), num_classes=model_num_classes(model), **options)
+        return cls(window=model_input_size(model), num_classes=model_num_classes(model),
+                   **{"channels": model_channels(model), **options})
 
     def replace(self, **changes) -> "Settings":
         """A copy with ``changes`` (checked as the constructor checks them)."""
@@ -153,7 +174,8 @@ class Settings:
     # -- the steps --------------------------------------------------------------------------------
 
     def model_inputs(self, pixels):
-        """uint8 pixels ``[b, H, W, C]`` (one size) -> float32 model inputs.
+        """Pixels ``[b, H, W, C]`` (one size; uint8, or a data image's values) -> float32 model inputs
+        (:func:`tfseg.data.pixels.model_inputs` with :attr:`normalization`).
 
         Resize mode: ``[b, h, w, C]`` at the window; tiled mode: ``[b, round(H*scale), round(W*scale), C]``.
         """
@@ -164,7 +186,7 @@ class Settings:
         elif self.scale != 1.0:
             shape = tf.shape(pixels)
             pixels = resize_pixels(pixels, scaled_size(shape[1], shape[2], self.scale))
-        return model_inputs(pixels)
+        return model_inputs(pixels, self.normalization)
 
     def predict_inputs(self, predict: Predict, inputs):
         """Model inputs -> float32 probabilities ``[b, h, w, K]`` at the inputs' size.

@@ -58,9 +58,18 @@ def as_rgb_uint8(image) -> np.ndarray:
     """``image`` as ``uint8 [H, W, 3]``.
 
     Floats are read as ``[0, 1]`` (clipped, ``round(x * 255)``); grey
-    ``[H, W]`` / ``[H, W, 1]`` is repeated to three channels.
+    ``[H, W]`` / ``[H, W, 1]`` is repeated to three channels. A data image (:mod:`tfseg.data.bands`:
+    2 or more than 3 bands, integers above 255, floats outside [0, 1]) is shown by
+    :func:`tfseg.data.bands.display_rgb` (its first bands, each stretched between its 1st and 99th
+    percentiles).
     """
     array = np.asarray(image)
+    if array.ndim == 3 and array.size and (array.shape[-1] not in (1, 3) or (
+            array.dtype != bool and (array.max() > (255 if np.issubdtype(array.dtype, np.integer) else 1.0)
+                                     or array.min() < 0))):
+        from tfseg.data.bands import display_rgb
+
+        return display_rgb(array)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim == 2:

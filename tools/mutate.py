@@ -65,9 +65,12 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
     # of each step: the parity matrix (tests/test_segment.py) on the Keras kind where the step is kind-blind.
     "pixels": (
         "tfseg/data/pixels.py", None,
-        ["tests/test_segment.py", "tests/test_pipeline.py", "tests/test_patches.py"],
-        ["-k", "keras or resize or resizes or antialias or pass_through or scale_example or rescale or scale"],
+        ["tests/test_segment.py", "tests/test_pipeline.py", "tests/test_patches.py", "tests/test_bands.py"],
+        ["-k", "keras or resize or resizes or antialias or pass_through or scale_example or rescale or scale "
+               "or normalisation or raw_values"],
     ),
+    # Data images: which files keep their bands, reading them, normalisation and band statistics.
+    "bands": ("tfseg/data/bands.py", None, ["tests/test_bands.py"], ["-m", "not slow"]),
     "tiling": ("tfseg/tiling.py", None, ["tests/test_tiling.py", "tests/test_segment.py"],
                ["-k", "not jax and (not every_model_kind or keras)"]),
     "patches": ("tfseg/data/patches.py", None, ["tests/test_patches.py"], []),

@@ -80,7 +80,8 @@ def run(args):
         scale = run_config.scale if patch_trained and tiled else 1.0
         written = export.export_saved_model(model, args.out, version=args.version, overwrite=args.overwrite,
                                             threshold=args.threshold, tiled=tiled, scale=scale, tta=args.tta,
-                                            cleanup=cleanup, probabilities_png=args.probabilities_png)
+                                            cleanup=cleanup, probabilities_png=args.probabilities_png,
+                                            **(run_config.pixel_options() if run_config is not None else {}))
         if cleanup.enabled:
             print(f"clean-up {cleanup.describe()} stored with the export: tfseg predict and tfseg.inference apply it; "
                   "the serving graph's mask is without it (see docs/guide.md, 'Clean-up of masks')")

@@ -36,6 +36,8 @@ def field_type(option: dataclasses.Field):
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, with its default, type, choices (in the metavar) and help."""
     for option in dataclasses.fields(TrainConfig):
+        if not option.metadata.get("cli", True):  # set from the data (config.json), not a flag
+            continue
         kind = field_type(option)
         help_text = option.metadata.get("help", option.name.replace("_", " "))
         flag = flag_name(option.name)
@@ -72,7 +74,8 @@ def register(subparsers):
 
 def config_from_args(args) -> TrainConfig:
     """The :class:`TrainConfig` of parsed arguments (raises ConfigError on impossible values)."""
-    return TrainConfig(**{option.name: getattr(args, option.name) for option in dataclasses.fields(TrainConfig)})
+    return TrainConfig(**{option.name: getattr(args, option.name, option.default)
+                          for option in dataclasses.fields(TrainConfig)})
 
 
 def run(args) -> int:

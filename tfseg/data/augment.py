@@ -20,7 +20,8 @@ The steps, in order (each can be switched off in :class:`AugmentConfig`):
    deviation ``elastic`` times the image size;
 5. colour jitter on the image: brightness (+- ``brightness``), contrast (factor
    ``1 +- contrast`` around the image mean), saturation (factor ``1 +- saturation``),
-   hue (+- ``hue`` of a turn), gamma (``image ** exp(+- gamma)``); then clipped to [0, 1].
+   hue (+- ``hue`` of a turn), gamma (``image ** exp(+- gamma)``); then clipped to [0, 1]; off for
+   inputs that are not in [0, 1] (data images normalised per band or by min/max, :mod:`tfseg.data.bands`).
 
 The defaults suit dermoscopy: lesions have no up or down, so every flip and
 rotation is a valid new sample; zoom, colour and gamma mimic dermoscope
@@ -47,6 +48,9 @@ from tfseg.errors import ConfigError
 
 FILL_MODES = ("reflect", "nearest", "wrap", "constant")
 
+
+# The colour jitter (photographs: inputs in [0, 1]).
+COLOUR_FIELDS = ("brightness", "contrast", "saturation", "hue", "gamma")
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -108,6 +112,15 @@ class AugmentConfig:
     def has_transform(self) -> bool:
         return self.transform_probability > 0 and (self.zoom != (1.0, 1.0) or self.rotation > 0 or self.shear > 0)
 
+    @property
+    def has_colour(self) -> bool:
+        return any(getattr(self, name) > 0 for name in COLOUR_FIELDS)
+
+    def without_colour(self) -> "AugmentConfig":
+        """This config with the colour jitter off: for inputs not in [0, 1] (data images normalised per
+        band or by min/max, :mod:`tfseg.data.bands`), which the jitter's clipping to [0, 1] would destroy."""
+        return dataclasses.replace(self, **{name: 0.0 for name in COLOUR_FIELDS})
+
     def to_dict(self):
         return dataclasses.asdict(self)
 
@@ -160,7 +173,8 @@ def augment_example(image, mask, seed, config: Optional[AugmentConfig] = None):
         image, mask = random_affine(image, mask, seeds[2], config)
     if config.elastic > 0:
         image, mask = random_elastic(image, mask, seeds[3], config.elastic, int(config.elastic_grid))
-    image = random_colour(image, seeds[4], config)
+    if config.has_colour:
+        image = random_colour(image, seeds[4], config)
     image.set_shape(image_shape)
     mask.set_shape(mask_shape)
     return image, mask

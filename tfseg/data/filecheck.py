@@ -33,6 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tfseg import fileio
+from tfseg.data.bands import PHOTO, Form, file_form
 from tfseg.data.filepixels import displayed_size, graph_orients, mask_values, open_bytes, orientation, upright
 
 _CACHE_LIMIT = 200_000
@@ -60,6 +61,8 @@ class FileInfo:
         error: why the file cannot be read, else ``""``.
         encoding: for a mask, why its encoding hides the mask (read as one value), else ``""``.
         note: for a mask, how it was read when that is unusual (alpha as the mask), else ``""``.
+        form: for an image, its bands and value type (:class:`tfseg.data.bands.Form`): ``PHOTO``
+            for 8-bit photographs; data images have the decoder ``"bands"``.
     """
 
     format: str = ""
@@ -74,6 +77,7 @@ class FileInfo:
     decoder: str = ""
     note: str = ""
     orientation: int = 1
+    form: Form = PHOTO
 
     @property
     def size(self) -> str:
@@ -245,6 +249,13 @@ def _check_file(path: str, is_mask: bool) -> FileInfo:
     """Check one file with Pillow (see :func:`check_file`); never raises for a bad file."""
     try:
         data = fileio.read_bytes(path)
+        if not is_mask:
+            form, values = file_form(data)
+            if not form.photo:  # data: every band and value kept (tfseg.data.bands), read as stored
+                height, width = values.shape[:2]
+                fmt = "TIFF" if data[:2] in (b"II", b"MM") else "PNG"
+                return FileInfo(fmt, f"{form.channels}x{form.dtype}", width, height, graph=False, decoder="bands",
+                                form=form)
         with open_bytes(data) as image:
             fmt, mode, (width, height) = image.format or "", image.mode, displayed_size(image, data)
             turn = orientation(image, data)

@@ -45,12 +45,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tfseg import fileio, masks
+from tfseg.data.bands import PHOTO, Form, read_bands
 from tfseg.data.colormap import ColourMap, read_colormap
 from tfseg.data.filecheck import FileInfo, check_files
 from tfseg.data.filepixels import describe_values, mask_array, open_bytes, rgb_array
 from tfseg.data.sources import Setting, Source
 from tfseg.data.spec import SourceSpec, with_option
-from tfseg.errors import DataError
+from tfseg.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -115,13 +116,20 @@ def _pillow_mask(path: bytes) -> np.ndarray:
         return mask_array(image)[..., None]
 
 
-def image_decoder(kind: str):
+def image_decoder(kind: str, form: Form = PHOTO):
     """``image path -> RGB uint8 [H, W, 3]`` with the decoder :func:`~tfseg.data.filecheck.graph_decoder`
-    chose (``"image"``, ``"palette_bmp"``), or Pillow (``"pillow"``) for what only Pillow reads the same."""
+    chose (``"image"``, ``"palette_bmp"``), or Pillow (``"pillow"``) for what only Pillow reads the same;
+    ``"bands"``: a data image in ``form`` (:func:`tfseg.data.bands.read_bands`)."""
     import tensorflow as tf
 
     from tfseg.data import decode
 
+    if kind == "bands":
+        def bands(path):
+            return read_bands(fileio.read_bytes(path.decode()), form)
+
+        return lambda path: tf.ensure_shape(tf.numpy_function(bands, [path], tf.as_dtype(form.storage_dtype),
+                                                              stateful=False), [None, None, form.channels])
     if kind == "pillow":
         return lambda path: tf.numpy_function(_pillow_rgb, [path], tf.uint8, stateful=False)
     if kind == "palette_bmp":
@@ -152,14 +160,15 @@ def _decode_in_graph(image_path, mask_path):
     return decode_rgb(tf.io.read_file(image_path)), decode_mask(tf.io.read_file(mask_path))
 
 
-def _finish(sample_id, image, mask, num_classes: int, mask_threshold: Optional[int], same_size: bool):
+def _finish(sample_id, image, mask, num_classes: int, mask_threshold: Optional[int], same_size: bool,
+            channels: int = 3):
     """Mask at the image's size (nearest neighbour) and in the source's value convention.
 
     ``same_size``: whether the check found mask and image of one size.
     """
     import tensorflow as tf
 
-    image = tf.ensure_shape(image, [None, None, 3])
+    image = tf.ensure_shape(image, [None, None, channels])
     mask = tf.ensure_shape(mask, [None, None, 1])
     if not same_size:
         mask = tf.image.resize(mask, tf.shape(image)[:2], method="nearest")
@@ -170,14 +179,14 @@ def _finish(sample_id, image, mask, num_classes: int, mask_threshold: Optional[i
     return {"id": sample_id, "image": image, "mask": mask}
 
 
-def _empty_examples():
+def _empty_examples(form: Form = PHOTO):
     import tensorflow as tf
 
     return tf.data.Dataset.from_tensor_slices({
         "id": tf.zeros([0], tf.string),
-        "image": tf.zeros([0, 1, 1, 3], tf.uint8),
+        "image": tf.zeros([0, 1, 1, form.channels], form.storage_dtype),
         "mask": tf.zeros([0, 1, 1, 1], tf.uint8),
-    }).map(lambda row: {"id": row["id"], "image": tf.ensure_shape(row["image"], [None, None, 3]),
+    }).map(lambda row: {"id": row["id"], "image": tf.ensure_shape(row["image"], [None, None, form.channels]),
                         "mask": tf.ensure_shape(row["mask"], [None, None, 1])})
 
 
@@ -195,6 +204,8 @@ def _orientation_note(image: FileInfo, mask: FileInfo) -> str:
 
 
 _REPORTED_SKIPS: set = set()
+# Bands of the 8-bit files read as photographs, by Pillow's mode (for ``channels=N``).
+_PHOTO_BANDS = {"1": 1, "L": 1, "P": 3, "LA": 2, "PA": 4, "RGB": 3, "RGBA": 4, "RGBX": 4, "CMYK": 4, "YCbCr": 3}
 
 
 class FileSource(Source):
@@ -209,6 +220,7 @@ class FileSource(Source):
             and any mask values are accepted; default: the rule of :mod:`tfseg.masks`.
         ignore_class: a mask value allowed beside the class ids.
         colormap: a CSV file mapping RGB colours to class ids (:mod:`tfseg.data.colormap`).
+        channels: read the first N bands of every image (:mod:`tfseg.data.bands`); default: the data's.
 
     Attributes:
         root: the folder the layout was found in.
@@ -216,13 +228,19 @@ class FileSource(Source):
     """
 
     SETTINGS = (Setting("colormap", "CSV file class_id,r,g,b[,name]: masks are RGB colours, one per class",
-                        fileio.fspath, normalise=fileio.fspath),)
+                        fileio.fspath, normalise=fileio.fspath),
+                Setting("channels", "read the first N bands of every image (3: RGBA files as RGB; 4: keep an "
+                                    "opaque alpha band); default: the bands the data holds (tfseg.data.bands)",
+                        int))
     checked = True
 
     def __init__(self, spec: SourceSpec, num_classes: Optional[int] = None, skip_bad: bool = False,
                  mask_threshold: Optional[int] = None, ignore_class: Optional[int] = None,
-                 colormap: Optional[str] = None):
+                 colormap: Optional[str] = None, channels: Optional[int] = None):
         self.spec = spec
+        if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
+            raise ConfigError(f"data source {spec.text!r}: channels={channels!r} must be a positive integer")
+        self.channels = channels
         self.colormap: Optional[ColourMap] = None
         own = None
         if colormap is not None:  # RGB colour-coded masks: the file says which colour is which class
@@ -292,18 +310,18 @@ class FileSource(Source):
                 "image": [str(p.image) for p in selected],
                 "mask": [str(p.mask) for p in selected],
             }
-            image = image_decoder(kind[0])
+            image = image_decoder(kind[0], self.image_form)
             mask = self.colormap.mask_decoder() if self.colormap is not None else mask_decoder(kind[1])
             # Plain TensorFlow ops: autograph's source conversion would only add tracing time.
             return tf.data.Dataset.from_tensor_slices(columns).map(
                 tf.autograph.experimental.do_not_convert(
                     lambda row: _finish(row["id"], image(row["image"]), mask(row["mask"]), self.num_classes,
-                                        self.mask_threshold, kind[2])),
+                                        self.mask_threshold, kind[2], self.image_form.channels)),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
 
         if not groups:
-            return _empty_examples()
+            return _empty_examples(self.image_form)
         if len(groups) == 1:
             return decoded(groups[0])
         choice = tf.data.Dataset.from_tensor_slices(tf.constant([groups.index(k) for k in kinds], tf.int64))
@@ -344,7 +362,51 @@ class FileSource(Source):
             problems.extend(found)
             if not found:
                 good.append(pair)
+        return self._common_form(good, problems)
+
+    def _common_form(self, pairs: List[Pair], problems: List[Tuple[str, str]]):
+        """``(pairs, problems)`` after setting :attr:`form`: the bands and value type most images have
+        (:mod:`tfseg.data.bands`); an image of another form is a problem naming it."""
+        from collections import Counter
+
+        if self.channels is not None:
+            pairs = self._chosen_bands(pairs, problems)
+        counts = Counter(p.image_info.form for p in pairs)
+        if not counts:
+            return pairs, problems
+        self.image_form = max(counts, key=lambda form: (counts[form], form == PHOTO))
+        good = []
+        for pair in pairs:
+            if pair.image_info.form == self.image_form:
+                good.append(pair)
+                continue
+            found, common = pair.image_info.form.describe(), self.image_form.describe()
+            hint = "" if self.channels is not None else \
+                f" (or read N bands of each: '{with_option(self.spec.text, 'channels', self.image_form.channels)}')"
+            problems.append((str(pair.image), f"image of {found}, but {counts[self.image_form]} other image(s) of "
+                                              f"this source are {common}: every image of a source needs the same "
+                                              f"bands and value type{hint}"))
         return good, problems
+
+    def _chosen_bands(self, pairs: List[Pair], problems: List[Tuple[str, str]]) -> List[Pair]:
+        """With ``channels=N``: each image's first N bands (an 8-bit one of 3 bands is a photograph, read
+        as RGB); an image with fewer bands is a problem naming it."""
+        import dataclasses
+
+        good = []
+        for pair in pairs:
+            info = pair.image_info
+            have = info.form.channels if not info.form.photo else _PHOTO_BANDS.get(info.mode, 3)
+            if have < self.channels:
+                problems.append((str(pair.image), f"image of {have} band(s), fewer than channels={self.channels}"))
+                continue
+            if self.channels == 3 and info.form.dtype == "uint8":
+                form, decoder = PHOTO, info.decoder if info.form.photo else "pillow"
+            else:
+                form, decoder = Form(self.channels, info.form.dtype, photo=False), "bands"
+            pair.image_info = dataclasses.replace(info, form=form, decoder=decoder, graph=decoder != "pillow")
+            good.append(pair)
+        return good
 
     def _handle_problems(self):
         text = self.spec.text

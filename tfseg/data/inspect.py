@@ -53,7 +53,8 @@ def inspect_source(source, seed: int = 0, fractions=DEFAULT_FRACTIONS, skip_bad:
         ``image_types``, ``mask_types``, ``mask_values`` (value -> number of masks
         holding it), ``class_fraction`` (class -> pixel fraction),
         ``warnings``/``problems`` (lists of ``{"path", "message"}``), ``skipped``
-        and ``fatal`` (problems that stop training without ``skip_bad``).
+        and ``fatal`` (problems that stop training without ``skip_bad``), ``pixels``
+        (:func:`pixel_stats`: channels, dtype, bit depth, per-band percentiles, the default normalisation).
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"limit {limit!r}: must be a positive integer")
@@ -87,6 +88,7 @@ def inspect_source(source, seed: int = 0, fractions=DEFAULT_FRACTIONS, skip_bad:
         "splits": splits,
         "split_rule": src.split_rule,
         **stats,
+        "pixels": pixel_stats(src, ids),
         "warnings": [{"path": p, "message": m} for p, m in src.warnings],
         "problems": [{"path": p, "message": m} for p, m in problems],
         "skipped": len(src.skipped),
@@ -174,6 +176,61 @@ def _file_stats(src) -> Dict:
     }
 
 
+# Pixel statistics (inspect) read at most this many images, and at most this many pixels of each.
+PIXEL_SAMPLES = 64
+PIXELS_PER_IMAGE = 2**16
+
+
+def pixel_stats(src, ids) -> Dict:
+    """What the images' pixels are (:mod:`tfseg.data.bands`): ``{"form", "channels", "dtype", "bit_depth",
+    "range", "percentiles": {"1": [per band], "50": [...], "99": [...]}, "images", "normalization"}``.
+
+    Read as training reads them (``src.examples``, storage form) from the first :data:`PIXEL_SAMPLES`
+    images (each thinned to at most :data:`PIXELS_PER_IMAGE` pixels). ``bit_depth``: the bits the
+    largest value needs (12 for 12-bit values in uint16), 8 for photographs, 0 for floats.
+    """
+    import numpy as np
+
+    from tfseg.data.bands import bit_depth, default_normalization, percentiles
+
+    form = src.image_form
+    chosen = ids[:PIXEL_SAMPLES]
+    samples = []
+    for example in (src.examples(chosen).as_numpy_iterator() if chosen else []):
+        flat = example["image"].reshape(-1, example["image"].shape[-1])
+        samples.append(flat[:: max(1, len(flat) // PIXELS_PER_IMAGE)])
+    stats = {"form": form.describe(), "channels": form.channels, "dtype": form.dtype, "images": len(samples),
+             "normalization": "auto: " + default_normalization(form).describe()}
+    if not samples:
+        return stats
+    values = np.concatenate(samples)
+    if np.issubdtype(np.dtype(form.dtype), np.integer):
+        values_int = values.astype(np.int64)
+        stats["bit_depth"] = 8 if form.photo else bit_depth(values_int)
+    else:
+        stats["bit_depth"] = 0
+    points = percentiles(values)
+    stats["range"] = [float(values.min()), float(values.max())]
+    stats["percentiles"] = {str(p): [float(v) for v in row] for p, row in zip((1, 50, 99), points)}
+    return stats
+
+
+def _pixels_lines(pixels: Dict) -> list:
+    if not pixels:
+        return []
+    depth = pixels.get("bit_depth")
+    bits = ("" if depth is None or pixels["form"].startswith("RGB") else ", float values" if depth == 0
+            else f", {depth}-bit values")
+    lines = [f"pixels    {pixels['form']}{bits}" + (f", range {pixels['range'][0]:g}..{pixels['range'][1]:g}"
+                                                     if "range" in pixels else "")]
+    if "percentiles" in pixels:
+        bands = zip(*(pixels["percentiles"][p] for p in ("1", "50", "99")))
+        lines.append("          percentiles 1/50/99 per band: " + "; ".join(
+            f"{i}: {a:g}/{b:g}/{c:g}" for i, (a, b, c) in enumerate(bands)) + f" (over {pixels['images']} images)")
+    lines.append(f"          normalization {pixels['normalization']}")
+    return lines
+
+
 def _decoded_stats(src, ids) -> Dict:
     """By decoding through ``src.examples`` (TFDS, TFRecord, synthetic)."""
     from tfseg import progress
@@ -224,6 +281,7 @@ def format_report(report: Dict) -> str:
            else f"  (seed {report['seed']}, fractions {fractions})"),
         f"images    {_counts_line(report['image_sizes'])}",
         f"          {_counts_line(report['image_types'])}",
+        *_pixels_lines(report.get("pixels")),
         f"masks     {_counts_line(report['mask_types'])}",
         f"values    {value_text or '-'}",
         f"balance   {balance_text}",

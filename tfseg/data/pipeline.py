@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from tfseg import masks
 from tfseg.data.augment import augment_config, augment_example
+from tfseg.data.bands import Normalization, band_statistics, default_normalization
 from tfseg.data.pixels import PIXEL_RANGE, model_inputs, resize_pixels, stored_pixels
 from tfseg.data.pixels import RESIZE_ANTIALIAS, RESIZE_METHOD, resize_image  # noqa: F401 - their former home
 from tfseg.data.patches import DEFAULT_FOREGROUND_FRACTION, check_patch_options, random_patch, rescale_example
@@ -63,6 +64,7 @@ def load_dataset(
     patch_size: Optional[int] = None,
     scale: float = 1.0,
     foreground_fraction: float = DEFAULT_FOREGROUND_FRACTION,
+    normalization=None,
     border_weight=None,
     **source_options,
 ) -> tf.data.Dataset:
@@ -97,14 +99,18 @@ def load_dataset(
             resized by this factor (e.g. 0.5 halves each side).
         foreground_fraction: with ``patch_size``, the chance that a crop is centred on a
             random foreground pixel (else uniform over the image).
+        normalization: how pixels become model inputs (:class:`tfseg.data.bands.Normalization`, its
+            dict or text); ``None``: ``x / 255`` for 8-bit images, else per-band statistics measured
+            on the ``train`` split of the same seed and fractions (:func:`resolve_normalization`).
         border_weight: ``(w0, sigma)`` or ``"w0,sigma"``: each sample also carries the U-Net paper's
             border weight map of its (augmented) mask, ``[H, W, 1]``, as ``model.fit``'s pixel
             weights (:mod:`tfseg.data.borders`).
         **source_options: passed to the source's opener (e.g. ``seed`` of ``synthetic``).
 
     Returns:
-        ``tf.data.Dataset`` of ``(images float32 [B,H,W,3] in [0,1], masks [B,H,W,1])``
-        (and ``weights float32 [B,H,W,1]`` with ``border_weight``).
+        ``tf.data.Dataset`` of ``(images float32 [B,H,W,C], masks [B,H,W,1])``: C = 3 and [0, 1] for
+        photographs; a data source's own bands (:attr:`Source.image_form`), normalised (and
+        ``weights float32 [B,H,W,1]`` with ``border_weight``).
 
     Raises:
         TfsegError: bad source, split, size or option (one line naming it);
@@ -113,26 +119,30 @@ def load_dataset(
     if patch_size is not None or image_size is None:
         return _native_dataset(source, split, patch_size, scale, foreground_fraction, batch_size, augment, seed,
                                shuffle, cache, fractions, num_classes, repeat, skip_bad, drop_remainder,
-                               source_options, image_size, border_weight)
+                               source_options, image_size, normalization, border_weight)
     size = image_hw(image_size)
     batch_size = _positive_int("batch_size", batch_size)
     config = augment_config(split == "train" if augment is None else augment)
     shuffle = split == "train" if shuffle is None else bool(shuffle)
 
-    def resized(image, mask, classes):
-        return resize_example(image, mask, size, classes)
+    def resized(image, mask, classes, form):
+        return resize_example(image, mask, size, classes, form)
 
     # Plain TensorFlow ops: autograph's source conversion would only add tracing time (a cold start cost).
     plain = tf.autograph.experimental.do_not_convert
     ds, opened, classes, ids, cache = _split_examples(source, split, seed, cache, fractions, num_classes, skip_bad,
                                                       source_options, size, plain(resized))
-    sample_bytes = size[0] * size[1] * (3 + MASK_DTYPE.size)
+    sample_bytes = size[0] * size[1] * (_pixel_bytes(opened.image_form) + MASK_DTYPE.size)
+    norm = resolve_normalization(normalization, opened, seed, fractions)
+    if config is not None and norm.kind != "uint8":
+        config = config.without_colour()
     if use_memory_cache(cache, len(ids) * sample_bytes, f"{opened.spec.text} {split}"):
         ds = ds.cache()
     if shuffle:
         buffer = max(1, min(len(ids), SHUFFLE_BUFFER_BYTES // sample_bytes))
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(plain(lambda image, mask: scale_example(image, mask, classes)), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(plain(lambda image, mask: scale_example(image, mask, classes, norm)),
+                num_parallel_calls=tf.data.AUTOTUNE)
     if config is not None:
         # One [2] seed per sample, new every epoch, reproducible from ``seed``.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
@@ -145,7 +155,7 @@ def load_dataset(
 
 def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch_size, augment, seed, shuffle,
                     cache, fractions, num_classes, repeat, skip_bad, drop_remainder, source_options,
-                    image_size=None, border_weight=None):
+                    image_size=None, normalization=None, border_weight=None):
     """:func:`load_dataset` at native resolution: random patches (``patch_size``) or whole images (batch 1).
 
     The stages: :func:`native_examples` (storage form, times ``scale``, cached) -> shuffle
@@ -162,6 +172,9 @@ def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch
     shuffle = split == "train" if shuffle is None else bool(shuffle)
     ds, opened, classes, count, sample_bytes = _stored_examples(source, split, scale, seed, cache, fractions,
                                                                 num_classes, skip_bad, source_options, image_size)
+    norm = resolve_normalization(normalization, opened, seed, fractions)
+    if config is not None and norm.kind != "uint8":
+        config = config.without_colour()
     if shuffle:
         buffer = max(1, min(count, SHUFFLE_BUFFER_BYTES // sample_bytes))
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
@@ -172,14 +185,14 @@ def _native_dataset(source, split, patch_size, scale, foreground_fraction, batch
         def crop(pair, s):
             image, mask = random_patch(pair[0], pair[1], patch_size, s[:2], foreground_fraction,
                                        ignore_class=opened.ignore_class)
-            image, mask = scale_example(image, mask, classes)
+            image, mask = scale_example(image, mask, classes, norm)
             if config is not None:
                 image, mask = augment_example(image, mask, s[2:], config)
             return image, mask
 
         ds = tf.data.Dataset.zip((ds, seeds)).map(crop, num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        ds = ds.map(lambda image, mask: scale_example(image, mask, classes), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda image, mask: scale_example(image, mask, classes, norm), num_parallel_calls=tf.data.AUTOTUNE)
     ds = _border_weighted(ds, border_weight, classes, opened.ignore_class)
     return _batched(ds, batch_size, drop_remainder, repeat, seed)
 
@@ -219,7 +232,8 @@ def native_examples(source, split: str = "test", seed: Optional[int] = 0, fracti
         image_size: only the size ``synthetic`` is generated at.
 
     Returns:
-        ``tf.data.Dataset`` of ``(image uint8 [h, w, 3], mask [h, w, 1])``: the mask uint8 {0, 1}
+        ``tf.data.Dataset`` of ``(image uint8 [h, w, 3], mask [h, w, 1])`` (a data source: its bands,
+        uint8 or float32 raw values, :mod:`tfseg.data.bands`): the mask uint8 {0, 1}
         (binary) or class ids (uint8; int32 above 256 classes), as :func:`native_example` gives them.
     """
     check_patch_options(None, scale, 0.0)
@@ -235,8 +249,8 @@ def _stored_examples(source, split, scale, seed, cache, fractions, num_classes, 
 
     The stages: examples (original size) -> storage form (uint8, mask {0,1}/ids) -> ``scale`` -> cache.
     """
-    def stored(image, mask, classes):
-        return rescale_example(*native_example(image, mask, classes), scale)
+    def stored(image, mask, classes, form):
+        return rescale_example(*native_example(image, mask, classes, form), scale)
 
     # image_size only reaches ``synthetic``, which is generated at one size (its native size here).
     ds, opened, classes, ids, cache = _split_examples(source, split, seed, cache, fractions, num_classes, skip_bad,
@@ -253,7 +267,7 @@ def _split_examples(source, split, seed, cache, fractions, num_classes, skip_bad
 
     Checks ``split``, ``fractions`` and ``cache``; opens the source once (every setting reaches its
     kind); lists the split's ids; maps each example's ``(image, mask)`` through
-    ``transform(image, mask, num_classes)`` after the class-id check (before any resize, which may skip
+    ``transform(image, mask, num_classes, form)`` after the class-id check (before any resize, which may skip
     the offending pixels); counts the samples (or drops failures with ``skip_bad`` on an unchecked source).
     """
     if split not in SPLITS + ("all",):
@@ -274,7 +288,7 @@ def _split_examples(source, split, seed, cache, fractions, num_classes, skip_bad
         mask = example["mask"]
         if classes > 1:
             mask = _checked_class_ids(mask, classes, example["id"], opened.ignore_class)
-        return transform(example["image"], mask, classes)
+        return transform(example["image"], mask, classes, opened.image_form)
 
     ds = opened.examples(ids).map(tf.autograph.experimental.do_not_convert(example_pair),
                                   num_parallel_calls=tf.data.AUTOTUNE)
@@ -287,10 +301,13 @@ def _split_examples(source, split, seed, cache, fractions, num_classes, skip_bad
     return ds, opened, classes, ids, cache
 
 
-def native_example(image, mask, num_classes: int = 1):
-    """:func:`resize_example` without the resizing: ``(uint8 [h, w, 3], mask [h, w, 1])`` at the sample's size."""
+def native_example(image, mask, num_classes: int = 1, form=None):
+    """:func:`resize_example` without the resizing: ``(uint8 [h, w, 3], mask [h, w, 1])`` at the sample's size
+    (a data ``form``'s image as it is)."""
     image = tf.convert_to_tensor(image)
-    if not (image.dtype == tf.uint8 and image.shape.rank == 3 and image.shape[-1] == 3):
+    if _is_data(form):
+        pass
+    elif not (image.dtype == tf.uint8 and image.shape.rank == 3 and image.shape[-1] == 3):
         image = stored_pixels(_rgb_float(image) * PIXEL_RANGE)
     mask, threshold = _mask_values(tf.convert_to_tensor(mask), num_classes)
     return image, threshold(mask)
@@ -306,7 +323,33 @@ def _native_sample_bytes(opened, ids, scale: float) -> int:
         except (tf.errors.OpError, StopIteration):  # an unreadable first sample: assume a 1024 px square
             size = (1024, 1024)
     height, width = size
-    return max(1, int(height * width * float(scale) ** 2 * (3 + MASK_DTYPE.size)))
+    return max(1, int(height * width * float(scale) ** 2 * (_pixel_bytes(opened.image_form) + MASK_DTYPE.size)))
+
+
+def _pixel_bytes(form) -> int:
+    """Bytes one stored pixel of ``form`` takes (uint8 or float32 per band)."""
+    return form.channels * (1 if form.storage_dtype == "uint8" else 4)
+
+
+def _is_data(form) -> bool:
+    return form is not None and not form.photo
+
+
+def resolve_normalization(normalization, source: Source, seed: Optional[int] = 0,
+                          fractions=DEFAULT_FRACTIONS) -> Normalization:
+    """``normalization`` for an opened ``source``: ``None`` -> :func:`tfseg.data.bands.default_normalization`
+    (``x / 255`` for 8-bit images); ``per_band`` without numbers -> measured on the ``train`` split
+    (:func:`tfseg.data.bands.band_statistics`, every pixel at native size).
+
+    Raises:
+        ConfigError: per-band numbers for another band count than the source's.
+    """
+    norm = Normalization.parse(normalization) or default_normalization(source.image_form)
+    if not norm.measured:
+        ids = source.split_ids("train", seed=0 if seed is None else seed, fractions=validate_fractions(fractions))
+        norm = band_statistics(example["image"].numpy() for example in source.examples(ids))
+    norm.check_channels(source.image_form.channels, f"the images of {source.spec.text!r}")
+    return norm
 
 
 def dataset_summary(source, seed: int = 0, fractions=DEFAULT_FRACTIONS, **source_options) -> Dict:
@@ -393,7 +436,7 @@ MASK_DTYPE = tf.uint8
 _IMAGE_DTYPES = {tf.uint8: 255.0, tf.uint16: 65535.0, tf.float16: 1.0, tf.float32: 1.0, tf.float64: 1.0, tf.bool: 1.0}
 
 
-def resize_example(image, mask, image_size, num_classes: int = 1):
+def resize_example(image, mask, image_size, num_classes: int = 1, form=None):
     """One sample to the pipeline's storage form: ``(image uint8 [h,w,3], mask [h,w,1])``.
 
     Accepts what sources and users plausibly hand in: images ``[H, W]`` or
@@ -412,34 +455,39 @@ def resize_example(image, mask, image_size, num_classes: int = 1):
         image, mask: tensors as above.
         image_size: ``N`` or ``(height, width)``.
         num_classes: 1 for binary masks, else the number of classes.
+        form: a data source's :class:`tfseg.data.bands.Form`: the image keeps its bands and values
+            (:func:`~tfseg.data.pixels.resize_pixels`: uint8 stays uint8, other values float32).
 
     Returns:
-        ``(uint8 [h, w, 3], uint8 [h, w, 1])``.
+        ``(uint8 [h, w, 3], uint8 [h, w, 1])`` (data: ``[h, w, channels]`` uint8 or float32).
 
     Raises:
         TfsegError: a rank, channel count, dtype or size that cannot be an image or mask.
     """
     size = image_hw(image_size)
     image = tf.convert_to_tensor(image)
-    if image.dtype == tf.uint8 and image.shape.rank == 3 and image.shape[-1] == 3:
-        image = _image_rank3(image, "image")  # the decoders' output: resize the 0..255 values directly
+    if _is_data(form):  # every band, raw values
+        image = resize_pixels(image, size) if tuple(image.shape[:2]) != size else image
     else:
-        image = _rgb_float(image) * PIXEL_RANGE
-    image = resize_pixels(image, size) if tuple(image.shape[:2]) != size else stored_pixels(image)
+        if image.dtype == tf.uint8 and image.shape.rank == 3 and image.shape[-1] == 3:
+            image = _image_rank3(image, "image")  # the decoders' output: resize the 0..255 values directly
+        else:
+            image = _rgb_float(image) * PIXEL_RANGE
+        image = resize_pixels(image, size, rounded=True) if tuple(image.shape[:2]) != size else stored_pixels(image)
     mask, threshold = _mask_values(tf.convert_to_tensor(mask), num_classes)
     if tuple(mask.shape[:2]) != size:
         # Nearest neighbour picks pixels, so thresholding after it (at the full mask's rule) is exact and cheaper.
         mask = tf.image.resize(mask, size, method="nearest")
     mask = threshold(mask)
-    image.set_shape(size + (3,))
+    image.set_shape(size + (image.shape[-1],))
     mask.set_shape(size + (1,))
     return image, mask
 
 
-def scale_example(image, mask, num_classes: int = 1):
-    """Storage form -> model form: image float32 in [0, 1] (:func:`~tfseg.data.pixels.model_inputs`);
-    mask float32 {0, 1} (binary) or int32 ids."""
-    image = model_inputs(image)
+def scale_example(image, mask, num_classes: int = 1, normalization=None):
+    """Storage form -> model form: image float32 by ``normalization`` (:func:`~tfseg.data.pixels.model_inputs`:
+    in [0, 1] for 8-bit images by default); mask float32 {0, 1} (binary) or int32 ids."""
+    image = model_inputs(image, normalization)
     mask = tf.cast(mask, tf.float32 if num_classes == 1 else tf.int32)
     return image, mask
 

@@ -8,11 +8,16 @@ graph) call these functions, so an image reaches the model the same way everywhe
       -> resize_pixels(pixels, size)                 resize_image, then rounded to uint8 levels
       -> model_inputs(pixels)                        float32, x / 255
 
+    data pixels [..., H, W, C] (uint16, float32...)  (tfseg.data.bands: every band, raw values)
+      -> resize_pixels(pixels, size)                 resize_image, float32 raw values (never rounded)
+      -> model_inputs(pixels, normalization)         the run's normalisation (tfseg.data.bands.Normalization)
+
 * :func:`resize_image`: bilinear with antialiasing, the one image resize;
 * :func:`stored_pixels`: ``uint8(round(clip(x, 0, 255)))``, the one rounding to the
   pipeline's storage form (a resized image is stored, cached and served at uint8 levels);
 * :func:`scaled_size`: ``max(1, round(side * scale))`` per side, the ``--scale`` rule;
-* :func:`model_inputs`: pixels -> what the model takes (``x / 255`` for 8-bit images).
+* :func:`model_inputs`: pixels -> what the model takes (``x / 255`` for 8-bit images, else the
+  stored :class:`~tfseg.data.bands.Normalization`).
 
 Example:
     >>> import tensorflow as tf
@@ -58,13 +63,17 @@ def stored_pixels(values):
     return tf.cast(tf.round(tf.clip_by_value(values, 0.0, PIXEL_RANGE)), tf.uint8)
 
 
-def resize_pixels(pixels, size):
-    """uint8 pixels ``[..., H, W, C]`` resized to ``size`` as the pipeline stores them (uint8 out).
+def resize_pixels(pixels, size, rounded=None):
+    """Pixels ``[..., H, W, C]`` resized to ``size`` as the pipeline stores them.
 
-    :func:`resize_image` then :func:`stored_pixels`: a resized image is rounded to uint8
-    levels once, here, whether it is cached for training, cut into patches or served.
+    :func:`resize_image`, then for uint8 pixels :func:`stored_pixels`: a resized 8-bit image is
+    rounded to uint8 levels once, here, whether it is cached for training, cut into patches or
+    served. Pixels of any other dtype (data images: 16-bit, float) stay float32 raw values.
+    ``rounded``: force the uint8 rounding on (values already on the 0..255 scale) or off.
     """
-    return stored_pixels(resize_image(pixels, size))
+    pixels = tf.convert_to_tensor(pixels)
+    resized = resize_image(pixels, size)
+    return stored_pixels(resized) if (pixels.dtype == tf.uint8 if rounded is None else rounded) else resized
 
 
 def scaled_size(height, width, scale: float):
@@ -80,10 +89,30 @@ def scaled_size(height, width, scale: float):
     return tf.maximum(tf.cast(tf.round(sides * float(scale)), tf.int32), 1)
 
 
-def model_inputs(pixels):
-    """Pixels ``[..., C]`` (uint8, or floats on the 0..255 scale) -> float32 model inputs ``x / 255`` in [0, 1].
+def model_inputs(pixels, normalization=None):
+    """Pixels ``[..., C]`` -> float32 model inputs: the one normalisation of tfseg.
 
-    The one normalisation of tfseg: the pipeline's ``scale_example`` and every prediction
-    path call it.
+    The pipeline's ``scale_example`` and every prediction path (:mod:`tfseg.segment`: ``predict``,
+    ``evaluate``, the serving graph) call it.
+
+    Args:
+        pixels: uint8, or any real dtype (data images' raw values).
+        normalization: a :class:`tfseg.data.bands.Normalization` (or its dict); ``None`` or
+            ``uint8``: ``x / 255`` in [0, 1]; ``per_band``: ``(x - mean) / std`` per band;
+            ``minmax``: ``(x - min) / (max - min)``.
+
+    Example:
+        >>> float(model_inputs(tf.constant([[3000.0]]), {"kind": "per_band", "mean": [2000.0], "std": [500.0]})[0, 0])
+        2.0
     """
-    return tf.cast(pixels, tf.float32) / PIXEL_RANGE
+    from tfseg.data.bands import Normalization
+
+    values = tf.cast(pixels, tf.float32)
+    norm = Normalization.parse(normalization)
+    if norm is None or norm.kind == "uint8":
+        return values / PIXEL_RANGE
+    if norm.kind == "minmax":
+        return (values - norm.min) / (norm.max - norm.min)
+    if not norm.measured:
+        raise ValueError("normalization per_band without its measured mean and std")
+    return (values - tf.constant(norm.mean, tf.float32)) / tf.constant(norm.std, tf.float32)

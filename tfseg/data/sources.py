@@ -22,6 +22,7 @@ import pkgutil
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 
+from tfseg.data.bands import PHOTO, Form
 from tfseg.config import DEFAULT_FRACTIONS
 from tfseg.data.spec import SourceSpec, parse_source
 from tfseg.errors import ConfigError, TfsegError
@@ -110,6 +111,8 @@ class Source(abc.ABC):
         skipped: ``[(path, why), ...]`` of samples left out by ``skip_bad``.
         warnings: ``[(path, what), ...]`` that do not stop a run.
         split_rule: how the splits are made, in words, when not the seeded hash (else None).
+        image_form: what :meth:`examples` yields as ``image`` (:class:`tfseg.data.bands.Form`): ``PHOTO``,
+            RGB uint8 ``[H, W, 3]``, or data: ``[H, W, channels]`` of uint8 (8-bit) or float32 raw values.
     """
 
     KIND: ClassVar[str] = ""
@@ -127,6 +130,7 @@ class Source(abc.ABC):
     skipped: Sequence[Tuple[str, str]] = ()
     warnings: Sequence[Tuple[str, str]] = ()
     split_rule: Optional[str] = None
+    image_form: Form = PHOTO
 
     @classmethod
     def settings(cls) -> Dict[str, Setting]:

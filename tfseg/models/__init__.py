@@ -35,13 +35,16 @@ __all__ = [
 ]
 
 
-def build_model(name, image_size=256, num_classes=1, **options):
+def build_model(name, image_size=256, num_classes=1, channels=3, **options):
     """The registered model ``name`` (see :func:`available_models`).
 
     Args:
         name: ``"unet"``, ``"segnet"``, ... (case-insensitive).
         image_size: int or ``(height, width)``.
         num_classes: 1 for a binary mask (sigmoid), more for class ids (softmax).
+        channels: bands of the input images (3 for RGB photographs; the data's own for
+            multi-band images, :mod:`tfseg.data.bands`). Passed to the builder only when it is not 3,
+            so a builder registered without a ``channels`` option keeps working for RGB.
         **options: the builder's own options, e.g. ``depth``, ``base_filters``,
             ``batch_norm``, ``dropout``, ``upsampling``, ``encoder`` for ``unet``;
             ``variant`` for ``segnet``.
@@ -56,6 +59,8 @@ def build_model(name, image_size=256, num_classes=1, **options):
     takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(builder).parameters.values())
     if not takes_any:  # builders with **options check them themselves
         check_options(str(name).lower(), options, option_names(builder))
+    if channels != 3:
+        options["channels"] = channels
     return builder(image_size=image_size, num_classes=num_classes, **options)
 
 

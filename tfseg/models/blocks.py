@@ -149,16 +149,23 @@ def image_shape(image_size: Union[None, int, Iterable[int]], multiple: int, mode
     return sizes
 
 
-def model_input(height, width, multiple: int):
-    """``(keras.Input named "images", the tensor the model continues from)``.
+def model_input(height, width, multiple: int, channels: int = 3):
+    """``(keras.Input named "images" with ``channels`` bands, the tensor the model continues from)``.
 
     A fixed size was checked when the model was built (:func:`image_shape`); a model of any size
     (``height``/``width`` ``None``) checks each call's size with :class:`tfseg.layers.SizeCheck`.
     """
-    inputs = keras.Input(shape=(height, width, 3), name="images")
+    inputs = keras.Input(shape=(height, width, check_channels(channels)), name="images")
     if height is not None and width is not None:
         return inputs, inputs
     return inputs, SizeCheck(multiple, name=f"size_multiple_of_{multiple}")(inputs)
+
+
+def check_channels(channels) -> int:
+    """``channels`` (the input's bands) as a positive int, else :class:`ConfigError` naming it."""
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ConfigError(f"channels {channels!r}: must be a positive integer (the images' bands)")
+    return channels
 
 
 def check_choice(option: str, value, choices) -> None:

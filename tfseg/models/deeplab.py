@@ -30,7 +30,7 @@ import keras
 
 from tfseg.config import default
 from tfseg.errors import ConfigError
-from tfseg.models.blocks import conv_bn_relu, output_head
+from tfseg.models.blocks import check_channels, conv_bn_relu, output_head
 from tfseg.models.encoder_unet import check_common_options
 from tfseg.models.encoders import build_encoder, check_image_size, get_encoder_spec
 from tfseg.models.registry import register_model
@@ -116,7 +116,7 @@ def build_deeplabv3plus(
         if int(value) < 1:
             raise ConfigError(f"{label} {value!r}: must be a positive integer")
 
-    images = keras.Input((height, width, channels), name="images", dtype="float32")
+    images = keras.Input((height, width, check_channels(channels)), name="images", dtype="float32")
     features = build_encoder(encoder, images, weights=encoder_weights, strides=(4, 16), channels=channels)
     x = aspp(features[16], int(aspp_filters), rates, batch_norm, float(dropout))
     x = keras.layers.UpSampling2D(4, interpolation="bilinear", name="aspp_up")(x)

@@ -19,7 +19,7 @@ import keras
 
 from tfseg.errors import ConfigError
 from tfseg.config import UPSAMPLINGS, default
-from tfseg.models.blocks import check_common, conv_bn_relu, output_head, upsampled
+from tfseg.models.blocks import check_channels, check_common, conv_bn_relu, output_head, upsampled
 from tfseg.models.encoders import STRIDES, build_encoder, check_image_size, get_encoder_spec
 
 
@@ -96,7 +96,7 @@ def build_encoder_unet(
     if upsampling not in UPSAMPLINGS:
         raise ConfigError(f"upsampling {upsampling!r}: choose one of {', '.join(UPSAMPLINGS)}")
 
-    images = keras.Input((height, width, channels), name="images", dtype="float32")
+    images = keras.Input((height, width, check_channels(channels)), name="images", dtype="float32")
     features = build_encoder(encoder, images, weights=encoder_weights, channels=channels)
     x = features[STRIDES[-1]]
     skip_strides = list(reversed(STRIDES[:-1])) + [None]  # 16, 8, 4, 2, then full size

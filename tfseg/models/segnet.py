@@ -36,6 +36,7 @@ def build_segnet(
     base_filters=default("base_filters"),
     batch_norm=default("batch_norm"),
     dropout=default("dropout"),
+    channels=3,
 ):
     """A SegNet returning per-pixel probabilities.
 
@@ -46,6 +47,7 @@ def build_segnet(
             checked when the model is called.
         num_classes: 1 = binary (sigmoid, ``[B, H, W, 1]``); more = softmax over
             ``[B, H, W, num_classes]``.
+        channels: bands of the input images (3: RGB).
         variant: ``"indices"`` (paper: pooling indices + unpooling; also ``None``) or ``"simple"``
             (the lesson's: bilinear upsampling, no indices). Only ``"simple"`` is built from Keras
             layers alone (its ``.keras`` file loads with plain Keras); the indices need
@@ -75,7 +77,7 @@ def build_segnet(
     check_choice("variant", variant, VARIANTS)
     check_common(num_classes, depth, base_filters, dropout, batch_norm)
     height, width = image_shape(image_size, 2**depth, "segnet")
-    inputs, x = model_input(height, width, 2**depth)
+    inputs, x = model_input(height, width, 2**depth, channels)
     if variant == "indices":
         features = _indices_segnet(x, depth, base_filters, batch_norm, dropout)
     else:

@@ -75,6 +75,7 @@ def build_plain_unet(
     batch_norm=default("batch_norm"),
     dropout=default("dropout"),
     upsampling=default("upsampling"),
+    channels=3,
 ):
     """The U-Net of the paper, scaled by ``depth`` and ``base_filters``.
 
@@ -88,6 +89,7 @@ def build_plain_unet(
         image_size: int or ``(height, width)``, multiples of ``2**depth``; ``None``: any such size,
             checked when the model is called (:class:`tfseg.layers.SizeCheck`).
         num_classes: output channels (sigmoid for 1, softmax otherwise).
+        channels: bands of the input images (3: RGB).
         depth: number of poolings (and of decoder stages).
         base_filters: channels of the first stage; doubled at each stage down.
         batch_norm: batch normalization after every convolution: ``True`` (``keras.layers.BatchNormalization``),
@@ -103,7 +105,7 @@ def build_plain_unet(
     check_choice("upsampling", upsampling, UPSAMPLINGS)
     height, width = image_shape(image_size, 2**depth, "unet")
 
-    inputs, x = model_input(height, width, 2**depth)
+    inputs, x = model_input(height, width, 2**depth, channels)
     skips = []
     for level in range(depth):
         rate = dropout if level == depth - 1 else 0.0

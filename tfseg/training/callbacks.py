@@ -371,8 +371,9 @@ class WholeImageValidation(keras.callbacks.Callback):
         scale: the run's ``scale`` (images are resized by it before the windows run).
     """
 
-    def __init__(self, dataset, num_classes: int, scale: float = 1.0, ignore_class=None):
+    def __init__(self, dataset, num_classes: int, scale: float = 1.0, ignore_class=None, pixel_options=None):
         super().__init__()
+        self.pixel_options = dict(pixel_options or {})  # the run's dtype and normalisation (TrainConfig.pixel_options)
         self.dataset = dataset
         self.num_classes = int(num_classes)
         self.scale = float(scale)
@@ -384,7 +385,7 @@ class WholeImageValidation(keras.callbacks.Callback):
 
         if logs is None:
             return
-        settings = Settings.of_model(self.model, tiled=True, scale=self.scale)
+        settings = Settings.of_model(self.model, tiled=True, scale=self.scale, **self.pixel_options)
         scores = score_split(settings, keras_windows(self.model), self.dataset, loss=self.model.loss,
                              ignore_class=self.ignore_class, desc="validating")
         for name, value in scores.items():

@@ -189,7 +189,7 @@ def make_callbacks(config, run_dir, throughput, nan_guard, backup, val_dataset, 
             monitor=MONITOR, mode="max", factor=0.5, patience=max(2, config.patience // 2), min_lr=1e-6
         )
     validation = [] if config.patch_size is None else [
-        WholeImageValidation(val_dataset, num_classes, config.scale, config.ignore_class)]
+        WholeImageValidation(val_dataset, num_classes, config.scale, config.ignore_class, config.pixel_options())]
     callbacks = [
         throughput,
         nan_guard,

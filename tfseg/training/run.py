@@ -144,6 +144,9 @@ def _train_locked(config: TrainConfig, verbose: int, force_new: bool, strategy, 
             config = dataclasses.replace(config, ignore_class=source.ignore_class)
         refuse_inside_source(run_dir, source)  # a run folder among the images would be read as data
         ids = split_ids(source, config)
+        # What the data is (bands, value type) and how it is normalised: stored in config.json (tfseg.data.bands).
+        data_settings = data_form_settings(config, source)
+        config, given = dataclasses.replace(config, **data_settings), dataclasses.replace(given, **data_settings)
         if config.patch_size is not None:
             from tfseg.data.patches import warn_if_patch_larger_than_every_image
 
@@ -275,8 +278,14 @@ def describe_run(config: TrainConfig, ids: Dict[str, List[str]], num_classes: in
     else:
         size = f"images resized to {config.image_size}x{config.image_size}"
     replicas = int(strategy.num_replicas_in_sync)
+    pixels = ""
+    if config.channels is not None and (config.channels, config.input_dtype) != (3, "uint8"):
+        from tfseg.data.bands import Form, Normalization
+
+        pixels = (f"; {Form(config.channels, config.input_dtype, photo=False).describe()}, normalised "
+                  f"{Normalization.parse(config.normalization).describe()}")
     return (f"training {config.model} on {config.data}: {total} samples, split train {len(ids['train'])} / "
-            f"val {len(ids['val'])} / test {len(ids['test'])}; {classes}; {size}; precision {policy}; "
+            f"val {len(ids['val'])} / test {len(ids['test'])}; {classes}{pixels}; {size}; precision {policy}; "
             f"strategy {distribute.strategy_name(strategy)} ({replicas} replica{'s' if replicas != 1 else ''}, "
             f"batch {config.batch_size} per replica, {distribute.global_batch_size(config.batch_size, strategy)} "
             f"in all); {describe_learning_rate(config)}; {config.epochs} epochs into {run_dir_of(config)}")
@@ -307,11 +316,24 @@ def run_class_weights(config: TrainConfig, source, train_ids, num_classes: int) 
                                  config.ignore_class)
 
 
+def data_form_settings(config: TrainConfig, source) -> Dict[str, Any]:
+    """``{"normalization": dict, "channels": int, "input_dtype": str}`` of a run: the source's bands and
+    value type, and the normalisation (:func:`tfseg.data.pipeline.resolve_normalization`: ``auto`` gives
+    ``x / 255`` for 8-bit images, else per-band numbers measured on the training split)."""
+    from tfseg.data.pipeline import resolve_normalization
+
+    norm = resolve_normalization(config.normalization, source, config.seed, config.split_fractions())
+    form = source.image_form
+    return {"normalization": norm.to_dict(), "channels": form.channels, "input_dtype": form.dtype}
+
+
 def tiling_options(config: TrainConfig) -> Dict[str, Any]:
-    """``export_saved_model`` options of a run: a patch-trained model serves whole images by sliding window."""
+    """Inference options of a run (``Settings.of_model``, ``export_saved_model``): its images' value type
+    and normalisation; a patch-trained model serves whole images by sliding window."""
+    options = config.pixel_options()
     if config.patch_size is None:
-        return {}
-    return {"tiled": True, "scale": config.scale}
+        return options
+    return {**options, "tiled": True, "scale": config.scale}
 
 
 def split_ids(source, config: TrainConfig) -> Dict[str, List[str]]:
@@ -358,6 +380,7 @@ def load_split(split: str, config: TrainConfig, num_classes: int, strategy=None,
         num_classes=num_classes,
         repeat=train_split and config.steps_per_epoch is not None,
         skip_bad=config.skip_bad,
+        normalization=config.normalization,
         border_weight=config.border_weight if train_split else None,
         **size,
         **pipeline_options(config.batch_size, strategy, split),

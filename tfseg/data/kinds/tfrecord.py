@@ -11,6 +11,7 @@ import logging
 from typing import List, Optional, Sequence
 
 from tfseg import fileio
+from tfseg.data.bands import Form
 from tfseg.data.sources import Source, register_source
 from tfseg.data.spec import SourceSpec
 from tfseg.data.tfrecord import read_manifest, shard_problem
@@ -47,6 +48,9 @@ class TfrecordSource(Source):
         self.set_mask_settings(num_classes, ignore_class, mask_threshold, own_classes=int(self.manifest["num_classes"]))
         self.skip_bad = bool(skip_bad)
         self.skipped = [tuple(item) for item in self.manifest.get("skipped", [])]
+        if "image_form" in self.manifest:  # data images (tfseg.data.bands), stored as tensors
+            self.image_form = Form(int(self.manifest["image_form"]["channels"]), self.manifest["image_form"]["dtype"],
+                                   photo=False)
         shards = self.manifest["shards"]
         found = {index: shard_problem(fileio.join(self.folder, shard["file"]), shard)
                  for index, shard in enumerate(shards)}
@@ -111,8 +115,14 @@ class TfrecordSource(Source):
             # Stop reading once every wanted record has gone by.
             parsed = parsed.filter(lambda example: table.lookup(example["id"]) > 0).take(len(wanted))
 
+        form = self.image_form
+
         def decode(example):
-            image = tf.ensure_shape(tf.io.decode_png(example["image"], channels=3), [None, None, 3])
+            if form.photo:
+                image = tf.ensure_shape(tf.io.decode_png(example["image"], channels=3), [None, None, 3])
+            else:
+                image = tf.ensure_shape(tf.io.parse_tensor(example["image"], tf.as_dtype(form.storage_dtype)),
+                                        [None, None, form.channels])
             mask = tf.ensure_shape(tf.io.decode_png(example["mask"], channels=1), [None, None, 1])
             return {"id": example["id"], "image": image, "mask": mask}
 
