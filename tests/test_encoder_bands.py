@@ -174,3 +174,39 @@ def test_adapted_bands_encoder_runs_under_jax(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"shape": [1, SIZE, SIZE, 1], "tf": False, "bands": 4}
+
+
+@pytest.mark.parametrize("mode", ["tf", "torch", "caffe"])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_standardized_bands_reach_the_backbone_as_imagenet_photographs_would(mode, channels):
+    # z-scored bands (per_band normalisation) become ImageNet's per-band statistics in [0, 1] before the
+    # mode's own preprocessing: z = 0 lands on the mode's map of ImageNet's mean, z = 1 one ImageNet std above
+    mean, std = band_statistics("torch", channels)
+    z = np.array([[[[0.0] * channels]], [[[1.0] * channels]]], "float32")
+    photo_like = np.asarray(encoders.imagenet_statistics_layer(channels)(z))
+    np.testing.assert_allclose(photo_like[0, 0, 0], mean, atol=1e-6)
+    np.testing.assert_allclose(photo_like[1, 0, 0], np.add(mean, std), atol=1e-6)
+    processed = np.asarray(preprocessing_layer(mode, channels=channels)(photo_like))
+    if mode == "torch":  # torch mode standardises with the same statistics: the map is the identity
+        np.testing.assert_allclose(processed, z, atol=1e-5)
+
+
+def test_the_run_config_asks_encoders_for_standardized_inputs_under_per_band_normalisation():
+    from tfseg.config import TrainConfig
+    from tfseg.models import accepted_options, build_model
+
+    per_band = {"kind": "per_band", "mean": [1000.0] * 4, "std": [200.0] * 4}
+    for normalization, encoder, expected in [(per_band, "mobilenetv2", True), ("per_band", "mobilenetv2", True),
+                                             ("uint8", "mobilenetv2", False), ("minmax:0,4095", "mobilenetv2", False),
+                                             ("auto", "mobilenetv2", False), (per_band, None, False)]:
+        config = TrainConfig(encoder=encoder, encoder_weights=None, normalization=normalization, channels=4)
+        options = config.model_options(accepted_options(config.model, **config.model_options()))
+        assert options.get("standardized_inputs", False) is expected, (normalization, encoder)
+    config = TrainConfig(encoder="mobilenetv2", encoder_weights=None, normalization=per_band, channels=4,
+                         image_size=32)
+    options = config.model_options(accepted_options(config.model, **config.model_options()))
+    model = build_model(config.model, 32, 1, **options)
+    names = [layer.name for layer in model.layers]
+    assert names.index("imagenet_statistics") < names.index(encoders.PREPROCESSING_NAME)
+    plain = build_model(config.model, 32, 1, **{**options, "standardized_inputs": False})
+    assert "imagenet_statistics" not in [layer.name for layer in plain.layers]

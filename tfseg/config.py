@@ -291,11 +291,21 @@ class TrainConfig:
         if self.encoder:
             options["encoder"] = self.encoder
             options["encoder_weights"] = self.encoder_weights
+            if self.normalization_kind() == "per_band":  # z-scored bands: the backbone's preprocessing expects [0, 1]
+                options["standardized_inputs"] = True
         if accepted is None:
             return options
         defaults = TrainConfig.__dataclass_fields__
         return {name: value for name, value in options.items()
-                if name in accepted or name == "channels" or value != defaults[name].default}
+                if name in accepted or name in ("channels", "standardized_inputs") or value != defaults[name].default}
+
+    def normalization_kind(self) -> Optional[str]:
+        """``"uint8"``, ``"per_band"``, ``"minmax"``, or ``None`` while the data has not decided (``auto``)."""
+        value = self.normalization
+        kind = value.get("kind") if isinstance(value, dict) else value
+        if isinstance(kind, str) and kind.startswith("minmax"):
+            return "minmax"
+        return None if kind in (None, "auto") else kind
 
     def pixel_options(self) -> Dict[str, Any]:
         """The :class:`tfseg.segment.Settings` fields a run's data decides: ``{"dtype": ..., "normalization": ...}``

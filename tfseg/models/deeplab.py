@@ -70,6 +70,7 @@ def build_deeplabv3plus(
     batch_norm=default("batch_norm"),
     dropout: float = default("dropout"),
     channels: int = 3,
+    standardized_inputs: bool = False,
 ) -> keras.Model:
     """DeepLabV3+ on a keras.applications encoder.
 
@@ -91,6 +92,8 @@ def build_deeplabv3plus(
             implementation uses 0.1).
         channels: input bands; pretrained RGB weights are adapted to other counts
             (:mod:`tfseg.models.encoders`).
+        standardized_inputs: the input is z-scored per band (``--normalization per_band``), not in
+            [0, 1] (:func:`tfseg.models.encoders.build_encoder`).
 
     Returns:
         A functional ``keras.Model`` named ``deeplabv3plus_<encoder>``: input ``images``
@@ -117,7 +120,8 @@ def build_deeplabv3plus(
             raise ConfigError(f"{label} {value!r}: must be a positive integer")
 
     images = keras.Input((height, width, check_channels(channels)), name="images", dtype="float32")
-    features = build_encoder(encoder, images, weights=encoder_weights, strides=(4, 16), channels=channels)
+    features = build_encoder(encoder, images, weights=encoder_weights, strides=(4, 16), channels=channels,
+                             standardized_inputs=standardized_inputs)
     x = aspp(features[16], int(aspp_filters), rates, batch_norm, float(dropout))
     x = keras.layers.UpSampling2D(4, interpolation="bilinear", name="aspp_up")(x)
     low = conv_bn_relu(features[4], int(low_level_filters), kernel_size=1, batch_norm=batch_norm, name="low_level_proj")

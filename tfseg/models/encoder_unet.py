@@ -51,6 +51,7 @@ def build_encoder_unet(
     upsampling: str = default("upsampling"),
     base_filters: int = default("base_filters"),
     channels: int = 3,
+    standardized_inputs: bool = False,
 ) -> keras.Model:
     """A U-Net whose encoder is a keras.applications backbone.
 
@@ -73,6 +74,8 @@ def build_encoder_unet(
             U-Net's option of the same name, so ``tfseg train --base-filters`` works).
         channels: input bands; pretrained RGB weights are adapted to other counts
             (:mod:`tfseg.models.encoders`).
+        standardized_inputs: the input is z-scored per band (``--normalization per_band``), not in
+            [0, 1] (:func:`tfseg.models.encoders.build_encoder`).
 
     Returns:
         A functional ``keras.Model`` named ``unet_<encoder>``: input ``images`` float32
@@ -97,7 +100,8 @@ def build_encoder_unet(
         raise ConfigError(f"upsampling {upsampling!r}: choose one of {', '.join(UPSAMPLINGS)}")
 
     images = keras.Input((height, width, check_channels(channels)), name="images", dtype="float32")
-    features = build_encoder(encoder, images, weights=encoder_weights, channels=channels)
+    features = build_encoder(encoder, images, weights=encoder_weights, channels=channels,
+                             standardized_inputs=standardized_inputs)
     x = features[STRIDES[-1]]
     skip_strides = list(reversed(STRIDES[:-1])) + [None]  # 16, 8, 4, 2, then full size
     for index, (filters, stride) in enumerate(zip(decoder_filters, skip_strides), start=1):

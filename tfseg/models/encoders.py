@@ -259,6 +259,26 @@ def preprocessing_layer(mode: str, name: str = PREPROCESSING_NAME, channels: int
     return layer
 
 
+def imagenet_statistics_layer(channels: int = 3, name: str = "imagenet_statistics") -> keras.layers.Layer:
+    """Standardised bands (mean 0, std 1) -> bands with ImageNet's mean and std in ``[0, 1]``.
+
+    ``x * std + mean`` per band, with ``(mean, std) = band_statistics("torch", channels)``, as a
+    ``keras.layers.Normalization`` (``mean = -mean / std``, ``variance = 1 / std**2``) computed in
+    float32: what an ImageNet backbone's preprocessing (:func:`preprocessing_layer`) expects of a
+    photograph in ``[0, 1]``, so that z-scored data images reach the pretrained first convolution
+    on the scale its weights were trained for, in every preprocessing mode.
+
+    Example:
+
+    >>> layer = imagenet_statistics_layer(3)
+    >>> [round(float(v), 3) for v in np.asarray(layer(np.zeros((1, 1, 1, 3), "float32")))[0, 0, 0]]
+    [0.485, 0.456, 0.406]
+    """
+    mean, std = band_statistics("torch", channels)
+    return keras.layers.Normalization(mean=[-m / s for m, s in zip(mean, std)], variance=[1.0 / (s * s) for s in std],
+                                      name=name, dtype="float32")
+
+
 @keras.saving.register_keras_serializable(package="tfseg")
 class ImageNetPreprocessing(keras.layers.Layer):
     """Map images in ``[0, 1]`` to what an ImageNet backbone was trained on (models built before the
@@ -466,6 +486,7 @@ def build_encoder(
     weights: Optional[str] = "imagenet",
     strides: Sequence[int] = STRIDES,
     channels: Optional[int] = None,
+    standardized_inputs: bool = False,
 ) -> Dict[int, "keras.KerasTensor"]:
     """Apply preprocessing + the pretrained backbone ``name`` to ``input_tensor``.
 
@@ -486,6 +507,11 @@ def build_encoder(
         strides: which feature maps to return (subset of 2, 4, 8, 16, 32).
         channels: the input's bands ``C``; ``None``: ``input_tensor``'s last axis. Pretrained RGB
             weights are adapted to ``C != 3`` (module docstring, :func:`adapt_first_kernel`).
+        standardized_inputs: the input is standardised per band (mean 0, std 1: data images under
+            ``--normalization per_band``), not in ``[0, 1]``; a layer
+            (:func:`imagenet_statistics_layer`) first gives each band ImageNet's mean and std in
+            ``[0, 1]`` (band ``i`` those of RGB channel ``i mod 3``), then the backbone's own
+            preprocessing runs as for photographs.
 
     Returns:
         ``{stride: Keras tensor [B, H/stride, W/stride, C]}``.
@@ -518,7 +544,8 @@ def build_encoder(
     )
     if weights is not None:
         _freeze_batchnorm(encoder)
-    x = preprocessing_layer(spec.preprocessing, channels=channels)(input_tensor)
+    x = imagenet_statistics_layer(channels)(input_tensor) if standardized_inputs else input_tensor
+    x = preprocessing_layer(spec.preprocessing, channels=channels)(x)
     features = encoder(x)
     return dict(zip(strides, features))
 
