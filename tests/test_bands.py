@@ -384,3 +384,23 @@ def test_fold_ensemble_refuses_folds_normalised_with_their_own_numbers(tmp_path)
         (tmp_path / f"fold-{fold}" / "metrics.json").write_text("{}")  # complete (no model needed: refused first)
     with pytest.raises(TfsegError, match="normalised their images each with their own numbers"):
         load_fold_ensemble(str(tmp_path))
+
+
+def test_the_folds_of_a_cross_validation_measure_the_same_per_band_numbers(tmp_path):
+    from tfseg.data.bands import band_statistics
+    from tfseg.data.splits import FoldSplit
+
+    rng = np.random.default_rng(3)
+    arrays = {f"a{i:02d}.tif": (rng.integers(0, 4096, (6, 6, 2)) + 500 * i).astype(np.uint16) for i in range(20)}
+    writers = {name: (lambda path, a=a: tifffile.imwrite(path, a, planarconfig="contig"), 6)
+               for name, a in arrays.items()}
+    folder = open_source(_folder(tmp_path, writers))
+    fractions = (0.7, 0.15, 0.15)
+    folds = [resolve_normalization(None, folder, 0, FoldSplit(fractions, fold, 3)) for fold in (1, 2, 3)]
+    assert folds[0] == folds[1] == folds[2] and folds[0].kind == "per_band"
+    non_test = sorted(set(folder.ids()) - set(folder.split_ids("test", seed=0, fractions=fractions)))
+    expected = band_statistics(arrays[f"{i}.tif"] for i in non_test)
+    np.testing.assert_allclose(folds[0].mean, expected.mean, rtol=1e-6)
+    np.testing.assert_allclose(folds[0].std, expected.std, rtol=1e-6)
+    # a single run measures its own training split only (other images, other numbers)
+    assert resolve_normalization(None, folder, 0, fractions) != folds[0]

@@ -175,9 +175,10 @@ def load_fold_ensemble(root: str, require_finite: bool = True, check_run: bool =
     norms = {json.dumps(config.normalization, sort_keys=True) for config in map(saved_config, fold_runs(root))
              if config is not None and config.normalization not in (None, "auto")}
     if len(norms) > 1:
-        raise TfsegError(f"model {root}: its folds normalised their images each with their own numbers (per-band "
-                         "statistics of each fold's training split), so one input cannot serve them all: use one "
-                         "fold (RUN_DIR/fold-I), or train the folds with --normalization minmax:MIN,MAX")
+        raise TfsegError(f"model {root}: its folds normalised their images each with their own numbers (other "
+                         "--normalization values, or per-band statistics of each fold's own split), so one input "
+                         "cannot serve them all: use one fold (RUN_DIR/fold-I), or train the folds with one "
+                         "--normalization")
     members = [load_keras_model(fileio.join(run_dir, "model.keras"), compile=False, require_finite=require_finite,
                                 check_run=check_run) for run_dir in fold_runs(root)]
     try:

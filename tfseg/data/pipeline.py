@@ -35,7 +35,7 @@ from tfseg.data.pixels import RESIZE_ANTIALIAS, RESIZE_METHOD, resize_image  # n
 from tfseg.data.patches import DEFAULT_FOREGROUND_FRACTION, check_patch_options, random_patch, rescale_example
 from tfseg.data.sources import Source, check_opened, open_source, source_class
 from tfseg.data.spec import parse_source
-from tfseg.data.splits import SPLITS, validate_fractions
+from tfseg.data.splits import SPLITS, FoldSplit, validate_fractions
 from tfseg.config import CACHES, DEFAULT_FRACTIONS, image_hw
 from tfseg.errors import ConfigError, TfsegError
 
@@ -339,14 +339,21 @@ def resolve_normalization(normalization, source: Source, seed: Optional[int] = 0
                           fractions=DEFAULT_FRACTIONS) -> Normalization:
     """``normalization`` for an opened ``source``: ``None`` -> :func:`tfseg.data.bands.default_normalization`
     (``x / 255`` for 8-bit images); ``per_band`` without numbers -> measured on the ``train`` split
-    (:func:`tfseg.data.bands.band_statistics`, every pixel at native size).
+    (:func:`tfseg.data.bands.band_statistics`, every pixel at native size); a fold of a
+    cross-validation (:class:`~tfseg.data.splits.FoldSplit`) measures every non-test sample (its
+    training and validation folds), so that all folds normalise alike and their ensemble takes
+    one input (image statistics only: no mask is read).
 
     Raises:
         ConfigError: per-band numbers for another band count than the source's.
     """
     norm = Normalization.parse(normalization) or default_normalization(source.image_form)
     if not norm.measured:
-        ids = source.split_ids("train", seed=0 if seed is None else seed, fractions=validate_fractions(fractions))
+        fractions = validate_fractions(fractions)
+        seed = 0 if seed is None else seed
+        ids = source.split_ids("train", seed=seed, fractions=fractions)
+        if isinstance(fractions, FoldSplit):  # every fold's run measures the same pixels: its folds' ensemble
+            ids = sorted([*ids, *source.split_ids("val", seed=seed, fractions=fractions)])  # takes one input
         norm = band_statistics(example["image"].numpy() for example in source.examples(ids))
     norm.check_channels(source.image_form.channels, f"the images of {source.spec.text!r}")
     return norm
