@@ -11,7 +11,7 @@ import pytest
 from tfseg import cli
 from tfseg.errors import TfsegError
 
-from tests.sources_testdata import write_ph2
+from sources_testdata import write_ph2
 
 FOLDS = 3
 TINY = ["--image-size", "32", "--base-filters", "4", "--depth", "2", "--epochs", "1", "--batch-size", "8",

@@ -71,6 +71,11 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
     ),
     # Data images: which files keep their bands, reading them, normalisation and band statistics.
     "bands": ("tfseg/data/bands.py", None, ["tests/test_bands.py"], ["-m", "not slow"]),
+    "pipeline_normalization": ("tfseg/data/pipeline.py", ["resolve_normalization"], ["tests/test_bands.py"],
+                               ["-m", "not slow"]),
+    "config_models": ("tfseg/config.py", ["model_options", "normalization_kind"],
+                      ["tests/test_encoder_bands.py", "tests/test_models.py"],
+                      ["-k", "standardized or train_config or foreign or model_setting or old_run_config"]),
     "tiling": ("tfseg/tiling.py", None, ["tests/test_tiling.py", "tests/test_segment.py"],
                ["-k", "not jax and (not every_model_kind or keras)"]),
     "patches": ("tfseg/data/patches.py", None, ["tests/test_patches.py"], []),
@@ -143,7 +148,7 @@ TARGETS: Dict[str, Tuple[str, Optional[Sequence[str]], Sequence[str], Sequence[s
     "encoder_bands": (
         "tfseg/models/encoders.py",
         ["band_statistics", "_per_band", "preprocessing_layer", "adapt_first_kernel", "copy_adapted_weights",
-         "check_channels", "_backbone"],
+         "check_channels", "_backbone", "imagenet_statistics_layer"],
         ["tests/test_encoder_bands.py"],
         ["-k", "not round_trips and not build_and_predict"],
     ),
