@@ -402,5 +402,7 @@ def test_the_folds_of_a_cross_validation_measure_the_same_per_band_numbers(tmp_p
     expected = band_statistics(arrays[f"{i}.tif"] for i in non_test)
     np.testing.assert_allclose(folds[0].mean, expected.mean, rtol=1e-6)
     np.testing.assert_allclose(folds[0].std, expected.std, rtol=1e-6)
-    # a single run measures its own training split only (other images, other numbers)
+    # a single run measures its own training split only (other images, other numbers); no seed is seed 0
     assert resolve_normalization(None, folder, 0, fractions) != folds[0]
+    assert resolve_normalization(None, folder, None, fractions) == resolve_normalization(None, folder, 0, fractions)
+    assert resolve_normalization(None, folder, 1, fractions) != resolve_normalization(None, folder, 0, fractions)

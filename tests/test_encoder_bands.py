@@ -195,6 +195,10 @@ def test_the_run_config_asks_encoders_for_standardized_inputs_under_per_band_nor
     from tfseg.config import TrainConfig
     from tfseg.models import accepted_options, build_model
 
+    # the bands the data decided, else RGB; every option the model takes is passed, at its default too
+    assert TrainConfig().model_options()["channels"] == 3 and TrainConfig(channels=4).model_options()["channels"] == 4
+    plain = TrainConfig().model_options(accepted_options("unet", **TrainConfig().model_options()))
+    assert {"depth", "base_filters", "channels"} <= set(plain) and "standardized_inputs" not in plain
     per_band = {"kind": "per_band", "mean": [1000.0] * 4, "std": [200.0] * 4}
     for normalization, encoder, expected in [(per_band, "mobilenetv2", True), ("per_band", "mobilenetv2", True),
                                              ("uint8", "mobilenetv2", False), ("minmax:0,4095", "mobilenetv2", False),

@@ -259,7 +259,7 @@ def preprocessing_layer(mode: str, name: str = PREPROCESSING_NAME, channels: int
     return layer
 
 
-def imagenet_statistics_layer(channels: int = 3, name: str = "imagenet_statistics") -> keras.layers.Layer:
+def imagenet_statistics_layer(channels: int, name: str = "imagenet_statistics") -> keras.layers.Layer:
     """Standardised bands (mean 0, std 1) -> bands with ImageNet's mean and std in ``[0, 1]``.
 
     ``x * std + mean`` per band, with ``(mean, std) = band_statistics("torch", channels)``, as a
