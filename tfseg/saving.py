@@ -171,8 +171,9 @@ def load_fold_ensemble(root: str, require_finite: bool = True, check_run: bool =
     from tfseg.training.cv import fold_runs
     from tfseg.training.run_folder import saved_config
 
+    runs = fold_runs(root)
     # One input for every fold: their images must be normalised alike (tfseg.data.bands).
-    norms = {json.dumps(config.normalization, sort_keys=True) for config in map(saved_config, fold_runs(root))
+    norms = {json.dumps(config.normalization, sort_keys=True) for config in map(saved_config, runs)
              if config is not None and config.normalization not in (None, "auto")}
     if len(norms) > 1:
         raise TfsegError(f"model {root}: its folds normalised their images each with their own numbers (other "
@@ -180,7 +181,7 @@ def load_fold_ensemble(root: str, require_finite: bool = True, check_run: bool =
                          "cannot serve them all: use one fold (RUN_DIR/fold-I), or train the folds with one "
                          "--normalization")
     members = [load_keras_model(fileio.join(run_dir, "model.keras"), compile=False, require_finite=require_finite,
-                                check_run=check_run) for run_dir in fold_runs(root)]
+                                check_run=check_run) for run_dir in runs]
     try:
         return average_models(members)
     except ValueError as err:
